@@ -1,0 +1,159 @@
+"""Loading and saving VoCo checkpoints: transformers LLaVA folders plus `voco.json`.
+
+A checkpoint folder holds what `LlavaForConditionalGeneration.save_pretrained` writes (config,
+safetensors), the tokenizer files, `voco.json`, and for the `pool` compressor
+`voco_compressor.safetensors`. A plain LLaVA checkpoint (no `voco.json`) loads too: the `<voco>`
+token is added and the embeddings grow with the mean of the existing rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
+from transformers.utils import logging as hf_logging
+
+from voco.config import VOCO_JSON, VoCoConfig
+from voco.model import VoCoModel, build_lm, make_projector
+
+POOL_WEIGHTS = "voco_compressor.safetensors"
+BUNDLED = Path(__file__).parent / "checkpoints"
+log = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """`"default"` (or another bundled name) -> its folder in the package; otherwise a local folder."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and (BUNDLED / str(name_or_path)).is_dir():
+        path = BUNDLED / str(name_or_path)
+    if not path.exists():
+        bundled = sorted(p.name for p in BUNDLED.glob("*") if p.is_dir()) if BUNDLED.is_dir() else []
+        raise FileNotFoundError(
+            f"no checkpoint at {name_or_path!r}: pass a local checkpoint folder (nothing is downloaded) "
+            f"or a bundled name {bundled or '(none installed yet: train one with python -m voco.train)'}"
+        )
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json: it is not a transformers checkpoint folder")
+    return path
+
+
+def load_checkpoint(
+    name_or_path: str | Path = "default",
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    **overrides,
+) -> VoCoModel:
+    """Load a VoCo or plain LLaVA checkpoint; `overrides` replace `voco.json` fields (e.g. k=2)."""
+    path = resolve_checkpoint(name_or_path)
+    config = AutoConfig.from_pretrained(path)
+    if not isinstance(config, LlavaConfig):
+        raise ValueError(
+            f"{path} holds a {type(config).__name__} ({config.model_type!r}); VoCo needs a LLaVA-family "
+            "checkpoint (model_type 'llava': vision tower + projector + decoder LM)"
+        )
+    has_voco = (path / VOCO_JSON).is_file()
+    if has_voco:
+        voco = dataclasses.replace(VoCoConfig.load(path), **overrides)
+    else:
+        voco = VoCoConfig(voco_tuned=False, **overrides)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"{path}: cannot load the tokenizer ({err}); a checkpoint needs its tokenizer files") from err
+
+    # LLaVA's own projector is mlp2x_gelu; a linear one is saved as `linear_1` only, so silence the
+    # missing-`linear_2` report that loading it through LLaVA's class gives.
+    quiet = voco.projector == "linear"
+    level = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        llava = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype or torch.float32)
+    finally:
+        hf_logging.set_verbosity(level)
+    model = from_llava(llava, tokenizer, voco, add_tokens=not has_voco)
+    if voco.compressor == "pool":
+        weights = path / POOL_WEIGHTS
+        if weights.is_file():
+            model.pool.load_state_dict(load_file(weights))
+        elif voco.voco_tuned:
+            warnings.warn(f"{path} has no {POOL_WEIGHTS}: the pool compressor starts as plain averaging",
+                          stacklevel=2)
+    if not has_voco:
+        warnings.warn(
+            f"{path} is a plain LLaVA checkpoint that has not been VoCo-tuned: it has a new, untrained "
+            f"{voco.voco_token} token, so answers from its caches will be poor until it is trained "
+            "(python -m voco.train).",
+            stacklevel=2,
+        )
+    return model.to(device).eval()
+
+
+def from_llava(llava: LlavaForConditionalGeneration, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:
+    """Take a transformers LLaVA model apart into a `VoCoModel` (same weights, no copies)."""
+    config = llava.config
+    lm = build_lm(config.text_config, llava.model.language_model, llava.lm_head)
+    if add_tokens:
+        _add_special_tokens(lm, tokenizer, voco)
+        config.text_config.vocab_size = lm.get_input_embeddings().num_embeddings
+    projector = make_projector(config, voco.projector, llava.model.multi_modal_projector)
+    model = VoCoModel(config, voco, llava.model.vision_tower, projector, lm, tokenizer)
+    if model.pool is not None:
+        model.pool.to(model.dtype)
+    return model
+
+
+def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0) -> VoCoModel:
+    """A randomly initialised model (tests, benchmarks, training from scratch)."""
+    torch.manual_seed(seed)
+    llava = LlavaForConditionalGeneration(config).eval()
+    return from_llava(llava, tokenizer, voco, add_tokens=True)
+
+
+def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
+    """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ pool weights)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):
+        llava = LlavaForConditionalGeneration(model.config)
+    llava.model.vision_tower = model.vision_tower
+    llava.model.multi_modal_projector = model.projector
+    llava.model.language_model = model.lm.model
+    llava.lm_head = model.lm.lm_head
+    llava.save_pretrained(path)
+    model.tokenizer.save_pretrained(path)
+    model.voco.save(path)
+    if model.pool is not None:
+        save_file({k: v.contiguous() for k, v in model.pool.state_dict().items()}, path / POOL_WEIGHTS)
+
+
+def _wanted_tokens(tokenizer, voco: VoCoConfig) -> list[str]:
+    tokens = [voco.voco_token]
+    if voco.segment_start_token is not None:
+        tokens.append(voco.segment_start_token)
+    return tokens
+
+
+def _add_special_tokens(lm, tokenizer, voco: VoCoConfig) -> None:
+    """Add `<voco>` (and a segment-start token if asked) with embeddings at the mean of existing rows."""
+    if voco.segment_start_token is None and tokenizer.bos_token_id is None:
+        voco.segment_start_token = "<segment>"  # tokenizers without <bos> (Qwen2) get a start token
+    missing = [t for t in _wanted_tokens(tokenizer, voco) if t not in tokenizer.get_vocab()]
+    if not missing:
+        return
+    tokenizer.add_tokens(missing, special_tokens=True)
+    old = lm.get_input_embeddings().num_embeddings
+    new = max(old, len(tokenizer))
+    if new == old:
+        return
+    lm.resize_token_embeddings(new, mean_resizing=False)
+    with torch.no_grad():
+        for weight in {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}.values():
+            weight[old:] = weight[:old].mean(dim=0, keepdim=True)
+    log.info("added %s to the tokenizer; embeddings %d -> %d rows", missing, old, new)

@@ -1,0 +1,98 @@
+"""`voco.json`: what a checkpoint needs beyond its transformers config (k, compressor, sampling, prompt)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VOCO_JSON = "voco.json"
+COMPRESSORS = ("voco", "full", "pool")
+PROJECTORS = ("mlp2x_gelu", "linear")
+
+
+@dataclass
+class PromptTemplate:
+    """How a question is put around the video caches (LLaVA-1.5 'v1' conversation by default)."""
+
+    system: str = (
+        "A chat between a curious human and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the human's questions."
+    )
+    prefix: str = "{system} USER:"
+    """Text before the video caches; tokenised with the tokenizer's special tokens (<bos>)."""
+    question: str = "\n{question} ASSISTANT:"
+    """Text after the video caches for the first question."""
+    followup: str = "USER: {question} ASSISTANT:"
+    """Text for each later question of a multi-turn chat."""
+    answer_end: str = "</s>"
+    """What closes an assistant answer in the history, and a stop string while decoding."""
+
+    def __post_init__(self) -> None:
+        if "{question}" not in self.question or "{question}" not in self.followup:
+            raise ValueError("prompt templates 'question' and 'followup' must contain '{question}'")
+
+
+@dataclass
+class VoCoConfig:
+    """Settings of a VoCo model, saved as `voco.json` beside the transformers checkpoint."""
+
+    k: int = 1
+    """Tokens kept per segment: `<voco>` tokens for `voco`, pooled tokens for `pool` (m = k)."""
+    compressor: str = "voco"
+    """`voco` (keep the k <voco> tokens), `full` (keep every vision token), `pool` (avg-pool + linear)."""
+    projector: str = "mlp2x_gelu"
+    """Vision-to-LM projector: LLaVA's `mlp2x_gelu` or a single `linear` layer."""
+    frames_per_segment: int = 4
+    """Frames sampled uniformly (by timestamp) from each segment."""
+    segment_seconds: float = 2.0
+    """Length of one segment of video."""
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    voco_token: str = "<voco>"
+    segment_start_token: str | None = None
+    """Token that opens every segment sequence; None means the tokenizer's <bos>."""
+    prompt: PromptTemplate = field(default_factory=PromptTemplate)
+    voco_tuned: bool = True
+    """False for a plain LLaVA checkpoint that has not been trained to compress into <voco> yet."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt, dict):
+            self.prompt = PromptTemplate(**self.prompt)
+        self.image_mean = tuple(float(x) for x in self.image_mean)
+        self.image_std = tuple(float(x) for x in self.image_std)
+        if self.compressor not in COMPRESSORS:
+            raise ValueError(f"compressor must be one of {COMPRESSORS}, got {self.compressor!r}")
+        if self.projector not in PROJECTORS:
+            raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
+        if self.compressor != "full" and self.k < 1:
+            raise ValueError(f"k (tokens kept per segment) must be >= 1, got {self.k}")
+        if self.frames_per_segment < 1:
+            raise ValueError(f"frames_per_segment must be >= 1, got {self.frames_per_segment}")
+        if self.segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be > 0, got {self.segment_seconds}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ValueError("image_mean and image_std need three values each, std > 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VoCoConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {VOCO_JSON} fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder, VOCO_JSON).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> VoCoConfig:
+        path = Path(folder, VOCO_JSON)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is not a valid VoCo config: {err}") from err

@@ -1,0 +1,143 @@
+"""Decoding from VoCo caches: every step is an ordinary causal pass over `past_key_values`.
+
+The published VoCo-LLaMA code decodes wrongly after the first token (its custom mask and cache
+disagree); here the caches are plain KV entries at their timeline positions, so each step is the
+same computation as the single-pass reference (see tests/voco/test_generation.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from voco.cache import SegmentCache
+
+
+@dataclass
+class GenerationConfig:
+    """How to decode an answer."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    """0 means greedy; > 0 samples from softmax(logits / temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    stop: Sequence[str] = field(default_factory=tuple)
+    """Extra stop strings; the prompt's answer_end and 'USER:' always stop."""
+    seed: int | None = None
+    history: Sequence[tuple[str, str]] = ()
+    """Earlier (question, answer) turns of the chat."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def eos_ids(model) -> list[int]:
+    ids = {model.tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model.lm, "generation_config", None), "eos_token_id", None)
+    ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+    return sorted(i for i in ids if i is not None)
+
+
+def next_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> int:
+    """Greedy or temperature / top-p sampling from logits [vocab]."""
+    if cfg.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    if cfg.top_p < 1:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= cfg.top_p  # mass before this token already enough
+        sorted_probs[outside] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class _StopText:
+    """Turns a growing token list into text pieces, cutting at stop strings and holding back
+    text that may still become one (or is an incomplete UTF-8 character)."""
+
+    def __init__(self, tokenizer, stops: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, ids: list[int], final: bool = False) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            end = cut
+        elif final:
+            end = len(text)
+        else:
+            end = len(text.rstrip("\ufffd"))
+            head = text[:end]
+            end -= max((n for s in self.stops for n in range(1, len(s)) if head.endswith(s[:n])), default=0)
+        piece = text[self.emitted : end] if end > self.emitted else ""
+        self.emitted = max(self.emitted, end)
+        return piece
+
+
+@torch.inference_mode()
+def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig) -> Iterator[int]:
+    """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings)."""
+    prefix_ids, suffix_ids = model.prompt_ids(question, cfg.history)
+    past, position = model.past_from_caches(caches, prefix_ids)
+    logits = model.forward_tokens(suffix_ids, past, position)[-1]
+    position += len(suffix_ids)
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator(device=logits.device).manual_seed(cfg.seed)
+    eos = set(eos_ids(model))
+    for step in range(cfg.max_new_tokens):
+        token = next_token(logits, cfg, generator)
+        if token in eos:
+            return
+        yield token
+        if step + 1 < cfg.max_new_tokens:
+            logits = model.forward_tokens([token], past, position)[-1]
+            position += 1
+
+
+def stream(model, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
+    """Text pieces of the answer as they are decoded, cut at the first stop string."""
+    cfg = GenerationConfig(**kwargs)
+    text = _StopText(model.tokenizer, [model.voco.prompt.answer_end, "USER:", *cfg.stop])
+    ids: list[int] = []
+    for token in generate_tokens(model, question, caches, cfg):
+        ids.append(token)
+        piece = text.feed(ids)
+        if piece:
+            yield piece
+        if text.stopped:
+            return
+    piece = text.feed(ids, final=True)
+    if piece:
+        yield piece
+
+
+@torch.inference_mode()
+def score(model, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
+    """Sum of log-probabilities of each candidate's tokens after the prompt; the prompt runs once."""
+    prefix_ids, suffix_ids = model.prompt_ids(question)
+    past, position = model.past_from_caches(caches, prefix_ids)
+    first = torch.log_softmax(model.forward_tokens(suffix_ids, past, position)[-1], dim=-1)
+    position += len(suffix_ids)
+    scores = []
+    for cand in candidates:
+        ids = model.answer_ids(cand)
+        logp = float(first[ids[0]])
+        if len(ids) > 1:
+            logits = model.forward_tokens(ids[:-1], past, position, last_only=False)  # [len-1, vocab]
+            logp += float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None]).sum())
+            past.crop(-(len(ids) - 1))  # back to the prompt for the next candidate
+        scores.append(logp)
+    return scores

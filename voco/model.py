@@ -1,0 +1,326 @@
+"""`VoCoModel`: a LLaVA-family model that compresses video segments into VoCo caches and answers from them.
+
+Two plain causal passes, no custom mask (DESIGN.md):
+  1. compress: each segment's [<seg>, V_1..V_n, <voco>_1..<voco>_k] at positions 0..n+k; keep the
+     KV of the kept tokens -> `SegmentCache` (position-free).
+  2. answer: [prefix KV, caches rotated onto the timeline] as past_key_values; the question and the
+     decoded tokens run as an ordinary causal pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
+
+from voco.cache import SegmentCache, check_caches, place_on_timeline
+from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
+from voco.config import VoCoConfig
+from voco.rope import rotary_inv_freq
+
+Frames = np.ndarray | torch.Tensor  # uint8 [F, H, W, 3]
+
+
+class VoCoModel(nn.Module):
+    """Vision tower -> projector -> decoder LM, with VoCo compression and cached answering."""
+
+    def __init__(
+        self,
+        config: LlavaConfig,
+        voco: VoCoConfig,
+        vision_tower: nn.Module,
+        projector: nn.Module,
+        lm: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+    ):
+        super().__init__()
+        self.config = config
+        self.voco = voco
+        self.vision_tower = vision_tower
+        self.projector = projector
+        self.lm = lm
+        self.tokenizer = tokenizer
+        hidden = config.text_config.hidden_size
+        self.pool = PoolCompressor(hidden, voco.k) if voco.compressor == "pool" else None
+        self.voco_token_id = _token_id(tokenizer, voco.voco_token)
+        if voco.segment_start_token is None:
+            if tokenizer.bos_token_id is None:
+                raise ValueError("the tokenizer has no <bos>: set voco.segment_start_token to a token it has")
+            self.segment_start_id = tokenizer.bos_token_id
+        else:
+            self.segment_start_id = _token_id(tokenizer, voco.segment_start_token)
+        vocab = lm.get_input_embeddings().num_embeddings
+        if max(self.voco_token_id, self.segment_start_id) >= vocab:
+            raise ValueError(
+                f"token ids ({self.voco_token_id}, {self.segment_start_id}) exceed the LM's {vocab} embeddings: "
+                "the tokenizer and the weights come from different checkpoints"
+            )
+        rotary_inv_freq(lm)  # fail now, not at the first question, on a decoder we cannot move keys in
+        self._fingerprint: tuple[tuple, str] | None = None
+        self._prefix_memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ---- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "default", **kwargs) -> VoCoModel:
+        """Load `"default"` (the bundled model), a VoCo checkpoint, or a plain LLaVA checkpoint folder."""
+        from voco.checkpoint import load_checkpoint
+
+        return load_checkpoint(name_or_path, **kwargs)
+
+    def save_pretrained(self, path) -> None:
+        from voco.checkpoint import save_checkpoint
+
+        save_checkpoint(self, path)
+
+    # ---- properties -----------------------------------------------------------------------------
+
+    @property
+    def k(self) -> int:
+        return self.voco.k
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    @property
+    def inv_freq(self) -> torch.Tensor:
+        return rotary_inv_freq(self.lm)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of config + weights; caches carry it so no model reads another's caches."""
+        params = list(self.parameters())
+        version = tuple(p._version for p in params)
+        if self._fingerprint is None or self._fingerprint[0] != version:
+            self._fingerprint = (version, _fingerprint(self))
+        return self._fingerprint[1]
+
+    def layout(self, n_vision: int) -> SegmentLayout:
+        return segment_layout(self.voco.compressor, n_vision, self.k)
+
+    # ---- pass 1: segments -> caches -------------------------------------------------------------
+
+    def pixel_values(self, frames: Sequence[Frames]) -> torch.Tensor:
+        """uint8 segments [B] x [F, H, W, 3] -> normalised pixels [B * F, 3, S, S]."""
+        size = self.config.vision_config.image_size
+        batch = []
+        for i, seg in enumerate(frames):
+            seg = torch.as_tensor(seg)
+            want = self.voco.frames_per_segment
+            if seg.dtype != torch.uint8 or seg.dim() != 4 or seg.shape[-1] != 3 or seg.shape[0] != want:
+                raise ValueError(
+                    f"segment {i}: frames must be uint8 [{want}, H, W, 3] (frames_per_segment={want}), "
+                    f"got {seg.dtype} {tuple(seg.shape)}"
+                )
+            batch.append(seg)
+        x = torch.cat(batch).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # [B*F, 3, H, W]
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        mean = torch.tensor(self.voco.image_mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.voco.image_std, device=x.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(self.dtype)
+
+    def vision_embeds(self, frames: Sequence[Frames]) -> torch.Tensor:
+        """Projected vision embeddings of B segments: [B, n, hidden], n = F * tokens per frame."""
+        pixels = self.pixel_values(frames)  # [B*F, 3, S, S]
+        out = self.vision_tower(pixel_values=pixels, output_hidden_states=True)
+        layer = self.config.vision_feature_layer
+        layers = [layer] if isinstance(layer, int) else list(layer)
+        feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [B*F, p(+1), vision]
+        if self.config.vision_feature_select_strategy == "default":
+            feats = feats[:, 1:]  # drop CLS, as LLaVA does
+        embeds = self.projector(feats)  # [B*F, p, hidden]
+        return embeds.reshape(len(frames), -1, embeds.shape[-1])
+
+    def embed_segment(self, frames: Frames) -> torch.Tensor:
+        """uint8 [F, H, W, 3] -> the segment's projected vision embeddings [n, hidden]."""
+        return self.vision_embeds([frames])[0]
+
+    def sequence_embeds(self, vision: torch.Tensor) -> torch.Tensor:
+        """Vision embeddings [B, n, hidden] -> pass-1 input [B, L_seg, hidden] per the compressor."""
+        B = vision.shape[0]
+        embed = self.lm.get_input_embeddings()
+        start = embed(torch.full((B, 1), self.segment_start_id, device=vision.device))
+        if self.voco.compressor == "pool":
+            return torch.cat([start, self.pool(vision)], dim=1)
+        if self.voco.compressor == "full":
+            return torch.cat([start, vision], dim=1)
+        voco = embed(torch.full((B, self.k), self.voco_token_id, device=vision.device))
+        return torch.cat([start, vision, voco], dim=1)
+
+    def segment_embeds(self, frames: Frames) -> torch.Tensor:
+        """The whole pass-1 input of one segment as the LM reads it: [L_seg, hidden]."""
+        return self.sequence_embeds(self.vision_embeds([frames]))[0]
+
+    def compress_embeds(self, embeds: torch.Tensor, layout: SegmentLayout) -> torch.Tensor:
+        """Pass 1 on B equal-length segment sequences (no padding, no mask), differentiable.
+
+        embeds: [B, L_seg, hidden] -> kept KV [B, layers, 2, kv_heads, kept, head_dim]
+        """
+        B, L, _ = embeds.shape
+        if L != layout.length:
+            raise ValueError(f"segment sequence has {L} tokens, the layout expects {layout.length}")
+        positions = torch.arange(L, device=embeds.device).expand(B, L)
+        out = self.lm.model(inputs_embeds=embeds, position_ids=positions, use_cache=True)
+        s, e = layout.kept_start, layout.kept_start + layout.kept
+        kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.past_key_values.layers]
+        return torch.stack(kept, dim=1)
+
+    @torch.inference_mode()
+    def compress(self, segments: Sequence[Frames], batch_size: int = 8) -> list[SegmentCache]:
+        """Compress segments (each uint8 [F, H, W, 3]) into position-free `SegmentCache`s."""
+        if len(segments) == 0:
+            return []
+        fingerprint = self.fingerprint
+        caches: list[SegmentCache] = []
+        for i in range(0, len(segments), batch_size):
+            vision = self.vision_embeds(segments[i : i + batch_size])  # [B, n, hidden]
+            layout = self.layout(vision.shape[1])
+            kv = self.compress_embeds(self.sequence_embeds(vision), layout)  # [B, L, 2, H, k, D]
+            for seg_kv in kv.cpu():
+                caches.append(SegmentCache(seg_kv.clone(), layout.kept_start, fingerprint, self.voco.compressor))
+        return caches
+
+    # ---- pass 2: caches + question -> logits ----------------------------------------------------
+
+    def prompt_ids(self, question: str, history: Sequence[tuple[str, str]] = ()) -> tuple[list[int], list[int]]:
+        """Token ids of the text before the video caches and after them (question, assistant tag)."""
+        p = self.voco.prompt
+        prefix = self.tokenizer(p.prefix.format(system=p.system), add_special_tokens=True)["input_ids"]
+        turns = [(q, a) for q, a in history] + [(question, None)]
+        text = ""
+        for i, (q, a) in enumerate(turns):
+            text += (p.question if i == 0 else p.followup).format(question=q)
+            if a is not None:
+                text += f" {a}{p.answer_end}"
+        suffix = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(prefix), list(suffix)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids of an assistant answer as it follows the prompt, with its closing text."""
+        return list(self.tokenizer(f" {answer}{self.voco.prompt.answer_end}", add_special_tokens=False)["input_ids"])
+
+    def _prefix_kv(self, prefix_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """KV of the prompt prefix, [layers, kv_heads, P, head_dim] each; memoised per weights."""
+        key = (tuple(prefix_ids), self.fingerprint)
+        if key in self._prefix_memo and not torch.is_grad_enabled():
+            return self._prefix_memo[key]
+        ids = torch.tensor([prefix_ids], device=self.device)
+        positions = torch.arange(len(prefix_ids), device=self.device)[None]
+        out = self.lm.model(input_ids=ids, position_ids=positions, use_cache=True)
+        keys = torch.cat([lay.keys for lay in out.past_key_values.layers])  # [layers, H, P, D]
+        values = torch.cat([lay.values for lay in out.past_key_values.layers])
+        if not torch.is_grad_enabled():
+            self._prefix_memo = {key: (keys, values)}
+        return keys, values
+
+    def past_from_kv(
+        self, kv: torch.Tensor, source_positions: torch.Tensor, prefix_ids: list[int]
+    ) -> tuple[DynamicCache, int]:
+        """[prefix KV, T segment caches placed after it] as a transformers cache, and the next position.
+
+        kv: [T, layers, 2, kv_heads, k, head_dim] (differentiable); source_positions: [T]
+        """
+        prefix_k, prefix_v = self._prefix_kv(prefix_ids)
+        keys, values = place_on_timeline(kv.to(self.device, self.dtype), source_positions, len(prefix_ids),
+                                         self.inv_freq)
+        layers = [
+            (torch.cat((pk, sk), dim=1)[None], torch.cat((pv, sv), dim=1)[None])  # [1, H, P + T*k, D]
+            for pk, sk, pv, sv in zip(prefix_k, keys, prefix_v, values, strict=True)
+        ]
+        return DynamicCache(ddp_cache_data=layers), len(prefix_ids) + keys.shape[2]
+
+    def past_from_caches(self, caches: Sequence[SegmentCache], prefix_ids: list[int]) -> tuple[DynamicCache, int]:
+        """Check the caches belong to this model, then place them after the prefix."""
+        check_caches(caches, fingerprint=self.fingerprint, compressor=self.voco.compressor,
+                     k=None if self.voco.compressor == "full" else self.k)
+        kv = torch.stack([c.kv for c in caches])
+        source = torch.tensor([c.source_position for c in caches])
+        return self.past_from_kv(kv, source, prefix_ids)
+
+    def forward_tokens(self, ids: list[int], past: DynamicCache, position: int, last_only: bool = True) -> torch.Tensor:
+        """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""
+        input_ids = torch.tensor([ids], device=self.device)
+        positions = torch.arange(position, position + len(ids), device=self.device)[None]
+        out = self.lm(input_ids=input_ids, position_ids=positions, past_key_values=past, use_cache=True,
+                      logits_to_keep=1 if last_only else 0)
+        return out.logits[0].float()
+
+    @torch.inference_mode()
+    def next_token_logits(
+        self, question: str, caches: Sequence[SegmentCache], history: Sequence[tuple[str, str]] = ()
+    ) -> torch.Tensor:
+        """Logits [vocab] after prefix + caches + question + assistant tag."""
+        prefix_ids, suffix_ids = self.prompt_ids(question, history)
+        past, position = self.past_from_caches(caches, prefix_ids)
+        return self.forward_tokens(suffix_ids, past, position)[-1]
+
+    # ---- generation (see voco/generation.py) ----------------------------------------------------
+
+    def stream(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
+        """Yield the answer in pieces as it is decoded; kwargs as `voco.generation.GenerationConfig`."""
+        from voco.generation import stream
+
+        return stream(self, question, caches, **kwargs)
+
+    def answer(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> str:
+        return "".join(self.stream(question, caches, **kwargs)).strip()
+
+    def score(self, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
+        """Log-likelihood of each candidate answer (with its closing text), for multiple choice."""
+        from voco.generation import score
+
+        return score(self, question, caches, candidates)
+
+
+def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    ids = tokenizer.convert_tokens_to_ids([token])
+    if not ids or ids[0] is None or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer has no {token!r} token: add it (from_pretrained on a LLaVA checkpoint "
+                         "does this) or fix voco.json")
+    return int(ids[0])
+
+
+def _fingerprint(model: VoCoModel) -> str:
+    """sha256 over the configs and a strided sample of every weight (cheap even at 7B)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(json.dumps(model.voco.to_dict(), sort_keys=True).encode())
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            sample = flat[::step].float().cpu().numpy().tobytes()
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(sample)
+    return h.hexdigest()
+
+
+def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:
+    """The transformers causal LM around an existing decoder and head (no new weights allocated)."""
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(text_config)
+    lm.model = language_model
+    lm.lm_head = lm_head
+    return lm
+
+
+def make_projector(config: LlavaConfig, kind: str, llava_projector: nn.Module) -> nn.Module:
+    """LLaVA's own mlp2x_gelu projector, or a linear one taking over its first layer."""
+    if kind == "mlp2x_gelu":
+        return llava_projector
+    first = llava_projector.linear_1
+    linear = LinearProjector(first.in_features, first.out_features, bias=first.bias is not None)
+    linear.linear_1 = first
+    return linear

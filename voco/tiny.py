@@ -1,0 +1,90 @@
+"""Tiny random models and an offline tokenizer: for tests, the demo and benchmarks on CPU."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+
+from voco.config import VoCoConfig
+
+# Words the synthetic video world and the prompt template use; byte-level BPE covers any other text.
+_CORPUS = """
+A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful,
+detailed, and polite answers to the human's questions. USER: ASSISTANT:
+what which where when how many is there does the a an of in on at to from video clip segment frame
+shape color colour circle square triangle diamond cross star red green blue yellow white purple orange
+black gray left right top bottom center middle up down none beginning end first last before after
+appear appears move moves moving enter leave change changes background yes no zero one two three four
+five six seven eight nine 0 1 2 3 4 5 6 7 8 9 object objects
+"""
+
+
+def tiny_tokenizer(*, with_bos: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained in milliseconds on a fixed corpus (deterministic, offline)."""
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<voco>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([_CORPUS] * 4, trainer)
+    if with_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="</s>", pad_token="<pad>",
+        bos_token="<s>" if with_bos else None, additional_special_tokens=["<voco>"],
+    )
+
+
+def tiny_config(
+    lm: str = "llama",
+    vision: str = "clip",
+    *,
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    image_size: int = 32,
+    patch_size: int = 8,
+    rope_parameters: dict | None = None,
+) -> LlavaConfig:
+    """A LLaVA config with a tiny vision tower (`clip` | `siglip`) and decoder (`llama` | `qwen2`)."""
+    vision_kwargs = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         image_size=image_size, patch_size=patch_size)
+    if vision == "clip":
+        vision_config, strategy = CLIPVisionConfig(projection_dim=32, **vision_kwargs), "default"
+    elif vision == "siglip":
+        vision_config, strategy = SiglipVisionConfig(**vision_kwargs), "full"
+    else:
+        raise ValueError(f"vision must be 'clip' or 'siglip', got {vision!r}")
+    text_kwargs = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=8192, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    if rope_parameters is not None:
+        text_kwargs["rope_parameters"] = rope_parameters
+    if lm == "llama":
+        text_config = LlamaConfig(**text_kwargs)
+    elif lm == "qwen2":
+        text_config = Qwen2Config(**text_kwargs)
+    else:
+        raise ValueError(f"lm must be 'llama' or 'qwen2', got {lm!r}")
+    return LlavaConfig(vision_config=vision_config, text_config=text_config, image_token_index=vocab_size - 1,
+                       vision_feature_select_strategy=strategy, vision_feature_layer=-2)
+
+
+def tiny_model(lm: str = "llama", vision: str = "clip", *, seed: int = 0, config: LlavaConfig | None = None,
+               **voco_fields):
+    """A random tiny `VoCoModel`; Qwen2 gets a tokenizer without <bos>, as the real one has none."""
+    from voco.checkpoint import new_model
+
+    tokenizer = tiny_tokenizer(with_bos=(lm != "qwen2"))
+    voco = VoCoConfig(**{"frames_per_segment": 2, **voco_fields})
+    return new_model(config or tiny_config(lm, vision), tokenizer, voco, seed=seed)
