@@ -65,7 +65,9 @@ def load_checkpoint(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"{path}: cannot load the tokenizer ({err}); a checkpoint needs its tokenizer files") from err
+        raise FileNotFoundError(
+            f"{path}: cannot load the tokenizer ({err}); a checkpoint needs its tokenizer files"
+        ) from err
 
     # LLaVA's own projector is mlp2x_gelu; a linear one is saved as `linear_1` only, so silence the
     # missing-`linear_2` report that loading it through LLaVA's class gives.
@@ -154,6 +156,7 @@ def _add_special_tokens(lm, tokenizer, voco: VoCoConfig) -> None:
         return
     lm.resize_token_embeddings(new, mean_resizing=False)
     with torch.no_grad():
-        for weight in {id(w): w for w in (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)}.values():
+        weights = (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)
+        for weight in {id(w): w for w in weights}.values():  # once if tied
             weight[old:] = weight[:old].mean(dim=0, keepdim=True)
     log.info("added %s to the tokenizer; embeddings %d -> %d rows", missing, old, new)

@@ -137,7 +137,8 @@ def score(model, question: str, caches: Sequence[SegmentCache], candidates: Sequ
         logp = float(first[ids[0]])
         if len(ids) > 1:
             logits = model.forward_tokens(ids[:-1], past, position, last_only=False)  # [len-1, vocab]
-            logp += float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None]).sum())
+            rest = torch.tensor(ids[1:], device=logits.device)[:, None]
+            logp += float(torch.log_softmax(logits, -1).gather(-1, rest).sum())
             past.crop(-(len(ids) - 1))  # back to the prompt for the next candidate
         scores.append(logp)
     return scores

@@ -169,7 +169,7 @@ class VoCoModel(nn.Module):
         embeds: [B, L_seg, hidden] -> kept KV [B, layers, 2, kv_heads, kept, head_dim]
         """
         B, L, _ = embeds.shape
-        if L != layout.length:
+        if layout.length != L:
             raise ValueError(f"segment sequence has {L} tokens, the layout expects {layout.length}")
         positions = torch.arange(L, device=embeds.device).expand(B, L)
         out = self.lm.model(inputs_embeds=embeds, position_ids=positions, use_cache=True)
