@@ -295,7 +295,7 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
 def _fingerprint(model: VoCoModel) -> str:
     """sha256 over the configs and a strided sample of every weight (cheap even at 7B)."""
     h = hashlib.sha256()
-    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(json.dumps(_architecture(model.config.to_dict()), sort_keys=True, default=str).encode())
     h.update(json.dumps(model.voco.to_dict(), sort_keys=True).encode())
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -305,6 +305,14 @@ def _fingerprint(model: VoCoModel) -> str:
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(sample)
     return h.hexdigest()
+
+
+_NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures"}
+
+
+def _architecture(config: dict) -> dict:
+    """A config without where it was loaded from or its dtype (the weights' own dtype counts)."""
+    return {k: _architecture(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _NOT_ARCHITECTURE}
 
 
 def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:

@@ -26,9 +26,9 @@ five six seven eight nine 0 1 2 3 4 5 6 7 8 9 object objects
 """
 
 
-def tiny_tokenizer(*, with_bos: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(*, with_bos: bool = True, with_voco: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained in milliseconds on a fixed corpus (deterministic, offline)."""
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<voco>"]
+    specials = ["<unk>", "<s>", "</s>", "<pad>"] + (["<voco>"] if with_voco else [])
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -39,7 +39,7 @@ def tiny_tokenizer(*, with_bos: bool = True, vocab_size: int = 400) -> PreTraine
         tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", eos_token="</s>", pad_token="<pad>",
-        bos_token="<s>" if with_bos else None, additional_special_tokens=["<voco>"],
+        bos_token="<s>" if with_bos else None,
     )
 
 
