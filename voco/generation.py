@@ -25,7 +25,7 @@ class GenerationConfig:
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     stop: Sequence[str] = field(default_factory=tuple)
-    """Extra stop strings; the prompt's answer_end and 'USER:' always stop."""
+    """Extra stop strings; the prompt's answer_end and next-turn tag always stop."""
     seed: int | None = None
     history: Sequence[tuple[str, str]] = ()
     """Earlier (question, answer) turns of the chat."""
@@ -46,6 +46,13 @@ def eos_ids(model) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def stop_strings(model, cfg: GenerationConfig) -> list[str]:
+    """The prompt's answer end and next-turn tag ("USER:") always stop an answer, plus the caller's own."""
+    prompt = model.voco.prompt
+    next_turn = prompt.followup.split("{question}")[0].strip()
+    return [s for s in (prompt.answer_end, next_turn, *cfg.stop) if s]
+
+
 def next_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> int:
     """Greedy or temperature / top-p sampling from logits [vocab]."""
     if cfg.temperature == 0:
@@ -59,7 +66,7 @@ def next_token(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Gen
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-class _StopText:
+class StopText:
     """Turns a growing token list into text pieces, cutting at stop strings and holding back
     text that may still become one (or is an incomplete UTF-8 character)."""
 
@@ -110,7 +117,7 @@ def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: G
 def stream(model, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
     """Text pieces of the answer as they are decoded, cut at the first stop string."""
     cfg = GenerationConfig(**kwargs)
-    text = _StopText(model.tokenizer, [model.voco.prompt.answer_end, "USER:", *cfg.stop])
+    text = StopText(model.tokenizer, stop_strings(model, cfg))
     ids: list[int] = []
     for token in generate_tokens(model, question, caches, cfg):
         ids.append(token)

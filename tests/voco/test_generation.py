@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from voco.generation import GenerationConfig, _StopText, generate_tokens
+from voco.generation import GenerationConfig, StopText, generate_tokens
 from voco.reference import reference_greedy, single_pass_logits
 from voco.tiny import tiny_model
 
@@ -66,13 +66,13 @@ def test_max_new_tokens_zero_and_bad_settings(model, make_segments):
 
 def test_stop_text_cuts_and_holds_back_partial_stops(model):
     tok = model.tokenizer
-    stopper = _StopText(tok, ["USER:"])
+    stopper = StopText(tok, ["USER:"])
     ids = tok("red circle US", add_special_tokens=False)["input_ids"]
     assert stopper.feed(ids) == "red circle "  # "US" may begin "USER:": held back
     more = tok("red circle USER: and more", add_special_tokens=False)["input_ids"]
     assert stopper.feed(more) == ""
     assert stopper.stopped
-    final = _StopText(tok, ["USER:"])
+    final = StopText(tok, ["USER:"])
     assert final.feed(tok("red US", add_special_tokens=False)["input_ids"], final=True) == "red US"
 
 
