@@ -1,0 +1,1 @@
+"""The chat app: `ChatService` (no UI) and its thin Gradio layer."""

@@ -1,0 +1,131 @@
+"""The chat service, called directly (no Gradio)."""
+
+import time
+
+import pytest
+
+from app.service import ChatService, ServiceError, ServiceLimits
+
+
+@pytest.fixture
+def service(library, store, tmp_path):
+    _, model = library
+    return ChatService(store, model, model_name="tiny", upload_dir=tmp_path / "uploads")
+
+
+def test_lists_and_searches_the_stored_videos(service):
+    videos = service.videos()
+    assert len(videos) == 3 and all(v.status == "ready" for v in videos)
+    assert [v.id for v in service.videos("00001")] == [v.id for v in videos if "00001" in v.path]
+    assert service.videos("no such name") == []
+
+
+def test_timeline_has_one_thumbnail_per_segment(service):
+    video = service.videos()[0]
+    frames = service.timeline(video.id)
+    assert len(frames) == video.num_segments
+    assert all(jpeg[:2] == b"\xff\xd8" for jpeg, _ in frames)  # JPEG magic
+
+
+def test_answer_streams_and_reports_its_cost(service):
+    video = service.videos()[0]
+    updates = list(service.ask(video.id, "what shape appears first?", max_new_tokens=8))
+    final = updates[-1]
+    assert final.stats is not None and all(u.stats is None for u in updates[:-1])
+    assert final.stats.segments_used == final.stats.segments_total == video.num_segments
+    assert final.stats.cache_tokens == video.num_segments  # k = 1
+    assert final.stats.compression == service.vision_tokens_per_segment()
+    assert final.stats.ttft_ms > 0 and 0 < final.stats.tokens <= 8
+    assert "segments" in final.stats.summary()
+    # the streamed text grows monotonically to the answer
+    texts = [u.text for u in updates[:-1]]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+
+
+def test_caches_are_loaded_once_and_reused(service, monkeypatch):
+    video = service.videos()[0]
+    calls = []
+    real = service.store.load_caches
+    monkeypatch.setattr(service.store, "load_caches", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for question in ("what color is the circle?", "how many objects appear?", "what shape is first?"):
+        service.answer(video.id, question, max_new_tokens=2)
+    assert len(calls) == 1
+
+
+def test_lru_is_bounded(library, store):
+    _, model = library
+    service = ChatService(store, model, limits=ServiceLimits(cached_videos=2))
+    for video in service.videos():
+        service.caches(video.id)
+    assert len(service._caches) == 2
+
+
+def test_same_answer_as_the_model_on_the_same_caches(service, library):
+    _, model = library
+    video = service.videos()[0]
+    text, _ = service.answer(video.id, "which shape appears first?", max_new_tokens=6)
+    assert text == model.answer("which shape appears first?", service.caches(video.id), max_new_tokens=6)
+
+
+def test_history_is_passed_to_the_model(service, library):
+    _, model = library
+    video = service.videos()[0]
+    history = [("what shape appears first?", "circle")]
+    text, _ = service.answer(video.id, "and what color is it?", history=history, max_new_tokens=6)
+    expected = model.answer("and what color is it?", service.caches(video.id), max_new_tokens=6, history=history)
+    assert text == expected
+
+
+def test_video_longer_than_the_context_uses_a_uniform_subset(service, monkeypatch):
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    prefix, suffix = service.model.prompt_ids("what happens?")
+    limit = len(prefix) + len(suffix) + 4 + 5  # room for exactly 5 segments of k = 1
+    monkeypatch.setattr(service.model.config.text_config, "max_position_embeddings", limit)
+    text, stats = service.answer(video.id, "what happens?", max_new_tokens=4)
+    assert stats.segments_used == 5 < stats.segments_total
+    assert "uniformly" in stats.note
+    used, _ = service.fit_context(video.num_segments, len(prefix) + len(suffix) + 4)
+    assert used[0] == 0 and used[-1] == video.num_segments - 1  # spans the whole video
+
+
+def test_bad_requests_raise_clear_errors(service):
+    video = service.videos()[0]
+    with pytest.raises(ServiceError, match="ask a question"):
+        service.answer(video.id, "   ")
+    with pytest.raises(ServiceError, match="longer than"):
+        service.answer(video.id, "x" * 5000)
+    with pytest.raises(Exception, match="999"):
+        service.answer(999, "what?")
+
+
+def test_upload_is_checked_then_ingested_in_the_background(service, library, tmp_path):
+    root, _ = library
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    with pytest.raises(ServiceError, match="not a video file name"):
+        service.upload(bad)
+    small = ChatService(service.store, service.model, upload_dir=tmp_path / "u2",
+                        limits=ServiceLimits(max_upload_bytes=10))
+    source = next((root / "data" / "videos").glob("*.mp4"))
+    with pytest.raises(ServiceError, match="over the upload limit"):
+        small.upload(source)
+
+    job = service.upload(source, "my clip.mp4")
+    deadline = time.time() + 60
+    while service.job(job.id).status in ("queued", "ingesting") and time.time() < deadline:
+        time.sleep(0.1)
+    job = service.job(job.id)
+    assert job.status == "ready", job.message
+    assert job.video_id is not None  # the same bytes: the stored video is reused
+    assert job.path.parent == tmp_path / "uploads"
+
+
+def test_a_broken_upload_fails_with_a_reason(service, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not really a video" * 100)
+    job = service.upload(broken)
+    deadline = time.time() + 60
+    while service.job(job.id).status in ("queued", "ingesting") and time.time() < deadline:
+        time.sleep(0.1)
+    assert service.job(job.id).status == "failed"
+    assert service.job(job.id).message
