@@ -1,0 +1,91 @@
+"""Database engine: any SQLAlchemy URL, SQLite tuned for one writer beside many readers, migrations at open.
+
+SQLite gets, on every connection: WAL journal (the app reads while ingest writes), a busy timeout,
+foreign keys on, and explicit `BEGIN` handling so that transactions really are transactions in
+pysqlite. Sessions made by `write_session` start with `BEGIN IMMEDIATE` (take the write lock first,
+then read), so read-then-write steps such as claiming a video never fail with a busy snapshot;
+plain sessions stay `DEFERRED` and never block the writer. Other databases (PostgreSQL) get none of
+this: their default isolation does the same job through the same ORM code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_S = 60.0
+
+
+class StoreError(RuntimeError):
+    """An environment or data problem with the store; the message says what to do."""
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; fails with a clear message on a malformed URL or a missing driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise StoreError(f"bad database URL {url!r}: {err}. Example: sqlite:///voco.db or "
+                         "postgresql+psycopg://user@host/dbname") from err
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+            _tune_sqlite(engine)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, ArgumentError) as err:
+        raise StoreError(f"cannot use database URL {url!r}: {err}. Install its driver (e.g. psycopg for "
+                         "PostgreSQL) or check the URL.") from err
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def session_factories(engine: Engine) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
+    """(read sessions, write sessions); on SQLite write sessions begin IMMEDIATE."""
+    read = sessionmaker(engine, expire_on_commit=False)
+    writer_engine = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+    write = sessionmaker(writer_engine, expire_on_commit=False)
+    return read, write
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent; safe with concurrent openers)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    writer = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+    with writer.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

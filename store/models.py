@@ -1,0 +1,164 @@
+"""SQLAlchemy 2 models of the store: models, videos, segments, caches, files.
+
+Portable on purpose (SQLite by default, PostgreSQL through the same code): plain types, no
+dialect-specific SQL. The schema is created and upgraded by the Alembic migrations in
+`store/migrations/` (never by `create_all`), so a change here needs a new revision there.
+
+A *video* row is one file's content (sha256) ingested by one model (fingerprint) with one sampling
+setting (segment_seconds, frames_per_segment): that is its identity, held by a unique constraint,
+which also makes the row the claim two ingest processes race for (`claimed_by`, `heartbeat_at`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Video.status values
+PENDING = "pending"  # claimed by an ingest process (or left by a killed one: resumable)
+READY = "ready"  # every segment has its cache, in the consolidated pack file
+FAILED = "failed"  # see Video.error; retried by the next ingest run
+STATUSES = (PENDING, READY, FAILED)
+
+
+def utcnow() -> datetime:
+    """Naive UTC (portable across SQLite and PostgreSQL `timestamp without time zone`)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)  # noqa: UP017 (py310 target)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Model(Base):
+    """A compression model, known by its fingerprint (config + weights)."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    compressor: Mapped[str] = mapped_column(String(32))
+    k: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    videos: Mapped[list[Video]] = relationship(back_populates="model")
+
+
+class Video(Base):
+    """One file content ingested by one model with one sampling setting."""
+
+    __tablename__ = "videos"
+    __table_args__ = (
+        UniqueConstraint("sha256", "model_id", "segment_seconds", "frames_per_segment", name="uq_videos_identity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    """Random id naming the video's cache folder (unique across databases sharing a home)."""
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    """Content hash; NULL only for a failed file that could not be read at all."""
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    segment_seconds: Mapped[float] = mapped_column(Float)
+    frames_per_segment: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    duration: Mapped[float | None] = mapped_column(Float)
+    fps: Mapped[float | None] = mapped_column(Float)
+    num_frames: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    rotation: Mapped[int | None] = mapped_column(Integer)
+    num_segments: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    """Owner token of the ingest process working on it: "host:pid:random"."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="videos")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="video", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.index"
+    )
+
+
+class Segment(Base):
+    """A time span of a video; a row exists once its cache is stored."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("video_id", "index", name="uq_segments_video_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """A small JPEG of the frame on screen at the segment's middle (display orientation)."""
+    thumbnail_mime: Mapped[str | None] = mapped_column(String(32))
+
+    video: Mapped[Video] = relationship(back_populates="segments")
+    caches: Mapped[list[Cache]] = relationship(
+        back_populates="segment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Cache(Base):
+    """Where one segment's `SegmentCache` bytes lie: a slice of a safetensors file under the home."""
+
+    __tablename__ = "caches"
+    __table_args__ = (UniqueConstraint("segment_id", "model_id", name="uq_caches_segment_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    compressor: Mapped[str] = mapped_column(String(32))
+    k: Mapped[int] = mapped_column(Integer)
+    source_position: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str] = mapped_column(Text)
+    """Path relative to the home folder (POSIX separators)."""
+    offset: Mapped[int] = mapped_column(BigInteger)
+    """Byte offset of this segment's kv slice inside `file`."""
+    nbytes: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str] = mapped_column(String(64))
+    """blake2b-128 hex of the slice bytes."""
+
+    segment: Mapped[Segment] = relationship(back_populates="caches")
+
+
+class File(Base):
+    """Every path a content hash was seen at (re-ingesting under another name is free)."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,129 @@
+"""Plain records the store takes and gives (no ORM objects cross its boundary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import torch
+
+from voco.cache import SegmentCache
+
+# Claim.status values
+CLAIMED = "claimed"  # this process owns the video now: ingest it (resuming `done` segments)
+PRESENT = "present"  # already ingested, nothing to do
+BUSY = "busy"  # another live process is ingesting it
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    fingerprint: str
+    name: str
+    compressor: str
+    k: int
+    config: dict
+
+
+@dataclass(frozen=True)
+class VideoKey:
+    """The identity of a stored video."""
+
+    sha256: str
+    model_id: int
+    segment_seconds: float
+    frames_per_segment: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: str
+    video_id: int
+    uid: str
+    model_id: int
+    fingerprint: str
+    done: frozenset[int] = frozenset()
+    """Segment indices already stored (resume skips them)."""
+    holder: str | None = None
+    """For BUSY: the owner token of the process holding the video."""
+    num_segments: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    duration: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    rotation: int
+    num_segments: int
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    index: int
+    start_s: float
+    end_s: float
+    thumbnail: bytes | None = None
+    thumbnail_mime: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    id: int
+    uid: str
+    path: str
+    sha256: str | None
+    status: str
+    error: str | None
+    duration: float | None
+    fps: float | None
+    size: int | None
+    width: int | None
+    height: int | None
+    num_segments: int | None
+    segments_done: int
+    segment_seconds: float
+    frames_per_segment: int
+    model_name: str
+    fingerprint: str
+    claimed_by: str | None
+    updated_at: datetime
+    paths: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "path": self.path, "status": self.status, "error": self.error,
+            "duration_s": self.duration, "fps": self.fps, "size": self.size, "width": self.width,
+            "height": self.height, "segments": self.num_segments, "segments_done": self.segments_done,
+            "segment_seconds": self.segment_seconds, "frames_per_segment": self.frames_per_segment,
+            "model": self.model_name, "fingerprint": self.fingerprint, "sha256": self.sha256,
+            "claimed_by": self.claimed_by, "updated_at": self.updated_at.isoformat(timespec="seconds") + "Z",
+            "paths": self.paths,
+        }
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    index: int
+    start_s: float
+    end_s: float
+    thumbnail: bytes | None
+    thumbnail_mime: str | None
+
+
+@dataclass(frozen=True)
+class VideoCaches:
+    """All caches of a ready video, stacked and memory-mapped (no copy)."""
+
+    video_id: int
+    fingerprint: str
+    compressor: str
+    kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]
+    source_positions: torch.Tensor  # [T] int64
+    spans: list[tuple[float, float]]
+
+    def segment_caches(self) -> list[SegmentCache]:
+        return [SegmentCache(self.kv[t], int(self.source_positions[t]), self.fingerprint, self.compressor)
+                for t in range(self.kv.shape[0])]

@@ -1,0 +1,199 @@
+"""Writing a video's caches so that a kill at any moment loses nothing and leaves nothing half-done.
+
+While a video is ingested, each batch of segments becomes one *chunk* file (a pack, store/packs.py),
+written to a temp name, fsynced and renamed; only then one DB transaction adds the batch's segment
+and cache rows pointing into it. When every segment is stored, `finish` copies the slices into one
+*pack* per video (again temp + rename), and one transaction re-points the cache rows at it and marks
+the video ready; the chunk folder is deleted after that commit.
+
+So at any instant every row points at a complete file. What a kill can leave behind is only files no
+row points at (a temp file, a chunk written but not committed, a pack written but not committed, or
+chunks of a video already ready); `sweep_video_dir` deletes those, and is run by whoever owns the
+video next (its claim, or any process once the video is ready and no longer written).
+Every transaction re-checks that the caller still owns the claim, so a process that lost its lease
+can never overwrite the work of the one that took over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.claims import owns
+from store.db import StoreError
+from store.home import Home
+from store.models import FAILED, PENDING, READY, Cache, Segment, Video, utcnow
+from store.packs import Pack, checksum, read_pack, sweep_temp_files, tensor_bytes, write_pack
+from store.records import Claim, ProbeRecord, SegmentRecord
+from voco.cache import SegmentCache
+
+
+class ClaimLost(StoreError):
+    """Another process took this video over (our heartbeat lapsed); our work on it stops."""
+
+
+def _require_owner(session: Session, claim: Claim, owner: str) -> Video:
+    if not owns(session, claim.video_id, owner):
+        raise ClaimLost(f"video {claim.video_id} is no longer claimed by this process ({owner}): another ingest "
+                        "took it over after our lease lapsed; it will finish the work")
+    return session.get(Video, claim.video_id)
+
+
+def set_probe(write: sessionmaker, claim: Claim, owner: str, probe: ProbeRecord) -> None:
+    with write() as s:
+        video = _require_owner(s, claim, owner)
+        if video.num_segments is not None and video.num_segments != probe.num_segments:
+            raise StoreError(f"video {video.id}: the file now gives {probe.num_segments} segments, the store holds "
+                             f"{video.num_segments} from an earlier run; remove it (--remove {video.id}) and retry")
+        video.duration, video.fps, video.num_frames = probe.duration, probe.fps, probe.num_frames
+        video.width, video.height, video.rotation = probe.width, probe.height, probe.rotation
+        video.num_segments = probe.num_segments
+        video.heartbeat_at = utcnow()
+        s.commit()
+
+
+def add_chunk(write: sessionmaker, home: Home, claim: Claim, owner: str,
+              segments: Sequence[SegmentRecord], caches: Sequence[SegmentCache]) -> Path:
+    """Store one batch: chunk file first, then its rows in one transaction."""
+    if len(segments) != len(caches) or not segments:
+        raise ValueError(f"{len(segments)} segment records for {len(caches)} caches")
+    for cache in caches:
+        if cache.fingerprint != claim.fingerprint:
+            raise StoreError(f"a cache made by model {cache.fingerprint[:12]} cannot be stored for video "
+                             f"{claim.video_id}, which belongs to model {claim.fingerprint[:12]}")
+    kv = torch.stack([c.kv for c in caches])
+    path = home.chunk_path(claim.uid, segments[0].index, segments[-1].index, owner)
+    meta = {"fingerprint": claim.fingerprint, "compressor": caches[0].compressor, "k": caches[0].k,
+            "video_uid": claim.uid}
+    slices = write_pack(path, kv, [c.source_position for c in caches], meta)
+    try:
+        with write() as s:
+            _require_owner(s, claim, owner)
+            for rec, cache, sl in zip(segments, caches, slices, strict=True):
+                segment = Segment(video_id=claim.video_id, index=rec.index, start_s=rec.start_s, end_s=rec.end_s,
+                                  thumbnail=rec.thumbnail, thumbnail_mime=rec.thumbnail_mime)
+                segment.caches.append(Cache(model_id=claim.model_id, fingerprint=cache.fingerprint,
+                                            compressor=cache.compressor, k=cache.k,
+                                            source_position=cache.source_position, file=home.relative(path),
+                                            offset=sl.offset, nbytes=sl.nbytes, checksum=sl.checksum))
+                s.add(segment)
+            s.execute(update(Video).where(Video.id == claim.video_id).values(heartbeat_at=utcnow())
+                      .execution_options(synchronize_session=False))
+            s.commit()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class _CacheRef(NamedTuple):
+    file: str
+    offset: int
+    nbytes: int
+    checksum: str
+    source_position: int
+    compressor: str
+    k: int
+
+
+def _cache_rows(session: Session, video_id: int) -> list[tuple[Segment, Cache]]:
+    return list(session.execute(
+        select(Segment, Cache).join(Cache, Cache.segment_id == Segment.id)
+        .where(Segment.video_id == video_id).order_by(Segment.index)
+    ).tuples())
+
+
+def finish(write: sessionmaker, home: Home, claim: Claim, owner: str) -> int:
+    """Consolidate the chunks into the video's pack and mark it ready; returns the segment count."""
+    with write() as s:
+        video = _require_owner(s, claim, owner)
+        expected = video.num_segments
+        rows = [(seg.index, _CacheRef(c.file, c.offset, c.nbytes, c.checksum, c.source_position, c.compressor, c.k))
+                for seg, c in _cache_rows(s, claim.video_id)]
+    indices = [index for index, _ in rows]
+    if expected is None or indices != list(range(expected)):
+        missing = sorted(set(range(expected or 0)) - set(indices))
+        raise StoreError(f"video {claim.video_id}: cannot finish, segments {missing[:10]} have no cache yet")
+    packs: dict[str, Pack] = {}
+    kv_parts, positions = [], []
+    for index, cache in rows:
+        if cache.file not in packs:
+            packs[cache.file] = read_pack(home.absolute(cache.file))
+        pack = packs[cache.file]
+        t, rem = divmod(cache.offset - pack.kv_data_offset, max(pack.segment_nbytes, 1))
+        if rem or not 0 <= t < pack.kv.shape[0] or pack.segment_nbytes != cache.nbytes:
+            raise StoreError(f"{cache.file}: row of segment {index} does not match the file layout")
+        part = pack.kv[t]
+        if checksum(tensor_bytes(part)) != cache.checksum:
+            _drop_segments(write, claim, owner, file=cache.file)
+            raise StoreError(f"{cache.file} is corrupt (checksum of segment {index} differs); its segments were "
+                             "dropped and will be recomputed by the next run")
+        kv_parts.append(part)
+        positions.append(cache.source_position)
+    first = rows[0][1]
+    pack_path = home.pack_path(claim.uid, claim.fingerprint)
+    meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k, "video_uid": claim.uid}
+    slices = write_pack(pack_path, torch.stack(kv_parts), positions, meta)
+    del kv_parts, packs
+    with write() as s:
+        video = _require_owner(s, claim, owner)
+        for (_seg, cache), sl in zip(_cache_rows(s, claim.video_id), slices, strict=True):
+            if sl.checksum != cache.checksum:
+                raise StoreError(f"{pack_path}: consolidated bytes differ from the chunks (checksum); nothing changed")
+            cache.file, cache.offset, cache.nbytes = home.relative(pack_path), sl.offset, sl.nbytes
+        video.status, video.claimed_by, video.heartbeat_at, video.error = READY, None, None, None
+        s.commit()
+    sweep_video_dir(write, home, claim.video_id, claim.uid)
+    return len(rows)
+
+
+def _drop_segments(write: sessionmaker, claim: Claim, owner: str, *, file: str) -> None:
+    with write() as s:
+        _require_owner(s, claim, owner)
+        for seg, cache in _cache_rows(s, claim.video_id):
+            if cache.file == file:
+                s.delete(seg)
+        s.commit()
+
+
+def fail(write: sessionmaker, claim: Claim, owner: str, error: str) -> None:
+    """Mark a claimed video failed; segments already stored stay (a retry resumes them)."""
+    with write() as s:
+        s.execute(update(Video).where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status == PENDING)
+                  .values(status=FAILED, error=error, claimed_by=None, heartbeat_at=None, updated_at=utcnow())
+                  .execution_options(synchronize_session=False))
+        s.commit()
+
+
+def sweep_video_dir(session_factory: sessionmaker, home: Home, video_id: int, uid: str) -> list[Path]:
+    """Delete the video's files that no row points at (temp files, uncommitted chunks, stale packs).
+
+    Safe only for the owner of the video's claim, or once the video is ready (nobody writes it then).
+    """
+    folder = home.video_dir(uid)
+    if not folder.is_dir():
+        return []
+    removed = sweep_temp_files(folder)
+    with session_factory() as s:
+        referenced = {home.absolute(f) for f in s.scalars(
+            select(Cache.file).join(Segment, Cache.segment_id == Segment.id).where(Segment.video_id == video_id)
+        )}
+    for path in sorted(folder.rglob("*.safetensors")):
+        if path not in referenced:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    chunks = home.chunk_dir(uid)
+    if chunks.is_dir() and not any(chunks.iterdir()):
+        chunks.rmdir()
+    return removed
+
+
+def video_status(read: sessionmaker, video_id: int) -> tuple[str, str | None] | None:
+    with read() as s:
+        video = s.get(Video, video_id)
+        return None if video is None else (video.status, video.error)
