@@ -1,0 +1,220 @@
+"""Who answers the questions: the small `Answerer` protocol, and its model and store implementations.
+
+The runner only needs `answer(video_path, question) -> str`. Optional extras it uses when present:
+
+- `prepare(video_paths) -> dict[Path, str]`: called once before the questions with every video this run
+  will ask about (e.g. to ingest them as one batch); returns {video: reason} for videos that cannot be
+  used (their questions are recorded as answer errors without calling `answer`).
+- `last_timings: dict[str, float | bool]`: read after each `answer` and stored with the prediction.
+- `describe() -> dict`: what produced the answers (kept in OUT/run.json; a resume with a different
+  description is refused).
+- `close()`.
+
+`ModelAnswerer` decodes and compresses each video in memory with `voco` (caches kept in a small LRU, and
+the runner asks a video's questions one after another). `StoreAnswerer` takes caches from the store,
+ingesting the videos it lacks first; it is written against the API `ingest`/`store` are converging on
+(see its docstring) and is only used when those packages import and look as assumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    def answer(self, video_path: Path, question: str) -> str: ...
+
+
+class _CacheLRU:
+    """The last few videos' caches, by resolved path."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.items: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key: str, value) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+def _key(path: Path) -> str:
+    return str(Path(path).resolve())
+
+
+class ModelAnswerer:
+    """`voco` directly: decode (PyAV), split by timestamp, `model.compress` once per video, `model.answer`."""
+
+    def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
+                 decode_max_side: int | None = None):
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        image_size = int(model.config.vision_config.image_size)
+        self.decode_max_side = decode_max_side if decode_max_side is not None else 2 * image_size
+        self.caches = _CacheLRU(lru_videos)
+        self.last_timings: dict[str, float | bool] = {}
+
+    def video_caches(self, video_path: Path):
+        """(caches, timings) of a video, compressed now or taken from the LRU."""
+        from evaluation.video import decode_segments
+
+        key = _key(video_path)
+        hit = self.caches.get(key)
+        if hit is not None:
+            return hit, {"decode_s": 0.0, "compress_s": 0.0, "cached": True, "segments": len(hit)}
+        voco = self.model.voco
+        t0 = time.perf_counter()
+        segments = decode_segments(video_path, voco.segment_seconds, voco.frames_per_segment, self.decode_max_side)
+        t1 = time.perf_counter()
+        caches = self.model.compress(segments, batch_size=self.batch_size)
+        t2 = time.perf_counter()
+        self.caches.put(key, caches)
+        return caches, {"decode_s": round(t1 - t0, 4), "compress_s": round(t2 - t1, 4), "cached": False,
+                        "segments": len(caches)}
+
+    def answer(self, video_path: Path, question: str) -> str:
+        caches, timings = self.video_caches(Path(video_path))
+        t0 = time.perf_counter()
+        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
+        timings["answer_s"] = round(time.perf_counter() - t0, 4)
+        self.last_timings = timings
+        return text
+
+    def describe(self) -> dict:
+        voco = self.model.voco
+        return {"answerer": "model", "model_fingerprint": self.model.fingerprint, "k": voco.k,
+                "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
+                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+
+
+class StoreAnswerer:
+    """Caches from the store, ingesting the videos it lacks first (same answers as `ModelAnswerer`).
+
+    Assumed API (what `ingest`/`store` expose while this is written; checked by `store_api_problem`):
+
+    - `ingest.run.ingest_paths(paths, *, home, db_url, model, model_name, store, show_progress) -> Summary`
+      with `Summary.files: [FileResult(path, status, video_id, segments, duration_s, error)]`, `status` one
+      of "ingested" | "present" | "failed"; videos already stored for this model are "present" (reused).
+    - `store.Store.open(home, db_url)`, `Store.load_caches(video_id, fingerprint) -> list[SegmentCache]`
+      (in segment order), `Store.close()`.
+    """
+
+    def __init__(self, model, home, *, db_url: str | None = None, model_name: str = "default",
+                 max_new_tokens: int = 32, lru_videos: int = 4, show_progress: bool = True):
+        from store import Store
+
+        self.model = model
+        self.home = home
+        self.db_url = db_url
+        self.model_name = model_name
+        self.max_new_tokens = max_new_tokens
+        self.show_progress = show_progress
+        self.store = Store.open(home, db_url)
+        self.video_ids: dict[str, int] = {}
+        self.caches = _CacheLRU(lru_videos)
+        self.last_timings: dict[str, float | bool] = {}
+        self.ingest_s = 0.0
+
+    def prepare(self, video_paths: Sequence[Path]) -> dict[Path, str]:
+        from ingest.run import ingest_paths
+
+        if not video_paths:
+            return {}
+        t0 = time.perf_counter()
+        summary = ingest_paths([str(p) for p in video_paths], home=self.home, db_url=self.db_url, model=self.model,
+                               model_name=self.model_name, store=self.store, show_progress=self.show_progress)
+        self.ingest_s = time.perf_counter() - t0
+        failed: dict[Path, str] = {}
+        by_key = {_key(Path(f.path)): f for f in summary.files}
+        for path in video_paths:
+            result = by_key.get(_key(path))
+            if result is None or result.video_id is None or result.status == "failed":
+                failed[Path(path)] = (result.error if result is not None and result.error
+                                      else "ingest did not store it")
+            else:
+                self.video_ids[_key(path)] = int(result.video_id)
+        return failed
+
+    def answer(self, video_path: Path, question: str) -> str:
+        key = _key(Path(video_path))
+        caches = self.caches.get(key)
+        timings: dict[str, float | bool] = {"cached": caches is not None}
+        if caches is None:
+            if key not in self.video_ids:
+                self.prepare([Path(video_path)])
+            if key not in self.video_ids:
+                raise RuntimeError(f"{video_path}: not in the store and ingest could not store it")
+            t0 = time.perf_counter()
+            caches = self.store.load_caches(self.video_ids[key], self.model.fingerprint)
+            timings["load_s"] = round(time.perf_counter() - t0, 4)
+            self.caches.put(key, caches)
+        timings["segments"] = len(caches)
+        t0 = time.perf_counter()
+        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
+        timings["answer_s"] = round(time.perf_counter() - t0, 4)
+        self.last_timings = timings
+        return text
+
+    def describe(self) -> dict:
+        voco = self.model.voco
+        return {"answerer": "store", "model_fingerprint": self.model.fingerprint, "k": voco.k,
+                "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
+                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def store_api_problem() -> str | None:
+    """None when `ingest`/`store` import and have what `StoreAnswerer` assumes; else what is wrong."""
+    try:
+        run = importlib.import_module("ingest.run")
+        store = importlib.import_module("store")
+    except Exception as err:  # any import failure means: not available
+        return f"the store/ingest packages are not importable ({type(err).__name__}: {err})"
+    ingest_paths = getattr(run, "ingest_paths", None)
+    store_cls = getattr(store, "Store", None)
+    if ingest_paths is None or store_cls is None:
+        return "ingest.run.ingest_paths or store.Store is missing"
+    try:
+        params = inspect.signature(ingest_paths).parameters
+    except (TypeError, ValueError):
+        return "cannot inspect ingest.run.ingest_paths"
+    wanted = ("home", "db_url", "model", "model_name", "store", "show_progress")
+    lacking = [name for name in wanted if name not in params]
+    if lacking:
+        return f"ingest.run.ingest_paths takes no {', '.join(lacking)}"
+    lacking = [name for name in ("open", "load_caches", "close") if not hasattr(store_cls, name)]
+    if lacking:
+        return f"store.Store has no {', '.join(lacking)}"
+    return None
+
+
+def load_factory(spec: str):
+    """`module:callable` -> the callable (for --answerer)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--answerer must look like module.path:callable, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"--answerer {spec}: cannot import {module_name} ({err})") from err
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ValueError(f"--answerer {spec}: {module_name} has no {attr}")
+    return factory

@@ -1,0 +1,293 @@
+"""Command line of the video-QA evaluation (scripts/eval_videoqa.py and its per-dataset wrappers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from evaluation.judges import JUDGES, ExactJudge, JudgeFatal, OpenAIJudge, Prompts
+from evaluation.predictions import PREDICTIONS, PredictionsError, Shard, part_path
+from evaluation.readers import DATASETS, DatasetError, read_dataset
+from evaluation.runner import (
+    DATASET_TITLES,
+    JUDGE_CACHE,
+    MISSING_VIDEOS,
+    RunError,
+    check_run_info,
+    clear_outputs,
+    judge_and_score,
+    make_plan,
+    merge,
+    predict,
+    read_run_info,
+    todo_items,
+    write_missing_videos,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 130
+OPENAI_URL = "https://api.openai.com/v1"
+
+DESCRIPTION = """\
+Zero-shot video QA evaluation (MSVD-QA, MSRVTT-QA, ActivityNet-QA, or your own files) of a VoCo model,
+scored as in Video-ChatGPT: an LLM judge says yes/no and gives a 0-5 score per answer; accuracy is
+yes / (yes + no), score the mean. One command per dataset:
+
+  python scripts/eval_msvd.py --root data/MSVD_Zero_Shot_QA --judge openai --out runs/msvd
+  python scripts/eval_activitynet.py --root data/activitynet-qa --videos data/anet/videos --out runs/anet
+  python scripts/eval_videoqa.py --dataset custom --root data/synth_test --judge exact --out runs/synth
+
+Steps: read the annotations (questions joined to answers by question_id), find each video file,
+answer every question with the model (caches per video computed once; with --home taken from and
+kept in the store), append each prediction to OUT/parts/ (a killed run resumes where it stopped),
+merge into OUT/predictions.jsonl, judge, and write OUT/metrics-JUDGE.json and .md.
+"""
+
+EPILOG = """\
+sharding: run `--shard I/N` for I = 0..N-1 (any machines sharing OUT); each answers the questions of
+its videos only. Then run the same command with --merge: it checks that every question has a
+prediction, merges, judges and scores. A later --merge --judge openai rescores an exact run without
+answering again.
+
+exit status: 0 done; 1 error (bad files, model not found, incomplete merge, --strict and missing
+videos); 2 done, but some questions could not be answered or judged (counted in the metrics);
+130 interrupted (predictions so far are kept).
+judge key: the openai judge reads OPENAI_API_KEY (not needed by a local endpoint without auth).
+"""
+
+
+def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
+    prog = f"python scripts/eval_{dataset}.py" if dataset else "python scripts/eval_videoqa.py"
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    if dataset is None:
+        data.add_argument("--dataset", required=True, choices=DATASETS,
+                          help="which dataset layout to look for under --root (custom: test_q.json + test_a.json "
+                               "or test_qa.json, videos in ROOT/videos)")
+    data.add_argument("--root", required=True, type=Path, metavar="DIR",
+                      help="dataset folder (see evaluation/README.md for the layouts found automatically)")
+    data.add_argument("--videos", type=Path, metavar="DIR", help="video folder, searched recursively "
+                      "(default: found under --root, e.g. videos/, videos/all/, all_test/)")
+    data.add_argument("--questions", type=Path, metavar="FILE", help="test_q.json to use (with --answers)")
+    data.add_argument("--answers", type=Path, metavar="FILE", help="test_a.json to use (with --questions)")
+    data.add_argument("--qa", type=Path, metavar="FILE", help="a single LLaMA-VID-style test_qa.json to use")
+    data.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions of the file")
+    data.add_argument("--strict", action="store_true",
+                      help="fail when any video file is missing (default: list them and skip their questions)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default="default", help="VoCo checkpoint: a bundled name or a local folder "
+                       "(default: %(default)s)")
+    model.add_argument("--segment-seconds", type=float, metavar="S", help="override the model's segment length")
+    model.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
+                       help="longest answer in tokens (default: %(default)s)")
+    model.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
+    model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                       help="model dtype (default: float32)")
+    model.add_argument("--home", type=Path, metavar="DIR",
+                       help="store home: take the videos' caches from the store there, ingesting the videos it "
+                            "lacks (and keeping their caches); without it caches live in memory for the run only")
+    model.add_argument("--db", metavar="URL", help="store database URL (with --home; default SQLite in the home)")
+    model.add_argument("--answerer", metavar="MODULE:CALLABLE",
+                       help="use another answerer: CALLABLE(args) returns an object with "
+                            "answer(video_path, question) -> str (see evaluation/answerers.py)")
+
+    run = p.add_argument_group("run")
+    run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created; reruns resume)")
+    run.add_argument("--shard", type=Shard.parse, metavar="I/N",
+                     help="answer only shard I of N (split by video); then run once with --merge")
+    run.add_argument("--merge", action="store_true",
+                     help="answer nothing: merge the shards' predictions, check none is missing, judge, score")
+    run.add_argument("--overwrite", action="store_true",
+                     help="discard OUT's predictions and results first (keeps the judge cache)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    judge = p.add_argument_group("judge")
+    judge.add_argument("--judge", choices=JUDGES, default="exact",
+                       help="exact: offline normalised match of one-word answers (score 5/0); openai: the "
+                            "Video-ChatGPT LLM judge, which published numbers use (default: %(default)s)")
+    judge.add_argument("--judge-url", default=os.environ.get("OPENAI_BASE_URL", OPENAI_URL), metavar="URL",
+                       help="OpenAI-compatible API base; requests go to URL/chat/completions "
+                            f"(default: $OPENAI_BASE_URL or {OPENAI_URL})")
+    judge.add_argument("--judge-model", default="gpt-3.5-turbo", metavar="NAME",
+                       help="judge model (default: %(default)s, as in the published protocol)")
+    judge.add_argument("--judge-concurrency", type=int, default=4, metavar="N",
+                       help="requests in flight at most (default: %(default)s)")
+    judge.add_argument("--judge-retries", type=int, default=6, metavar="N",
+                       help="retries of a request on 429/5xx/network errors/malformed replies (default: %(default)s)")
+    judge.add_argument("--judge-timeout", type=float, default=60.0, metavar="S",
+                       help="seconds per request (default: %(default)s)")
+    judge.add_argument("--judge-temperature", type=float, default=0.0, metavar="T",
+                       help="sampling temperature of the judge (default: %(default)s; the original scripts left "
+                            "the API default, 1.0)")
+    judge.add_argument("--judge-cache", type=Path, metavar="FILE",
+                       help=f"judgment cache, JSONL (default: OUT/{JUDGE_CACHE}); share it between runs freely")
+    judge.add_argument("--judge-prompt", type=Path, metavar="FILE",
+                       help='JSON {"system": ..., "user": ... with {question} {answer} {pred}} to replace the '
+                            "built-in prompts")
+    return p
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def build_judge(args, out: Path):
+    if args.judge == "exact":
+        return ExactJudge()
+    prompts = Prompts.load(args.judge_prompt) if args.judge_prompt else None
+    return OpenAIJudge(args.judge_url, args.judge_model, api_key=os.environ.get("OPENAI_API_KEY") or None,
+                       cache_path=args.judge_cache or out / JUDGE_CACHE, concurrency=args.judge_concurrency,
+                       max_retries=args.judge_retries, timeout=args.judge_timeout,
+                       temperature=args.judge_temperature, prompts=prompts)
+
+
+def model_arg(name: str) -> str:
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def build_answerer(args):
+    """The answerer this run uses, or raises FileNotFoundError when there is no such model."""
+    from evaluation.answerers import Answerer, ModelAnswerer, StoreAnswerer, load_factory, store_api_problem
+
+    if args.answerer:
+        answerer = load_factory(args.answerer)(args)
+        if not isinstance(answerer, Answerer):
+            raise ValueError(f"--answerer {args.answerer} returned {type(answerer).__name__}, which has no "
+                             "answer(video_path, question) method")
+        return answerer
+    import torch
+
+    from voco import VoCoModel
+
+    overrides = {}
+    if args.segment_seconds is not None:
+        overrides["segment_seconds"] = args.segment_seconds
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    print(f"loading model {args.model} ...", file=sys.stderr)
+    model = VoCoModel.from_pretrained(args.model, dtype=dtype, device=args.device, **overrides)
+    model.eval()
+    if args.home is not None:
+        problem = store_api_problem()
+        if problem is None:
+            try:
+                return StoreAnswerer(model, args.home, db_url=args.db, model_name=args.model,
+                                     max_new_tokens=args.max_new_tokens, show_progress=not args.no_progress)
+            except Exception as err:  # the store's own errors (unusable home or database) end the run
+                raise RunError(f"--home {args.home}: cannot open the store ({err})") from err
+        _note(f"--home {args.home} ignored: {problem}; computing caches in memory instead (nothing is stored)")
+    return ModelAnswerer(model, max_new_tokens=args.max_new_tokens)
+
+
+def main(argv: list[str] | None = None, dataset: str | None = None) -> int:
+    args = build_parser(dataset).parse_args(argv)
+    if dataset is not None:
+        args.dataset = dataset
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the predictions so far are kept; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (DatasetError, RunError, PredictionsError, JudgeFatal, ValueError) as err:
+        return _error(str(err))
+
+
+def run(args) -> int:
+    if args.shard is not None and args.merge:
+        return _error("--shard and --merge do not go together: run the shards, then --merge once")
+    if args.overwrite and (args.shard is not None or args.merge):
+        return _error("--overwrite would delete the other shards' predictions: to start over, run once without "
+                      "--shard/--merge and with --overwrite, or use a new --out")
+    if args.limit is not None and args.limit < 1:
+        return _error("--limit must be >= 1")
+    judging = args.shard is None
+    if judging and args.judge == "openai" and not os.environ.get("OPENAI_API_KEY") \
+            and args.judge_url.rstrip("/").startswith(OPENAI_URL):
+        return _error(f"--judge openai with {args.judge_url} needs OPENAI_API_KEY in the environment")
+    if args.judge_prompt is not None:
+        Prompts.load(args.judge_prompt)  # fail now, not after answering
+
+    progress = not args.no_progress
+    dataset = read_dataset(args.dataset, args.root, questions=args.questions, answers=args.answers, qa=args.qa,
+                           videos=args.videos)
+    for note in dataset.notes:
+        _note(note)
+    plan = make_plan(dataset, args.limit, args.strict)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite:
+        clear_outputs(out)
+    write_missing_videos(out, plan)
+    videos = len(plan.video_paths) + len(plan.missing_videos)
+    print(f"{DATASET_TITLES[dataset.name]}: {len(plan.items)} questions on {videos} videos "
+          f"({', '.join(str(f) for f in dataset.files)}; videos in {dataset.videos_dir})", file=sys.stderr)
+    if plan.missing_videos:
+        _note(f"{len(plan.missing_videos)} videos have no file ({len(plan.missing_items)} questions skipped, "
+              f"counted as missing): listed in {out / MISSING_VIDEOS}; --strict makes this an error")
+
+    info = {"dataset": dataset.name, "root": str(Path(args.root).resolve()),
+            "annotation_files": [str(f) for f in dataset.files]}
+    if args.answerer:
+        info["answerer_spec"] = args.answerer
+    else:
+        info["model"] = model_arg(args.model)
+        info["max_new_tokens"] = args.max_new_tokens
+        info["segment_seconds_override"] = args.segment_seconds
+
+    answer_errors = 0
+    if not args.merge:
+        todo = todo_items(plan, out, args.shard)
+        if todo:
+            try:
+                answerer = build_answerer(args)
+            except FileNotFoundError as err:
+                return _error(str(err))
+            describe = getattr(answerer, "describe", None)
+            check_run_info(out, {**info, **(describe() if callable(describe) else {})})
+            try:
+                stats = predict(todo, plan, answerer, out, args.shard, progress)
+            finally:
+                close = getattr(answerer, "close", None)
+                if callable(close):
+                    close()
+            answer_errors = stats.errors
+            if stats.recovered_torn_tail:
+                _note(f"{part_path(out, args.shard)}: a line cut by an earlier kill was dropped (its question was "
+                      "answered again)")
+            print(f"answered {stats.written} questions in {stats.elapsed_s:.1f} s"
+                  + (f"; {stats.errors} failed, e.g. {stats.error_examples[0]}" if stats.errors else ""),
+                  file=sys.stderr)
+        else:
+            check_run_info(out, info, write=False)
+            print("every question already has a prediction" + (f" in shard {args.shard}" if args.shard else ""),
+                  file=sys.stderr)
+    if args.shard is not None:
+        print(f"shard {args.shard} done ({part_path(out, args.shard)}); when every shard is done, run the same "
+              "command without --shard and with --merge", file=sys.stderr)
+        return EXIT_FAILURES if answer_errors else EXIT_OK
+
+    merged = merge(plan, out)
+    if merged.duplicates:
+        _note(f"{merged.duplicates} duplicate predictions dropped in the merge (one kept per question)")
+    if merged.unknown:
+        _note(f"{merged.unknown} predictions in {out / 'parts'} are for questions outside this evaluation "
+              "(another --limit?) and were left out")
+    judge = build_judge(args, out)
+    report = judge_and_score(plan, merged.records, judge, out, progress, read_run_info(out) or info)
+    md = (out / f"metrics-{judge.name}.md").read_text(encoding="utf-8")
+    print(md)
+    if getattr(judge, "requests", None) is not None:
+        print(f"judge: {judge.requests} requests sent", file=sys.stderr)
+    print(f"wrote {out / PREDICTIONS}, {out / f'judgments-{judge.name}.jsonl'}, "
+          f"{out / f'metrics-{judge.name}.json'} and .md", file=sys.stderr)
+    overall = report["overall"]
+    return EXIT_FAILURES if overall["answer_error"] or overall["judge_error"] else EXIT_OK
