@@ -1,0 +1,173 @@
+"""python -m ingest: the command line over `ingest.run.ingest_paths` and the store.
+
+Exit status: 0 nothing failed; 2 some files failed (the others are stored); 1 usage or environment
+error (bad arguments, model not found, database unusable); 130 interrupted (work so far is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from ingest.config import IngestConfig
+from ingest.results import EXIT_OK, EXIT_USAGE
+from store import HOME_ENV, NotFound, Store, StoreError, default_home
+
+DESCRIPTION = """\
+Ingest videos: decode, cut into segments, compress each segment into a VoCo cache, store.
+
+  python -m ingest ./videos clip.mp4                 ingest files and folders (recursive)
+  python -m ingest ./videos --json                   machine-readable summary on stdout
+  python -m ingest --list [--json]                   list stored videos
+  python -m ingest --remove ID [ID ...]              delete videos and their cache files
+
+Re-running is cheap: videos already stored (same bytes, model and segment length) are skipped,
+unfinished ones resume where they stopped, failed ones are retried. Several ingest processes may
+share a home (and a database) safely.
+"""
+
+EPILOG = f"""\
+home folder: --home, else ${HOME_ENV}, else ~/.cache/voco (now: {default_home()}).
+exit status: 0 ok, 2 some files failed, 1 usage/environment error, 130 interrupted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 1 (2 means "some files failed")
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m ingest", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="video files or folders (searched recursively for "
+                   "mp4, m4v, mov, mkv, webm, avi, mpg, ts, wmv, flv, 3gp, ogv)")
+    p.add_argument("--home", help=f"folder for the database and cache files (default ${HOME_ENV} or ~/.cache/voco)")
+    p.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default: sqlite:///HOME/voco.db), "
+                   "e.g. postgresql+psycopg://user@host/voco")
+    p.add_argument("--model", default="default", help="VoCo checkpoint: a bundled name or a local folder "
+                   "(default: %(default)s)")
+    p.add_argument("--segment-seconds", type=float, metavar="S",
+                   help="segment length in seconds (default: the model's voco.json segment_seconds)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="segments per model call and per "
+                   "stored chunk (default: %(default)s)")
+    p.add_argument("--decode-max-side", type=int, metavar="PX", help="downscale decoded frames to at most PX per "
+                   "side before the model resizes them (default: 2x the model's image size; 0: native)")
+    p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto",
+                   help="decoder (default auto: decord if installed, else PyAV; each falls back to the other)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model (default: torch's "
+                   "choice; fewer than the cores leaves room for decoding, 1 suits tiny models)")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for videos another process is ingesting; "
+                   "report them as failed (busy)")
+    p.add_argument("--lease-seconds", type=float, default=IngestConfig.lease_s,
+                   help="a claim not refreshed for this long is taken over (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (or listing) on stdout")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("--list", action="store_true", help="list stored videos and exit")
+    p.add_argument("--remove", type=int, nargs="+", metavar="ID", help="delete these videos and their caches")
+    p.add_argument("--force", action="store_true", help="with --remove: also remove a video being ingested")
+    return p
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def cmd_list(store: Store, as_json: bool) -> int:
+    videos = store.list_videos()
+    if as_json:
+        print(json.dumps({"videos": [v.to_dict() for v in videos]}, indent=1))
+        return EXIT_OK
+    if not videos:
+        print(f"no videos in {store.home.root} (ingest some: python -m ingest PATH)")
+        return EXIT_OK
+    print(f"{'id':>5}  {'status':<8} {'duration':>8} {'segments':>9}  {'model':<24} path")
+    for v in videos:
+        segs = f"{v.segments_done}/{v.num_segments}" if v.num_segments is not None else "-"
+        model = f"{v.model_name[-12:]}@{v.fingerprint[:8]}"
+        line = f"{v.id:>5}  {v.status:<8} {_fmt_duration(v.duration):>8} {segs:>9}  {model:<24} {v.path}"
+        if v.error:
+            line += f"\n{'':>7}error: {v.error}"
+        print(line)
+    return EXIT_OK
+
+
+def cmd_remove(store: Store, ids: list[int], force: bool, as_json: bool) -> int:
+    removed, errors = [], []
+    for video_id in ids:
+        try:
+            removed.append(store.remove(video_id, force=force).to_dict())
+        except (NotFound, StoreError) as err:
+            errors.append(str(err))
+    if as_json:
+        print(json.dumps({"removed": removed, "errors": errors}, indent=1))
+    else:
+        for info in removed:
+            print(f"removed video {info['id']}: {info['path']}")
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+    return EXIT_USAGE if errors else EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from ingest.run import UsageError, ingest_paths
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar would mix with ours
+
+    try:
+        config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
+                              decode_max_side=args.decode_max_side, backend=args.backend,
+                              lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
+                              torch_threads=args.threads)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        summary = ingest_paths(args.paths, home=args.home, db_url=args.db, model=args.model, config=config,
+                               show_progress=show)
+    except (UsageError, FileNotFoundError, StoreError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1))
+    else:
+        print(summary.text())
+    return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.list or args.remove:
+        if args.paths:
+            print("error: --list and --remove take no PATH arguments", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            with Store.open(args.home, args.db) as store:
+                return cmd_list(store, args.json) if args.list else cmd_remove(store, args.remove, args.force,
+                                                                                args.json)
+        except StoreError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+    if not args.paths:
+        build_parser().print_usage(sys.stderr)
+        print("error: give at least one PATH (or --list / --remove ID)", file=sys.stderr)
+        return EXIT_USAGE
+    return cmd_ingest(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Settings of one ingest run (the CLI fills this from its flags; the app builds it directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from store.claims import DEFAULT_LEASE_S
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv",
+    ".3gp", ".ogv", ".qt",
+})
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    segment_seconds: float | None = None
+    """Length of a segment; None: the model's voco.json `segment_seconds`."""
+    batch_size: int = 8
+    """Segments per `model.compress` call (and per chunk file, the unit of resumable work)."""
+    queue_batches: int = 2
+    """Decoded batches waiting for the model at most (bounds memory; decoding runs ahead by this much)."""
+    decode_max_side: int | None = None
+    """Decoded frames are downscaled to at most this many pixels per side before the model resizes them
+    to its square image_size; None: 2x the model's image_size (what the model sees barely changes);
+    0: keep the native resolution."""
+    backend: str = "auto"
+    """`auto` (decord when installed, else PyAV; the other is tried when one fails), `pyav` or `decord`."""
+    thumbnail_side: int = 160
+    """Longest side of the per-segment JPEG thumbnail."""
+    lease_s: float = DEFAULT_LEASE_S
+    """A claim whose heartbeat is older than this is taken over by another process."""
+    wait_for_others: bool = True
+    """When another live process is ingesting a video we were also given, wait for it (and take over
+    if it dies) so our summary is final; False reports it as failed ('busy') at once."""
+    poll_s: float = 1.0
+    """How often to look at videos held by other processes."""
+    torch_threads: int | None = None
+    """torch intra-op threads for the model (process-wide); None leaves torch's default. On a small or
+    busy machine, fewer threads than cores leaves room for the decoder thread (and 1 is fastest for
+    tiny models)."""
+
+    def __post_init__(self) -> None:
+        if self.segment_seconds is not None and self.segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be > 0, got {self.segment_seconds}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.queue_batches < 1:
+            raise ValueError(f"queue_batches must be >= 1, got {self.queue_batches}")
+        if self.decode_max_side is not None and self.decode_max_side < 0:
+            raise ValueError(f"decode_max_side must be >= 0, got {self.decode_max_side}")
+        if self.backend not in ("auto", "pyav", "decord"):
+            raise ValueError(f"backend must be auto, pyav or decord, got {self.backend!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.thumbnail_side < 16:
+            raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")

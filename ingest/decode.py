@@ -1,0 +1,172 @@
+"""Decoding only the frames a plan needs, with PyAV (always there) or decord (optional, `pip install decord`).
+
+`fetch_frames` yields, in presentation order, one `Decoded` per wanted timestamp: the model frame
+(downscaled early to `FrameSizes.model`, then turned to display orientation) and/or the thumbnail
+frame. PyAV decodes sequentially from the first wanted frame (seeking there first), converts only
+the frames it keeps, and skips damaged packets. decord fetches the wanted frame indices directly.
+When one backend fails, the other carries on from the first frame not yet delivered.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from ingest.probe import VideoError, VideoProbe, open_container
+from ingest.rotation import apply_ops
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameSizes:
+    model: tuple[int, int] | None  # (w, h) in stored orientation; None: native size
+    thumb: tuple[int, int]  # (w, h) in stored orientation
+
+
+@dataclass
+class Decoded:
+    pts: int
+    model: np.ndarray | None  # uint8 [H, W, 3], display orientation
+    thumb: np.ndarray | None
+
+
+@dataclass
+class DecodeStats:
+    frames: int = 0  # frames that came out of the decoder
+    bad_packets: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def decord_available() -> bool:
+    return importlib.util.find_spec("decord") is not None
+
+
+def _convert(frame: av.VideoFrame, size: tuple[int, int] | None, ops: tuple[str, ...]) -> np.ndarray:
+    if size is None or size == (frame.width, frame.height):
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        shrink = size[0] <= frame.width and size[1] <= frame.height
+        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24",
+                             interpolation="AREA" if shrink else "BILINEAR").to_ndarray()
+    return apply_ops(rgb, ops)
+
+
+def _resize_rgb(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or size == (rgb.shape[1], rgb.shape[0]):
+        return rgb
+    return _convert(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"), size, ())
+
+
+def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
+                stats: DecodeStats, stop: threading.Event | None = None) -> Iterator[Decoded]:
+    """Sequential decode from the first wanted frame; each wanted pts gets the frame on screen then."""
+    targets = np.union1d(model_pts, thumb_pts)
+    if len(targets) == 0:
+        return
+    model_set, thumb_set = set(model_pts.tolist()), set(thumb_pts.tolist())
+    with open_container(probe.path) as container:
+        stream = container.streams[probe.stream_index]
+        stream.thread_type = "AUTO"
+        if targets[0] > probe.pts[0]:
+            try:  # to the keyframe at or before the first wanted frame
+                container.seek(int(targets[0]), stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as err:
+                log.debug("%s: seek failed (%s); decoding from the start", probe.path, err)
+                container.seek(0)
+        j, prev, prev_pts = 0, None, None
+
+        def emit(target: int, frame: av.VideoFrame) -> Decoded:
+            return Decoded(target,
+                           _convert(frame, sizes.model, probe.ops) if target in model_set else None,
+                           _convert(frame, sizes.thumb, probe.ops) if target in thumb_set else None)
+
+        def frames() -> Iterator[av.VideoFrame]:
+            for packet in container.demux(stream):
+                if stop is not None and stop.is_set():
+                    return
+                try:
+                    yield from stream.decode(packet)
+                except av.error.FFmpegError:
+                    stats.bad_packets += 1  # damaged packet: the decoder conceals, we go on
+            try:
+                yield from stream.decode(None)
+            except av.error.FFmpegError:
+                stats.bad_packets += 1
+
+        for frame in frames():
+            stats.frames += 1
+            pts = frame.pts if frame.pts is not None else (prev_pts + 1 if prev_pts is not None else int(probe.pts[0]))
+            while j < len(targets) and targets[j] <= pts:
+                # the frame on screen at targets[j]: this one if it starts exactly then, else the one before
+                yield emit(int(targets[j]), frame if targets[j] == pts or prev is None else prev)
+                j += 1
+            if j == len(targets):
+                return
+            prev, prev_pts = frame, pts
+        if prev is None:
+            raise VideoError(f"{probe.path}: no frame could be decoded after {probe.pts[0]} "
+                             f"({stats.bad_packets} damaged packets)")
+        while j < len(targets):  # past the last decodable frame (truncated file): it stays on screen
+            yield emit(int(targets[j]), prev)
+            j += 1
+
+
+def decode_decord(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
+                  stats: DecodeStats, stop: threading.Event | None = None, chunk: int = 16) -> Iterator[Decoded]:
+    """Fetch wanted frames by index with decord (frame i = the i-th presentation timestamp)."""
+    if probe.ops:
+        raise VideoError("decord applies its own rotation; PyAV handles files with a display matrix")
+    import decord
+
+    reader = decord.VideoReader(probe.path, ctx=decord.cpu(0))
+    if len(reader) != probe.num_frames:
+        raise VideoError(f"decord sees {len(reader)} frames, the demuxer {probe.num_frames}")
+    targets = np.union1d(model_pts, thumb_pts)
+    model_set, thumb_set = set(model_pts.tolist()), set(thumb_pts.tolist())
+    indices = np.searchsorted(probe.pts, targets)
+    for start in range(0, len(targets), chunk):
+        if stop is not None and stop.is_set():
+            return
+        batch = reader.get_batch(indices[start:start + chunk].tolist()).asnumpy()
+        stats.frames += len(batch)
+        for target, rgb in zip(targets[start:start + chunk].tolist(), batch, strict=True):
+            yield Decoded(target, _resize_rgb(rgb, sizes.model) if target in model_set else None,
+                          _resize_rgb(rgb, sizes.thumb) if target in thumb_set else None)
+
+
+BACKENDS = {"pyav": decode_pyav, "decord": decode_decord}
+
+
+def backend_order(backend: str) -> list[str]:
+    if backend == "decord":
+        return ["decord", "pyav"]
+    if backend == "auto" and decord_available():
+        return ["decord", "pyav"]
+    return ["pyav"]
+
+
+def fetch_frames(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes, *,
+                 backend: str, stats: DecodeStats, stop: threading.Event | None = None) -> Iterator[Decoded]:
+    """Yield the wanted frames, trying the backends in order; a failing one hands over where it stopped."""
+    last: int | None = None
+    reasons = []
+    for name in backend_order(backend):
+        if last is not None:
+            model_pts, thumb_pts = model_pts[model_pts > last], thumb_pts[thumb_pts > last]
+        try:
+            for item in BACKENDS[name](probe, model_pts, thumb_pts, sizes, stats, stop):
+                last = item.pts
+                yield item
+            return
+        except Exception as err:  # noqa: BLE001 - any failure of one backend (decord raises its own types)
+            reasons.append(f"{name}: {err}")
+            stats.fallbacks.append(f"{name}: {err}")
+            log.info("%s: %s failed (%s)", probe.path, name, err)
+    raise VideoError(f"{probe.path}: cannot decode ({'; '.join(reasons)})")

@@ -1,0 +1,51 @@
+"""A file's identity: the sha256 of its bytes, streamed (remembered per path, size and mtime)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.probe import VideoError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileId:
+    path: str  # absolute
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identify(path: Path, store=None) -> FileId:
+    """Hash `path` (or reuse the hash the store remembers for it); `VideoError` when it cannot be read."""
+    absolute = os.path.abspath(path)
+    if path.is_symlink() and not path.exists():
+        raise VideoError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)")
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory, not a video file")
+    try:
+        st = path.stat()
+        known = store.known_sha256(absolute, st.st_size, st.st_mtime_ns) if store is not None else None
+        sha = known or sha256_file(path)
+    except PermissionError as err:
+        raise VideoError(f"{path}: permission denied (cannot read the file)") from err
+    except FileNotFoundError as err:
+        raise VideoError(f"{path}: no such file (removed while ingesting?)") from err
+    except OSError as err:
+        raise VideoError(f"{path}: cannot read it ({err.strerror or err})") from err
+    file_id = FileId(absolute, sha, st.st_size, st.st_mtime_ns)
+    if store is not None and known is None:
+        store.remember_file(absolute, sha, st.st_size, st.st_mtime_ns)
+    return file_id

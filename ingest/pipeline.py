@@ -1,0 +1,239 @@
+"""The decoder side of the pipeline: a thread that turns paths into batches of segment frames.
+
+    paths -> [hash, claim, probe, plan, decode, cut, thumbnail] -> bounded queue -> main thread compresses
+
+The producer runs ahead of the model by at most `queue_batches` batches, so decoding overlaps with
+compression while memory stays bounded. Everything it learns is an item on the queue: `Started`,
+`Batch`, `Finished`, `Failed` for videos it claimed, `Resolved` for the rest (already present, or
+failed before any claim). A video held by another live process is looked at again after the others
+(`IngestConfig.wait_for_others`), so the final summary is true. The producer never raises: a broken
+file, or a bug, becomes a `Failed` item naming the file, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ingest.config import IngestConfig
+from ingest.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
+from ingest.identify import identify
+from ingest.plan import SegmentPlan, plan_segments, wanted_pts
+from ingest.probe import VideoError, VideoProbe, probe
+from ingest.results import FAILED, PRESENT, FileResult
+from ingest.rotation import ops_rotation, swaps_axes
+from ingest.thumbs import encode_jpeg, thumbnail_size
+from store import Claim, ClaimLost, ProbeRecord, Store, StoreError, VideoKey
+from store.records import BUSY
+from store.records import PRESENT as CLAIM_PRESENT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the producer needs to know about the model and the run."""
+
+    model_id: int
+    fingerprint: str
+    segment_seconds: float
+    frames_per_segment: int
+    image_size: int
+    owner: str
+    config: IngestConfig
+
+
+@dataclass
+class Job:
+    order: int
+    path: Path
+    claim: Claim
+    probe: VideoProbe
+    plans: list[SegmentPlan]
+    todo: list[SegmentPlan]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    stats: DecodeStats = field(default_factory=DecodeStats)
+
+    def frames_in(self, plans: list[SegmentPlan]) -> int:
+        """Source frames the span of these (consecutive) segments covers."""
+        ts = self.probe.timestamps
+        return int(np.searchsorted(ts, plans[-1].end_s, "left") - np.searchsorted(ts, plans[0].start_s, "left"))
+
+
+@dataclass
+class Started:
+    job: Job
+
+
+@dataclass
+class Batch:
+    job: Job
+    plans: list[SegmentPlan]
+    frames: list[np.ndarray]  # each uint8 [F, H, W, 3]
+    thumbs: list[bytes | None]
+    source_frames: int
+
+
+@dataclass
+class Finished:
+    job: Job
+
+
+@dataclass
+class Failed:
+    order: int
+    path: Path
+    claim: Claim
+    error: str
+    job: Job | None = None
+
+
+@dataclass
+class Resolved:
+    order: int
+    result: FileResult
+
+
+class Stopped(Exception):
+    pass
+
+
+DONE = object()
+
+
+class Producer(threading.Thread):
+    def __init__(self, paths: list[Path], store: Store, settings: Settings, out: queue.Queue, stop: threading.Event):
+        super().__init__(name="ingest-decoder", daemon=True)
+        self.paths, self.store, self.settings, self.out, self.stop = paths, store, settings, out, stop
+
+    def put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise Stopped
+
+    def run(self) -> None:
+        try:
+            waiting = [(i, p) for i, p in enumerate(self.paths) if not self.one(i, p)]
+            while waiting:
+                time.sleep(self.settings.config.poll_s)
+                waiting = [(i, p) for i, p in waiting if not self.one(i, p)]
+        except Stopped:
+            pass
+        except BaseException:  # a bug: report it, never hang the consumer
+            log.error("ingest decoder thread crashed:\n%s", traceback.format_exc())
+        finally:
+            with contextlib.suppress(queue.Full):
+                self.out.put(DONE, timeout=5)
+
+    def one(self, order: int, path: Path) -> bool:
+        """Ingest or resolve one path; False when another process holds it (look again later)."""
+        if self.stop.is_set():
+            raise Stopped
+        s = self.settings
+        try:
+            file_id = identify(path, self.store)
+        except VideoError as err:
+            vid = self.store.record_unreadable(model_id=s.model_id, segment_seconds=s.segment_seconds,
+                                               frames_per_segment=s.frames_per_segment, path=str(path),
+                                               error=str(err))
+            self.put(Resolved(order, FileResult(str(path), FAILED, vid, None, None, str(err))))
+            return True
+        key = VideoKey(file_id.sha256, s.model_id, s.segment_seconds, s.frames_per_segment)
+        claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
+        if claim.status == CLAIM_PRESENT:
+            self.store.prepare(claim)  # leftovers of a run killed right after finishing
+            self.put(Resolved(order, FileResult(str(path), PRESENT, claim.video_id, claim.num_segments,
+                                                claim.duration, None)))
+            return True
+        if claim.status == BUSY:
+            if s.config.wait_for_others:
+                return False
+            error = f"{path}: being ingested by another process ({claim.holder}); run again later"
+            self.put(Resolved(order, FileResult(str(path), FAILED, claim.video_id, None, None, error)))
+            return True
+        self.store.forget_unreadable(model_id=s.model_id, path=str(path))
+        job = None
+        try:
+            self.store.prepare(claim)
+            job = self.begin_job(order, path, claim)
+            self.put(Started(job))
+            self.decode(job)
+            if not job.cancelled.is_set():
+                self.put(Finished(job))
+        except Stopped:
+            raise
+        except (VideoError, ClaimLost, StoreError) as err:
+            self.put(Failed(order, path, claim, str(err), job))
+        except Exception as err:  # noqa: BLE001 - a bug must not stop the other files
+            log.error("%s: unexpected error while decoding:\n%s", path, traceback.format_exc())
+            self.put(Failed(order, path, claim, f"{path}: internal error while decoding: {type(err).__name__}: {err}",
+                            job))
+        return True
+
+    def begin_job(self, order: int, path: Path, claim: Claim) -> Job:
+        s = self.settings
+        info = probe(path)
+        plans = plan_segments(info, s.segment_seconds, s.frames_per_segment)
+        if not plans:
+            raise VideoError(f"{path}: the video lasts 0 seconds")
+        self.store.set_probe(claim, s.owner, ProbeRecord(
+            duration=info.duration, fps=info.fps, num_frames=info.num_frames, width=info.display_size[0],
+            height=info.display_size[1], rotation=ops_rotation(info.ops), num_segments=len(plans)))
+        todo = [p for p in plans if p.index not in claim.done]
+        return Job(order, path, claim, info, plans, todo)
+
+    def sizes(self, info: VideoProbe) -> FrameSizes:
+        cfg = self.settings.config
+        cap = 2 * self.settings.image_size if cfg.decode_max_side is None else cfg.decode_max_side
+        model = None if cap == 0 else (min(info.width, cap), min(info.height, cap))
+        tw, th = thumbnail_size(*info.display_size, cfg.thumbnail_side)
+        return FrameSizes(model=model, thumb=(th, tw) if swaps_axes(info.ops) else (tw, th))
+
+    def decode(self, job: Job) -> None:
+        """Decode the job's missing segments and put them on the queue in batches."""
+        if not job.todo:
+            return
+        batch_size = self.settings.config.batch_size
+        model_pts, thumb_pts = wanted_pts(job.todo)
+        frames = fetch_frames(job.probe, model_pts, thumb_pts, self.sizes(job.probe),
+                              backend=self.settings.config.backend, stats=job.stats, stop=self.stop)
+        held: dict[int, Decoded] = {}
+        batch: list[tuple[SegmentPlan, np.ndarray, bytes | None]] = []
+        k = 0  # next plan to complete
+        for item in frames:
+            held[item.pts] = item
+            while k < len(job.todo) and all(p in held for p in (*job.todo[k].frames, job.todo[k].thumbnail)):
+                plan = job.todo[k]
+                stack = np.stack([held[p].model for p in plan.frames])
+                thumb = held[plan.thumbnail].thumb
+                batch.append((plan, stack, encode_jpeg(thumb) if thumb is not None else None))
+                k += 1
+                if k < len(job.todo):
+                    keep_from = min(min(job.todo[k].frames), job.todo[k].thumbnail)
+                    held = {p: v for p, v in held.items() if p >= keep_from}
+                if len(batch) == batch_size:
+                    self.put_batch(job, batch)
+                    batch = []
+            if job.cancelled.is_set():
+                return
+        if batch:
+            self.put_batch(job, batch)
+        if k < len(job.todo):
+            raise VideoError(f"{job.path}: decoding stopped before segment {job.todo[k].index} "
+                             f"({job.stats.bad_packets} damaged packets)")
+
+    def put_batch(self, job: Job, batch: list[tuple[SegmentPlan, np.ndarray, bytes | None]]) -> None:
+        plans = [plan for plan, _, _ in batch]
+        self.put(Batch(job, plans, [f for _, f, _ in batch], [t for _, _, t in batch], job.frames_in(plans)))

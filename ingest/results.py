@@ -1,0 +1,72 @@
+"""What an ingest run reports: one `FileResult` per file and a `Summary` (printed, or JSON with --json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+INGESTED = "ingested"
+PRESENT = "present"
+FAILED = "failed"
+
+EXIT_OK = 0
+EXIT_USAGE = 1  # usage or environment error: nothing was ingested
+EXIT_SOME_FAILED = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    status: str  # ingested | present | failed
+    video_id: int | None
+    segments: int | None
+    duration_s: float | None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Summary:
+    files: list[FileResult] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    frames: int = 0
+    """Source video frames covered by the segments compressed in this run."""
+    segments: int = 0
+    """Segments compressed in this run."""
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_SOME_FAILED if self.count(FAILED) else EXIT_OK
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "files": [f.to_dict() for f in self.files],
+            "ingested": self.count(INGESTED), "present": self.count(PRESENT), "failed": self.count(FAILED),
+            "segments_compressed": self.segments, "frames": self.frames, "elapsed_s": round(self.elapsed_s, 3),
+            "frames_per_s": round(self.frames_per_s, 2), "interrupted": self.interrupted,
+            "exit_code": self.exit_code,
+        }
+
+    def text(self) -> str:
+        lines = [f"ingested {self.count(INGESTED)}, already present {self.count(PRESENT)}, "
+                 f"failed {self.count(FAILED)} ({self.segments} segments, {self.frames} video frames in "
+                 f"{self.elapsed_s:.1f} s, {self.frames_per_s:.1f} frames/s)"]
+        failed = [f for f in self.files if f.status == FAILED]
+        if failed:
+            lines.append("failed:")
+            lines += [f"  {f.error or f.path}" for f in failed]
+        if self.interrupted:
+            lines.append("interrupted: the work done so far is kept; run the same command again to resume")
+        return "\n".join(lines)

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+
+from ingest.decode import DecodeStats, FrameSizes, decode_pyav, decord_available, fetch_frames
+from ingest.plan import plan_segments, wanted_pts
+from ingest.probe import VideoError, probe
+from ingest.rotation import apply_ops, display_ops
+from ingest.thumbs import encode_jpeg, thumbnail_size
+from tests.fixtures.videos import CONTAINERS, decode_all, make_bad_files, pattern_frames, write_video
+from voco.segments import segment_frame_indices
+
+NATIVE = FrameSizes(model=None, thumb=(32, 24))
+
+
+def _selected(path, segment_seconds=0.7, frames=3, skip=0, sizes=NATIVE):
+    info = probe(path)
+    plans = plan_segments(info, segment_seconds, frames)
+    model_pts, thumb_pts = wanted_pts(plans[skip:])
+    got = {d.pts: d for d in decode_pyav(info, model_pts, thumb_pts, sizes, DecodeStats())}
+    return info, plans, got
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CONTAINERS] + ["vfr.mkv", "sub/rotated.mp4", "sub/with_audio.mp4"])
+def test_each_segment_gets_the_frames_voco_segments_picks(video_dir, name):
+    """Decoding only the wanted frames gives exactly what decoding everything and applying
+    voco.segments' rule gives, in every container, codec, for variable frame rate and rotation."""
+    path = video_dir / name
+    info, plans, got = _selected(path)
+    frames, timestamps = decode_all(path)
+    np.testing.assert_allclose(info.timestamps, timestamps)
+    expected = segment_frame_indices(timestamps, info.duration, 0.7, 3)
+    assert len(plans) == len(expected) >= 5  # the last, partial segment is kept
+    for plan, indices in zip(plans, expected, strict=True):
+        for pts, i in zip(plan.frames, indices, strict=True):
+            np.testing.assert_array_equal(got[pts].model, apply_ops(frames[i], info.ops))
+
+
+def test_variable_frame_rate_uses_timestamps_not_frame_counts(video_dir):
+    info = probe(video_dir / "vfr.mkv")
+    assert info.num_frames == 30 and info.duration == pytest.approx(3.551, abs=0.01)
+    # 15 frames in the first 0.75 s, then one every 0.2 s: the 2nd second holds 5 frames, not 10
+    plans = plan_segments(info, 1.0, 2)
+    assert len(plans) == 4 and plans[-1].end_s == pytest.approx(info.duration)
+    ts = dict(zip(info.pts.tolist(), info.timestamps.tolist(), strict=True))
+    assert [round(ts[p], 2) for p in plans[1].frames] == [1.15, 1.75]
+
+
+def test_resuming_mid_video_seeks_and_gets_the_same_frames(video_dir):
+    _, _, full = _selected(video_dir / "h264.mkv")
+    _, plans, tail = _selected(video_dir / "h264.mkv", skip=3)
+    assert set(tail) and min(tail) >= min(plans[3].frames)
+    for pts, item in tail.items():
+        np.testing.assert_array_equal(item.model, full[pts].model)
+
+
+def test_rotated_video_comes_out_upright(tmp_path):
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:, :32, 0] = 255  # left half red, as stored
+    path = write_video(tmp_path / "r.mp4", np.repeat(frame[None], 5, 0), rotation=90)
+    info = probe(path)
+    assert info.ops == ("cclock",) and info.display_size == (32, 64)
+    (item,) = [d for d in decode_pyav(info, info.pts[:1], info.pts[:0], NATIVE, DecodeStats())]
+    assert item.model.shape == (64, 32, 3)
+    assert item.model[40:, :, 0].mean() > 200 and item.model[:24, :, 0].mean() < 50  # red at the bottom
+
+
+def test_display_matrix_ops_follow_ffmpeg():
+    one = 1 << 16
+    assert display_ops((0, -one, 0, one, 0, 0, 0, 0, 1 << 30)) == ("cclock",)  # rotation 90
+    assert display_ops((0, one, 0, -one, 0, 0, 0, 0, 1 << 30)) == ("clock",)  # rotation -90
+    assert display_ops((-one, 0, 0, 0, -one, 0, 0, 0, 1 << 30)) == ("hflip", "vflip")  # 180
+    assert display_ops((one, 0, 0, 0, one, 0, 0, 0, 1 << 30)) == ()
+    assert display_ops(None) == ()
+
+
+def test_early_downscale_and_thumbnails(video_dir):
+    info, plans, got = _selected(video_dir / "h264.mp4", sizes=FrameSizes(model=(40, 30), thumb=(32, 24)))
+    assert got[plans[0].frames[0]].model.shape == (30, 40, 3)
+    thumb = got[plans[0].thumbnail].thumb
+    assert thumb.shape == (24, 32, 3)
+    jpeg = encode_jpeg(thumb)
+    assert jpeg[:2] == b"\xff\xd8" and len(jpeg) < 5000
+    assert thumbnail_size(1920, 1080, 160) == (160, 90) and thumbnail_size(20, 10, 160) == (20, 10)
+
+
+def test_bad_files_raise_a_reason_naming_the_file(tmp_path, video_dir):
+    zoo = make_bad_files(tmp_path / "bad", video_dir / "h264.mp4")
+    reasons = {}
+    for kind, path in zoo.items():
+        with pytest.raises(VideoError) as err:
+            probe(path)
+        assert str(path) in str(err.value)
+        reasons[kind] = str(err.value)
+    assert "empty file" in reasons["zero"]
+    assert "no video stream (audio only)" in reasons["audio"]
+    assert "broken symbolic link" in reasons["symlink"]
+    assert "directory" in reasons["directory"]
+    assert "not a video file" in reasons["random"] and "not a video file" in reasons["text"]
+
+
+def test_a_truncated_stream_keeps_what_decodes(tmp_path):
+    path = write_video(tmp_path / "t.mkv", pattern_frames(40), fmt="matroska")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    info = probe(cut)
+    assert 0 < info.num_frames < 40
+    plans = plan_segments(info, 1.0, 2)
+    model_pts, thumb_pts = wanted_pts(plans)
+    items = list(fetch_frames(info, model_pts, thumb_pts, NATIVE, backend="pyav", stats=DecodeStats()))
+    assert [d.pts for d in items] == sorted(set(model_pts) | set(thumb_pts))
+
+
+@pytest.mark.skipif(not decord_available(), reason="decord is optional (pip install decord)")
+def test_decord_backend_matches_pyav_at_native_size(video_dir):
+    info = probe(video_dir / "h264.mp4")
+    plans = plan_segments(info, 0.7, 3)
+    model_pts, thumb_pts = wanted_pts(plans)
+    stats = DecodeStats()
+    a = {d.pts: d.model for d in fetch_frames(info, model_pts, thumb_pts, NATIVE, backend="decord", stats=stats)}
+    b = {d.pts: d.model for d in decode_pyav(info, model_pts, thumb_pts, NATIVE, DecodeStats())}
+    assert stats.fallbacks == []
+    for pts in model_pts.tolist():
+        assert np.abs(a[pts].astype(int) - b[pts].astype(int)).max() <= 2

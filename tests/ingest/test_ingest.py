@@ -1,0 +1,174 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ingest.config import IngestConfig
+from ingest.progress import ProgressEvent
+from ingest.run import UsageError, ingest_paths
+from store import Store
+from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
+from tests.ingest.conftest import SEGMENT_SECONDS
+from voco.segments import segment_frame_indices
+
+CFG = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=2)
+
+
+def run(paths, home, model, config=CFG, **kwargs):
+    return ingest_paths([str(p) for p in paths], home=home, model=model, model_name="tiny", config=config, **kwargs)
+
+
+def test_every_container_codec_and_oddity_is_ingested(tmp_path, video_dir, model):
+    summary = run([video_dir], tmp_path / "home", model)
+    assert summary.exit_code == 0, summary.text()
+    assert summary.count("ingested") == len(summary.files) == 13
+    by_name = {f.path.rsplit("/", 1)[-1]: f for f in summary.files}
+    assert by_name["h264.mp4"].segments == 3 and by_name["h264.mp4"].duration_s == pytest.approx(3.0)
+    assert by_name["vfr.mkv"].segments == 4  # 3.55 s: the last, partial segment is kept
+    assert by_name["synthetic.mp4"].segments == 3
+    with Store.open(tmp_path / "home") as store:
+        videos = {v.path.rsplit("/", 1)[-1]: v for v in store.list_videos()}
+        assert all(v.status == "ready" and v.segments_done == v.num_segments for v in videos.values())
+        rotated = videos["rotated.mp4"]
+        assert (rotated.width, rotated.height) == (48, 64)  # display orientation
+        segments = store.segments(rotated.id)
+        assert all(s.thumbnail[:2] == b"\xff\xd8" and s.thumbnail_mime == "image/jpeg" for s in segments)
+        assert [(s.start_s, s.end_s) for s in segments] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+
+
+def test_stored_caches_are_what_the_model_computes_on_the_sampled_frames(tmp_path, video_dir, model):
+    path = video_dir / "h264.mkv"
+    config = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=2, decode_max_side=0)
+    (result,) = run([path], tmp_path / "home", model, config).files
+    frames, timestamps = decode_all(path)
+    segments = [frames[i] for i in segment_frame_indices(timestamps, 3.0, SEGMENT_SECONDS, 2)]
+    expected = model.compress(segments, batch_size=2)
+    with Store.open(tmp_path / "home") as store:
+        caches = store.load_caches(result.video_id, model.fingerprint, verify=True)
+    assert len(caches) == len(expected) == 3
+    for got, want in zip(caches, expected, strict=True):
+        assert got.source_position == want.source_position and got.compressor == want.compressor
+        torch.testing.assert_close(got.kv, want.kv, rtol=1e-5, atol=1e-6)
+
+
+def test_second_run_does_nothing_and_same_bytes_elsewhere_are_free(tmp_path, one_video, model):
+    home = tmp_path / "home"
+    first = run([one_video], home, model)
+    assert [f.status for f in first.files] == ["ingested"]
+    again = run([one_video], home, model)
+    assert [f.status for f in again.files] == ["present"] and again.segments == 0
+    copy = tmp_path / "renamed" / "copy.mkv"
+    copy.parent.mkdir()
+    shutil.copy(one_video, copy)
+    moved = run([copy], home, model)
+    assert [f.status for f in moved.files] == ["present"]
+    assert moved.files[0].video_id == first.files[0].video_id
+    with Store.open(home) as store:
+        (video,) = store.list_videos()
+        assert sorted(video.paths) == sorted([str(one_video), str(copy)])
+    write_video(one_video, pattern_frames(25, seed=2))  # changed content: a new video
+    changed = run([one_video], home, model)
+    assert [f.status for f in changed.files] == ["ingested"]
+    assert changed.files[0].video_id != first.files[0].video_id
+
+
+def test_another_model_or_segment_length_is_another_video(tmp_path, one_video, model):
+    from voco.tiny import tiny_model
+
+    home = tmp_path / "home"
+    a = run([one_video], home, model).files[0]
+    b = ingest_paths([one_video], home=home, model=tiny_model("llama", k=1, seed=1), model_name="other",
+                     config=CFG).files[0]
+    c = run([one_video], home, model, IngestConfig(segment_seconds=0.5)).files[0]
+    assert (a.status, b.status, c.status) == ("ingested", "ingested", "ingested")
+    assert len({a.video_id, b.video_id, c.video_id}) == 3 and c.segments == 5
+
+
+def test_bad_files_fail_with_reasons_and_the_rest_goes_on(tmp_path, video_dir, one_video, model):
+    folder = tmp_path / "mixed"
+    zoo = make_bad_files(folder, video_dir / "h264.mp4")
+    shutil.copy(one_video, folder / "good.mp4")
+    home = tmp_path / "home"
+    summary = run([folder], home, model)
+    status = {f.path.rsplit("/", 1)[-1]: f for f in summary.files}
+    assert status.pop("good.mp4").status == "ingested"
+    assert {name for name in status} == {p.name for p in zoo.values()}
+    for name, result in status.items():
+        assert result.status == "failed" and name in result.error, result
+    assert "audio only" in status["audio_only.mp4"].error
+    assert summary.exit_code == 2
+    rerun = run([folder], home, model)  # failed files are retried, and fail again without piling up rows
+    assert rerun.count("failed") == len(zoo) and rerun.count("present") == 1
+    with Store.open(home) as store:
+        failed = store.list_videos(status="failed")
+        assert len(failed) == len(zoo) and all(v.error for v in failed)
+
+
+def test_one_video_failing_in_the_model_does_not_stop_the_others(tmp_path, video_dir, model, monkeypatch):
+    calls = {"n": 0}
+    real = model.compress
+
+    def flaky(segments, batch_size=8):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(segments, batch_size=batch_size)
+
+    monkeypatch.setattr(model, "compress", flaky)
+    paths = [video_dir / "h264.mp4", video_dir / "vp8.webm"]
+    summary = run(paths, tmp_path / "home", model)
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    assert "out of memory (simulated)" in summary.files[0].error
+    monkeypatch.setattr(model, "compress", real)
+    retry = run(paths, tmp_path / "home", model)
+    assert [f.status for f in retry.files] == ["ingested", "present"]
+
+
+def test_progress_events_and_interrupt_then_resume(tmp_path, model):
+    long = write_video(tmp_path / "long.mp4", pattern_frames(80))  # 8 s: 8 segments, 4 batches
+    home = tmp_path / "home"
+    events: list[ProgressEvent] = []
+
+    def stop_after_two_batches(event: ProgressEvent) -> None:
+        events.append(event)
+        if sum(e.kind == "batch" for e in events) == 2:
+            raise KeyboardInterrupt
+
+    # a listener's ordinary exception is ignored, but Ctrl-C is not
+    summary = run([long], home, model, progress=stop_after_two_batches)
+    assert summary.interrupted and summary.exit_code == 130 and summary.segments == 4
+    assert [e.kind for e in events] == ["start", "batch", "batch"]
+    assert events[0].segments_total == 8 and events[0].frames_total == 80
+    assert events[-1].segments_done == 4 and events[-1].frames_done == 40
+    with Store.open(home) as store:
+        (video,) = store.list_videos()
+        assert (video.status, video.segments_done, video.claimed_by is not None) == ("pending", 4, True)
+    events.clear()
+    resumed = run([long], home, model, progress=events.append)
+    assert [f.status for f in resumed.files] == ["ingested"] and resumed.segments == 4  # only the missing half
+    assert events[0].segments_done == 4 and events[-1].kind == "done" and events[-1].status == "ingested"
+    with Store.open(home) as store:
+        caches = store.load_video_caches(resumed.files[0].video_id, model.fingerprint, verify=True)
+        assert caches.kv.shape[0] == 8
+        files = [p for p in store.home.caches.rglob("*") if p.is_file()]
+        assert len(files) == 1  # one pack, no chunk or temp file left
+
+
+def test_missing_paths_are_a_usage_error_before_any_work(tmp_path, model):
+    with pytest.raises(UsageError, match="no such file or folder"):
+        run([tmp_path / "nope.mp4"], tmp_path / "home", model)
+    assert not (tmp_path / "home").exists()
+
+
+def test_frames_are_downscaled_early_but_the_model_input_barely_changes(tmp_path, model):
+    big = write_video(tmp_path / "big.mp4", pattern_frames(10, height=240, width=320))
+    home = tmp_path / "home"
+    small = run([big], home, model, IngestConfig(segment_seconds=SEGMENT_SECONDS)).files[0]  # 2x image_size
+    native = run([big], tmp_path / "home2", model, IngestConfig(segment_seconds=SEGMENT_SECONDS,
+                                                                decode_max_side=0)).files[0]
+    with Store.open(home) as s1, Store.open(tmp_path / "home2") as s2:
+        a = s1.load_video_caches(small.video_id, model.fingerprint).kv
+        b = s2.load_video_caches(native.video_id, model.fingerprint).kv
+    rel = (a - b).norm() / b.norm()
+    assert rel < 0.05 and np.isfinite(rel.item())
