@@ -1,0 +1,132 @@
+"""Compression table: full vs pool (m = k) vs VoCo (k = 1, 2, 4) under one training budget, same data.
+
+    python scripts/compression_table.py --config configs/table.yaml [--steps N] [--variants full,pool-1,voco-1]
+
+Every row trains the config's model from the same seed on the same train videos for the same steps
+(only the compressor and k differ), then answers the same test videos (open-ended greedy decoding,
+exact match). A row whose `OUTPUT_DIR/<row>/final/metrics.json` exists is loaded, not retrained, so an
+interrupted table resumes (a half-trained row resumes from its `last/`). Prints a markdown table and
+writes JSON (`--json`, default OUTPUT_DIR/compression_table.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+from voco.data.questions import QUESTION_TYPES
+from voco.train.config import ConfigError, TrainConfig, load_config
+
+DEFAULT_VARIANTS = ("full", "pool-1", "voco-1", "voco-2", "voco-4")
+
+
+def parse_variant(name: str) -> tuple[str, int]:
+    """`full` | `pool-M` | `voco-K` -> (compressor, k)."""
+    if name == "full":
+        return "full", 1
+    kind, _, k = name.partition("-")
+    if kind not in ("pool", "voco") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"variant must be full, pool-M or voco-K (M, K >= 1), got {name!r}")
+    return kind, int(k)
+
+
+def variant_config(base: TrainConfig, name: str, steps: int | None = None) -> TrainConfig:
+    config = copy.deepcopy(base)
+    compressor, k = parse_variant(name)
+    config.model.voco = {**config.model.voco, "compressor": compressor, "k": k}
+    config.output_dir = str(Path(base.output_dir) / name)
+    config.export_dir = None
+    for stage in config.stages:
+        if steps is not None:
+            stage.steps = steps
+            stage.warmup_steps = min(stage.warmup_steps, steps)
+        # the pool compressor's linear trains wherever the model trains; other compressors have no pool
+        stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" else [])
+    return TrainConfig(**{f: getattr(config, f) for f in config.__dataclass_fields__})  # re-validate
+
+
+def tokens_per_segment(config: TrainConfig) -> tuple[int, int]:
+    """(vision tokens per segment, tokens kept per segment) for a new-model config."""
+    m = config.model
+    n = (m.image_size // m.patch_size) ** 2 * m.voco.get("frames_per_segment", 4)
+    compressor, k = m.voco.get("compressor", "voco"), m.voco.get("k", 1)
+    return n, (n if compressor == "full" else k)
+
+
+def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool) -> dict:
+    from voco.train.loop import train
+
+    config = variant_config(base, name, steps)
+    done = Path(config.output_dir) / "final" / "metrics.json"
+    if done.is_file():
+        metrics = json.loads(done.read_text())
+    else:
+        started = time.perf_counter()
+        metrics = train(config, resume=True, progress=progress)
+        metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+    n, kept = tokens_per_segment(config)
+    test = metrics["test"]
+    return {"variant": name, "compressor": config.model.voco["compressor"], "kept": kept, "vision_tokens": n,
+            "accuracy": test["accuracy"], "count": test["count"], "average": test["average"],
+            "overall": test["overall"], "steps": metrics["steps"], "train_seconds": metrics["train_seconds"]}
+
+
+def add_retention(rows: list[dict]) -> None:
+    full = next((r for r in rows if r["compressor"] == "full"), None)
+    for r in rows:
+        r["retention"] = r["average"] / full["average"] if full and full["average"] > 0 else None
+
+
+def format_table(rows: list[dict]) -> str:
+    types = [t for t in QUESTION_TYPES if any(t in r["accuracy"] for r in rows)]
+    head = ["compressor", "kept/seg"] + types + ["average", "retention"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["variant"], str(r["kept"])] + [f"{100 * r['accuracy'].get(t, float('nan')):.1f}" for t in types]
+        cells += [f"{100 * r['average']:.1f}", "-" if r["retention"] is None else f"{100 * r['retention']:.1f}%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/table.yaml", help="the common budget (YAML training config)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help="comma-separated rows: full, pool-M, voco-K")
+    parser.add_argument("--steps", type=int, help="override the steps of every stage (the budget)")
+    parser.add_argument("--output-dir", help="override the config's output_dir")
+    parser.add_argument("--json", help="where to write the table as JSON (default OUTPUT_DIR/compression_table.json)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        base = load_config(args.config)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        for v in variants:
+            parse_variant(v)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.output_dir:
+        base.output_dir = args.output_dir
+    rows = [run_variant(base, v, args.steps, not args.no_progress) for v in variants]
+    add_retention(rows)
+    steps = rows[0]["steps"] if rows else 0
+    m = base.model
+    print(f"\nbudget: {steps} steps x {base.data.videos_per_batch} videos x {base.data.questions_per_video} questions "
+          f"per compressor, same seed and train videos; model hidden {m.hidden}, {m.layers} layers, "
+          f"{m.image_size} px / patch {m.patch_size}; test: {base.data.test_videos} videos, greedy exact match\n")
+    table = format_table(rows)
+    print(table)
+    out = Path(args.json) if args.json else Path(base.output_dir) / "compression_table.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": args.config, "steps": steps, "rows": rows, "markdown": table}, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The bundled default model loads offline and answers a question about a generated clip."""
+
+from pathlib import Path
+
+import pytest
+
+from voco import VoCoModel
+from voco.data.synthetic import make_example
+from voco.segments import split_frames
+
+DEFAULT = Path(__file__).resolve().parents[2] / "voco" / "checkpoints" / "default"
+pytestmark = pytest.mark.skipif(not (DEFAULT / "config.json").is_file(), reason="no bundled default model yet")
+
+
+def test_default_loads_compresses_and_answers():
+    model = VoCoModel.from_pretrained("default")
+    assert model.k == 1 and model.voco.compressor == "voco" and model.voco.voco_tuned
+    video, qas = make_example("test", 0)
+    segments = split_frames(video.frames, video.fps, model.voco.segment_seconds, model.voco.frames_per_segment)
+    caches = model.compress(segments)
+    n = model.vision_embeds(segments[:1]).shape[1]
+    assert n >= 64 and caches[0].k == 1  # compression ratio >= 64 vision tokens per kept token
+    answer = model.answer(qas[0].question, caches, max_new_tokens=6)
+    assert isinstance(answer, str) and answer
+    scores = model.score(qas[0].question, caches, ["yes", "no", "red", "circle"])
+    assert len(scores) == 4
+
+
+def test_default_is_small_and_documented():
+    size = sum(p.stat().st_size for p in DEFAULT.rglob("*") if p.is_file())
+    assert size < 25 * 2**20
+    card = (DEFAULT / "MODEL_CARD.md").read_text()
+    assert "python -m voco.train --config configs/default.yaml" in card and "accuracy" in card

@@ -1,0 +1,46 @@
+"""scripts/compression_table.py on a tiny budget: trains each row, prints the table, writes JSON, resumes."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.train.conftest import tiny_dict
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("compression_table", REPO / "scripts" / "compression_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compression_table_tiny_budget(tmp_path, capsys):
+    table = _script()
+    data = tiny_dict(tmp_path)
+    data["stages"][0]["steps"] = 2
+    config = tmp_path / "table.yaml"
+    config.write_text("# python scripts/compression_table.py --config table.yaml\n" + yaml.safe_dump(data))
+    out = tmp_path / "table.json"
+    args = ["--config", str(config), "--variants", "full,pool-1,voco-2", "--json", str(out), "--no-progress"]
+    assert table.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| full |" in printed and "| voco-2 |" in printed and "retention" in printed
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    # 32 px / patch 8 -> 16 tokens per frame, 2 frames per segment
+    assert (rows["full"]["kept"], rows["pool-1"]["kept"], rows["voco-2"]["kept"]) == (32, 1, 2)
+    assert rows["full"]["retention"] in (None, pytest.approx(1.0))
+    assert all(r["steps"] == 2 for r in rows.values())
+    # finished rows are loaded, not retrained
+    stamp = (Path(data["output_dir"]) / "voco-2" / "final" / "metrics.json").stat().st_mtime
+    assert table.main(args[:3] + ["voco-2", "--json", str(out), "--no-progress"]) == 0
+    assert (Path(data["output_dir"]) / "voco-2" / "final" / "metrics.json").stat().st_mtime == stamp
+
+
+def test_bad_variant_is_an_error(capsys):
+    assert _script().main(["--config", str(REPO / "configs" / "table.yaml"), "--variants", "qformer-1"]) == 2
+    assert "variant" in capsys.readouterr().err

@@ -1,0 +1,36 @@
+"""`python -m voco.train --config configs/default.yaml`: train (or resume) a VoCo model from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from voco.train.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m voco.train",
+        description="Train a VoCo model (the bundled tiny default on CPU, or a LLaVA-1.5 checkpoint on GPUs "
+                    "under torchrun) from a YAML config; resumes from OUTPUT_DIR/last when it exists.")
+    parser.add_argument("--config", required=True, help="YAML training config (see configs/)")
+    parser.add_argument("--output-dir", help="override the config's output_dir")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT_DIR/last exists")
+    parser.add_argument("--max-steps", type=int, help="stop (saving a resumable state) at this global step")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    from voco.train.loop import train
+
+    train(config, resume=not args.no_resume, progress=not args.no_progress, max_steps=args.max_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

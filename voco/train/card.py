@@ -1,0 +1,80 @@
+# ruff: noqa: E501  (markdown table rows)
+"""MODEL_CARD.md for an exported checkpoint, written from the config and the measured metrics."""
+
+from __future__ import annotations
+
+from voco.data.questions import QUESTION_SCOPE
+
+
+def _params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def model_card(config, model, metrics: dict) -> str:
+    c = model.config
+    vc, tc = c.vision_config, c.text_config
+    voco = model.voco
+    per_frame = (vc.image_size // vc.patch_size) ** 2
+    n = per_frame * voco.frames_per_segment
+    test = metrics["test"]
+    rows = "\n".join(
+        f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} |" for t, a in test["accuracy"].items())
+    stages = "\n".join(
+        f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
+        f"view `{s.view}`" + (f", world overrides {s.world}" if s.world else "")
+        for s in config.stages)
+    kept = voco.k if voco.compressor != "full" else n
+    minutes = metrics["train_seconds"] / 60
+    return f"""# VoCo default model (bundled)
+
+A small LLaVA-style model trained from scratch on the synthetic video-QA world (`voco.data`) to answer
+questions about a video from **{kept} VoCo token(s) per segment**: each {voco.segment_seconds:g}-second
+segment ({voco.frames_per_segment} frames x {per_frame} patches = {n} vision tokens) is compressed into the KV
+cache of {kept} `<voco>` token(s): compression ratio {n // kept}:1.
+
+Load it offline with `VoCoModel.from_pretrained("default")`.
+
+## Reproduce
+
+    {config.command}
+
+(config: `train_config.yaml` beside this file; {metrics['steps']} optimizer steps, {minutes:.1f} minutes of
+training on a shared 2-core CPU, then {metrics['eval_seconds']:.0f} s of test evaluation.)
+
+## Architecture
+
+| part | |
+|---|---|
+| vision | CLIP-style ViT from scratch: {vc.image_size} px frames, patch {vc.patch_size} ({per_frame} tokens/frame), hidden {vc.hidden_size}, {vc.num_hidden_layers} layers, {_params(model.vision_tower) / 1e6:.2f} M params |
+| projector | `{voco.projector}`, {_params(model.projector) / 1e6:.2f} M params |
+| LM | Llama decoder from scratch: hidden {tc.hidden_size}, {tc.num_hidden_layers} layers, {tc.num_attention_heads} heads ({tc.num_key_value_heads} KV heads), vocab {tc.vocab_size} (byte-level BPE fitted to the world's text), {_params(model.lm) / 1e6:.2f} M params |
+| VoCo | compressor `{voco.compressor}`, k = {voco.k}, {voco.frames_per_segment} frames per {voco.segment_seconds:g} s segment |
+| weights | {model.dtype}, {_params(model) / 1e6:.2f} M parameters |
+
+## Training
+
+Synthetic world videos (train split, fresh videos every step: {config.data.videos_per_batch} videos x
+{config.data.questions_per_video} questions per step), loss = cross-entropy on the answer tokens read from
+the segment caches (two-stage path with gradients through the caches; VoCo attention distillation).
+AdamW (weight decay {config.weight_decay}), gradient clipping {config.grad_clip}, seed {config.seed}.
+
+{stages}
+
+## Test accuracy ({metrics['test_videos']} test-split videos, {metrics['test_questions']} questions)
+
+Open-ended: greedy decoding from the VoCo caches, exact match of the one-word answer (no answer list
+given to the model).
+
+| type | scope | questions | accuracy |
+|---|---|---|---|
+{rows}
+
+Average over types: **{test['average']:.3f}** (local types {test.get('local', float('nan')):.3f}, global types
+{test.get('global', float('nan')):.3f}; over all questions {test['overall']:.3f}).
+
+## Limits
+
+A toy: it only knows the synthetic world (coloured shapes on plain backgrounds, one-word answers); it is
+here for tests, the demo app and the ingest pipeline on CPU, not for real videos. `curves.png` shows the
+training loss and validation accuracy.
+"""

@@ -1,0 +1,305 @@
+"""Typed training configuration, loaded from YAML (`python -m voco.train --config configs/....yaml`).
+
+A config has four parts::
+
+    model:    what to train: a new small model (`init: new`, architecture below) or a checkpoint folder
+              (`init: pretrained`, e.g. a LLaVA-1.5-7B folder), its VoCo settings and dtype
+    data:     the synthetic video-QA world (WorldConfig knobs), questions per video, batch size
+    stages:   a list of training stages (alignment, VoCo instruction tuning, video training), each with
+              its own steps, learning rate and which parameter groups train
+    (top)     seed, output folder, optimizer, validation and checkpoint cadence, device, export
+
+Unknown keys, wrong types and impossible values fail at load time with the key's dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from voco.config import VoCoConfig
+from voco.data.world import WorldConfig
+
+PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool")
+"""Parameter groups a stage can train: the vision tower, the projector, the whole decoder LM (embeddings and
+head included), only the <voco> (and segment-start) embedding rows, and the pool compressor's linear."""
+DTYPES = ("float32", "bfloat16", "float16")
+VIEWS = ("cache", "full")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the offending key."""
+
+
+@dataclass
+class ModelSpec:
+    init: str = "new"
+    """`new`: a randomly initialised model with the architecture below; `pretrained`: load `path`."""
+    path: str | None = None
+    """Checkpoint folder for `init: pretrained` (a VoCo checkpoint or a plain LLaVA folder; nothing is downloaded)."""
+    dtype: str = "float32"
+    """Parameter dtype while training: float32 for the tiny model, bfloat16 for 7B."""
+    voco: dict = field(default_factory=dict)
+    """`voco.json` fields (k, compressor, projector, frames_per_segment, segment_seconds, prompt, ...)."""
+    # architecture of a new model (ignored for `pretrained`)
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden: int = 96
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_feature_layer: int = -1
+    hidden: int = 192
+    intermediate: int = 512
+    layers: int = 3
+    heads: int = 6
+    kv_heads: int = 2
+    tokenizer_vocab: int = 700
+    """Byte-level BPE size of the tokenizer trained on the synthetic world's text (`voco.train.tokenizer`)."""
+
+    def __post_init__(self) -> None:
+        if self.init not in ("new", "pretrained"):
+            raise ConfigError(f"model.init must be 'new' or 'pretrained', got {self.init!r}")
+        if self.init == "pretrained" and not self.path:
+            raise ConfigError("model.path is required when model.init is 'pretrained'")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"model.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ConfigError("model.hidden must divide by heads, and heads by kv_heads")
+        if self.vision_hidden % self.vision_heads:
+            raise ConfigError("model.vision_hidden must divide by vision_heads")
+        try:
+            VoCoConfig(**self.voco)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.voco: {err}") from err
+
+    def voco_config(self) -> VoCoConfig:
+        return VoCoConfig(**self.voco)
+
+
+@dataclass
+class DataSpec:
+    world: dict = field(default_factory=dict)
+    """WorldConfig knobs (size, fps, min_seconds, max_seconds, noise_std, ...); empty = the standard world."""
+    base_seed: int = 0
+    questions_per_video: int = 6
+    videos_per_batch: int = 8
+    """Videos per optimizer step (per process under DDP); all their questions train on the same caches."""
+    train_videos: int = 1_000_000
+    """Size of the train split's index space; each epoch visits it in a seeded shuffled order."""
+    val_videos: int = 64
+    test_videos: int = 200
+    workers: int = 0
+    """Background threads rendering the next batches (0 = render in the training loop)."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.world_config()
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.world: {err}") from err
+        for name in ("questions_per_video", "videos_per_batch", "train_videos", "val_videos", "test_videos"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.base_seed < 0 or self.workers < 0:
+            raise ConfigError("data.base_seed and data.workers must be >= 0")
+
+    def world_config(self, overrides: dict | None = None) -> WorldConfig:
+        world = {**self.world, **(overrides or {})}
+        for key in ("object_size_fraction", "shapes", "colors"):
+            if key in world:
+                world[key] = tuple(world[key])
+        return WorldConfig(**world)
+
+
+@dataclass
+class StageSpec:
+    name: str
+    steps: int
+    lr: float = 1e-3
+    train: list[str] = field(default_factory=lambda: ["projector", "lm", "voco_embedding"])
+    """Parameter groups that train in this stage (see PARAM_GROUPS); everything else is frozen."""
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.05
+    """Cosine decay ends at lr * min_lr_ratio."""
+    view: str = "cache"
+    """`cache`: questions read only the segment caches (VoCo training); `full`: questions see every vision
+    token of every segment (LLaVA-style alignment, what the paper's first stage trains)."""
+    kl_weight: float = 0.0
+    """Weight of KL(teacher || student) on answer tokens, teacher = the same model seeing all vision tokens."""
+    kl_temperature: float = 1.0
+    world: dict = field(default_factory=dict)
+    """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
+
+    def __post_init__(self) -> None:
+        where = f"stage {self.name!r}"
+        if self.steps < 1:
+            raise ConfigError(f"{where}: steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ConfigError(f"{where}: lr must be > 0, got {self.lr}")
+        unknown = sorted(set(self.train) - set(PARAM_GROUPS))
+        if unknown or not self.train:
+            raise ConfigError(f"{where}: train must list some of {list(PARAM_GROUPS)}, got {self.train}")
+        if self.view not in VIEWS:
+            raise ConfigError(f"{where}: view must be one of {VIEWS}, got {self.view!r}")
+        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+            raise ConfigError(f"{where}: warmup_steps must lie in 0 .. steps ({self.steps})")
+        if not 0 <= self.min_lr_ratio <= 1 or self.kl_weight < 0 or self.kl_temperature <= 0:
+            raise ConfigError(f"{where}: need 0 <= min_lr_ratio <= 1, kl_weight >= 0, kl_temperature > 0")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSpec
+    data: DataSpec
+    stages: list[StageSpec]
+    output_dir: str = "runs/default"
+    seed: int = 0
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    """Validate (accuracy per question type on the val split) every this many steps and at each stage end."""
+    save_every: int = 200
+    """Write the resumable checkpoint `output_dir/last` every this many steps (and at each stage end)."""
+    eval_max_new_tokens: int = 6
+    gradient_checkpointing: bool = False
+    """Recompute the segment compression pass (vision tower + LM over each segment chunk) in the backward pass
+    (transformers' per-layer checkpointing drops KV caches, which VoCo needs, so the LM is checkpointed per
+    chunk of segments; the vision tower uses transformers' own)."""
+    segment_chunk: int = 0
+    """Segments per compression pass (0 = all segments of the batch at once); bounds activation memory."""
+    device: str = "auto"
+    """`auto` (cuda:LOCAL_RANK when there is a GPU, else cpu), `cpu`, `cuda`, `cuda:N`."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    export_dir: str | None = None
+    """After training: save the final model here too, with its config, metrics, curve and MODEL_CARD.md."""
+    command: str = ""
+    """The command this config serves (filled from the config's first comment line when empty)."""
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError("stages: give at least one training stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stages: names must be unique, got {names}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ConfigError("grad_clip and weight_decay must be >= 0")
+        if self.segment_chunk < 0:
+            raise ConfigError(f"segment_chunk must be >= 0, got {self.segment_chunk}")
+        if self.eval_every < 1 or self.save_every < 1:
+            raise ConfigError("eval_every and save_every must be >= 1")
+        voco = self.model.voco_config()
+        for stage in self.stages:
+            if "pool" in stage.train and voco.compressor != "pool":
+                raise ConfigError(f"stage {stage.name!r} trains 'pool' but model.voco.compressor is "
+                                  f"{voco.compressor!r}")
+            if stage.view == "full" and stage.kl_weight > 0:
+                raise ConfigError(f"stage {stage.name!r}: kl_weight needs view 'cache' (the teacher is the full view)")
+            try:
+                self.data.world_config(stage.world)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"stage {stage.name!r} world: {err}") from err
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data, where: str):
+    """Build dataclass `cls` from a mapping, checking keys and simple types; errors name the dotted key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(fields)}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _convert(hints[name], value, key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _convert(hint, value, key: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(a, v, key) for a, v in zip(args, value, strict=True))
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    return _build(TrainConfig, data, "")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML training config; the first comment line (the command it serves) fills `command`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file at {path}")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    try:
+        config = config_from_dict(data or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    if not config.command:
+        first = text.lstrip().splitlines()[0] if text.strip() else ""
+        config.command = first.lstrip("#").strip() if first.startswith("#") else f"python -m voco.train --config {path}"
+    return config

@@ -1,0 +1,163 @@
+"""Batches from the synthetic world: videos -> segment frames (the ingest sampling rule) + QA token ids.
+
+A training step reads `videos_per_batch` whole videos. Every video is cut into segments with
+`voco.segments.split_frames` (the rule ingest uses), all its questions ride on the same segment caches,
+so the cost of compressing a video is shared by its ~6 questions.
+
+The train stream is a pure function of (seed, step, rank): batch `step` of process `rank` holds the videos
+at stream positions `(step * world + rank) * B .. + B - 1`, and position p is video `perm_e[p mod N]` of a
+seeded per-epoch permutation. Resuming at a step therefore needs no saved iterator state.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voco.data.questions import QA
+from voco.data.synthetic import make_example
+from voco.data.world import WorldConfig
+from voco.segments import split_frames
+
+
+@dataclass
+class VideoExample:
+    video_id: str
+    segments: list[np.ndarray]
+    """uint8 [F, H, W, 3] per segment, sampled as ingest samples them."""
+    qas: list[QA]
+
+
+@dataclass
+class Batch:
+    """Videos (their segments flattened) and one row per question: prompt suffix + answer token ids."""
+
+    segments: list[np.ndarray]
+    segment_counts: list[int]
+    """Segments per video, in order; video v owns segments sum(counts[:v]) .. + counts[v]."""
+    prefix_ids: list[int]
+    row_video: list[int] = field(default_factory=list)
+    row_ids: list[list[int]] = field(default_factory=list)
+    """Suffix (question + assistant tag) followed by the answer tokens (incl. the closing </s>)."""
+    row_answer_start: list[int] = field(default_factory=list)
+    """Index in row_ids of the first answer token."""
+    row_types: list[str] = field(default_factory=list)
+    row_answers: list[str] = field(default_factory=list)
+    row_questions: list[str] = field(default_factory=list)
+
+    @property
+    def num_questions(self) -> int:
+        return len(self.row_ids)
+
+
+def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, questions_per_video: int,
+               frames_per_segment: int, segment_seconds: float) -> VideoExample:
+    video, qas = make_example(split, index, base_seed, world, questions_per_video)
+    segments = split_frames(video.frames, video.fps, segment_seconds, frames_per_segment)
+    return VideoExample(video.video_id, segments, list(qas))
+
+
+def encode(model, examples: Sequence[VideoExample]) -> Batch:
+    """Token ids for every question of `examples` (the model's prompt template)."""
+    segments, counts = [], []
+    prefix_ids = None
+    batch = Batch(segments, counts, [])
+    for v, example in enumerate(examples):
+        segments.extend(example.segments)
+        counts.append(len(example.segments))
+        for qa in example.qas:
+            prefix, suffix = model.prompt_ids(qa.question)
+            if prefix_ids is None:
+                prefix_ids = prefix
+            elif prefix != prefix_ids:  # single-turn prompts share the prefix; fail loudly if a template varies
+                raise ValueError("questions of one batch have different prompt prefixes")
+            answer = model.answer_ids(qa.answer)
+            batch.row_video.append(v)
+            batch.row_ids.append(suffix + answer)
+            batch.row_answer_start.append(len(suffix))
+            batch.row_types.append(qa.type)
+            batch.row_answers.append(qa.answer)
+            batch.row_questions.append(qa.question)
+    if prefix_ids is None:
+        raise ValueError("a batch needs at least one question")
+    batch.prefix_ids = prefix_ids
+    return batch
+
+
+class TrainStream:
+    """Deterministic train batches: `batch(step)` depends only on (seed, step, rank, world size)."""
+
+    def __init__(self, *, num_videos: int, videos_per_batch: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.num_videos = num_videos
+        self.videos_per_batch = videos_per_batch
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.default_rng(np.random.SeedSequence(entropy=self.seed, spawn_key=(epoch,)))
+            self._perm = (epoch, rng.permutation(self.num_videos))
+        return self._perm[1]
+
+    def indices(self, step: int) -> list[int]:
+        start = (step * self.world_size + self.rank) * self.videos_per_batch
+        out = []
+        for position in range(start, start + self.videos_per_batch):
+            epoch, offset = divmod(position, self.num_videos)
+            out.append(int(self._permutation(epoch)[offset]))
+        return out
+
+
+class Prefetcher:
+    """Renders the videos of upcoming steps in background threads (numpy releases the GIL while drawing)."""
+
+    def __init__(self, load, stream: TrainStream, first_step: int, last_step: int, workers: int, depth: int = 4):
+        self.load, self.stream = load, stream
+        self.steps = iter(range(first_step, last_step))
+        self.workers = workers
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._threads: list[threading.Thread] = []
+        self._next = first_step
+        self._last = last_step
+        self._depth = depth
+        if workers > 0:
+            self._lock = threading.Lock()
+            self._results: dict[int, list[VideoExample]] = {}
+            self._cond = threading.Condition()
+            for _ in range(workers):
+                t = threading.Thread(target=self._work, daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                step = next(self.steps, None)
+            if step is None:
+                return
+            with self._cond:
+                self._cond.wait_for(lambda s=step: s < self._next + self._depth)
+            examples = [self.load(i) for i in self.stream.indices(step)]
+            with self._cond:
+                self._results[step] = examples
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[list[VideoExample]]:
+        while self._next < self._last:
+            if self.workers == 0:
+                examples = [self.load(i) for i in self.stream.indices(self._next)]
+            else:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._next in self._results)
+                    examples = self._results.pop(self._next)
+            self._next += 1
+            if self.workers:
+                with self._cond:
+                    self._cond.notify_all()
+            yield examples

@@ -1,0 +1,94 @@
+"""Accuracy per question type: open-ended greedy decoding from the segment caches, exact match.
+
+Each question is answered by greedy decoding (up to `max_new_tokens`, stopping at </s>) from
+[prefix, the video's caches, question] -- the same computation as `VoCoModel.answer` (two-stage path),
+batched over questions -- and counts as correct when the decoded text, lower-cased and stripped of
+surrounding spaces and a final '.', equals the one-word ground-truth answer. No answer list is given
+to the model (stricter than multiple choice over `ANSWER_VOCAB`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+
+from voco.data.questions import QUESTION_SCOPE, QUESTION_TYPES
+from voco.generation import eos_ids
+from voco.train.data import VideoExample, encode
+from voco.train.forward import build_timeline, compress_segments, rows_logits
+
+
+def normalise(text: str) -> str:
+    return text.strip().lower().rstrip(".").strip()
+
+
+@torch.no_grad()
+def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache") -> list[str]:
+    """Greedy answers to every question row of `batch` (answers in the batch are ignored)."""
+    kv, layout = compress_segments(model, batch.segments, view=view)
+    timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
+    prompts = [ids[:a] for ids, a in zip(batch.row_ids, batch.row_answer_start, strict=True)]
+    generated: list[list[int]] = [[] for _ in prompts]
+    active = list(range(len(prompts)))
+    stop = set(eos_ids(model))
+    for _ in range(max_new_tokens):
+        if not active:
+            break
+        rows = [prompts[r] + generated[r] for r in active]
+        logits = rows_logits(model, timeline, [batch.row_video[r] for r in active], rows)
+        last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
+        tokens = logits[torch.arange(len(rows), device=logits.device), last].argmax(-1).tolist()
+        still = []
+        for r, token in zip(active, tokens, strict=True):
+            if token in stop:
+                continue
+            generated[r].append(token)
+            still.append(r)
+        active = still
+    return [model.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
+
+
+def evaluate(model, examples: Sequence[VideoExample], *, max_new_tokens: int = 6, videos_per_batch: int = 8,
+             view: str = "cache", progress: bool = False) -> dict:
+    """{"accuracy": {type: acc}, "count": {type: n}, "average": mean over types, "overall", "local", "global"}."""
+    was_training = model.training
+    model.eval()
+    correct: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    chunks = range(0, len(examples), videos_per_batch)
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="evaluate", unit="batch", leave=False)
+    samples = []
+    for i in chunks:
+        batch = encode(model, examples[i : i + videos_per_batch])
+        answers = greedy_answers(model, batch, max_new_tokens, view)
+        for kind, truth, said, question in zip(batch.row_types, batch.row_answers, answers, batch.row_questions,
+                                               strict=True):
+            total[kind] += 1
+            correct[kind] += normalise(said) == normalise(truth)
+            if len(samples) < 12:
+                samples.append({"question": question, "answer": truth, "predicted": said.strip()})
+    model.train(was_training)
+    return summarise(correct, total, samples)
+
+
+def summarise(correct: dict[str, int], total: dict[str, int], samples: list | None = None) -> dict:
+    types = [t for t in QUESTION_TYPES if total.get(t)]
+    accuracy = {t: correct[t] / total[t] for t in types}
+    scoped = {}
+    for scope in ("local", "global"):
+        members = [t for t in types if QUESTION_SCOPE[t] == scope]
+        if members:
+            scoped[scope] = sum(accuracy[t] for t in members) / len(members)
+    return {
+        "accuracy": accuracy,
+        "count": {t: total[t] for t in types},
+        "average": sum(accuracy.values()) / max(1, len(accuracy)),
+        "overall": sum(correct[t] for t in types) / max(1, sum(total[t] for t in types)),
+        **scoped,
+        "samples": samples or [],
+    }

@@ -1,0 +1,159 @@
+"""The batched, differentiable two-stage forward pass that training and validation use.
+
+It is the inference path (DESIGN.md), batched:
+  1. compress: all segments of all videos of a batch in one pass (equal lengths: no padding, no mask)
+     -> the kept KV of every segment, with gradients (`VoCoModel.compress_embeds`);
+  2. timeline: per video, [prefix KV, its segment caches rotated onto P, P+k, ...] (`place_on_timeline`),
+     padded to the longest video with masked-out slots;
+  3. questions: every question row (suffix + answer tokens) runs as one causal pass over its video's
+     timeline, batched with a 4D additive mask (padding slots and padding tokens hidden) and per-row
+     position ids continuing at P + T_v * k.
+tests/train/test_parity.py holds the loss of this path to the loss computed through
+`VoCoModel.past_from_kv` + `forward_tokens` (the unbatched inference path) on the same example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
+
+from voco.cache import place_on_timeline
+from voco.compressors import SegmentLayout, segment_layout
+
+
+def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: int = 0,
+                      checkpointing: bool = False) -> tuple[torch.Tensor, SegmentLayout]:
+    """Kept KV [S, layers, 2, kv_heads, kept, head_dim] of S segments (differentiable) and their layout.
+
+    view `cache`: what the model keeps (k <voco> tokens / pooled tokens / all tokens for `full`);
+    view `full`: every vision token (alignment stage, or the teacher of the KL term).
+    chunk: segments per pass (0 = all at once); checkpointing: recompute each chunk in the backward pass.
+    """
+
+    def run(part):
+        vision = model.vision_embeds(part)  # [B, n, hidden]
+        layout = _layout(model, vision.shape[1], view)
+        if view == "full":
+            start = model.lm.get_input_embeddings()(
+                torch.full((vision.shape[0], 1), model.segment_start_id, device=vision.device))
+            embeds = torch.cat([start, vision], dim=1)
+        else:
+            embeds = model.sequence_embeds(vision)
+        return model.compress_embeds(embeds, layout), vision.shape[1]
+
+    size = chunk if chunk > 0 else len(segments)
+    parts = []
+    for i in range(0, len(segments), size):
+        part = list(segments[i : i + size])
+        if checkpointing and torch.is_grad_enabled():
+            parts.append(checkpoint(run, part, use_reentrant=False))
+        else:
+            parts.append(run(part))
+    kv = torch.cat([p[0] for p in parts])
+    return kv, _layout(model, parts[0][1], view)
+
+
+def _layout(model, n: int, view: str) -> SegmentLayout:
+    return segment_layout("full", n, model.k) if view == "full" else model.layout(n)
+
+
+@dataclass
+class Timeline:
+    """Per video: prefix KV + rotated segment caches, padded to the longest video."""
+
+    keys: list[torch.Tensor]  # per layer [V, kv_heads, P + Tmax, head_dim]
+    values: list[torch.Tensor]
+    lengths: torch.Tensor  # [V] real cached tokens per video (P + T_v * kept)
+    prefix_len: int
+
+
+def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Sequence[int],
+                   prefix_ids: list[int]) -> Timeline:
+    """[prefix, caches of video v] for every video; kv: [sum(counts), layers, 2, H, kept, D]."""
+    P = len(prefix_ids)
+    dev = model.device
+    out = model.lm.model(input_ids=torch.tensor([prefix_ids], device=dev),
+                         position_ids=torch.arange(P, device=dev)[None], use_cache=True)
+    prefix = [(lay.keys[0], lay.values[0]) for lay in out.past_key_values.layers]  # [H, P, D] each
+    longest = max(counts) * layout.kept
+    per_video_k, per_video_v, lengths = [], [], []
+    start = 0
+    for count in counts:
+        seg = kv[start : start + count].to(dev, model.dtype)
+        start += count
+        source = torch.full((count,), layout.kept_start)
+        keys, values = place_on_timeline(seg, source, P, model.inv_freq)  # [layers, H, count*kept, D]
+        pad = longest - keys.shape[2]
+        if pad:
+            keys = F.pad(keys, (0, 0, 0, pad))
+            values = F.pad(values, (0, 0, 0, pad))
+        per_video_k.append(keys)
+        per_video_v.append(values)
+        lengths.append(P + count * layout.kept)
+    stacked_k = torch.stack(per_video_k, dim=1)  # [layers, V, H, Tmax, D]
+    stacked_v = torch.stack(per_video_v, dim=1)
+    V = len(counts)
+    keys = [torch.cat((pk.expand(V, -1, -1, -1), sk), dim=2) for (pk, _), sk in zip(prefix, stacked_k, strict=True)]
+    values = [torch.cat((pv.expand(V, -1, -1, -1), sv), dim=2) for (_, pv), sv in zip(prefix, stacked_v, strict=True)]
+    return Timeline(keys, values, torch.tensor(lengths), P)
+
+
+def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]]) -> torch.Tensor:
+    """Logits [R, Q, vocab] of every row's tokens (right-padded to Q) read against its video's timeline."""
+    dev = model.device
+    R = len(row_ids)
+    Q = max(len(r) for r in row_ids)
+    video = torch.tensor(row_video, device=dev)
+    past_len = timeline.keys[0].shape[2]
+    lengths = timeline.lengths.to(dev)[video]  # [R]
+    ids = torch.full((R, Q), model.tokenizer.pad_token_id or 0, dtype=torch.long, device=dev)
+    for r, row in enumerate(row_ids):
+        ids[r, : len(row)] = torch.tensor(row, device=dev)
+    # positions continue after each row's own timeline: P + T_v * kept + 0 .. Q - 1
+    positions = lengths[:, None] + torch.arange(Q, device=dev)[None]
+    allowed_past = torch.arange(past_len, device=dev)[None, :] < lengths[:, None]  # [R, past]
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=dev).tril()
+    allowed = torch.cat([allowed_past[:, None, :].expand(R, Q, past_len), causal[None].expand(R, Q, Q)], dim=2)
+    dtype = timeline.keys[0].dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
+    layers = [(k[video], v[video]) for k, v in zip(timeline.keys, timeline.values, strict=True)]
+    out = model.lm(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
+                   past_key_values=DynamicCache(ddp_cache_data=layers), use_cache=True)
+    return out.logits
+
+
+def answer_targets(row_ids: Sequence[list[int]], answer_start: Sequence[int], Q: int) -> torch.Tensor:
+    """Next-token targets [R, Q]: position i predicts token i+1 when that token is an answer token, else -100."""
+    targets = torch.full((len(row_ids), Q), -100, dtype=torch.long)
+    for r, (row, a) in enumerate(zip(row_ids, answer_start, strict=True)):
+        targets[r, a - 1 : len(row) - 1] = torch.tensor(row[a:])
+    return targets
+
+
+def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_temperature: float = 1.0,
+               chunk: int = 0, checkpointing: bool = False) -> tuple[torch.Tensor, dict]:
+    """Mean cross-entropy over answer tokens (+ optional KL to the full-view teacher) of a `data.Batch`."""
+    kv, layout = compress_segments(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
+    timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
+    logits = rows_logits(model, timeline, batch.row_video, batch.row_ids).float()
+    targets = answer_targets(batch.row_ids, batch.row_answer_start, logits.shape[1]).to(logits.device)
+    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    stats = {"ce": float(ce.detach())}
+    loss = ce
+    if kl_weight > 0:
+        with torch.no_grad():
+            tkv, tlayout = compress_segments(model, batch.segments, view="full", chunk=chunk)
+            teacher = rows_logits(model, build_timeline(model, tkv, tlayout, batch.segment_counts,
+                                                        batch.prefix_ids), batch.row_video, batch.row_ids).float()
+        keep = targets != -100
+        t = kl_temperature
+        kl = F.kl_div(F.log_softmax(logits[keep] / t, -1), F.log_softmax(teacher[keep] / t, -1),
+                      log_target=True, reduction="batchmean") * t * t
+        stats["kl"] = float(kl.detach())
+        loss = loss + kl_weight * kl
+    return loss, stats
