@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default: sqlite:///HOME/voco.db), "
                    "e.g. postgresql+psycopg://user@host/voco")
     p.add_argument("--model", default="default", help="VoCo checkpoint: a bundled name or a local folder "
-                   "(default: %(default)s)")
+                   "(default: the bundled 'default' model)")
     p.add_argument("--segment-seconds", type=float, metavar="S",
                    help="segment length in seconds (default: the model's voco.json segment_seconds)")
     p.add_argument("--batch-size", type=int, default=8, metavar="B", help="segments per model call and per "
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-max-side", type=int, metavar="PX", help="downscale decoded frames to at most PX per "
                    "side before the model resizes them (default: 2x the model's image size; 0: native)")
     p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto",
-                   help="decoder (default auto: decord if installed, else PyAV; each falls back to the other)")
+                   help="decoder to try first (default auto: decord if installed, else PyAV); where one fails on "
+                   "a file, the other (if installed) carries on")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model (default: torch's "
                    "choice; fewer than the cores leaves room for decoding, 1 suits tiny models)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for videos another process is ingesting; "

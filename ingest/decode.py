@@ -145,11 +145,10 @@ BACKENDS = {"pyav": decode_pyav, "decord": decode_decord}
 
 
 def backend_order(backend: str) -> list[str]:
-    if backend == "decord":
+    """The backends to try, first choice first: the other one (when installed) takes over on failure."""
+    if backend == "decord" or (backend == "auto" and decord_available()):
         return ["decord", "pyav"]
-    if backend == "auto" and decord_available():
-        return ["decord", "pyav"]
-    return ["pyav"]
+    return ["pyav", "decord"] if decord_available() else ["pyav"]
 
 
 def fetch_frames(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes, *,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -125,10 +126,10 @@ class Producer(threading.Thread):
 
     def run(self) -> None:
         try:
-            waiting = [(i, p) for i, p in enumerate(self.paths) if not self.one(i, p)]
+            waiting = [(i, p) for i, p in enumerate(self.paths) if not self.safe_one(i, p)]
             while waiting:
                 time.sleep(self.settings.config.poll_s)
-                waiting = [(i, p) for i, p in waiting if not self.one(i, p)]
+                waiting = [(i, p) for i, p in waiting if not self.safe_one(i, p)]
         except Stopped:
             pass
         except BaseException:  # a bug: report it, never hang the consumer
@@ -136,6 +137,18 @@ class Producer(threading.Thread):
         finally:
             with contextlib.suppress(queue.Full):
                 self.out.put(DONE, timeout=5)
+
+    def safe_one(self, order: int, path: Path) -> bool:
+        """`one`, with any unexpected error (a bug, a database hiccup) reported as this file's failure."""
+        try:
+            return self.one(order, path)
+        except Stopped:
+            raise
+        except Exception as err:  # noqa: BLE001 - the other files go on
+            log.error("%s: unexpected error:\n%s", path, traceback.format_exc())
+            error = f"{path}: internal error: {type(err).__name__}: {err}"
+            self.put(Resolved(order, FileResult(str(path), FAILED, None, None, None, error)))
+            return True
 
     def one(self, order: int, path: Path) -> bool:
         """Ingest or resolve one path; False when another process holds it (look again later)."""
@@ -146,7 +159,8 @@ class Producer(threading.Thread):
             file_id = identify(path, self.store)
         except VideoError as err:
             vid = self.store.record_unreadable(model_id=s.model_id, segment_seconds=s.segment_seconds,
-                                               frames_per_segment=s.frames_per_segment, path=str(path),
+                                               frames_per_segment=s.frames_per_segment,
+                                               path=os.path.abspath(path),
                                                error=str(err))
             self.put(Resolved(order, FileResult(str(path), FAILED, vid, None, None, str(err))))
             return True
@@ -163,7 +177,6 @@ class Producer(threading.Thread):
             error = f"{path}: being ingested by another process ({claim.holder}); run again later"
             self.put(Resolved(order, FileResult(str(path), FAILED, claim.video_id, None, None, error)))
             return True
-        self.store.forget_unreadable(model_id=s.model_id, path=str(path))
         job = None
         try:
             self.store.prepare(claim)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ingest.config import IngestConfig
+from ingest.decode import decord_available
 from ingest.discover import find_videos, missing_paths
 from ingest.heartbeat import Heartbeat
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
@@ -78,6 +79,8 @@ def ingest_paths(
     missing = missing_paths(list(paths))
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    if config.backend == "decord" and not decord_available():
+        raise UsageError("the decord backend is not installed: pip install decord (or use the PyAV backend)")
     if isinstance(model, str):
         model_name = model_name or (model if model == "default" or not Path(model).exists()
                                     else str(Path(model).resolve()))

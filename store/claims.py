@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from store.db import SessionFactory
 from store.models import FAILED, PENDING, READY, Segment, Video, utcnow
 from store.records import BUSY, CLAIMED, PRESENT, Claim, VideoKey
 
@@ -66,9 +67,12 @@ def _as_claim(video: Video, status: str, fingerprint: str, done: frozenset[int] 
                  done=done, holder=holder, num_segments=video.num_segments, duration=video.duration)
 
 
-def claim(write_session, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str,
+def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str,
           lease_s: float = DEFAULT_LEASE_S) -> Claim:
-    """Claim the video `key` for `owner`: CLAIMED (with segments already done), PRESENT or BUSY."""
+    """Claim the video `key` for `owner`: CLAIMED (with segments already done), PRESENT or BUSY.
+
+    `path` should be absolute; a failure row left for it while it was unreadable is dropped on a claim.
+    """
     for _attempt in range(5):
         with write_session() as s:
             now = utcnow()
@@ -78,6 +82,7 @@ def claim(write_session, key: VideoKey, *, fingerprint: str, path: str, size: in
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
                               path=path, size=size, status=PENDING, claimed_by=owner, heartbeat_at=now)
                 s.add(video)
+                _forget_unreadable(s, key.model_id, path)
                 try:
                     s.commit()
                 except IntegrityError:  # another process inserted it first (PostgreSQL): look again
@@ -102,12 +107,13 @@ def claim(write_session, key: VideoKey, *, fingerprint: str, path: str, size: in
                 s.rollback()
                 continue
             done = frozenset(s.scalars(select(Segment.index).where(Segment.video_id == video.id)))
+            _forget_unreadable(s, key.model_id, path)
             s.commit()
             return _as_claim(video, CLAIMED, fingerprint, done=done)
     raise RuntimeError(f"could not claim {path}: the database row kept changing under us (5 attempts)")
 
 
-def heartbeat(write_session, owner: str) -> int:
+def heartbeat(write_session: SessionFactory, owner: str) -> int:
     """Refresh every pending claim of `owner`; returns how many it holds."""
     with write_session() as s:
         result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == PENDING)
@@ -116,7 +122,7 @@ def heartbeat(write_session, owner: str) -> int:
         return result.rowcount
 
 
-def release(write_session, owner: str) -> int:
+def release(write_session: SessionFactory, owner: str) -> int:
     """Let go of every pending claim of `owner` (work done so far stays, the next run resumes it)."""
     with write_session() as s:
         result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == PENDING)
@@ -130,7 +136,7 @@ def owns(session, video_id: int, owner: str) -> bool:
     return video is not None and video.claimed_by == owner and video.status == PENDING
 
 
-def record_unreadable(write_session, *, model_id: int, segment_seconds: float, frames_per_segment: int,
+def record_unreadable(write_session: SessionFactory, *, model_id: int, segment_seconds: float, frames_per_segment: int,
                       path: str, error: str) -> int:
     """A failed file with no content hash (unreadable): one failed row per path, replaced on retry."""
     with write_session() as s:
@@ -144,8 +150,12 @@ def record_unreadable(write_session, *, model_id: int, segment_seconds: float, f
         return video.id
 
 
-def forget_unreadable(write_session, *, model_id: int, path: str) -> None:
-    """Drop stale hashless failure rows of `path` (it is readable now)."""
+def _forget_unreadable(session, model_id: int, path: str) -> None:
+    session.execute(delete(Video).where(Video.sha256.is_(None), Video.path == path, Video.model_id == model_id))
+
+
+def forget_unreadable(write_session: SessionFactory, *, model_id: int, path: str) -> None:
+    """Drop stale hashless failure rows of `path` (it is readable now; `claim` does this too)."""
     with write_session() as s:
-        s.execute(delete(Video).where(Video.sha256.is_(None), Video.path == path, Video.model_id == model_id))
+        _forget_unreadable(s, model_id, path)
         s.commit()

@@ -10,6 +10,9 @@ this: their default isolation does the same job through the same ORM code.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -70,12 +73,35 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def session_factories(engine: Engine) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
-    """(read sessions, write sessions); on SQLite write sessions begin IMMEDIATE."""
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+"""What reader/writer functions take: `with factory() as session: ...`."""
+
+
+class LockedSessions:
+    """A session factory whose sessions also hold a process-wide lock (SQLite writers).
+
+    Threads of one process then take turns on a Python lock, handed over at once, instead of
+    polling SQLite's busy handler (which sleeps up to 100 ms a try); other processes still wait
+    on the database lock with the busy timeout.
+    """
+
+    def __init__(self, maker: sessionmaker[Session]):
+        self.maker = maker
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        with self.lock, self.maker() as session:
+            yield session
+
+
+def session_factories(engine: Engine) -> tuple[SessionFactory, SessionFactory]:
+    """(read sessions, write sessions); on SQLite write sessions begin IMMEDIATE, one thread at a time."""
     read = sessionmaker(engine, expire_on_commit=False)
-    writer_engine = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
-    write = sessionmaker(writer_engine, expire_on_commit=False)
-    return read, write
+    if not is_sqlite(engine):
+        return read, sessionmaker(engine, expire_on_commit=False)
+    return read, LockedSessions(sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"),
+                                             expire_on_commit=False))
 
 
 def upgrade(engine: Engine) -> None:

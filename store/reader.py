@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from store.claims import holder_alive
-from store.db import StoreError
+from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import PENDING, READY, Cache, File, Model, Segment, Video, utcnow
 from store.packs import checksum, read_pack, tensor_bytes
@@ -31,7 +31,7 @@ def _info(video: Video, model: Model, done: int, paths: list[str]) -> VideoInfo:
     )
 
 
-def list_videos(read: sessionmaker, *, status: str | None = None) -> list[VideoInfo]:
+def list_videos(read: SessionFactory, *, status: str | None = None) -> list[VideoInfo]:
     with read() as s:
         done = (select(Segment.video_id, func.count(Segment.id).label("n")).group_by(Segment.video_id).subquery())
         query = (select(Video, Model, func.coalesce(done.c.n, 0)).join(Model, Video.model_id == Model.id)
@@ -48,13 +48,13 @@ def list_videos(read: sessionmaker, *, status: str | None = None) -> list[VideoI
         return [_info(v, m, n, paths.get(v.sha256 or "", [])) for v, m, n in rows]
 
 
-def get_video(read: sessionmaker, video_id: int) -> VideoInfo:
+def get_video(read: SessionFactory, video_id: int) -> VideoInfo:
     for info in _select_one(read, video_id):
         return info
     raise NotFound(f"no video with id {video_id} in the store (see python -m ingest --list)")
 
 
-def _select_one(read: sessionmaker, video_id: int) -> list[VideoInfo]:
+def _select_one(read: SessionFactory, video_id: int) -> list[VideoInfo]:
     with read() as s:
         row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
                         .where(Video.id == video_id)).tuples().first()
@@ -67,7 +67,7 @@ def _select_one(read: sessionmaker, video_id: int) -> list[VideoInfo]:
         return [_info(video, model, done, paths)]
 
 
-def segments(read: sessionmaker, video_id: int) -> list[SegmentInfo]:
+def segments(read: SessionFactory, video_id: int) -> list[SegmentInfo]:
     with read() as s:
         return [SegmentInfo(g.index, g.start_s, g.end_s, g.thumbnail, g.thumbnail_mime)
                 for g in s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.index))]
@@ -96,7 +96,7 @@ def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, lis
     return video, rows
 
 
-def load_video_caches(read: sessionmaker, home: Home, video_id: int, fingerprint: str, *,
+def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerprint: str, *,
                       verify: bool = False) -> VideoCaches:
     """All caches of a ready video as one memory-mapped [T, layers, 2, kv_heads, k, head_dim] tensor."""
     with read() as s:
@@ -125,7 +125,7 @@ def load_video_caches(read: sessionmaker, home: Home, video_id: int, fingerprint
                        source_positions=pack.source_positions, spans=[(g.start_s, g.end_s) for g, _ in rows])
 
 
-def remove_video(write: sessionmaker, home: Home, video_id: int, *, lease_s: float, force: bool = False) -> VideoInfo:
+def remove_video(write: SessionFactory, home: Home, video_id: int, *, lease_s: float, force: bool = False) -> VideoInfo:
     """Delete a video's rows (one transaction), then its cache files."""
     info = get_video(write, video_id)
     with write() as s:

@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import torch
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from store.claims import owns
-from store.db import StoreError
+from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import FAILED, PENDING, READY, Cache, Segment, Video, utcnow
 from store.packs import Pack, checksum, read_pack, sweep_temp_files, tensor_bytes, write_pack
@@ -44,7 +44,7 @@ def _require_owner(session: Session, claim: Claim, owner: str) -> Video:
     return session.get(Video, claim.video_id)
 
 
-def set_probe(write: sessionmaker, claim: Claim, owner: str, probe: ProbeRecord) -> None:
+def set_probe(write: SessionFactory, claim: Claim, owner: str, probe: ProbeRecord) -> None:
     with write() as s:
         video = _require_owner(s, claim, owner)
         if video.num_segments is not None and video.num_segments != probe.num_segments:
@@ -57,7 +57,7 @@ def set_probe(write: sessionmaker, claim: Claim, owner: str, probe: ProbeRecord)
         s.commit()
 
 
-def add_chunk(write: sessionmaker, home: Home, claim: Claim, owner: str,
+def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
               segments: Sequence[SegmentRecord], caches: Sequence[SegmentCache]) -> Path:
     """Store one batch: chunk file first, then its rows in one transaction."""
     if len(segments) != len(caches) or not segments:
@@ -108,7 +108,7 @@ def _cache_rows(session: Session, video_id: int) -> list[tuple[Segment, Cache]]:
     ).tuples())
 
 
-def finish(write: sessionmaker, home: Home, claim: Claim, owner: str) -> int:
+def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
     """Consolidate the chunks into the video's pack and mark it ready; returns the segment count."""
     with write() as s:
         video = _require_owner(s, claim, owner)
@@ -152,7 +152,7 @@ def finish(write: sessionmaker, home: Home, claim: Claim, owner: str) -> int:
     return len(rows)
 
 
-def _drop_segments(write: sessionmaker, claim: Claim, owner: str, *, file: str) -> None:
+def _drop_segments(write: SessionFactory, claim: Claim, owner: str, *, file: str) -> None:
     with write() as s:
         _require_owner(s, claim, owner)
         for seg, cache in _cache_rows(s, claim.video_id):
@@ -161,7 +161,7 @@ def _drop_segments(write: sessionmaker, claim: Claim, owner: str, *, file: str) 
         s.commit()
 
 
-def fail(write: sessionmaker, claim: Claim, owner: str, error: str) -> None:
+def fail(write: SessionFactory, claim: Claim, owner: str, error: str) -> None:
     """Mark a claimed video failed; segments already stored stay (a retry resumes them)."""
     with write() as s:
         s.execute(update(Video).where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status == PENDING)
@@ -170,7 +170,7 @@ def fail(write: sessionmaker, claim: Claim, owner: str, error: str) -> None:
         s.commit()
 
 
-def sweep_video_dir(session_factory: sessionmaker, home: Home, video_id: int, uid: str) -> list[Path]:
+def sweep_video_dir(session_factory: SessionFactory, home: Home, video_id: int, uid: str) -> list[Path]:
     """Delete the video's files that no row points at (temp files, uncommitted chunks, stale packs).
 
     Safe only for the owner of the video's claim, or once the video is ready (nobody writes it then).
@@ -193,7 +193,7 @@ def sweep_video_dir(session_factory: sessionmaker, home: Home, video_id: int, ui
     return removed
 
 
-def video_status(read: sessionmaker, video_id: int) -> tuple[str, str | None] | None:
+def video_status(read: SessionFactory, video_id: int) -> tuple[str, str | None] | None:
     with read() as s:
         video = s.get(Video, video_id)
         return None if video is None else (video.status, video.error)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ingest.config import IngestConfig
+from ingest.decode import decord_available
 from ingest.progress import ProgressEvent
 from ingest.run import UsageError, ingest_paths
 from store import Store
@@ -172,3 +173,54 @@ def test_frames_are_downscaled_early_but_the_model_input_barely_changes(tmp_path
         b = s2.load_video_caches(native.video_id, model.fingerprint).kv
     rel = (a - b).norm() / b.norm()
     assert rel < 0.05 and np.isfinite(rel.item())
+
+
+def _hold(home, one_video, model, owner):
+    """Claim `one_video` for another (live) owner, as a concurrent ingest process would."""
+    from ingest.identify import identify
+    from ingest.run import model_info
+    from store import VideoKey
+
+    with Store.open(home) as store:
+        model_id = store.register_model(model_info(model, "tiny"))
+        sha = identify(one_video).sha256
+        claim = store.claim(VideoKey(sha, model_id, SEGMENT_SECONDS, model.voco.frames_per_segment),
+                            fingerprint=model.fingerprint, path=str(one_video), size=1, owner=owner)
+        assert claim.status == "claimed"
+
+
+def test_a_video_held_by_another_process_is_waited_for_then_taken_over(tmp_path, one_video, model):
+    import threading
+
+    from store.claims import new_owner
+
+    home, other = tmp_path / "home", new_owner()
+    _hold(home, one_video, model, other)
+    busy = run([one_video], home, model, IngestConfig(segment_seconds=SEGMENT_SECONDS, wait_for_others=False))
+    assert busy.files[0].status == "failed" and "another process" in busy.files[0].error
+    with Store.open(home) as store:  # the other process lets go after a while (or dies)
+        timer = threading.Timer(0.5, store.release, args=(other,))
+        timer.start()
+        waited = run([one_video], home, model, IngestConfig(segment_seconds=SEGMENT_SECONDS, poll_s=0.1))
+        timer.join()
+    assert waited.files[0].status == "ingested"
+
+
+def test_an_unexpected_error_fails_that_file_only(tmp_path, video_dir, model, monkeypatch):
+    real = Store.claim
+
+    def broken(self, key, **kwargs):
+        if kwargs["path"].endswith("h264.mp4"):
+            raise RuntimeError("database hiccup (simulated)")
+        return real(self, key, **kwargs)
+
+    monkeypatch.setattr(Store, "claim", broken)
+    summary = run([video_dir / "h264.mp4", video_dir / "h264.mov"], tmp_path / "home", model)
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    assert "internal error: RuntimeError: database hiccup" in summary.files[0].error
+
+
+@pytest.mark.skipif(decord_available(), reason="decord is installed")
+def test_asking_for_decord_without_it_is_a_usage_error(tmp_path, one_video, model):
+    with pytest.raises(UsageError, match="pip install decord"):
+        run([one_video], tmp_path / "home", model, IngestConfig(backend="decord"))
