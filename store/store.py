@@ -139,6 +139,9 @@ class Store:
     def fail(self, claim: Claim, owner: str, error: str) -> None:
         writer.fail(self.write, claim, owner, error)
 
+    def reset_if_files_missing(self, video_id: int) -> list[str]:
+        return writer.reset_if_files_missing(self.write, self.home, video_id)
+
     def status(self, video_id: int) -> tuple[str, str | None] | None:
         return writer.video_status(self.read, video_id)
 

@@ -16,6 +16,7 @@ can never overwrite the work of the one that took over.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -173,7 +174,8 @@ def fail(write: SessionFactory, claim: Claim, owner: str, error: str) -> None:
 def sweep_video_dir(session_factory: SessionFactory, home: Home, video_id: int, uid: str) -> list[Path]:
     """Delete the video's files that no row points at (temp files, uncommitted chunks, stale packs).
 
-    Safe only for the owner of the video's claim, or once the video is ready (nobody writes it then).
+    Safe only for the owner of the video's claim, or once the video is ready: nobody writes a ready
+    video's folder again (a reset gives the video a new folder, see `reset_if_files_missing`).
     """
     folder = home.video_dir(uid)
     if not folder.is_dir():
@@ -191,6 +193,29 @@ def sweep_video_dir(session_factory: SessionFactory, home: Home, video_id: int, 
     if chunks.is_dir() and not any(chunks.iterdir()):
         chunks.rmdir()
     return removed
+
+
+def reset_if_files_missing(write: SessionFactory, home: Home, video_id: int) -> list[str]:
+    """A ready video whose cache file is gone (deleted by hand): drop its segments and mark it failed, so
+    the next claim ingests it again. Returns the missing files (empty: nothing to do)."""
+    with write() as s:
+        video = s.get(Video, video_id)
+        if video is None or video.status != READY:
+            return []
+        files = set(s.scalars(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
+                              .where(Segment.video_id == video_id)))
+        missing = sorted(f for f in files if not home.absolute(f).is_file())
+        if not missing:
+            return []
+        for segment in s.scalars(select(Segment).where(Segment.video_id == video_id)):
+            s.delete(segment)
+        # a new folder for the new incarnation: whoever still sweeps the old one (having seen it ready) can
+        # never delete files in flight for the next ingest
+        old_uid, video.uid = video.uid, uuid.uuid4().hex
+        video.status, video.error = FAILED, f"cache file missing ({', '.join(missing)}): ingest it again"
+        s.commit()
+    home.remove_video_dir(old_uid)
+    return missing
 
 
 def video_status(read: SessionFactory, video_id: int) -> tuple[str, str | None] | None:

@@ -224,3 +224,16 @@ def test_an_unexpected_error_fails_that_file_only(tmp_path, video_dir, model, mo
 def test_asking_for_decord_without_it_is_a_usage_error(tmp_path, one_video, model):
     with pytest.raises(UsageError, match="pip install decord"):
         run([one_video], tmp_path / "home", model, IngestConfig(backend="decord"))
+
+
+def test_a_cache_file_deleted_by_hand_is_noticed_and_rebuilt(tmp_path, one_video, model):
+    home = tmp_path / "home"
+    first = run([one_video], home, model).files[0]
+    (pack,) = [p for p in (home / "caches").rglob("*.safetensors")]
+    pack.unlink()
+    with Store.open(home) as store, pytest.raises(Exception, match="missing"):
+        store.load_caches(first.video_id, model.fingerprint)
+    again = run([one_video], home, model).files[0]
+    assert (again.status, again.video_id, again.segments) == ("ingested", first.video_id, 3)
+    with Store.open(home) as store:
+        assert len(store.load_caches(first.video_id, model.fingerprint, verify=True)) == 3
