@@ -13,8 +13,9 @@ of wall time), so they compare directly:
                  overlapped in the pipeline, chunk files, consolidation, database.
 `overlap = end_to_end / min(decode_only, compress_only)`: 1.0 means the pipeline runs as fast as its
 slowest stage alone (perfect overlap); the serial sum of the two stages would give
-`1 / (1 + min/max)`. `machine_parallel_speedup` is a control: two threads of matmuls vs one (2.0 on
-two idle cores; near 1.0 or below on a busy machine, where no pipeline can overlap anything).
+`1 / (1 + min/max)`. `cores_available` is a control measured in the same run: CPU seconds per wall
+second two busy threads got (2.0 on two idle cores; near 1.0 on a busy machine, where no pipeline
+can overlap anything).
 Prints one JSON line (figures, machine, settings); best of --repeats runs.
 """
 
@@ -80,37 +81,29 @@ def decode_segments(path: Path, model, config: IngestConfig) -> tuple[list[np.nd
     return segments, info.num_frames
 
 
-def parallel_speedup(seconds: float = 0.5) -> float:
-    """How much faster two threads finish two equal matmul loops than one thread (2.0 = two free cores).
-
-    A control for `overlap`: on a machine busy with other work, decoding and compressing cannot
-    run side by side whatever the pipeline does."""
+def cores_available(seconds: float = 0.6) -> float:
+    """CPU seconds this process got per wall second while two threads multiply matrices (2.0 = two free
+    cores). A control for `overlap`: on a machine busy with other work, decoding and compressing
+    cannot run side by side whatever the pipeline does."""
     import threading
 
     a = torch.randn(256, 256)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds / 2:
-        a @ a
-        n += 1
+    stop = time.perf_counter() + seconds
 
     def work():
-        for _ in range(n):
+        while time.perf_counter() < stop:
             a @ a
 
-    start = time.perf_counter()
-    work()
-    work()
-    serial = time.perf_counter() - start
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     other = threading.Thread(target=work)
     other.start()
     work()
     other.join()
-    both = time.perf_counter() - start
+    result = (time.process_time() - cpu) / (time.perf_counter() - wall)
     torch.set_num_threads(threads)
-    return serial / both
+    return result
 
 
 def best_of(repeats: int, fn) -> tuple[float, object]:
@@ -182,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     "end_to_end": round(e2e_s, 3)},
         "overlap": round(fps["end_to_end"] / slowest, 3),
         "serial_would_be": round(1 / (1 + slowest / fastest), 3),
-        "machine_parallel_speedup": round(parallel_speedup(), 2),
+        "cores_available": round(cores_available(), 2),
         "workload": {"videos": len(videos), "video_frames": frames, "segments": n_segments,
                      "sampled_frames": n_segments * model.voco.frames_per_segment},
         "settings": {"model": args.model, "image_size": model.config.vision_config.image_size,
