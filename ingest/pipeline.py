@@ -166,6 +166,10 @@ class Producer(threading.Thread):
             return True
         key = VideoKey(file_id.sha256, s.model_id, s.segment_seconds, s.frames_per_segment)
         claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
+        if claim.status == CLAIM_PRESENT and self.store.reset_if_files_missing(claim.video_id):
+            # its cache file was deleted behind the store's back: ingest it again
+            claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size,
+                                     owner=s.owner)
         if claim.status == CLAIM_PRESENT:
             self.store.prepare(claim)  # leftovers of a run killed right after finishing
             self.put(Resolved(order, FileResult(str(path), PRESENT, claim.video_id, claim.num_segments,
