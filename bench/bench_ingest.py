@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--decode-max-side", type=int, default=None)
     p.add_argument("--backend", default="pyav", choices=("auto", "pyav", "decord"))
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="torch threads (default: the cores less one, as python -m ingest uses: %(default)s here)")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args(argv)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from ingest.config import IngestConfig
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto",
                    help="decoder to try first (default auto: decord if installed, else PyAV); where one fails on "
                    "a file, the other (if installed) carries on")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model (default: torch's "
-                   "choice; fewer than the cores leaves room for decoding, 1 suits tiny models)")
+    p.add_argument("--threads", type=int, metavar="N", default=max(1, (os.cpu_count() or 2) - 1),
+                   help="torch threads for the model (default: the cores less one, left to the decoder "
+                   "thread: %(default)s here)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for videos another process is ingesting; "
                    "report them as failed (busy)")
     p.add_argument("--lease-seconds", type=float, default=IngestConfig.lease_s,
