@@ -73,7 +73,7 @@ def segments(read: SessionFactory, video_id: int) -> list[SegmentInfo]:
                 for g in s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.index))]
 
 
-def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, list[tuple[Segment, Cache]]]:
+def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, list]:
     row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
                     .where(Video.id == video_id)).tuples().first()
     if row is None:
@@ -87,10 +87,13 @@ def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, lis
     if video.status != READY:
         why = f": {video.error}" if video.error else ""
         raise StoreError(f"video {video_id} is {video.status}{why}; run python -m ingest {video.path} to finish it")
-    rows = list(s.execute(select(Segment, Cache).join(Cache, Cache.segment_id == Segment.id)
+    # only the columns a load needs: whole Segment rows would drag every thumbnail blob along
+    rows = list(s.execute(select(Segment.index, Segment.start_s, Segment.end_s, Cache.file, Cache.offset,
+                                 Cache.nbytes, Cache.checksum, Cache.compressor)
+                          .join(Cache, Cache.segment_id == Segment.id)
                           .where(Segment.video_id == video_id, Cache.fingerprint == fingerprint)
-                          .order_by(Segment.index)).tuples())
-    if [g.index for g, _ in rows] != list(range(video.num_segments or 0)):
+                          .order_by(Segment.index)))
+    if [r.index for r in rows] != list(range(video.num_segments or 0)):
         raise StoreError(f"video {video_id} is marked ready but its cache rows are incomplete; remove it "
                          f"(python -m ingest --remove {video_id}) and ingest it again")
     return video, rows
@@ -101,7 +104,7 @@ def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerpri
     """All caches of a ready video as one memory-mapped [T, layers, 2, kv_heads, k, head_dim] tensor."""
     with read() as s:
         _video, rows = _ready_rows(s, video_id, fingerprint)
-    files = {c.file for _, c in rows}
+    files = {r.file for r in rows}
     if len(files) != 1:
         raise StoreError(f"video {video_id}: its caches lie in {len(files)} files, not one pack")
     path = home.absolute(files.pop())
@@ -114,15 +117,16 @@ def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerpri
                                   f"not {fingerprint[:12]}")
     if pack.kv.shape[0] != len(rows):
         raise StoreError(f"{path} holds {pack.kv.shape[0]} segments, the database {len(rows)}")
-    for t, (_seg, cache) in enumerate(rows):
-        if (cache.offset, cache.nbytes) != pack.slice_of(t):
+    per, base = pack.segment_nbytes, pack.kv_data_offset  # slice t is [base + t * per, + per)
+    for t, row in enumerate(rows):
+        if row.offset != base + t * per or row.nbytes != per:
             raise StoreError(f"{path}: segment {t} lies elsewhere than the database says")
-        if verify and checksum(tensor_bytes(pack.kv[t])) != cache.checksum:
+        if verify and checksum(tensor_bytes(pack.kv[t])) != row.checksum:
             raise StoreError(f"{path}: segment {t} is corrupt (checksum mismatch); remove video {video_id} and "
                              "ingest it again")
-    compressor = rows[0][1].compressor
+    compressor = rows[0].compressor
     return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=pack.kv,
-                       source_positions=pack.source_positions, spans=[(g.start_s, g.end_s) for g, _ in rows])
+                       source_positions=pack.source_positions, spans=[(r.start_s, r.end_s) for r in rows])
 
 
 def remove_video(write: SessionFactory, home: Home, video_id: int, *, lease_s: float, force: bool = False) -> VideoInfo:
