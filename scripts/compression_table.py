@@ -43,7 +43,7 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None) -> Tr
     for stage in config.stages:
         if steps is not None:
             stage.steps = steps
-            stage.warmup_steps = min(stage.warmup_steps, steps)
+            stage.warmup_steps = min(stage.warmup_steps, steps)  # --steps sets every stage
         # the pool compressor's linear trains wherever the model trains; other compressors have no pool
         stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" else [])
     return TrainConfig(**{f: getattr(config, f) for f in config.__dataclass_fields__})  # re-validate
@@ -72,7 +72,8 @@ def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool)
     test = metrics["test"]
     return {"variant": name, "compressor": config.model.voco["compressor"], "kept": kept, "vision_tokens": n,
             "accuracy": test["accuracy"], "count": test["count"], "average": test["average"],
-            "overall": test["overall"], "steps": metrics["steps"], "train_seconds": metrics["train_seconds"]}
+            "overall": test["overall"], "steps": metrics["steps"], "train_seconds": metrics["train_seconds"],
+            "blind_baseline": metrics.get("blind_baseline")}
 
 
 def add_retention(rows: list[dict]) -> None:
@@ -113,8 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.output_dir:
         base.output_dir = args.output_dir
     rows = [run_variant(base, v, args.steps, not args.no_progress) for v in variants]
+    blind = next((r["blind_baseline"] for r in rows if r.get("blind_baseline")), None)
+    if blind:  # the floor: answering from the question alone (same test questions)
+        rows.append({"variant": "question-only", "compressor": "none", "kept": 0, "vision_tokens": 0,
+                     "accuracy": blind["accuracy"], "count": blind["count"], "average": blind["average"],
+                     "overall": blind["overall"], "steps": 0, "train_seconds": 0.0})
+    for r in rows:
+        r.pop("blind_baseline", None)
     add_retention(rows)
-    steps = rows[0]["steps"] if rows else 0
+    steps = max((r["steps"] for r in rows), default=0)
     m = base.model
     print(f"\nbudget: {steps} steps x {base.data.videos_per_batch} videos x {base.data.questions_per_video} questions "
           f"per compressor, same seed and train videos; model hidden {m.hidden}, {m.layers} layers, "

@@ -14,7 +14,8 @@ def tiny_dict(tmp_path, **top) -> dict:
                   "vision_heads": 2, "hidden": 64, "intermediate": 128, "layers": 2, "heads": 4, "kv_heads": 2,
                   "tokenizer_vocab": 500, "voco": {"k": 1, "frames_per_segment": 2, "segment_seconds": 2.0}},
         "data": {"world": {"size": 32, "fps": 4, "min_seconds": 2.0, "max_seconds": 5.0},
-                 "questions_per_video": 3, "videos_per_batch": 2, "val_videos": 2, "test_videos": 2},
+                 "questions_per_video": 3, "videos_per_batch": 2, "val_videos": 2, "test_videos": 2,
+                 "blind_videos": 20},
         "stages": [{"name": "voco", "steps": 4, "lr": 3e-3, "warmup_steps": 1,
                     "train": ["vision", "projector", "lm"]}],
     }

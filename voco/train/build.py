@@ -29,6 +29,8 @@ def world_corpus(videos: int = 1500) -> list[str]:
     for index in range(videos):  # ground truth only (no rendering): ~1 s
         _, qas = make_example("train", index, base_seed=12345, render=False)
         lines += [prompt.question.format(question=qa.question) + f" {qa.answer}{prompt.answer_end}" for qa in qas]
+    lines += [prompt.question.format(question="describe the video.") + " red circle left up turns blue, "
+              "green square center none</s>"] * 20
     return lines
 
 

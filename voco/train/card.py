@@ -17,13 +17,21 @@ def model_card(config, model, metrics: dict) -> str:
     per_frame = (vc.image_size // vc.patch_size) ** 2
     n = per_frame * voco.frames_per_segment
     test = metrics["test"]
+    blind = (metrics.get("blind_baseline") or {}).get("accuracy", {})
     rows = "\n".join(
-        f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} |" for t, a in test["accuracy"].items())
+        f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} | "
+        + (f"{blind[t]:.3f} |" if t in blind else "- |") for t, a in test["accuracy"].items())
+    blind_avg = (metrics.get("blind_baseline") or {}).get("average")
+    blind_line = (f"The question-only baseline (most frequent train answer of the question's template, no video) "
+                  f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
     stages = "\n".join(
         f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
         f"view `{s.view}`" + (f", world overrides {s.world}" if s.world else "")
         for s in config.stages)
     kept = voco.k if voco.compressor != "full" else n
+    trained = {g for stage in config.stages for g in stage.train}
+    vision_state = ("trained from scratch" if "vision" in trained else
+                    f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
     minutes = metrics["train_seconds"] / 60
     return f"""# VoCo default model (bundled)
 
@@ -45,8 +53,8 @@ training on a shared 2-core CPU, then {metrics['eval_seconds']:.0f} s of test ev
 
 | part | |
 |---|---|
-| vision | CLIP-style ViT from scratch: {vc.image_size} px frames, patch {vc.patch_size} ({per_frame} tokens/frame), hidden {vc.hidden_size}, {vc.num_hidden_layers} layers, {_params(model.vision_tower) / 1e6:.2f} M params |
-| projector | `{voco.projector}`, {_params(model.projector) / 1e6:.2f} M params |
+| vision | CLIP-style ViT, {vision_state}: {vc.image_size} px frames, patch {vc.patch_size} ({per_frame} tokens/frame), hidden {vc.hidden_size}, {vc.num_hidden_layers} layers, {_params(model.vision_tower) / 1e6:.2f} M params |
+| projector | `{voco.projector}`, {"trained" if "projector" in trained else "random, frozen"}, {_params(model.projector) / 1e6:.2f} M params |
 | LM | Llama decoder from scratch: hidden {tc.hidden_size}, {tc.num_hidden_layers} layers, {tc.num_attention_heads} heads ({tc.num_key_value_heads} KV heads), vocab {tc.vocab_size} (byte-level BPE fitted to the world's text), {_params(model.lm) / 1e6:.2f} M params |
 | VoCo | compressor `{voco.compressor}`, k = {voco.k}, {voco.frames_per_segment} frames per {voco.segment_seconds:g} s segment |
 | weights | {model.dtype}, {_params(model) / 1e6:.2f} M parameters |
@@ -56,6 +64,7 @@ training on a shared 2-core CPU, then {metrics['eval_seconds']:.0f} s of test ev
 Synthetic world videos (train split, fresh videos every step: {config.data.videos_per_batch} videos x
 {config.data.questions_per_video} questions per step), loss = cross-entropy on the answer tokens read from
 the segment caches (two-stage path with gradients through the caches; VoCo attention distillation).
+{"Every training video also gets the question 'describe the video.' answered by a caption that lists each object (colour, shape, start region, motion, new colour) in order of appearance: dense supervision, like the paper's caption data; captions are not evaluated." if config.data.captions else ""}
 AdamW (weight decay {config.weight_decay}), gradient clipping {config.grad_clip}, seed {config.seed}.
 
 {stages}
@@ -65,12 +74,13 @@ AdamW (weight decay {config.weight_decay}), gradient clipping {config.grad_clip}
 Open-ended: greedy decoding from the VoCo caches, exact match of the one-word answer (no answer list
 given to the model).
 
-| type | scope | questions | accuracy |
-|---|---|---|---|
+| type | scope | questions | accuracy | question-only baseline |
+|---|---|---|---|---|
 {rows}
 
 Average over types: **{test['average']:.3f}** (local types {test.get('local', float('nan')):.3f}, global types
 {test.get('global', float('nan')):.3f}; over all questions {test['overall']:.3f}).
+{blind_line}
 
 ## Limits
 

@@ -95,6 +95,12 @@ class DataSpec:
     """Size of the train split's index space; each epoch visits it in a seeded shuffled order."""
     val_videos: int = 64
     test_videos: int = 200
+    blind_videos: int = 2000
+    """Train videos (ground truth only) behind the question-only baseline reported beside test accuracy."""
+    captions: bool = False
+    """Add to every training video a "describe the video." question answered by a caption listing each object
+    (colour, shape, start region, motion, new colour) in order of appearance: dense supervision that asks the
+    caches to hold everything, like the paper's caption (alignment) data. Never part of evaluation."""
     workers: int = 0
     """Background threads rendering the next batches (0 = render in the training loop)."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from voco.data.questions import QA
 from voco.data.synthetic import make_example
-from voco.data.world import WorldConfig
+from voco.data.world import Video, WorldConfig
 from voco.segments import split_frames
 
 
@@ -54,11 +54,30 @@ class Batch:
         return len(self.row_ids)
 
 
+CAPTION_QUESTION = "describe the video."
+CAPTION_TYPE = "caption"
+
+
+def caption(video: Video) -> str:
+    """Every object in order of appearance: colour, shape, start region, motion (and the colour it turns)."""
+    parts = []
+    for obj in sorted(video.objects, key=lambda o: o.enter_frame):
+        text = f"{obj.color} {obj.shape} {obj.start_region} {obj.direction}"
+        if obj.new_color is not None:
+            text += f" turns {obj.new_color}"
+        parts.append(text)
+    return ", ".join(parts) if parts else "nothing"
+
+
 def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, questions_per_video: int,
-               frames_per_segment: int, segment_seconds: float) -> VideoExample:
+               frames_per_segment: int, segment_seconds: float, captions: bool = False) -> VideoExample:
+    """One video cut into segments, with its questions (+ a caption question when `captions`)."""
     video, qas = make_example(split, index, base_seed, world, questions_per_video)
     segments = split_frames(video.frames, video.fps, segment_seconds, frames_per_segment)
-    return VideoExample(video.video_id, segments, list(qas))
+    qas = list(qas)
+    if captions:
+        qas.append(QA(CAPTION_QUESTION, caption(video), CAPTION_TYPE))
+    return VideoExample(video.video_id, segments, qas)
 
 
 def encode(model, examples: Sequence[VideoExample]) -> Batch:

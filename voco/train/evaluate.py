@@ -9,12 +9,14 @@ to the model (stricter than multiple choice over `ANSWER_VOCAB`).
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import torch
 
 from voco.data.questions import QUESTION_SCOPE, QUESTION_TYPES
+from voco.data.synthetic import make_example
 from voco.generation import eos_ids
 from voco.train.data import VideoExample, encode
 from voco.train.forward import build_timeline, compress_segments, rows_logits
@@ -92,3 +94,35 @@ def summarise(correct: dict[str, int], total: dict[str, int], samples: list | No
         **scoped,
         "samples": samples or [],
     }
+
+
+_ENTITY_WORDS = re.compile(
+    r"\b(red|green|blue|yellow|white|purple|circles?|squares?|triangles?|diamonds?|cross(es)?)\b")
+
+
+def question_template(question: str) -> str:
+    """The question with its colour and shape words blanked: what a model that ignores the video can condition on."""
+    return _ENTITY_WORDS.sub("X", question)
+
+
+def blind_baseline(examples: Sequence[VideoExample], *, world=None, base_seed: int = 0, train_videos: int = 3000,
+                   questions_per_video: int = 6) -> dict:
+    """Accuracy of answering from the question alone: the most frequent train answer of its template.
+
+    It is the floor a model reaches without using the video; accuracy above it is read from the caches.
+    """
+    counts: dict[str, Counter] = defaultdict(Counter)
+    by_type: dict[str, Counter] = defaultdict(Counter)
+    for index in range(train_videos):  # ground truth only, no rendering
+        _, qas = make_example("train", index, base_seed, world, questions_per_video, render=False)
+        for qa in qas:
+            counts[question_template(qa.question)][qa.answer] += 1
+            by_type[qa.type][qa.answer] += 1
+    correct: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    for example in examples:
+        for qa in example.qas:
+            seen = counts.get(question_template(qa.question)) or by_type[qa.type]
+            total[qa.type] += 1
+            correct[qa.type] += seen.most_common(1)[0][0] == qa.answer
+    return summarise(correct, total)

@@ -36,7 +36,7 @@ from voco.checkpoint import load_checkpoint
 from voco.train.build import DTYPE, build_model
 from voco.train.config import StageSpec, TrainConfig
 from voco.train.data import Prefetcher, TrainStream, encode, load_video
-from voco.train.evaluate import evaluate
+from voco.train.evaluate import blind_baseline, evaluate
 from voco.train.forward import batch_loss
 
 STATE_JSON = "trainer_state.json"
@@ -209,7 +209,8 @@ def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = No
     voco = model.voco
     return partial(load_video, split, world=config.data.world_config(stage.world if stage else None),
                    base_seed=config.data.base_seed, questions_per_video=config.data.questions_per_video,
-                   frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds)
+                   frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds,
+                   captions=config.data.captions and split == "train")
 
 
 def eval_examples(config: TrainConfig, model, split: str, count: int) -> list:
@@ -262,9 +263,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             optimizer.load_state_dict(torch.load(last / OPTIMIZER, weights_only=True, map_location=device))
         module: nn.Module = TrainModule(model, stage, config)
         if dist.world > 1:
+            # unused parameters exist (e.g. the vision tower's last layer / post-layernorm when features come
+            # from an earlier layer, <voco> in the full view), so DDP must look for them
             module = nn.parallel.DistributedDataParallel(
-                module, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=stage.view == "full" or stage.kl_weight > 0)
+                module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         model.train()
         stream = TrainStream(num_videos=config.data.train_videos, videos_per_batch=config.data.videos_per_batch,
                              seed=config.seed, rank=dist.rank, world_size=dist.world)
@@ -346,8 +348,12 @@ def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=pr
     test = eval_examples(config, model, "test", config.data.test_videos)
     started = time.perf_counter()
     result = evaluate(model, test, max_new_tokens=config.eval_max_new_tokens)
+    blind = blind_baseline(test, world=config.data.world_config(), base_seed=config.data.base_seed,
+                           questions_per_video=config.data.questions_per_video,
+                           train_videos=config.data.blind_videos)
     metrics = {
         "test": result,
+        "blind_baseline": {k: v for k, v in blind.items() if k != "samples"},
         "test_videos": config.data.test_videos,
         "test_questions": sum(result["count"].values()),
         "validation": state.validation[-1] if state.validation else None,
