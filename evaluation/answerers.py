@@ -10,10 +10,11 @@ The runner only needs `answer(video_path, question) -> str`. Optional extras it 
   description is refused).
 - `close()`.
 
-`ModelAnswerer` decodes and compresses each video in memory with `voco` (caches kept in a small LRU, and
-the runner asks a video's questions one after another). `StoreAnswerer` takes caches from the store,
-ingesting the videos it lacks first; it is written against the API `ingest`/`store` are converging on
-(see its docstring) and is only used when those packages import and look as assumed.
+`ModelAnswerer` decodes each video with `ingest`'s decoder (`ingest.frames`) and compresses it in memory
+with `voco` (caches kept in a small LRU, and the runner asks a video's questions one after another).
+`StoreAnswerer` takes caches from the store, ingesting the videos it lacks first; it is written against the
+API `ingest`/`store` are converging on (see its docstring) and is only used when those packages import and
+look as assumed.
 """
 
 from __future__ import annotations
@@ -56,8 +57,33 @@ def _key(path: Path) -> str:
     return str(Path(path).resolve())
 
 
-class ModelAnswerer:
-    """`voco` directly: decode (PyAV), split by timestamp, `model.compress` once per video, `model.answer`."""
+class _VocoAnswerer:
+    """What both answerers share: `model.answer` on a video's caches, timed, and the run's description."""
+
+    kind: str
+    model: Any
+    max_new_tokens: int
+    last_timings: dict[str, float | bool]
+
+    def _answer(self, question: str, caches, timings: dict[str, float | bool]) -> str:
+        t0 = time.perf_counter()
+        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
+        timings["answer_s"] = round(time.perf_counter() - t0, 4)
+        self.last_timings = timings
+        return text
+
+    def describe(self) -> dict:
+        voco = self.model.voco
+        return {"answerer": self.kind, "model_fingerprint": self.model.fingerprint, "k": voco.k,
+                "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
+                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+
+
+class ModelAnswerer(_VocoAnswerer):
+    """`voco` directly: decode and split by timestamp (`ingest.frames`), `model.compress` once per video,
+    `model.answer`. A file that cannot be decoded raises `ingest.probe.VideoError` naming it."""
+
+    kind = "model"
 
     def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
                  decode_max_side: int | None = None):
@@ -71,7 +97,7 @@ class ModelAnswerer:
 
     def video_caches(self, video_path: Path):
         """(caches, timings) of a video, compressed now or taken from the LRU."""
-        from evaluation.video import decode_segments
+        from ingest.frames import decode_video_segments
 
         key = _key(video_path)
         hit = self.caches.get(key)
@@ -79,7 +105,8 @@ class ModelAnswerer:
             return hit, {"decode_s": 0.0, "compress_s": 0.0, "cached": True, "segments": len(hit)}
         voco = self.model.voco
         t0 = time.perf_counter()
-        segments = decode_segments(video_path, voco.segment_seconds, voco.frames_per_segment, self.decode_max_side)
+        segments = decode_video_segments(video_path, segment_seconds=voco.segment_seconds,
+                                         frames_per_segment=voco.frames_per_segment, max_side=self.decode_max_side)
         t1 = time.perf_counter()
         caches = self.model.compress(segments, batch_size=self.batch_size)
         t2 = time.perf_counter()
@@ -89,20 +116,10 @@ class ModelAnswerer:
 
     def answer(self, video_path: Path, question: str) -> str:
         caches, timings = self.video_caches(Path(video_path))
-        t0 = time.perf_counter()
-        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
-        timings["answer_s"] = round(time.perf_counter() - t0, 4)
-        self.last_timings = timings
-        return text
-
-    def describe(self) -> dict:
-        voco = self.model.voco
-        return {"answerer": "model", "model_fingerprint": self.model.fingerprint, "k": voco.k,
-                "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
-                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+        return self._answer(question, caches, timings)
 
 
-class StoreAnswerer:
+class StoreAnswerer(_VocoAnswerer):
     """Caches from the store, ingesting the videos it lacks first (same answers as `ModelAnswerer`).
 
     Assumed API (what `ingest`/`store` expose while this is written; checked by `store_api_problem`):
@@ -113,6 +130,8 @@ class StoreAnswerer:
     - `store.Store.open(home, db_url)`, `Store.load_caches(video_id, fingerprint) -> list[SegmentCache]`
       (in segment order), `Store.close()`.
     """
+
+    kind = "store"
 
     def __init__(self, model, home, *, db_url: str | None = None, model_name: str = "default",
                  max_new_tokens: int = 32, lru_videos: int = 4, show_progress: bool = True):
@@ -164,17 +183,7 @@ class StoreAnswerer:
             timings["load_s"] = round(time.perf_counter() - t0, 4)
             self.caches.put(key, caches)
         timings["segments"] = len(caches)
-        t0 = time.perf_counter()
-        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
-        timings["answer_s"] = round(time.perf_counter() - t0, 4)
-        self.last_timings = timings
-        return text
-
-    def describe(self) -> dict:
-        voco = self.model.voco
-        return {"answerer": "store", "model_fingerprint": self.model.fingerprint, "k": voco.k,
-                "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
-                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+        return self._answer(question, caches, timings)
 
     def close(self) -> None:
         self.store.close()

@@ -207,19 +207,31 @@ def test_model_not_found_exits_1(synth_videos, tmp_path, capsys):
 def test_decoding_follows_the_project_sampling_rule(synth_videos):
     import av
 
-    from evaluation.video import decode_segments
+    from ingest.frames import decode_video_segments
     from voco.segments import split_frames
 
     path = sorted((synth_videos / "videos").glob("*.mp4"))[0]
     with av.open(str(path)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     want = split_frames(frames, fps=8, segment_seconds=1.0, frames_per_segment=2)
-    got = decode_segments(path, 1.0, 2)
+    got = decode_video_segments(path, segment_seconds=1.0, frames_per_segment=2)
     assert len(got) == len(want) >= 2
     for a, b in zip(got, want, strict=True):
         assert a.shape == b.shape and np.array_equal(a, b)
-    small = decode_segments(path, 1.0, 2, max_side=24)
+    small = decode_video_segments(path, segment_seconds=1.0, frames_per_segment=2, max_side=24)
     assert small[0].shape == (2, 24, 24, 3)
+
+
+def test_model_answerer_reports_an_undecodable_video_as_that_question_error(tiny_checkpoint, tmp_path):
+    from evaluation.answerers import ModelAnswerer
+    from ingest.probe import VideoError
+    from voco import VoCoModel
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video\n" * 20)
+    answerer = ModelAnswerer(VoCoModel.from_pretrained(str(tiny_checkpoint)))
+    with pytest.raises(VideoError, match="bad.mp4"):
+        answerer.answer(bad, "what colour?")
 
 
 # ---- store answerer against the assumed API --------------------------------------------------------
