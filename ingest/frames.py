@@ -16,19 +16,23 @@ from ingest.plan import plan_segments, wanted_pts
 from ingest.probe import VideoError, probe
 
 
-def _model_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    """(w, h) with the longer side at most `max_side`, aspect kept; None: native size."""
-    if not max_side or max(width, height) <= max_side:
+def model_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """(w, h) with each side capped at `max_side`; None: native size.
+
+    Each side is capped on its own (not aspect-preserving): the model resizes every frame to its
+    square input anyway, and this keeps the most rows and columns for that last resize. The ingest
+    pipeline and `decode_video_segments` share this rule, so stored and in-memory caches agree.
+    """
+    if not max_side or (width <= max_side and height <= max_side):
         return None
-    scale = max_side / max(width, height)
-    return max(2, round(width * scale)), max(2, round(height * scale))
+    return min(width, max_side), min(height, max_side)
 
 
 def decode_video_segments(path: str | os.PathLike, *, segment_seconds: float, frames_per_segment: int,
                           max_side: int | None = None, backend: str = "auto") -> list[np.ndarray]:
     """A video file -> its segments by `voco.segments`' rule, each uint8 [F, H, W, 3] RGB, display orientation.
 
-    Frames are downscaled while decoding so that their longer side is at most `max_side` (aspect kept;
+    Frames are downscaled while decoding so that no side exceeds `max_side` (see `model_frame_size`;
     None or 0: native size). Raises `VideoError`, naming the file, when it cannot be decoded.
     """
     info = probe(path)
@@ -36,7 +40,7 @@ def decode_video_segments(path: str | os.PathLike, *, segment_seconds: float, fr
     if not plans:
         raise VideoError(f"{path}: the video lasts 0 seconds")
     model_pts, _ = wanted_pts(plans)
-    sizes = FrameSizes(model=_model_size(info.width, info.height, max_side), thumb=(0, 0))  # no thumbnails asked
+    sizes = FrameSizes(model=model_frame_size(info.width, info.height, max_side), thumb=(0, 0))  # no thumbnails asked
     got = {d.pts: d.model for d in fetch_frames(info, model_pts, np.empty(0, np.int64), sizes, backend=backend,
                                                 stats=DecodeStats())}
     missing = [plan.index for plan in plans if any(p not in got for p in plan.frames)]
