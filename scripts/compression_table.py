@@ -34,11 +34,14 @@ def parse_variant(name: str) -> tuple[str, int]:
     return kind, int(k)
 
 
-def variant_config(base: TrainConfig, name: str, steps: int | None = None) -> TrainConfig:
+def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_from: str | None = None) -> TrainConfig:
+    """The row's config: the common budget with this compressor/k (optionally starting from `init_from`)."""
     config = copy.deepcopy(base)
     compressor, k = parse_variant(name)
     config.model.voco = {**config.model.voco, "compressor": compressor, "k": k}
-    config.output_dir = str(Path(base.output_dir) / name)
+    config.output_dir = str(Path(base.output_dir) / (f"from-full/{name}" if init_from else name))
+    if init_from:  # the paper's setting: every compressor is fine-tuned from the same full-token model
+        config.model.init, config.model.path = "pretrained", init_from
     config.export_dir = None
     for stage in config.stages:
         if steps is not None:
@@ -57,10 +60,10 @@ def tokens_per_segment(config: TrainConfig) -> tuple[int, int]:
     return n, (n if compressor == "full" else k)
 
 
-def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool) -> dict:
+def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool, init_from: str | None = None) -> dict:
     from voco.train.loop import train
 
-    config = variant_config(base, name, steps)
+    config = variant_config(base, name, steps, init_from)
     done = Path(config.output_dir) / "final" / "metrics.json"
     if done.is_file():
         metrics = json.loads(done.read_text())
@@ -100,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated rows: full, pool-M, voco-K")
     parser.add_argument("--steps", type=int, help="override the steps of every stage (the budget)")
     parser.add_argument("--output-dir", help="override the config's output_dir")
-    parser.add_argument("--json", help="where to write the table as JSON (default OUTPUT_DIR/compression_table.json)")
+    parser.add_argument("--json", help="where to write the table as JSON (default OUTPUT_DIR/compression_table.json, "
+                        "or OUTPUT_DIR/compression_table_from_full.json with --from-full)")
+    parser.add_argument("--from-full", action="store_true",
+                        help="first train the `full` row, then fine-tune every row (full included) from it for the "
+                             "same budget, as the paper fine-tunes each compressor from one LLaVA")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -113,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output_dir:
         base.output_dir = args.output_dir
-    rows = [run_variant(base, v, args.steps, not args.no_progress) for v in variants]
+    init_from = None
+    if args.from_full:
+        run_variant(base, "full", args.steps, not args.no_progress)
+        init_from = str(Path(base.output_dir) / "full" / "final")
+    rows = [run_variant(base, v, args.steps, not args.no_progress, init_from) for v in variants]
     blind = next((r["blind_baseline"] for r in rows if r.get("blind_baseline")), None)
     if blind:  # the floor: answering from the question alone (same test questions)
         rows.append({"variant": "question-only", "compressor": "none", "kept": 0, "vision_tokens": 0,
@@ -124,14 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     add_retention(rows)
     steps = max((r["steps"] for r in rows), default=0)
     m = base.model
+    if init_from:
+        print(f"\nevery row fine-tuned from the `full` model trained with the same budget ({init_from})")
     print(f"\nbudget: {steps} steps x {base.data.videos_per_batch} videos x {base.data.questions_per_video} questions "
           f"per compressor, same seed and train videos; model hidden {m.hidden}, {m.layers} layers, "
           f"{m.image_size} px / patch {m.patch_size}; test: {base.data.test_videos} videos, greedy exact match\n")
     table = format_table(rows)
     print(table)
-    out = Path(args.json) if args.json else Path(base.output_dir) / "compression_table.json"
+    default_json = "compression_table_from_full.json" if init_from else "compression_table.json"
+    out = Path(args.json) if args.json else Path(base.output_dir) / default_json
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": args.config, "steps": steps, "rows": rows, "markdown": table}, indent=1))
+    out.write_text(json.dumps({"config": args.config, "steps": steps, "init_from": init_from, "rows": rows,
+                               "markdown": table}, indent=1))
     print(f"\nwrote {out}")
     return 0
 

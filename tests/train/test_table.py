@@ -40,6 +40,11 @@ def test_compression_table_tiny_budget(tmp_path, capsys):
     stamp = (Path(data["output_dir"]) / "voco-2" / "final" / "metrics.json").stat().st_mtime
     assert table.main(args[:3] + ["voco-2", "--json", str(out), "--no-progress"]) == 0
     assert (Path(data["output_dir"]) / "voco-2" / "final" / "metrics.json").stat().st_mtime == stamp
+    # --from-full: rows fine-tuned from the trained `full` row (the paper's setting)
+    assert table.main(args[:3] + ["voco-1", "--from-full", "--json", str(out), "--no-progress"]) == 0
+    tuned = json.loads(out.read_text())
+    assert tuned["init_from"].endswith("full/final") and tuned["rows"][0]["variant"] == "voco-1"
+    assert (Path(data["output_dir"]) / "from-full" / "voco-1" / "final" / "metrics.json").is_file()
 
 
 def test_bad_variant_is_an_error(capsys):

@@ -22,6 +22,14 @@ def model_card(config, model, metrics: dict) -> str:
         f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} | "
         + (f"{blind[t]:.3f} |" if t in blind else "- |") for t, a in test["accuracy"].items())
     blind_avg = (metrics.get("blind_baseline") or {}).get("average")
+    margin = test["average"] - blind_avg if blind_avg else None
+    weak = ""
+    if margin is not None and margin < 0.1:
+        weak = (f"\n**Status: barely above the question-only baseline** (+{margin:.3f} average): within this "
+                "training budget the model has not learned to put much of a segment's content into its VoCo "
+                "token, so most answers come from the question's prior. It exercises the whole pipeline "
+                "(compress, cache, answer) but is not a useful video-QA model yet; a longer run is the first "
+                "thing to try.\n")
     blind_line = (f"The question-only baseline (most frequent train answer of the question's template, no video) "
                   f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
     stages = "\n".join(
@@ -81,7 +89,7 @@ given to the model).
 Average over types: **{test['average']:.3f}** (local types {test.get('local', float('nan')):.3f}, global types
 {test.get('global', float('nan')):.3f}; over all questions {test['overall']:.3f}).
 {blind_line}
-
+{weak}
 ## Limits
 
 A toy: it only knows the synthetic world (coloured shapes on plain backgrounds, one-word answers); it is
