@@ -72,13 +72,16 @@ def load_checkpoint(
     # LLaVA's own projector is mlp2x_gelu; a linear one is saved as `linear_1` only, so silence the
     # missing-`linear_2` report that loading it through LLaVA's class gives.
     quiet = voco.projector == "linear"
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     if quiet:
         hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a per-tensor bar is noise for a small local checkpoint
     try:
         llava = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype or torch.float32)
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
     model = from_llava(llava, tokenizer, voco, add_tokens=not has_voco)
     if voco.compressor == "pool":
         weights = path / POOL_WEIGHTS
