@@ -52,9 +52,10 @@ class AnswerStats:
         return self.vision_tokens / max(1, self.cache_tokens)
 
     def summary(self) -> str:
+        speed = f" at {self.tokens_per_s:.1f} tok/s" if self.tokens > 1 else ""
         text = (f"{self.segments_used}/{self.segments_total} segments · {self.cache_tokens} cache tokens for "
                 f"{self.vision_tokens} vision tokens ({self.compression:.0f}x) · first token "
-                f"{self.ttft_ms:.0f} ms · {self.tokens} tokens at {self.tokens_per_s:.1f} tok/s")
+                f"{self.ttft_ms:.0f} ms · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
         return f"{text} · {self.note}" if self.note else text
 
 
