@@ -4,9 +4,11 @@
     python bench/bench_query.py --model tiny --segments 1,8,32
 
 Side by side in one run, for each T: `voco` answers from k cached tokens per segment, `full` from
-every vision token's cache (up to --full-max-tokens, timed even past the model's trained context), `recompute` compresses the frames again
-before answering (no cache reuse). Prints one JSON line with the figures, analytic FLOPs for this
-model's shapes and for LLaVA-1.5-7B's, and the ratios.
+every vision token's cache (up to --full-max-tokens, timed even past the model's trained context),
+`recompute` compresses the frames again before answering (no cache reuse). Prints one JSON line with
+the figures, analytic FLOPs for this model's shapes and for LLaVA-1.5-7B's, and the ratios.
+
+    python bench/bench_query.py --model llava7b --device cuda   # random weights, LLaVA-1.5-7B shapes, bf16
 """
 
 from __future__ import annotations
