@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the bundled 'default' model)")
     p.add_argument("--segment-seconds", type=float, metavar="S",
                    help="segment length in seconds (default: the model's voco.json segment_seconds)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="segments per model call and per "
-                   "stored chunk (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="segments per model call "
+                   "(default: %(default)s)")
+    p.add_argument("--chunk-segments", type=int, default=64, metavar="N", help="compressed segments written "
+                   "per chunk file: the most work a kill can lose (default: %(default)s)")
     p.add_argument("--decode-max-side", type=int, metavar="PX", help="downscale decoded frames to at most PX per "
                    "side before the model resizes them (default: 2x the model's image size; 0: native)")
     p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto",
@@ -130,6 +132,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     try:
         config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
+                              chunk_segments=args.chunk_segments,
                               decode_max_side=args.decode_max_side, backend=args.backend,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
                               torch_threads=args.threads)

@@ -17,7 +17,12 @@ class IngestConfig:
     segment_seconds: float | None = None
     """Length of a segment; None: the model's voco.json `segment_seconds`."""
     batch_size: int = 8
-    """Segments per `model.compress` call (and per chunk file, the unit of resumable work)."""
+    """Segments per `model.compress` call."""
+    chunk_segments: int = 64
+    """Compressed segments held in memory until they are written as one chunk file (fsync + one
+    transaction): whole model batches, flushed once at least this many are held and at a video's end.
+    The most work a kill can lose (Ctrl-C writes what is held); fewer, larger chunks keep the store's
+    cost off the pipeline."""
     queue_batches: int = 2
     """Decoded batches waiting for the model at most (bounds memory; decoding runs ahead by this much)."""
     decode_max_side: int | None = None
@@ -45,6 +50,8 @@ class IngestConfig:
             raise ValueError(f"segment_seconds must be > 0, got {self.segment_seconds}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.chunk_segments < 1:
+            raise ValueError(f"chunk_segments must be >= 1, got {self.chunk_segments}")
         if self.queue_batches < 1:
             raise ValueError(f"queue_batches must be >= 1, got {self.queue_batches}")
         if self.decode_max_side is not None and self.decode_max_side < 0:

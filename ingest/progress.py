@@ -14,7 +14,7 @@ START, BATCH, DONE = "start", "batch", "done"
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    kind: str  # start (a video begins) | batch (segments stored) | done (a file is resolved: see status)
+    kind: str  # start (a video begins) | batch (segments compressed) | done (a file is resolved: see status)
     path: str
     file_index: int  # 0-based, among `files_total`
     files_total: int

@@ -119,6 +119,7 @@ def _run(store: Store, model: VoCoModel, name: str, files: list[Path], config: I
             except KeyboardInterrupt:
                 consumer.summary.interrupted = True
                 stop.set()
+                consumer.flush_all()  # compressed work is kept; a kill -9 loses at most one chunk per video
                 _drain(items, producer)
     finally:
         stop.set()
@@ -150,6 +151,9 @@ class Consumer:
         self.summary = Summary()
         self.order: dict[str, int] = {}
         self.done: dict[int, tuple[int, int]] = {}  # job order -> (segments done, frames done)
+        # job order -> compressed segments not yet written (records, caches); see IngestConfig.chunk_segments
+        self.pending: dict[int, tuple[list[SegmentRecord], list]] = {}
+        self.jobs: dict[int, Job] = {}  # job order -> job, for the pending segments
 
     def emit(self, event: ProgressEvent) -> None:
         for listener in self.listeners:
@@ -195,7 +199,12 @@ class Consumer:
         caches = self.model.compress(batch.frames, batch_size=self.settings.config.batch_size)
         records = [SegmentRecord(p.index, p.start_s, p.end_s, thumb, JPEG_MIME if thumb else None)
                    for p, thumb in zip(batch.plans, batch.thumbs, strict=True)]
-        self.store.add_chunk(job.claim, self.settings.owner, records, caches)
+        self.jobs[job.order] = job
+        held_records, held_caches = self.pending.setdefault(job.order, ([], []))
+        held_records.extend(records)
+        held_caches.extend(caches)
+        if len(held_records) >= self.settings.config.chunk_segments:
+            self.flush(job)
         segments, frames = self.done[job.order]
         segments, frames = segments + len(batch.plans), frames + batch.source_frames
         self.done[job.order] = (segments, frames)
@@ -204,12 +213,30 @@ class Consumer:
         self.emit(ProgressEvent(BATCH, str(job.path), job.order, self.files_total, segments, len(job.plans),
                                 frames, job.probe.num_frames))
 
+    def flush(self, job: Job) -> None:
+        """Write the job's compressed segments as one chunk file."""
+        records, caches = self.pending.pop(job.order, ([], []))
+        self.jobs.pop(job.order, None)
+        if records:
+            self.store.add_chunk(job.claim, self.settings.owner, records, caches)
+
+    def flush_all(self) -> None:
+        for order in list(self.pending):
+            job = self.jobs[order]
+            try:
+                self.flush(job)
+            except Exception as err:  # noqa: BLE001 - the next run recomputes what could not be written
+                log.warning("could not store the compressed segments of %s: %s", job.path, err)
+
     def finish(self, job: Job) -> None:
+        self.flush(job)
         segments = self.store.finish(job.claim, self.settings.owner)
         self.resolve(job.order, FileResult(str(job.path), INGESTED, job.claim.video_id, segments,
                                            round(job.probe.duration, 3), None))
 
     def fail(self, order: int, path: Path, claim, error: str, job: Job | None) -> None:
+        self.pending.pop(order, None)
+        self.jobs.pop(order, None)
         if job is not None:
             job.cancelled.set()
         try:

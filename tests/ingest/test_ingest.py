@@ -6,6 +6,7 @@ import torch
 
 from ingest.config import IngestConfig
 from ingest.decode import decord_available
+from ingest.frames import decode_video_segments
 from ingest.progress import ProgressEvent
 from ingest.run import UsageError, ingest_paths
 from store import Store
@@ -237,3 +238,23 @@ def test_a_cache_file_deleted_by_hand_is_noticed_and_rebuilt(tmp_path, one_video
     assert (again.status, again.video_id, again.segments) == ("ingested", first.video_id, 3)
     with Store.open(home) as store:
         assert len(store.load_caches(first.video_id, model.fingerprint, verify=True)) == 3
+
+
+@pytest.mark.parametrize("chunk_segments,writes", [(1, 4), (3, 2), (64, 1)])  # batches of 2 segments
+def test_compressed_segments_are_written_in_chunks_of_the_configured_size(tmp_path, model, monkeypatch,
+                                                                          chunk_segments, writes):
+    long = write_video(tmp_path / "long.mp4", pattern_frames(80))  # 8 s: 8 segments
+    sizes = []
+    real = Store.add_chunk
+    monkeypatch.setattr(Store, "add_chunk", lambda self, claim, owner, segments, caches:
+                        sizes.append(len(segments)) or real(self, claim, owner, segments, caches))
+    config = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=2, chunk_segments=chunk_segments)
+    (result,) = run([long], tmp_path / "home", model, config).files
+    assert result.status == "ingested" and len(sizes) == writes and sum(sizes) == 8
+    with Store.open(tmp_path / "home") as store:  # the pack is the same whatever the chunking
+        kv = store.load_video_caches(result.video_id, model.fingerprint, verify=True).kv
+    segments = decode_video_segments(long, segment_seconds=SEGMENT_SECONDS,
+                                     frames_per_segment=model.voco.frames_per_segment,
+                                     max_side=2 * model.config.vision_config.image_size)
+    expected = torch.stack([c.kv for c in model.compress(segments, batch_size=2)])
+    torch.testing.assert_close(kv, expected, rtol=0, atol=1e-6)
