@@ -73,7 +73,7 @@ def segments(read: SessionFactory, video_id: int) -> list[SegmentInfo]:
                 for g in s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.index))]
 
 
-def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, list]:
+def _ready_video(s: Session, video_id: int, fingerprint: str) -> Video:
     row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
                     .where(Video.id == video_id)).tuples().first()
     if row is None:
@@ -87,29 +87,49 @@ def _ready_rows(s: Session, video_id: int, fingerprint: str) -> tuple[Video, lis
     if video.status != READY:
         why = f": {video.error}" if video.error else ""
         raise StoreError(f"video {video_id} is {video.status}{why}; run python -m ingest {video.path} to finish it")
-    # only the columns a load needs: whole Segment rows would drag every thumbnail blob along
-    # Core execution, no ORM row processing: halves the load of the 3600 rows of an hour of video
-    rows = list(s.connection().execute(
-        select(Segment.index, Segment.start_s, Segment.end_s, Cache.file, Cache.offset, Cache.nbytes,
-               Cache.checksum, Cache.compressor)
-        .join(Cache, Cache.segment_id == Segment.id)
-        .where(Segment.video_id == video_id, Cache.fingerprint == fingerprint)
-        .order_by(Segment.index)))
-    if [r.index for r in rows] != list(range(video.num_segments or 0)):
-        raise StoreError(f"video {video_id} is marked ready but its cache rows are incomplete; remove it "
-                         f"(python -m ingest --remove {video_id}) and ingest it again")
-    return video, rows
+    return video
+
+
+def _pack_layout(s: Session, video: Video, fingerprint: str) -> tuple[str, int, int, str]:
+    """(file, bytes per segment, offset of segment 0, compressor), checked in one aggregate query.
+
+    Every row must say: segment i lies at base + i * nbytes of one file. With (video, index) unique,
+    count, min and max over the rows prove it for all of them without fetching an hour's 3600 rows.
+    """
+    base = Cache.offset - Segment.index * Cache.nbytes
+    (count, first, last, file_lo, file_hi, per_lo, per_hi, base_lo, base_hi, comp_lo, comp_hi) = s.execute(
+        select(func.count(), func.min(Segment.index), func.max(Segment.index), func.min(Cache.file),
+               func.max(Cache.file), func.min(Cache.nbytes), func.max(Cache.nbytes), func.min(base), func.max(base),
+               func.min(Cache.compressor), func.max(Cache.compressor))
+        .select_from(Segment).join(Cache, Cache.segment_id == Segment.id)
+        .where(Segment.video_id == video.id, Cache.fingerprint == fingerprint)).one()
+    n = video.num_segments or 0
+    if count != n or (n and (first, last) != (0, n - 1)):
+        raise StoreError(f"video {video.id} is marked ready but its cache rows are incomplete; remove it "
+                         f"(python -m ingest --remove {video.id}) and ingest it again")
+    if n == 0:
+        raise StoreError(f"video {video.id} has no segments")
+    if file_lo != file_hi:
+        raise StoreError(f"video {video.id}: its caches lie in several files, not one pack")
+    if per_lo != per_hi or base_lo != base_hi or comp_lo != comp_hi:
+        raise StoreError(f"video {video.id}: its cache rows do not describe one stacked pack; remove it "
+                         f"(python -m ingest --remove {video.id}) and ingest it again")
+    return file_lo, per_lo, base_lo, comp_lo
 
 
 def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerprint: str, *,
                       verify: bool = False) -> VideoCaches:
-    """All caches of a ready video as one memory-mapped [T, layers, 2, kv_heads, k, head_dim] tensor."""
+    """All caches of a ready video as one memory-mapped [T, layers, 2, kv_heads, k, head_dim] tensor.
+
+    verify: also compare every segment's bytes with its checksum (reads them all).
+    """
     with read() as s:
-        _video, rows = _ready_rows(s, video_id, fingerprint)
-    files = {r.file for r in rows}
-    if len(files) != 1:
-        raise StoreError(f"video {video_id}: its caches lie in {len(files)} files, not one pack")
-    path = home.absolute(files.pop())
+        video = _ready_video(s, video_id, fingerprint)
+        file, per, base, compressor = _pack_layout(s, video, fingerprint)
+        checksums = list(s.scalars(select(Cache.checksum).join(Segment, Cache.segment_id == Segment.id)
+                                   .where(Segment.video_id == video_id, Cache.fingerprint == fingerprint)
+                                   .order_by(Segment.index))) if verify else []
+    path = home.absolute(file)
     if not path.is_file():
         raise StoreError(f"video {video_id}: its cache file {path} is missing; remove the video "
                          f"(python -m ingest --remove {video_id}) and ingest it again")
@@ -117,18 +137,16 @@ def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerpri
     if pack.metadata.get("fingerprint") != fingerprint:
         raise FingerprintMismatch(f"{path} holds caches of model {pack.metadata.get('fingerprint', '?')[:12]}, "
                                   f"not {fingerprint[:12]}")
-    if pack.kv.shape[0] != len(rows):
-        raise StoreError(f"{path} holds {pack.kv.shape[0]} segments, the database {len(rows)}")
-    per, base = pack.segment_nbytes, pack.kv_data_offset  # slice t is [base + t * per, + per)
-    for t, row in enumerate(rows):
-        if row.offset != base + t * per or row.nbytes != per:
-            raise StoreError(f"{path}: segment {t} lies elsewhere than the database says")
-        if verify and checksum(tensor_bytes(pack.kv[t])) != row.checksum:
+    if pack.kv.shape[0] != video.num_segments:
+        raise StoreError(f"{path} holds {pack.kv.shape[0]} segments, the database {video.num_segments}")
+    if (per, base) != (pack.segment_nbytes, pack.kv_data_offset):
+        raise StoreError(f"{path}: the segments lie elsewhere than the database says")
+    for t, expected in enumerate(checksums):
+        if checksum(tensor_bytes(pack.kv[t])) != expected:
             raise StoreError(f"{path}: segment {t} is corrupt (checksum mismatch); remove video {video_id} and "
                              "ingest it again")
-    compressor = rows[0].compressor
     return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=pack.kv,
-                       source_positions=pack.source_positions, spans=[(r.start_s, r.end_s) for r in rows])
+                       source_positions=pack.source_positions)
 
 
 def remove_video(write: SessionFactory, home: Home, video_id: int, *, lease_s: float, force: bool = False) -> VideoInfo:

@@ -122,7 +122,6 @@ class VideoCaches:
     compressor: str
     kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]
     source_positions: torch.Tensor  # [T] int64
-    spans: list[tuple[float, float]]
 
     def segment_caches(self) -> list[SegmentCache]:
         return [SegmentCache(self.kv[t], int(self.source_positions[t]), self.fingerprint, self.compressor)

@@ -78,7 +78,7 @@ def test_round_trip_one_mapped_pack_per_video(store):
     packed = store.load_video_caches(claim.video_id, FP, verify=True)
     assert packed.kv.shape == (5, 2, 2, 2, 1, 8)
     assert torch.equal(packed.kv, torch.stack([c.kv for c in caches]))
-    assert packed.spans == [(float(i), i + 1.0) for i in range(5)]
+    assert [(g.start_s, g.end_s) for g in store.segments(claim.video_id)] == [(float(i), i + 1.0) for i in range(5)]
     loaded = store.load_caches(claim.video_id, FP)
     assert [c.source_position for c in loaded] == [9] * 5 and loaded[0].fingerprint == FP
     files = [p for p in store.home.video_dir(claim.uid).rglob("*") if p.is_file()]
@@ -229,3 +229,45 @@ def test_schema_and_statements_compile_for_postgresql():
     rows = select(Segment, Cache).join(Cache, Cache.segment_id == Segment.id).order_by(Segment.index)
     for statement in (claim, rows):
         assert "PRAGMA" not in str(statement.compile(dialect=dialect))
+
+
+def test_rows_that_do_not_match_the_pack_are_refused(store):
+    from store.models import Cache, Segment
+
+    claim = _ingest(store, VideoKey("22" * 32, _model(store), 2.0, 4), new_owner(), _caches(4))
+    with store.write() as s:  # one row points one byte off
+        seg = s.scalars(select_segment(Segment, claim.video_id, 2)).one()
+        s.execute(update(Cache).where(Cache.segment_id == seg.id).values(offset=Cache.offset + 1))
+        s.commit()
+    with pytest.raises(StoreError, match="do not describe one stacked pack"):
+        store.load_video_caches(claim.video_id, FP)
+    with store.write() as s:  # a missing row
+        seg = s.scalars(select_segment(Segment, claim.video_id, 2)).one()
+        s.delete(s.scalars(select_segment(Cache, seg.id)).one())
+        s.commit()
+    with pytest.raises(StoreError, match="incomplete"):
+        store.load_video_caches(claim.video_id, FP)
+
+
+def test_verify_finds_corrupt_bytes(store):
+    from store.packs import read_pack
+
+    claim = _ingest(store, VideoKey("33" * 32, _model(store), 2.0, 4), new_owner(), _caches(3))
+    (pack,) = list(store.home.video_dir(claim.uid).rglob("pack-*"))
+    kv_start = read_pack(pack).kv_data_offset
+    data = bytearray(pack.read_bytes())
+    data[kv_start + 10] ^= 0xFF  # a byte of segment 0's keys
+    pack.write_bytes(bytes(data))
+    store.load_video_caches(claim.video_id, FP)  # the layout still matches: a plain load does not read it all
+    with pytest.raises(StoreError, match="segment 0 is corrupt"):
+        store.load_video_caches(claim.video_id, FP, verify=True)
+
+
+def select_segment(model, key, index=None):
+    from sqlalchemy import select
+
+    from store.models import Cache, Segment
+
+    if model is Segment:
+        return select(Segment).where(Segment.video_id == key, Segment.index == index)
+    return select(Cache).where(Cache.segment_id == key)
