@@ -1,10 +1,11 @@
 """Writing a video's caches so that a kill at any moment loses nothing and leaves nothing half-done.
 
-While a video is ingested, each batch of segments becomes one *chunk* file (a pack, store/packs.py),
-written to a temp name, fsynced and renamed; only then one DB transaction adds the batch's segment
-and cache rows pointing into it. When every segment is stored, `finish` copies the slices into one
-*pack* per video (again temp + rename), and one transaction re-points the cache rows at it and marks
-the video ready; the chunk folder is deleted after that commit.
+While a video is ingested, each chunk of segments becomes one *chunk* file (a pack, store/packs.py),
+written to a temp name, fsynced and renamed; only then one DB transaction adds the chunk's segment
+and cache rows pointing into it. When every segment is stored, `finish` makes one *pack* per video
+(a hard link to the chunk when one chunk holds them all in order, else a copy of the slices: temp +
+rename), and one transaction re-points the cache rows at it and marks the video ready; the chunk
+folder is deleted after that commit.
 
 So at any instant every row points at a complete file. What a kill can leave behind is only files no
 row points at (a temp file, a chunk written but not committed, a pack written but not committed, or
@@ -16,6 +17,7 @@ can never overwrite the work of the one that took over.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +31,7 @@ from store.claims import owns
 from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import FAILED, PENDING, READY, Cache, Segment, Video, utcnow
-from store.packs import Pack, checksum, read_pack, sweep_temp_files, tensor_bytes, write_pack
+from store.packs import Pack, Slice, checksum, fsync_dir, read_pack, sweep_temp_files, tensor_bytes, write_pack
 from store.records import Claim, ProbeRecord, SegmentRecord
 from voco.cache import SegmentCache
 
@@ -93,6 +95,7 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
 
 
 class _CacheRef(NamedTuple):
+    id: int
     file: str
     offset: int
     nbytes: int
@@ -100,6 +103,15 @@ class _CacheRef(NamedTuple):
     source_position: int
     compressor: str
     k: int
+
+
+def _cache_refs(session: Session, video_id: int) -> list[tuple[int, _CacheRef]]:
+    """(segment index, cache row) in index order; columns only (thumbnails stay in the database)."""
+    rows = session.execute(
+        select(Segment.index, Cache.id, Cache.file, Cache.offset, Cache.nbytes, Cache.checksum,
+               Cache.source_position, Cache.compressor, Cache.k)
+        .join(Cache, Cache.segment_id == Segment.id).where(Segment.video_id == video_id).order_by(Segment.index))
+    return [(r[0], _CacheRef(*r[1:])) for r in rows]
 
 
 def _cache_rows(session: Session, video_id: int) -> list[tuple[Segment, Cache]]:
@@ -110,18 +122,21 @@ def _cache_rows(session: Session, video_id: int) -> list[tuple[Segment, Cache]]:
 
 
 def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
-    """Consolidate the chunks into the video's pack and mark it ready; returns the segment count."""
+    """Consolidate the chunks into the video's pack and mark it ready; returns the segment count.
+
+    When one chunk already holds every segment in order (the usual case: chunks are large), the pack
+    is a hard link to it, not a copy; the chunk name goes with the sweep after the commit.
+    """
     with write() as s:
         video = _require_owner(s, claim, owner)
         expected = video.num_segments
-        rows = [(seg.index, _CacheRef(c.file, c.offset, c.nbytes, c.checksum, c.source_position, c.compressor, c.k))
-                for seg, c in _cache_rows(s, claim.video_id)]
+        rows = _cache_refs(s, claim.video_id)
     indices = [index for index, _ in rows]
     if expected is None or indices != list(range(expected)):
         missing = sorted(set(range(expected or 0)) - set(indices))
         raise StoreError(f"video {claim.video_id}: cannot finish, segments {missing[:10]} have no cache yet")
     packs: dict[str, Pack] = {}
-    kv_parts, positions = [], []
+    kv_parts, positions, in_place = [], [], True
     for index, cache in rows:
         if cache.file not in packs:
             packs[cache.file] = read_pack(home.absolute(cache.file))
@@ -134,19 +149,30 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
             _drop_segments(write, claim, owner, file=cache.file)
             raise StoreError(f"{cache.file} is corrupt (checksum of segment {index} differs); its segments were "
                              "dropped and will be recomputed by the next run")
+        in_place = in_place and t == index and pack.kv.shape[0] == len(rows)
         kv_parts.append(part)
         positions.append(cache.source_position)
     first = rows[0][1]
     pack_path = home.pack_path(claim.uid, claim.fingerprint)
-    meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k, "video_uid": claim.uid}
-    slices = write_pack(pack_path, torch.stack(kv_parts), positions, meta)
+    if in_place and len(packs) == 1:
+        pack_path.unlink(missing_ok=True)  # an uncommitted pack a killed run left
+        os.link(home.absolute(first.file), pack_path)
+        fsync_dir(pack_path.parent)
+        slices = [Slice(c.offset, c.nbytes, c.checksum) for _, c in rows]
+    else:
+        meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k,
+                "video_uid": claim.uid}
+        slices = write_pack(pack_path, torch.stack(kv_parts), positions, meta)
     del kv_parts, packs
+    for (index, cache), sl in zip(rows, slices, strict=True):
+        if sl.checksum != cache.checksum:
+            raise StoreError(f"{pack_path}: consolidated bytes of segment {index} differ from the chunks; "
+                             "nothing changed")
+    relative = home.relative(pack_path)
     with write() as s:
         video = _require_owner(s, claim, owner)
-        for (_seg, cache), sl in zip(_cache_rows(s, claim.video_id), slices, strict=True):
-            if sl.checksum != cache.checksum:
-                raise StoreError(f"{pack_path}: consolidated bytes differ from the chunks (checksum); nothing changed")
-            cache.file, cache.offset, cache.nbytes = home.relative(pack_path), sl.offset, sl.nbytes
+        s.execute(update(Cache), [{"id": c.id, "file": relative, "offset": sl.offset, "nbytes": sl.nbytes}
+                                  for (_, c), sl in zip(rows, slices, strict=True)])
         video.status, video.claimed_by, video.heartbeat_at, video.error = READY, None, None, None
         s.commit()
     sweep_video_dir(write, home, claim.video_id, claim.uid)
