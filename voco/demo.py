@@ -33,7 +33,8 @@ def load_model(name: str) -> tuple[VoCoModel, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m voco.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="'default', 'tiny', or a checkpoint folder")
     parser.add_argument("--seed", type=int, default=0, help="which synthetic test clip to generate")
     parser.add_argument("--questions", type=int, default=4, help="how many of the clip's questions to ask")

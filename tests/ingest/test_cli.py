@@ -5,7 +5,6 @@ import pytest
 
 from ingest.__main__ import main
 from tests.fixtures.videos import make_bad_files
-from voco.checkpoint import BUNDLED
 
 
 def cli(*args, home, model_dir=None):
@@ -73,8 +72,8 @@ def test_usage_and_environment_errors_exit_1(tmp_path, one_video, model_dir, cap
     capsys.readouterr()
 
 
-@pytest.mark.skipif((BUNDLED / "default").is_dir(), reason="the bundled default model exists now")
-def test_missing_default_model_says_so_and_exits_1(tmp_path, one_video, capsys):
+def test_missing_default_model_says_so_and_exits_1(tmp_path, one_video, capsys, monkeypatch):
+    monkeypatch.setattr("voco.checkpoint.BUNDLED", tmp_path / "no_bundled_models")  # a checkout without one
     assert main([str(one_video), "--home", str(tmp_path / "home")]) == 1
     err = capsys.readouterr().err
     assert "no checkpoint at 'default'" in err and "python -m voco.train" in err
