@@ -154,12 +154,16 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
         positions.append(cache.source_position)
     first = rows[0][1]
     pack_path = home.pack_path(claim.uid, claim.fingerprint)
+    slices = None
     if in_place and len(packs) == 1:
         pack_path.unlink(missing_ok=True)  # an uncommitted pack a killed run left
-        os.link(home.absolute(first.file), pack_path)
-        fsync_dir(pack_path.parent)
-        slices = [Slice(c.offset, c.nbytes, c.checksum) for _, c in rows]
-    else:
+        try:
+            os.link(home.absolute(first.file), pack_path)
+            fsync_dir(pack_path.parent)
+            slices = [Slice(c.offset, c.nbytes, c.checksum) for _, c in rows]
+        except OSError:  # a file system without hard links: copy instead
+            pack_path.unlink(missing_ok=True)
+    if slices is None:
         meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k,
                 "video_uid": claim.uid}
         slices = write_pack(pack_path, torch.stack(kv_parts), positions, meta)

@@ -271,3 +271,25 @@ def select_segment(model, key, index=None):
     if model is Segment:
         return select(Segment).where(Segment.video_id == key, Segment.index == index)
     return select(Cache).where(Cache.segment_id == key)
+
+
+@pytest.mark.parametrize("links_work", [True, False])
+def test_a_single_chunk_becomes_the_pack_by_link_or_by_copy(store, monkeypatch, links_work):
+    import os as real_os
+
+    linked = []
+
+    def link(src, dst):
+        if not links_work:
+            raise OSError("hard links not supported here")
+        linked.append(dst)
+        real_os.link(src, dst)
+
+    monkeypatch.setattr("store.writer.os.link", link)
+    caches = _caches(3)
+    claim = _ingest(store, VideoKey("44" * 32, _model(store), 2.0, 4), new_owner(), caches, batch=3)
+    assert len(linked) == (1 if links_work else 0)
+    packed = store.load_video_caches(claim.video_id, FP, verify=True)
+    assert torch.equal(packed.kv, torch.stack([c.kv for c in caches]))
+    files = [p for p in store.home.video_dir(claim.uid).rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].name.startswith("pack-")  # the chunk's name is gone either way
