@@ -275,17 +275,15 @@ def select_segment(model, key, index=None):
 
 @pytest.mark.parametrize("links_work", [True, False])
 def test_a_single_chunk_becomes_the_pack_by_link_or_by_copy(store, monkeypatch, links_work):
-    import os as real_os
-
-    linked = []
+    real_link, linked = os.link, []
 
     def link(src, dst):
         if not links_work:
             raise OSError("hard links not supported here")
         linked.append(dst)
-        real_os.link(src, dst)
+        real_link(src, dst)
 
-    monkeypatch.setattr("store.writer.os.link", link)
+    monkeypatch.setattr(os, "link", link)
     caches = _caches(3)
     claim = _ingest(store, VideoKey("44" * 32, _model(store), 2.0, 4), new_owner(), caches, batch=3)
     assert len(linked) == (1 if links_work else 0)
