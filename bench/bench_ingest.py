@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import load_model, machine  # noqa: E402
 from ingest.config import VIDEO_EXTENSIONS, IngestConfig  # noqa: E402
 from ingest.decode import DecodeStats, FrameSizes, fetch_frames  # noqa: E402
+from ingest.frames import decode_side_cap, model_frame_size  # noqa: E402
 from ingest.plan import plan_segments, wanted_pts  # noqa: E402
 from ingest.probe import probe  # noqa: E402
 from ingest.rotation import swaps_axes  # noqa: E402
@@ -68,9 +69,9 @@ def decode_segments(path: Path, model, config: IngestConfig) -> tuple[list[np.nd
     """What the decoder thread does for one video: (segments [F, H, W, 3], source frames)."""
     info = probe(path)
     plans = plan_segments(info, config.segment_seconds or model.voco.segment_seconds, model.voco.frames_per_segment)
-    cap = 2 * model.config.vision_config.image_size if config.decode_max_side is None else config.decode_max_side
+    cap = decode_side_cap(model.config.vision_config.image_size, config.decode_max_side)
     tw, th = thumbnail_size(*info.display_size, config.thumbnail_side)
-    sizes = FrameSizes(model=None if cap == 0 else (min(info.width, cap), min(info.height, cap)),
+    sizes = FrameSizes(model=model_frame_size(info.width, info.height, cap),
                        thumb=(th, tw) if swaps_axes(info.ops) else (tw, th))
     model_pts, thumb_pts = wanted_pts(plans)
     got = {d.pts: d for d in fetch_frames(info, model_pts, thumb_pts, sizes, backend=config.backend,

@@ -87,11 +87,12 @@ class ModelAnswerer(_VocoAnswerer):
 
     def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
                  decode_max_side: int | None = None):
+        from ingest.frames import decode_side_cap
+
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        image_size = int(model.config.vision_config.image_size)
-        self.decode_max_side = decode_max_side if decode_max_side is not None else 2 * image_size
+        self.decode_max_side = decode_side_cap(int(model.config.vision_config.image_size), decode_max_side)
         self.caches = _CacheLRU(lru_videos)
         self.last_timings: dict[str, float | bool] = {}
 

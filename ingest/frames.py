@@ -16,6 +16,11 @@ from ingest.plan import plan_segments, wanted_pts
 from ingest.probe import VideoError, probe
 
 
+def decode_side_cap(image_size: int, decode_max_side: int | None) -> int:
+    """The `decode_max_side` in force: None means twice the model's image size (0: native size)."""
+    return 2 * image_size if decode_max_side is None else decode_max_side
+
+
 def model_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
     """(w, h) with each side capped at `max_side`; None: native size.
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ingest.config import IngestConfig
 from ingest.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
-from ingest.frames import model_frame_size
+from ingest.frames import decode_side_cap, model_frame_size
 from ingest.identify import identify
 from ingest.plan import SegmentPlan, plan_segments, wanted_pts
 from ingest.probe import VideoError, VideoProbe, probe
@@ -214,7 +214,7 @@ class Producer(threading.Thread):
 
     def sizes(self, info: VideoProbe) -> FrameSizes:
         cfg = self.settings.config
-        cap = 2 * self.settings.image_size if cfg.decode_max_side is None else cfg.decode_max_side
+        cap = decode_side_cap(self.settings.image_size, cfg.decode_max_side)
         model = model_frame_size(info.width, info.height, cap)
         tw, th = thumbnail_size(*info.display_size, cfg.thumbnail_side)
         return FrameSizes(model=model, thumb=(th, tw) if swaps_axes(info.ops) else (tw, th))
