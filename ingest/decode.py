@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ingest.probe import VideoError, VideoProbe, open_container
 from ingest.rotation import apply_ops
@@ -48,20 +49,35 @@ def decord_available() -> bool:
     return importlib.util.find_spec("decord") is not None
 
 
-def _convert(frame: av.VideoFrame, size: tuple[int, int] | None, ops: tuple[str, ...]) -> np.ndarray:
-    if size is None or size == (frame.width, frame.height):
-        rgb = frame.to_ndarray(format="rgb24")
-    else:
-        shrink = size[0] <= frame.width and size[1] <= frame.height
-        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24",
-                             interpolation="AREA" if shrink else "BILINEAR").to_ndarray()
-    return apply_ops(rgb, ops)
+class Converter:
+    """Frame -> uint8 RGB array at one target size, reusing one swscale context for every frame.
+
+    `VideoFrame.to_ndarray` / `.reformat` build a fresh swscale context (and, by default, a pool of
+    scaler threads) for each frame: ~0.5 ms per frame, far more than decoding a small frame. One
+    `VideoReformatter` per target size keeps its context cached (same pixels); one scaler thread,
+    because the pipeline already runs decoding beside the model and extra threads only contend.
+    Not thread-safe: one per decode call.
+    """
+
+    def __init__(self, size: tuple[int, int] | None, ops: tuple[str, ...]):
+        self.size, self.ops = size, ops
+        self.reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        size = self.size
+        if size is None or size == (frame.width, frame.height):
+            out = self.reformatter.reformat(frame, format="rgb24", threads=1)
+        else:
+            shrink = size[0] <= frame.width and size[1] <= frame.height
+            out = self.reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24",
+                                            interpolation="AREA" if shrink else "BILINEAR", threads=1)
+        return apply_ops(out.to_ndarray(), self.ops)
 
 
-def _resize_rgb(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or size == (rgb.shape[1], rgb.shape[0]):
+def _resize_rgb(rgb: np.ndarray, convert: Converter) -> np.ndarray:
+    if convert.size is None or convert.size == (rgb.shape[1], rgb.shape[0]):
         return rgb
-    return _convert(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"), size, ())
+    return convert(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"))
 
 
 def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
@@ -81,11 +97,11 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
                 log.debug("%s: seek failed (%s); decoding from the start", probe.path, err)
                 container.seek(0)
         j, prev, prev_pts = 0, None, None
+        to_model, to_thumb = Converter(sizes.model, probe.ops), Converter(sizes.thumb, probe.ops)
 
         def emit(target: int, frame: av.VideoFrame) -> Decoded:
-            return Decoded(target,
-                           _convert(frame, sizes.model, probe.ops) if target in model_set else None,
-                           _convert(frame, sizes.thumb, probe.ops) if target in thumb_set else None)
+            return Decoded(target, to_model(frame) if target in model_set else None,
+                           to_thumb(frame) if target in thumb_set else None)
 
         def frames() -> Iterator[av.VideoFrame]:
             for packet in container.demux(stream):
@@ -131,14 +147,15 @@ def decode_decord(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarra
     targets = np.union1d(model_pts, thumb_pts)
     model_set, thumb_set = set(model_pts.tolist()), set(thumb_pts.tolist())
     indices = np.searchsorted(probe.pts, targets)
+    to_model, to_thumb = Converter(sizes.model, ()), Converter(sizes.thumb, ())
     for start in range(0, len(targets), chunk):
         if stop is not None and stop.is_set():
             return
         batch = reader.get_batch(indices[start:start + chunk].tolist()).asnumpy()
         stats.frames += len(batch)
         for target, rgb in zip(targets[start:start + chunk].tolist(), batch, strict=True):
-            yield Decoded(target, _resize_rgb(rgb, sizes.model) if target in model_set else None,
-                          _resize_rgb(rgb, sizes.thumb) if target in thumb_set else None)
+            yield Decoded(target, _resize_rgb(rgb, to_model) if target in model_set else None,
+                          _resize_rgb(rgb, to_thumb) if target in thumb_set else None)
 
 
 BACKENDS = {"pyav": decode_pyav, "decord": decode_decord}

@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 
@@ -121,3 +122,36 @@ def test_decord_backend_matches_pyav_at_native_size(video_dir):
     assert stats.fallbacks == []
     for pts in model_pts.tolist():
         assert np.abs(a[pts].astype(int) - b[pts].astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("size", [None, (40, 30), (96, 72)])
+def test_converter_gives_the_pixels_of_a_fresh_reformat_for_every_frame(video_dir, size):
+    """The cached swscale context must not change pixels, nor let one frame's array alias the next's."""
+    from ingest.decode import Converter
+
+    with av.open(str(video_dir / "h264.mp4")) as container:
+        frames = list(container.decode(video=0))[:6]
+    convert = Converter(size, ())
+    got = [convert(f) for f in frames]
+    for frame, arr in zip(frames, got, strict=True):
+        if size is None:
+            expected = frame.to_ndarray(format="rgb24")
+        else:
+            shrink = size[0] <= frame.width and size[1] <= frame.height
+            expected = frame.reformat(width=size[0], height=size[1], format="rgb24",
+                                      interpolation="AREA" if shrink else "BILINEAR").to_ndarray()
+        np.testing.assert_array_equal(arr, expected)
+    assert len({a.tobytes() for a in got}) == len(got)  # distinct frames stay distinct
+
+
+def test_jpeg_thumbnails_decode_back_close_to_the_source(video_dir):
+    """Thumbnails from several threads (each with its own cached converter) are valid JPEGs of their frame."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = decode_all(video_dir / "h264.mp4")[0][:8, :24, :32]
+    with ThreadPoolExecutor(4) as pool:
+        jpegs = list(pool.map(encode_jpeg, frames))
+    for frame, jpeg in zip(frames, jpegs, strict=True):
+        back = av.CodecContext.create("mjpeg", "r").decode(av.Packet(jpeg))[0].to_ndarray(format="rgb24")
+        assert back.shape == frame.shape
+        assert np.abs(back.astype(int) - frame.astype(int)).mean() < 8
