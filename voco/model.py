@@ -131,8 +131,8 @@ class VoCoModel(nn.Module):
         std = torch.tensor(self.voco.image_std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).to(self.dtype)
 
-    def vision_embeds(self, frames: Sequence[Frames]) -> torch.Tensor:
-        """Projected vision embeddings of B segments: [B, n, hidden], n = F * tokens per frame."""
+    def vision_features(self, frames: Sequence[Frames]) -> torch.Tensor:
+        """The vision tower's features LLaVA projects: [B * F, p, vision] (feature layer(s), CLS dropped)."""
         pixels = self.pixel_values(frames)  # [B*F, 3, S, S]
         out = self.vision_tower(pixel_values=pixels, output_hidden_states=True)
         layer = self.config.vision_feature_layer
@@ -140,7 +140,11 @@ class VoCoModel(nn.Module):
         feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [B*F, p(+1), vision]
         if self.config.vision_feature_select_strategy == "default":
             feats = feats[:, 1:]  # drop CLS, as LLaVA does
-        embeds = self.projector(feats)  # [B*F, p, hidden]
+        return feats
+
+    def vision_embeds(self, frames: Sequence[Frames]) -> torch.Tensor:
+        """Projected vision embeddings of B segments: [B, n, hidden], n = F * tokens per frame."""
+        embeds = self.projector(self.vision_features(frames))  # [B*F, p, hidden]
         return embeds.reshape(len(frames), -1, embeds.shape[-1])
 
     def embed_segment(self, frames: Frames) -> torch.Tensor:

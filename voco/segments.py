@@ -48,8 +48,12 @@ def segment_frame_indices(
     ]
 
 
+def split_indices(num_frames: int, fps: float, segment_seconds: float, frames_per_segment: int) -> list[np.ndarray]:
+    """Frame indices [F] of every segment of a constant-frame-rate clip of `num_frames` frames."""
+    timestamps = np.arange(num_frames) / fps
+    return segment_frame_indices(timestamps, num_frames / fps, segment_seconds, frames_per_segment)
+
+
 def split_frames(frames: np.ndarray, fps: float, segment_seconds: float, frames_per_segment: int) -> list[np.ndarray]:
     """A constant-frame-rate clip in memory, uint8 [N, H, W, 3] -> segments, each [F, H, W, 3]."""
-    timestamps = np.arange(len(frames)) / fps
-    duration = len(frames) / fps
-    return [frames[idx] for idx in segment_frame_indices(timestamps, duration, segment_seconds, frames_per_segment)]
+    return [frames[idx] for idx in split_indices(len(frames), fps, segment_seconds, frames_per_segment)]

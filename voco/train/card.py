@@ -34,7 +34,9 @@ def model_card(config, model, metrics: dict) -> str:
                   f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
     stages = "\n".join(
         f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
-        f"view `{s.view}`" + (f", world overrides {s.world}" if s.world else "")
+        + ("objective `patches` (per-patch ground truth: object, colour, shape, background)"
+           if s.objective == "patches" else f"view `{s.view}`")
+        + (f", world overrides {s.world}" if s.world else "")
         for s in config.stages)
     kept = voco.k if voco.compressor != "full" else n
     trained = {g for stage in config.stages for g in stage.train}

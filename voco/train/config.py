@@ -30,6 +30,7 @@ PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool")
 head included), only the <voco> (and segment-start) embedding rows, and the pool compressor's linear."""
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full")
+OBJECTIVES = ("answers", "patches")
 
 
 class ConfigError(ValueError):
@@ -141,9 +142,21 @@ class StageSpec:
     kl_temperature: float = 1.0
     world: dict = field(default_factory=dict)
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
+    probe_weight: float = 0.0
+    """Weight of the cache probe (`voco.train.probe`): linear heads read each segment's kept KV and predict what
+    the segment shows, which keeps compression from collapsing while the LM learns to read the caches."""
+    objective: str = "answers"
+    """`answers`: cross-entropy on answer tokens (the VoCo stages); `patches`: pretrain the vision tower on the
+    world's per-patch ground truth (object / colour / shape / background, `voco.train.patches`), our stand-in
+    for a pretrained CLIP; such a stage trains only `vision`."""
 
     def __post_init__(self) -> None:
         where = f"stage {self.name!r}"
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"{where}: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "patches" and (self.train != ["vision"] or self.kl_weight > 0):
+            raise ConfigError(f"{where}: a `patches` stage trains only the vision tower (train: [vision]) "
+                              f"and has no KL term; got train {self.train}, kl_weight {self.kl_weight}")
         if self.steps < 1:
             raise ConfigError(f"{where}: steps must be >= 1, got {self.steps}")
         if not self.lr > 0:
@@ -155,6 +168,8 @@ class StageSpec:
             raise ConfigError(f"{where}: view must be one of {VIEWS}, got {self.view!r}")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ConfigError(f"{where}: warmup_steps must lie in 0 .. steps ({self.steps})")
+        if self.probe_weight < 0 or (self.probe_weight > 0 and (self.view != "cache" or self.objective != "answers")):
+            raise ConfigError(f"{where}: probe_weight must be >= 0 and needs view 'cache' and objective 'answers'")
         if not 0 <= self.min_lr_ratio <= 1 or self.kl_weight < 0 or self.kl_temperature <= 0:
             raise ConfigError(f"{where}: need 0 <= min_lr_ratio <= 1, kl_weight >= 0, kl_temperature > 0")
 

@@ -21,7 +21,8 @@ import numpy as np
 from voco.data.questions import QA
 from voco.data.synthetic import make_example
 from voco.data.world import Video, WorldConfig
-from voco.segments import split_frames
+from voco.segments import split_indices
+from voco.train.probe import segment_targets
 
 
 @dataclass
@@ -30,6 +31,8 @@ class VideoExample:
     segments: list[np.ndarray]
     """uint8 [F, H, W, 3] per segment, sampled as ingest samples them."""
     qas: list[QA]
+    targets: np.ndarray | None = None
+    """float32 [segments, probe.TARGETS]: what each segment shows (the cache probe's targets)."""
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Batch:
     row_types: list[str] = field(default_factory=list)
     row_answers: list[str] = field(default_factory=list)
     row_questions: list[str] = field(default_factory=list)
+    segment_targets: np.ndarray | None = None
+    """[len(segments), probe.TARGETS] when every example has them (train batches), else None."""
 
     @property
     def num_questions(self) -> int:
@@ -73,11 +78,12 @@ def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, qu
                frames_per_segment: int, segment_seconds: float, captions: bool = False) -> VideoExample:
     """One video cut into segments, with its questions (+ a caption question when `captions`)."""
     video, qas = make_example(split, index, base_seed, world, questions_per_video)
-    segments = split_frames(video.frames, video.fps, segment_seconds, frames_per_segment)
+    indices = split_indices(video.num_frames, video.fps, segment_seconds, frames_per_segment)
     qas = list(qas)
     if captions:
         qas.append(QA(CAPTION_QUESTION, caption(video), CAPTION_TYPE))
-    return VideoExample(video.video_id, segments, qas)
+    targets = np.stack([segment_targets(video, idx) for idx in indices])
+    return VideoExample(video.video_id, [video.frames[idx] for idx in indices], qas, targets)
 
 
 def encode(model, examples: Sequence[VideoExample]) -> Batch:
@@ -104,6 +110,8 @@ def encode(model, examples: Sequence[VideoExample]) -> Batch:
     if prefix_ids is None:
         raise ValueError("a batch needs at least one question")
     batch.prefix_ids = prefix_ids
+    if all(e.targets is not None for e in examples):
+        batch.segment_targets = np.concatenate([e.targets for e in examples])
     return batch
 
 

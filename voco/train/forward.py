@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from voco.cache import place_on_timeline
 from voco.compressors import SegmentLayout, segment_layout
+from voco.train.probe import probe_loss
 
 
 def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: int = 0,
@@ -136,8 +137,10 @@ def answer_targets(row_ids: Sequence[list[int]], answer_start: Sequence[int], Q:
 
 
 def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_temperature: float = 1.0,
-               chunk: int = 0, checkpointing: bool = False) -> tuple[torch.Tensor, dict]:
-    """Mean cross-entropy over answer tokens (+ optional KL to the full-view teacher) of a `data.Batch`."""
+               chunk: int = 0, checkpointing: bool = False, probe=None,
+               probe_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Mean cross-entropy over answer tokens of a `data.Batch`, + optional KL to the full-view teacher,
+    + optional cache-probe loss (`voco.train.probe`) on the kept KV."""
     kv, layout = compress_segments(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
     logits = rows_logits(model, timeline, batch.row_video, batch.row_ids).float()
@@ -156,4 +159,10 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
                       log_target=True, reduction="batchmean") * t * t
         stats["kl"] = float(kl.detach())
         loss = loss + kl_weight * kl
+    if probe is not None and probe_weight > 0:
+        if batch.segment_targets is None:
+            raise ValueError("the cache probe needs per-segment targets; this batch has none")
+        aux, probe_stats = probe_loss(probe, kv, torch.as_tensor(batch.segment_targets, device=kv.device))
+        stats.update(probe_stats)
+        loss = loss + probe_weight * aux
     return loss, stats

@@ -38,9 +38,12 @@ from voco.train.config import StageSpec, TrainConfig
 from voco.train.data import Prefetcher, TrainStream, encode, load_video
 from voco.train.evaluate import blind_baseline, evaluate
 from voco.train.forward import batch_loss
+from voco.train.patches import PatchHeads, feature_size, load_patch_example, patch_loss
+from voco.train.probe import CacheProbe, cache_numel
 
 STATE_JSON = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
+AUX_HEADS = "aux_heads.pt"
 
 
 # ---- schedule and parameter groups -----------------------------------------------------------------
@@ -98,18 +101,32 @@ def mask_row_grads(model) -> None:
 
 
 class TrainModule(nn.Module):
-    """forward(batch) -> loss, so that DDP sees the whole step as one module call."""
+    """forward(batch) -> loss, so that DDP sees the whole step as one module call.
 
-    def __init__(self, model, stage: StageSpec, config: TrainConfig):
+    The stage's throw-away auxiliary heads live here, seeded per stage: the per-patch heads of a `patches`
+    stage (`voco.train.patches`) or the cache probe of a stage with probe_weight > 0 (`voco.train.probe`).
+    """
+
+    def __init__(self, model, stage: StageSpec, config: TrainConfig, index: int):
         super().__init__()
         self.model = model
         self.stage = stage
         self.config = config
+        self.heads = None
+        with torch.random.fork_rng(devices=[]):  # the heads' init must not move the resumable RNG stream
+            torch.manual_seed(config.seed + 1000 + index)
+            if stage.objective == "patches":
+                self.heads = PatchHeads(feature_size(model)).to(model.device)
+            elif stage.probe_weight > 0:
+                self.heads = CacheProbe(cache_numel(model)).to(model.device)
 
     def forward(self, batch):
+        if self.stage.objective == "patches":
+            return patch_loss(self.model, self.heads, batch)
         return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
                           kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
-                          checkpointing=self.config.gradient_checkpointing)
+                          checkpointing=self.config.gradient_checkpointing, probe=self.heads,
+                          probe_weight=self.stage.probe_weight)
 
 
 # ---- state ------------------------------------------------------------------------------------------
@@ -158,7 +175,7 @@ def _atomic_replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def save_state(folder: Path, model, optimizer, state: TrainerState) -> None:
+def save_state(folder: Path, model, optimizer, state: TrainerState, heads: nn.Module | None = None) -> None:
     """Write model + optimizer + state to `folder` atomically (a crash mid-write keeps the previous one)."""
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
@@ -166,6 +183,8 @@ def save_state(folder: Path, model, optimizer, state: TrainerState) -> None:
     model.save_pretrained(tmp)
     if optimizer is not None:
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+        if heads is not None:  # a stage with auxiliary heads in progress: they are part of the resumable state
+            torch.save(heads.state_dict(), tmp / AUX_HEADS)
     state.rng = _rng_state()
     state.save(tmp)
     _atomic_replace_dir(tmp, folder)
@@ -207,6 +226,11 @@ def init_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
 
 def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = None):
     voco = model.voco
+    if stage is not None and stage.objective == "patches":
+        vision = model.config.vision_config
+        return partial(load_patch_example, world=config.data.world_config(stage.world),
+                       base_seed=config.data.base_seed, frames_per_segment=voco.frames_per_segment,
+                       grid=vision.image_size // vision.patch_size)
     return partial(load_video, split, world=config.data.world_config(stage.world if stage else None),
                    base_seed=config.data.base_seed, questions_per_video=config.data.questions_per_video,
                    frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds,
@@ -254,6 +278,12 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
         if index < state.stage:
             continue
         groups = set_trainable(model, stage.train)
+        module: nn.Module = TrainModule(model, stage, config, index)
+        patches = stage.objective == "patches"
+        if module.heads is not None:
+            groups.append({"params": list(module.heads.parameters()), "weight_decay": None})
+            if state.step > 0 and (last / AUX_HEADS).is_file():
+                module.heads.load_state_dict(torch.load(last / AUX_HEADS, weights_only=True, map_location=device))
         for g in groups:
             if g["weight_decay"] is None:
                 g["weight_decay"] = config.weight_decay
@@ -261,7 +291,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
                                       weight_decay=config.weight_decay)
         if state.step > 0 and (last / OPTIMIZER).is_file():
             optimizer.load_state_dict(torch.load(last / OPTIMIZER, weights_only=True, map_location=device))
-        module: nn.Module = TrainModule(model, stage, config)
+        heads = module.heads
         if dist.world > 1:
             # unused parameters exist (e.g. the vision tower's last layer / post-layernorm when features come
             # from an earlier layer, <voco> in the full view), so DDP must look for them
@@ -285,7 +315,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             lr = lr_at(stage, state.step)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            batch = encode(model, examples)
+            batch = examples if patches else encode(model, examples)
             loss, stats = module(batch)
             loss.backward()
             mask_row_grads(model)
@@ -297,7 +327,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             state.global_step += 1
             value = float(loss.detach())
             ema = value if ema is None else 0.95 * ema + 0.05 * value
-            questions_seen += batch.num_questions
+            questions_seen += 0 if patches else batch.num_questions
             videos_seen += len(examples)
             entry = {"step": state.global_step, "stage": stage.name, "loss": value, "lr": lr, **stats}
             if grad_norm is not None:
@@ -309,7 +339,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
                                 vid_s=f"{videos_seen / rate:.2f}")
                 bar.update(1)
             end_of_stage = state.step == stage.steps
-            if dist.main and (state.global_step % config.eval_every == 0 or end_of_stage):
+            if dist.main and not patches and (state.global_step % config.eval_every == 0 or end_of_stage):
                 result = evaluate(model, val, max_new_tokens=config.eval_max_new_tokens)
                 state.validation.append({"step": state.global_step, "stage": stage.name,
                                          **{k: v for k, v in result.items() if k != "samples"}})
@@ -321,7 +351,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             stop = max_steps is not None and state.global_step >= max_steps
             if dist.main and (state.global_step % config.save_every == 0 or end_of_stage or stop):
                 state.elapsed_s = time.perf_counter() - started
-                save_state(last, model, None if end_of_stage else optimizer, state)
+                save_state(last, model, None if end_of_stage else optimizer, state, heads)
                 plot_curves(state, out / "curves.png")
             if dist.world > 1:
                 torch.distributed.barrier()
@@ -343,7 +373,7 @@ def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=pr
     """Save `final/` (model, metrics, curve), evaluate on the test split, and export if configured."""
     final = out / "final"
     model.eval()
-    if any(stage.view == "cache" for stage in config.stages):
+    if any(stage.view == "cache" and stage.objective == "answers" for stage in config.stages):
         model.voco.voco_tuned = True  # it has now been trained to compress into <voco>
     test = eval_examples(config, model, "test", config.data.test_videos)
     started = time.perf_counter()
