@@ -47,8 +47,11 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_
         if steps is not None:
             stage.steps = steps
             stage.warmup_steps = min(stage.warmup_steps, steps)  # --steps sets every stage
-        # the pool compressor's linear trains wherever the model trains; other compressors have no pool
-        stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" else [])
+        # the pool compressor's linear trains wherever the LM reads the compressed caches; other compressors
+        # have no pool (and a `patches` stage trains the vision tower only)
+        reads_caches = stage.objective == "answers" and stage.view == "cache"
+        stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" and reads_caches
+                                                                 else [])
     return TrainConfig(**{f: getattr(config, f) for f in config.__dataclass_fields__})  # re-validate
 
 

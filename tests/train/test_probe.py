@@ -38,7 +38,8 @@ def test_probe_reads_the_kept_cache_and_its_loss_joins_the_answer_loss(tiny_conf
     batch = encode(model, examples)
     assert batch.segment_targets.shape == (len(batch.segments), TARGETS)
     probe = CacheProbe(cache_numel(model))
-    plain, _ = batch_loss(model, batch)
+    with torch.no_grad():
+        plain, _ = batch_loss(model, batch)
     probed, stats = batch_loss(model, batch, probe=probe, probe_weight=0.5)
     assert float(probed.detach()) > float(plain) and stats["probe"] > 0
     probed.backward()

@@ -50,3 +50,16 @@ def test_compression_table_tiny_budget(tmp_path, capsys):
 def test_bad_variant_is_an_error(capsys):
     assert _script().main(["--config", str(REPO / "configs" / "table.yaml"), "--variants", "qformer-1"]) == 2
     assert "variant" in capsys.readouterr().err
+
+
+def test_the_shipped_budget_pretrains_aligns_then_compresses_and_trains_pool_only_on_caches():
+    from voco.train.config import load_config
+
+    table = _script()
+    base = load_config(REPO / "configs" / "table.yaml")
+    assert [(s.objective, s.view) for s in base.stages] == [("patches", "cache"), ("answers", "full"),
+                                                             ("answers", "cache")]
+    pool = table.variant_config(base, "pool-1")
+    assert [s.train for s in pool.stages] == [["vision"], ["lm"], ["lm", "pool"]]
+    assert pool.model.voco["compressor"] == "pool" and pool.output_dir.endswith("pool-1")
+    assert [s.train for s in table.variant_config(base, "voco-4").stages] == [["vision"], ["lm"], ["lm"]]

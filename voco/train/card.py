@@ -40,7 +40,11 @@ def model_card(config, model, metrics: dict) -> str:
         for s in config.stages)
     kept = voco.k if voco.compressor != "full" else n
     trained = {g for stage in config.stages for g in stage.train}
-    vision_state = ("trained from scratch" if "vision" in trained else
+    pretrained = any(s.objective == "patches" for s in config.stages)
+    answer_trained = {g for stage in config.stages if stage.objective == "answers" for g in stage.train}
+    vision_state = ("pretrained on the world's per-patch ground truth (object, colour, shape, background, region; "
+                    "our stand-in for CLIP)" + (", then frozen" if "vision" not in answer_trained else "")
+                    if pretrained else "trained from scratch" if "vision" in trained else
                     f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
     minutes = metrics["train_seconds"] / 60
     return f"""# VoCo default model (bundled)

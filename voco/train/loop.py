@@ -335,8 +335,9 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             state.history.append(entry)
             if bar is not None:
                 rate = time.perf_counter() - tick
-                bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}", q_s=f"{questions_seen / rate:.1f}",
-                                vid_s=f"{videos_seen / rate:.2f}")
+                extra = ({f"{k[4:]}_acc": f"{v:.2f}" for k, v in stats.items() if k.startswith("acc_")} if patches
+                         else {"q_s": f"{questions_seen / rate:.1f}"})
+                bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}", **extra, vid_s=f"{videos_seen / rate:.2f}")
                 bar.update(1)
             end_of_stage = state.step == stage.steps
             if dist.main and not patches and (state.global_step % config.eval_every == 0 or end_of_stage):
