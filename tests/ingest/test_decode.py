@@ -155,3 +155,18 @@ def test_jpeg_thumbnails_decode_back_close_to_the_source(video_dir):
         back = av.CodecContext.create("mjpeg", "r").decode(av.Packet(jpeg))[0].to_ndarray(format="rgb24")
         assert back.shape == frame.shape
         assert np.abs(back.astype(int) - frame.astype(int)).mean() < 8
+
+
+def test_small_frames_decode_on_one_thread_large_ones_on_ffmpegs_threads(video_dir, monkeypatch):
+    """FFmpeg's per-frame thread hand-off costs more than decoding a small frame (see THREADED_DECODE_MIN_PIXELS)."""
+    import ingest.decode as decode
+
+    assert decode.decode_threads(96, 96) == 1 and decode.decode_threads(64, 48) == 1
+    assert decode.decode_threads(320, 240) == 0 and decode.decode_threads(1920, 1080) == 0
+    real_open, opened = decode.open_container, []
+    monkeypatch.setattr(decode, "open_container", lambda path: opened.append(real_open(path)) or opened[-1])
+    info = probe(video_dir / "h264.mp4")  # 64x48
+    frames = decode_pyav(info, info.pts[:3], info.pts[:0], NATIVE, DecodeStats())
+    next(frames)  # the container is open while frames come out
+    assert opened[0].streams.video[0].codec_context.thread_count == 1
+    frames.close()
