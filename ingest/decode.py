@@ -96,7 +96,7 @@ def _resize_rgb(rgb: np.ndarray, convert: Converter) -> np.ndarray:
 def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
                 stats: DecodeStats, stop: threading.Event | None = None) -> Iterator[Decoded]:
     """Sequential decode from the first wanted frame; each wanted pts gets the frame on screen then."""
-    targets = np.union1d(model_pts, thumb_pts)
+    targets: list[int] = np.union1d(model_pts, thumb_pts).tolist()  # plain ints: compared once per decoded frame
     if len(targets) == 0:
         return
     model_set, thumb_set = set(model_pts.tolist()), set(thumb_pts.tolist())
@@ -106,7 +106,7 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
         stream.codec_context.thread_count = decode_threads(probe.width, probe.height)
         if targets[0] > probe.pts[0]:
             try:  # to the keyframe at or before the first wanted frame
-                container.seek(int(targets[0]), stream=stream, backward=True, any_frame=False)
+                container.seek(targets[0], stream=stream, backward=True, any_frame=False)
             except av.error.FFmpegError as err:
                 log.debug("%s: seek failed (%s); decoding from the start", probe.path, err)
                 container.seek(0)
@@ -135,7 +135,7 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
             pts = frame.pts if frame.pts is not None else (prev_pts + 1 if prev_pts is not None else int(probe.pts[0]))
             while j < len(targets) and targets[j] <= pts:
                 # the frame on screen at targets[j]: this one if it starts exactly then, else the one before
-                yield emit(int(targets[j]), frame if targets[j] == pts or prev is None else prev)
+                yield emit(targets[j], frame if targets[j] == pts or prev is None else prev)
                 j += 1
             if j == len(targets):
                 return
@@ -144,7 +144,7 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
             raise VideoError(f"{probe.path}: no frame could be decoded after {probe.pts[0]} "
                              f"({stats.bad_packets} damaged packets)")
         while j < len(targets):  # past the last decodable frame (truncated file): it stays on screen
-            yield emit(int(targets[j]), prev)
+            yield emit(targets[j], prev)
             j += 1
 
 
