@@ -6,7 +6,7 @@ the question alone (a linear probe on the kept KV of such a model reads the obje
 while the same probe on the untrained model reads it well above). A pretrained LLaVA never meets this,
 its reader already reads vision tokens. A `probe_weight > 0` stage adds linear heads that read each
 segment's kept KV -- all layers, keys and values, flattened -- and predict the segment's content from the
-world's ground truth (multi-hot, binary cross-entropy), so the caches keep the content while the reader
+world's ground truth (multi-hot, class-balanced binary cross-entropy), so the caches keep the content while the reader
 learns to use it. The heads are thrown away after training; inference is untouched.
 
 Targets per segment (union over its sampled frames): which (colour, shape), (colour, region) and
@@ -67,7 +67,10 @@ def probe_loss(probe: CacheProbe, kv: torch.Tensor, targets: torch.Tensor) -> tu
     if kv.shape[0] != targets.shape[0]:
         raise ValueError(f"{kv.shape[0]} segment caches but {targets.shape[0]} probe targets")
     logits = probe(kv)
-    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    # balanced: targets are sparse (~1 in 20 set), and an unweighted probe learns to say "nothing" everywhere
+    positives = targets.sum()
+    pos_weight = (targets.numel() - positives) / positives.clamp(min=1.0)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
     hits = ((logits > 0) == (targets > 0.5)).float()
     # recall on what is there (the all-zero guess scores ~0.95 on plain accuracy)
     recall = float(hits[targets > 0.5].mean()) if (targets > 0.5).any() else float("nan")
