@@ -34,8 +34,9 @@ def model_card(config, model, metrics: dict) -> str:
                   f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
     stages = "\n".join(
         f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
-        + ("objective `patches` (per-patch ground truth: object, colour, shape, background)"
+        + ("objective `patches` (per-patch ground truth: object, colour, shape, background, region)"
            if s.objective == "patches" else f"view `{s.view}`")
+        + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
         + (f", world overrides {s.world}" if s.world else "")
         for s in config.stages)
     kept = voco.k if voco.compressor != "full" else n
@@ -78,6 +79,7 @@ training on a shared 2-core CPU, then {metrics['eval_seconds']:.0f} s of test ev
 Synthetic world videos (train split, fresh videos every step: {config.data.videos_per_batch} videos x
 {config.data.questions_per_video} questions per step), loss = cross-entropy on the answer tokens read from
 the segment caches (two-stage path with gradients through the caches; VoCo attention distillation).
+{"Stages with a cache probe add its loss: linear heads (thrown away after training) read each segment's kept KV and predict what the segment shows, which keeps the caches from collapsing (`voco.train.probe`)." if any(s.probe_weight > 0 for s in config.stages) else ""}
 {"Every training video also gets the question 'describe the video.' answered by a caption that lists each object (colour, shape, start region, motion, new colour) in order of appearance: dense supervision, like the paper's caption data; captions are not evaluated." if config.data.captions else ""}
 AdamW (weight decay {config.weight_decay}), gradient clipping {config.grad_clip}, seed {config.seed}.
 
