@@ -50,6 +50,8 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_
         # the pool compressor's linear trains wherever the LM reads the compressed caches; other compressors
         # have no pool (and a `patches` stage trains the vision tower only)
         reads_caches = stage.objective == "answers" and stage.view == "cache"
+        if compressor == "full":  # the cache probe is a compression aid; `full` keeps every token
+            stage.probe_weight = 0.0
         stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" and reads_caches
                                                                  else [])
     return TrainConfig(**{f: getattr(config, f) for f in config.__dataclass_fields__})  # re-validate
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-full", action="store_true",
                         help="first train the `full` row, then fine-tune every row (full included) from it for the "
                              "same budget, as the paper fine-tunes each compressor from one LLaVA")
+    parser.add_argument("--probe-weight", type=float,
+                        help="add the cache probe (voco.train.probe) with this weight to every stage where a "
+                             "compressed row reads its caches (not to `full`); rows go to OUTPUT_DIR/probe-W")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -123,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output_dir:
         base.output_dir = args.output_dir
+    if args.probe_weight is not None:
+        if args.probe_weight < 0:
+            print("error: --probe-weight must be >= 0", file=sys.stderr)
+            return 2
+        for stage in base.stages:
+            if stage.objective == "answers" and stage.view == "cache":
+                stage.probe_weight = args.probe_weight
+        base.output_dir = str(Path(base.output_dir) / f"probe-{args.probe_weight:g}")
     init_from = None
     if args.from_full:
         run_variant(base, "full", args.steps, not args.no_progress)

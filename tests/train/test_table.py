@@ -63,3 +63,14 @@ def test_the_shipped_budget_pretrains_aligns_then_compresses_and_trains_pool_onl
     assert [s.train for s in pool.stages] == [["vision"], ["lm"], ["lm", "pool"]]
     assert pool.model.voco["compressor"] == "pool" and pool.output_dir.endswith("pool-1")
     assert [s.train for s in table.variant_config(base, "voco-4").stages] == [["vision"], ["lm"], ["lm"]]
+
+
+def test_probe_weight_reaches_compressed_rows_only(tmp_path):
+    from voco.train.config import load_config
+
+    table = _script()
+    base = load_config(REPO / "configs" / "table.yaml")
+    base.stages[-1].probe_weight = 0.5
+    assert table.variant_config(base, "voco-1").stages[-1].probe_weight == 0.5
+    assert table.variant_config(base, "pool-1").stages[-1].probe_weight == 0.5
+    assert table.variant_config(base, "full").stages[-1].probe_weight == 0.0
