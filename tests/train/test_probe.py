@@ -34,7 +34,9 @@ def test_probe_reads_the_kept_cache_and_its_loss_joins_the_answer_loss(tiny_conf
     model = build_model(config.model)
     world = config.data.world_config()
     examples = [load_video("train", i, world=world, base_seed=0, questions_per_video=2, frames_per_segment=2,
-                           segment_seconds=2.0) for i in range(2)]
+                           segment_seconds=2.0, probe_targets=True) for i in range(2)]
+    assert encode(model, [load_video("train", 0, world=world, base_seed=0, questions_per_video=2,
+                                     frames_per_segment=2, segment_seconds=2.0)]).segment_targets is None
     batch = encode(model, examples)
     assert batch.segment_targets.shape == (len(batch.segments), TARGETS)
     probe = CacheProbe(cache_numel(model))

@@ -75,14 +75,16 @@ def caption(video: Video) -> str:
 
 
 def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, questions_per_video: int,
-               frames_per_segment: int, segment_seconds: float, captions: bool = False) -> VideoExample:
-    """One video cut into segments, with its questions (+ a caption question when `captions`)."""
+               frames_per_segment: int, segment_seconds: float, captions: bool = False,
+               probe_targets: bool = False) -> VideoExample:
+    """One video cut into segments, with its questions (+ a caption question when `captions`, + what each
+    segment shows when `probe_targets`, for the cache probe)."""
     video, qas = make_example(split, index, base_seed, world, questions_per_video)
     indices = split_indices(video.num_frames, video.fps, segment_seconds, frames_per_segment)
     qas = list(qas)
     if captions:
         qas.append(QA(CAPTION_QUESTION, caption(video), CAPTION_TYPE))
-    targets = np.stack([segment_targets(video, idx) for idx in indices])
+    targets = np.stack([segment_targets(video, idx) for idx in indices]) if probe_targets else None
     return VideoExample(video.video_id, [video.frames[idx] for idx in indices], qas, targets)
 
 

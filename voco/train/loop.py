@@ -234,7 +234,8 @@ def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = No
     return partial(load_video, split, world=config.data.world_config(stage.world if stage else None),
                    base_seed=config.data.base_seed, questions_per_video=config.data.questions_per_video,
                    frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds,
-                   captions=config.data.captions and split == "train")
+                   captions=config.data.captions and split == "train",
+                   probe_targets=stage is not None and stage.probe_weight > 0)
 
 
 def eval_examples(config: TrainConfig, model, split: str, count: int) -> list:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from voco.cost import DecoderShape
 from voco.data.world import BACKGROUND_COLORS, DIRECTIONS, OBJECT_COLORS, REGIONS, SHAPES, Video, region_of
 
 _COLORS, _SHAPES, _REGIONS, _DIRECTIONS = list(OBJECT_COLORS), list(SHAPES), list(REGIONS), list(DIRECTIONS)
@@ -57,9 +58,8 @@ class CacheProbe(nn.Module):
 
 def cache_numel(model) -> int:
     """Elements of one segment's kept KV for `model` (what a CacheProbe reads)."""
-    text = model.config.text_config
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    return text.num_hidden_layers * 2 * text.num_key_value_heads * model.k * head_dim
+    shape = DecoderShape.from_config(model.config.text_config)
+    return shape.layers * 2 * shape.kv_heads * model.k * shape.head_dim
 
 
 def probe_loss(probe: CacheProbe, kv: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
