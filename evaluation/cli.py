@@ -106,7 +106,7 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
 
     judge = p.add_argument_group("judge")
     judge.add_argument("--judge", choices=JUDGES, default="exact",
-                       help="exact: offline normalised match of one-word answers (score 5/0); openai: the "
+                       help="exact: offline normalised match of one-word answers (accuracy, no score); openai: the "
                             "Video-ChatGPT LLM judge, which published numbers use (default: %(default)s)")
     judge.add_argument("--judge-url", default=os.environ.get("OPENAI_BASE_URL", OPENAI_URL), metavar="URL",
                        help="OpenAI-compatible API base; requests go to URL/chat/completions "

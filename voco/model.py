@@ -178,7 +178,7 @@ class VoCoModel(nn.Module):
         positions = torch.arange(L, device=embeds.device).expand(B, L)
         out = self.lm.model(inputs_embeds=embeds, position_ids=positions, use_cache=True)
         s, e = layout.kept_start, layout.kept_start + layout.kept
-        kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.past_key_values.layers]
+        kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.cache.layers]
         return torch.stack(kept, dim=1)
 
     @torch.inference_mode()
@@ -223,8 +223,8 @@ class VoCoModel(nn.Module):
         ids = torch.tensor([prefix_ids], device=self.device)
         positions = torch.arange(len(prefix_ids), device=self.device)[None]
         out = self.lm.model(input_ids=ids, position_ids=positions, use_cache=True)
-        keys = torch.cat([lay.keys for lay in out.past_key_values.layers])  # [layers, H, P, D]
-        values = torch.cat([lay.values for lay in out.past_key_values.layers])
+        keys = torch.cat([lay.keys for lay in out.cache.layers])  # [layers, H, P, D]
+        values = torch.cat([lay.values for lay in out.cache.layers])
         if not torch.is_grad_enabled():
             self._prefix_memo = {key: (keys, values)}
         return keys, values
@@ -257,7 +257,7 @@ class VoCoModel(nn.Module):
         """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""
         input_ids = torch.tensor([ids], device=self.device)
         positions = torch.arange(position, position + len(ids), device=self.device)[None]
-        out = self.lm(input_ids=input_ids, position_ids=positions, past_key_values=past, use_cache=True,
+        out = self.lm(input_ids=input_ids, position_ids=positions, cache=past, use_cache=True,
                       logits_to_keep=1 if last_only else 0)
         return out.logits[0].float()
 
