@@ -1,4 +1,4 @@
-"""Decoding from VoCo caches: every step is an ordinary causal pass over `past_key_values`.
+"""Decoding from VoCo caches: every step is an ordinary causal pass over the KV cache.
 
 The published VoCo-LLaMA code decodes wrongly after the first token (its custom mask and cache
 disagree); here the caches are plain KV entries at their timeline positions, so each step is the

@@ -3,7 +3,7 @@
 Two plain causal passes, no custom mask (DESIGN.md):
   1. compress: each segment's [<seg>, V_1..V_n, <voco>_1..<voco>_k] at positions 0..n+k; keep the
      KV of the kept tokens -> `SegmentCache` (position-free).
-  2. answer: [prefix KV, caches rotated onto the timeline] as past_key_values; the question and the
+  2. answer: [prefix KV, caches rotated onto the timeline] as the LM's `cache`; the question and the
      decoded tokens run as an ordinary causal pass.
 """
 
