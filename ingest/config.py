@@ -31,6 +31,10 @@ class IngestConfig:
     0: keep the native resolution."""
     backend: str = "auto"
     """`auto` (decord when installed, else PyAV; the other is tried when one fails), `pyav` or `decord`."""
+    max_duration_s: float | None = 24 * 3600.0
+    """A video whose timestamps claim a longer duration is refused (with the reason) before any segment is
+    planned: a few KB of damaged or crafted metadata can claim weeks, i.e. hours of compute and GBs of
+    caches. None: no limit (the plausibility checks in `ingest.probe` still apply)."""
     thumbnail_side: int = 160
     """Longest side of the per-segment JPEG thumbnail."""
     lease_s: float = DEFAULT_LEASE_S
@@ -60,5 +64,7 @@ class IngestConfig:
             raise ValueError(f"backend must be auto, pyav or decord, got {self.backend!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.max_duration_s is not None and self.max_duration_s <= 0:
+            raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")

@@ -203,7 +203,7 @@ class Producer(threading.Thread):
     def begin_job(self, order: int, path: Path, claim: Claim) -> Job:
         s = self.settings
         info = probe(path)
-        plans = plan_segments(info, s.segment_seconds, s.frames_per_segment)
+        plans = plan_segments(info, s.segment_seconds, s.frames_per_segment, s.config.max_duration_s)
         if not plans:
             raise VideoError(f"{path}: the video lasts 0 seconds")
         self.store.set_probe(claim, s.owner, ProbeRecord(

@@ -25,7 +25,7 @@ import torch
 
 from ingest.config import IngestConfig
 from ingest.decode import decord_available
-from ingest.discover import find_videos, missing_paths
+from ingest.discover import discover, missing_paths
 from ingest.heartbeat import Heartbeat
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
 from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmProgress
@@ -88,7 +88,10 @@ def ingest_paths(
     owns_store = store is None
     store = store or Store.open(home, db_url, lease_s=config.lease_s)
     try:
-        return _run(store, model, model_name or "unnamed", find_videos(list(paths)), config, progress, show_progress)
+        found = discover(list(paths))
+        summary = _run(store, model, model_name or "unnamed", found.videos, config, progress, show_progress)
+        summary.files += [FileResult(s.path, FAILED, None, None, None, s.reason) for s in found.skipped]
+        return summary
     finally:
         if owns_store:
             store.close()

@@ -9,7 +9,6 @@ from store.claims import holder_alive
 from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import PENDING, READY, Cache, File, Model, Segment, Video, utcnow
-from store.packs import checksum, read_pack, tensor_bytes
 from store.records import SegmentInfo, VideoCaches, VideoInfo
 
 
@@ -123,6 +122,8 @@ def load_video_caches(read: SessionFactory, home: Home, video_id: int, fingerpri
 
     verify: also compare every segment's bytes with its checksum (reads them all).
     """
+    from store.packs import checksum, read_pack, tensor_bytes  # torch: only where caches are read
+
     with read() as s:
         video = _ready_video(s, video_id, fingerprint)
         file, per, base, compressor = _pack_layout(s, video, fingerprint)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # not imported at run time: listing videos needs no torch (python -m ingest --list)
+    import torch
 
-from voco.cache import SegmentCache
+    from voco.cache import SegmentCache
 
 # Claim.status values
 CLAIMED = "claimed"  # this process owns the video now: ingest it (resuming `done` segments)
@@ -124,5 +126,7 @@ class VideoCaches:
     source_positions: torch.Tensor  # [T] int64
 
     def segment_caches(self) -> list[SegmentCache]:
+        from voco.cache import SegmentCache
+
         return [SegmentCache(self.kv[t], int(self.source_positions[t]), self.fingerprint, self.compressor)
                 for t in range(self.kv.shape[0])]

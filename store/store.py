@@ -13,9 +13,11 @@ model: callers pass the model's fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -26,7 +28,10 @@ from store.db import StoreError, make_engine, session_factories, sqlite_url, upg
 from store.home import Home, default_home
 from store.models import File, Model, utcnow
 from store.records import Claim, ModelInfo, ProbeRecord, SegmentInfo, SegmentRecord, VideoCaches, VideoInfo, VideoKey
-from voco.cache import SegmentCache
+from store.text import storable_text
+
+if TYPE_CHECKING:
+    from voco.cache import SegmentCache
 
 
 class Store:
@@ -65,6 +70,7 @@ class Store:
 
     def register_model(self, info: ModelInfo) -> int:
         """The id of the model with this fingerprint, inserting it the first time."""
+        info = dataclasses.replace(info, name=storable_text(info.name))
         for _ in range(3):
             with self.write() as s:
                 found = s.scalar(select(Model).where(Model.fingerprint == info.fingerprint))
@@ -82,11 +88,13 @@ class Store:
 
     def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash remembered for this path, if its size and mtime are unchanged."""
+        path = storable_text(path)
         with self.read() as s:
             f = s.scalar(select(File).where(File.path == path))
             return f.sha256 if f is not None and f.size == size and f.mtime_ns == mtime_ns else None
 
     def remember_file(self, path: str, sha256: str, size: int, mtime_ns: int) -> None:
+        path = storable_text(path)
         for _ in range(3):
             with self.write() as s:
                 f = s.scalar(select(File).where(File.path == path))
@@ -103,7 +111,7 @@ class Store:
     # ---- claims (see store/claims.py) -----------------------------------------------------------
 
     def claim(self, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str) -> Claim:
-        return claims.claim(self.write, key, fingerprint=fingerprint, path=path, size=size, owner=owner,
+        return claims.claim(self.write, key, fingerprint=fingerprint, path=storable_text(path), size=size, owner=owner,
                             lease_s=self.lease_s)
 
     def heartbeat(self, owner: str) -> int:
@@ -115,10 +123,11 @@ class Store:
     def record_unreadable(self, *, model_id: int, segment_seconds: float, frames_per_segment: int, path: str,
                           error: str) -> int:
         return claims.record_unreadable(self.write, model_id=model_id, segment_seconds=segment_seconds,
-                                        frames_per_segment=frames_per_segment, path=path, error=error)
+                                        frames_per_segment=frames_per_segment, path=storable_text(path),
+                                        error=storable_text(error))
 
     def forget_unreadable(self, *, model_id: int, path: str) -> None:
-        claims.forget_unreadable(self.write, model_id=model_id, path=path)
+        claims.forget_unreadable(self.write, model_id=model_id, path=storable_text(path))
 
     # ---- writing a claimed video (see store/writer.py) ----------------------------------------
 
@@ -137,7 +146,7 @@ class Store:
         return writer.finish(self.write, self.home, claim, owner)
 
     def fail(self, claim: Claim, owner: str, error: str) -> None:
-        writer.fail(self.write, claim, owner, error)
+        writer.fail(self.write, claim, owner, storable_text(error))
 
     def reset_if_files_missing(self, video_id: int) -> list[str]:
         return writer.reset_if_files_missing(self.write, self.home, video_id)
