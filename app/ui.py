@@ -108,16 +108,17 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             yield history, "", ""
 
     def start_upload(file):
+        """-> job id, status line, timer, cancel button, the file box (emptied: gradio's copy is deleted)."""
         if file is None:
-            return None, "", gr.update(active=False), gr.update(visible=False)
+            return None, "", gr.update(active=False), gr.update(visible=False), None
         name = Path(file).name  # gradio keeps the original name: <its cache>/<hash>/<name>
         try:
             job = service.upload(file, name)
         except (ServiceError, OSError) as err:
-            return None, f"⚠️ {err}", gr.update(active=False), gr.update(visible=False)
+            return None, f"⚠️ {err}", gr.update(active=False), gr.update(visible=False), None
         finally:
             Path(file).unlink(missing_ok=True)  # gradio's own copy: ours is in the upload folder now
-        return job.id, f"uploaded {name}: ingesting…", gr.update(active=True), gr.update(visible=True)
+        return job.id, f"uploaded {name}: ingesting…", gr.update(active=True), gr.update(visible=True), None
 
     def cancel_upload(job_id):
         if job_id:
@@ -176,7 +177,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                  question.submit(respond, inputs, [chat, question, stats], api_visibility="private")]
         stop.click(None, cancels=asked, api_visibility="private")
         clear.click(lambda: ([], ""), None, [chat, stats], api_visibility="private")
-        upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel], api_visibility="private")
+        upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
         cancel.click(cancel_upload, job_id, upload_status, api_visibility="private")
         timer.tick(poll_upload, [job_id, search], [videos, library, upload_status, timer, job_id, cancel],
                    api_visibility="private")

@@ -149,6 +149,8 @@ class Uploads:
             if result.status == PRESENT and self._owner_path(result.video_id) != str(job.path):
                 job.message += " (already stored: the uploaded copy is not kept)"
                 shutil.rmtree(job.path.parent, ignore_errors=True)
+        except UploadCancelled:  # only if the ingest let it through (it handles it as a Ctrl-C today)
+            self._cancelled(job)
         except Exception as err:  # noqa: BLE001 - a failed upload must not take the app down
             log.warning("upload %s (%s) failed: %s: %s", job.id, job.name, type(err).__name__, err)
             job.status, job.message = UploadStatus.FAILED, f"{type(err).__name__}: {err}"

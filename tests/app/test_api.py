@@ -108,7 +108,7 @@ def test_the_upload_panel_reports_a_failed_upload_and_cleans_gradios_copy(app_ur
     gradio_copy = tmp_path / "gradio-cache" / "clip.mp4"  # gradio hands the handler its own cached copy
     gradio_copy.parent.mkdir()
     gradio_copy.write_bytes(b"not a video" * 50)
-    job_id, status, _, cancel = fns["start_upload"](str(gradio_copy))
+    job_id, status, _, cancel, _ = fns["start_upload"](str(gradio_copy))
     assert status == "uploaded clip.mp4: ingesting…" and cancel["visible"] is True
     assert not gradio_copy.exists()  # ours is in the upload folder now
     assert service.job(job_id).finished.wait(60)
