@@ -22,6 +22,7 @@ from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request
 from app.validation import video_id as checked_video_id
 from store import NotFound, Store, StoreError, VideoInfo
+from store.models import READY
 from voco.cache import SegmentCache
 from voco.generation import GenerationConfig, StopText, generate_tokens, stop_strings
 from voco.model import VoCoModel
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 NO_ANSWER = "the model gave no answer"
 """Said (in the stats note, the chat and the API) when decoding ends with no text."""
-READY = "ready"
 
 __all__ = ["NO_ANSWER", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits", "UploadJob"]
 

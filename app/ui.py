@@ -13,6 +13,7 @@ import gradio as gr  # noqa: E402
 
 from app.service import NO_ANSWER, ChatService, ServiceError  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
+from store.models import READY  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ def _label(service: ChatService, v) -> str:
 def library_line(service: ChatService) -> str:
     """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
     counts = service.counts()
-    ready = counts.get("ready", 0)
+    ready = counts.get(READY, 0)
     text = f"{ready} video{'s' if ready != 1 else ''} ready"
-    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != "ready" and n]
+    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != READY and n]
     if others:
         text += f" · not listed: {', '.join(others)} (`python -m ingest --list` says why)"
     return text

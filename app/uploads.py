@@ -28,6 +28,8 @@ from ingest.progress import BATCH, START, ProgressEvent
 from ingest.results import FAILED, PRESENT
 from ingest.run import ingest_paths
 from store import Store, StoreError, VideoInfo
+from store.models import FAILED as VIDEO_FAILED
+from store.models import READY
 from voco.model import VoCoModel
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,7 @@ class Uploads:
         shutil.rmtree(job.path.parent, ignore_errors=True)
 
     def _rows_of(self, path: Path) -> list[VideoInfo]:
-        return [v for v in self.store.list_videos() if v.path == str(path) and v.status != "ready"]
+        return [v for v in self.store.list_videos() if v.path == str(path) and v.status != READY]
 
     # ---- leftovers of earlier runs ---------------------------------------------------------------
 
@@ -200,16 +202,20 @@ class Uploads:
         if not self.folder.is_dir():
             return []
         videos = self.store.list_videos()
-        failed = {v.path: v.id for v in videos if v.status == "failed"}
-        needed = {v.path for v in videos if v.status != "failed"}
+        failed = {v.path: v.id for v in videos if v.status == VIDEO_FAILED}
+        needed = {v.path for v in videos if v.status != VIDEO_FAILED}
         removed, now = [], time.time()
         for entry in sorted(self.folder.iterdir()):
             files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
             if any(str(p) in needed for p in files) or now - entry.lstat().st_mtime < min_age_s:
                 continue
-            for p in files:
-                if str(p) in failed:
-                    self.store.remove(failed[str(p)])
+            try:
+                for p in files:
+                    if str(p) in failed:
+                        self.store.remove(failed[str(p)])
+            except StoreError as err:  # e.g. retried by an ingest right now: leave it for the next sweep
+                log.warning("upload %s kept: %s", entry, err)
+                continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

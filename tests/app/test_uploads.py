@@ -10,7 +10,7 @@ import pytest
 
 from app.service import ChatService, ServiceError, ServiceLimits
 from app.ui import library_line
-from app.uploads import UploadStatus
+from app.uploads import UploadStatus, display_name
 from ingest.run import ingest_paths
 from tests.app.conftest import new_video
 
@@ -115,3 +115,10 @@ def test_failed_videos_are_not_listed_but_counted(service, tmp_path):
     assert {v.id for v in service.videos()} == ready  # the failed one cannot be asked about
     assert service.counts() == {"ready": len(ready), "failed": 1}
     assert library_line(service).startswith(f"{len(ready)} videos ready · not listed: 1 failed")
+
+
+def test_display_names_drop_only_the_legacy_upload_prefix(tmp_path):
+    uploads = tmp_path / "uploads"
+    assert display_name(str(uploads / "0123abcd_my clip.mp4"), uploads) == "my clip.mp4"  # stored before the fix
+    assert display_name(str(uploads / "5f0e2b9c1a3d" / "0123abcd_x.mp4"), uploads) == "0123abcd_x.mp4"  # as uploaded
+    assert display_name(str(tmp_path / "videos" / "0123abcd_x.mp4"), uploads) == "0123abcd_x.mp4"
