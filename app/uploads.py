@@ -148,6 +148,8 @@ class Uploads:
                 return
             job.status, job.progress, job.video_id = UploadStatus.READY, 1.0, result.video_id
             job.message = f"ready: video {result.video_id}, {result.segments} segments"
+            if job.cancel_requested.is_set():
+                job.message += " (it was done before the cancel took effect)"
             if result.status == PRESENT and self._owner_path(result.video_id) != str(job.path):
                 job.message += " (already stored: the uploaded copy is not kept)"
                 shutil.rmtree(job.path.parent, ignore_errors=True)

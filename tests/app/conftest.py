@@ -10,6 +10,7 @@ import torch
 
 from ingest.run import ingest_paths
 from store import Store
+from tests.fixtures.videos import pattern_frames, write_video
 from voco import VoCoModel
 from voco.data.synthetic import write_dataset
 from voco.tiny import tiny_model
@@ -59,7 +60,6 @@ def own_home(library, tmp_path):
     s.close()
 
 
-def new_video(folder: Path, seed: int) -> Path:
-    """A synthetic video whose bytes no other test has ingested (9+ one-second segments)."""
-    write_dataset(folder, 1, base_seed=seed, split="test")
-    return next((folder / "videos").glob("*.mp4"))
+def new_video(path: Path, seconds: int, seed: int) -> Path:
+    """A 10 fps video of `seconds` one-second segments whose bytes no other test has ingested."""
+    return write_video(path, pattern_frames(10 * seconds, seed=seed), fps=10)

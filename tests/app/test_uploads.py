@@ -48,7 +48,7 @@ def test_upload_is_checked_before_anything_is_copied(service, library, tmp_path)
 
 def test_upload_keeps_its_name_a_duplicate_is_dropped_and_leftovers_are_swept(service, library, tmp_path):
     root, _ = library
-    job = finished(service, service.upload(new_video(tmp_path / "new", seed=41), "My holiday (1).mp4"))
+    job = finished(service, service.upload(new_video(tmp_path / "a.mp4", 3, seed=41), "My holiday (1).mp4"))
     assert job.status == UploadStatus.READY, job.message
     video = service.video(job.video_id)
     assert service.name(video.path) == "My holiday (1).mp4"  # as uploaded, no hash prefix
@@ -87,7 +87,7 @@ def test_a_broken_upload_fails_with_a_reason_and_leaves_nothing(service, tmp_pat
 
 
 def test_an_upload_can_be_cancelled_while_it_is_compressed(service, tmp_path, monkeypatch):
-    source = new_video(tmp_path / "new", seed=43)
+    source = new_video(tmp_path / "b.mp4", 20, seed=43)
     compress, calls, started = service.model.compress, [], threading.Event()
 
     def compress_then_cancel(*args, **kwargs):  # the person clicks Cancel while the first batch is compressed
@@ -101,7 +101,7 @@ def test_an_upload_can_be_cancelled_while_it_is_compressed(service, tmp_path, mo
     started.set()
     job = finished(service, job)
     assert job.status == UploadStatus.CANCELLED, job.message
-    assert len(calls) == 1  # stopped after the first batch of 8 (the video has 9 or more segments)
+    assert len(calls) == 1  # stopped after the first of 3 batches (20 segments, 8 a batch)
     assert leftovers(service) == []
     assert not [v for v in service.store.list_videos() if Path(v.path).name == "long.mp4"]
 
