@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -99,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: --auth shows the password to anyone who can list processes; use --auth-file or ${AUTH_ENV}",
               file=sys.stderr)
     print(f"VoCo Video QA: {library_line(service)} in {home}; open http://{args.host}:{args.port}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.login,
-                max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the app like Ctrl-C: cleanup runs
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.login,
+                    max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False)
+    finally:
+        shutil.rmtree(thumbs, ignore_errors=True)  # this run's thumbnails; the next run writes its own
     return 0
 
 
