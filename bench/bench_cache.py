@@ -47,7 +47,8 @@ def drop_from_page_cache(path: Path) -> None:
 def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 512) -> tuple[int, Path]:
     """Store `caches` as one video through the store's own writer; returns (video id, pack file)."""
     model_id = store.register_model(model_info(model, "bench"))
-    key = VideoKey(sha256=os.urandom(16).hex(), model_id=model_id, segment_seconds=1.0, frames_per_segment=2)
+    key = VideoKey(sha256=os.urandom(16).hex(), model_id=model_id, segment_seconds=1.0, frames_per_segment=2,
+                   decode_max_side=0)
     claim = store.claim(key, fingerprint=model.fingerprint, path="bench.mp4", size=0, owner="bench")
     T = len(caches)
     store.set_probe(claim, "bench", ProbeRecord(duration=float(T), fps=1.0, num_frames=T, width=64, height=64,

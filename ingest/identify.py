@@ -1,4 +1,4 @@
-"""A file's identity: the sha256 of its bytes, streamed (remembered per path, size and mtime)."""
+"""A file's identity: the sha256 of its bytes, streamed (remembered per path, size and mtime); a stored video's key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.frames import decode_side_cap
 from ingest.probe import VideoError
+from store import VideoKey
 
 CHUNK = 1 << 20
 
@@ -49,3 +51,12 @@ def identify(path: Path, store=None) -> FileId:
     if store is not None and known is None:
         store.remember_file(absolute, sha, st.st_size, st.st_mtime_ns)
     return file_id
+
+
+def video_key(sha256: str, model_id: int, *, segment_seconds: float, frames_per_segment: int, image_size: int,
+              decode_max_side: int | None) -> VideoKey:
+    """A stored video's identity: its content, the model (weights + compression settings, voco/identity.py),
+    and the segment sampling that decides what frames the model sees: segment length, frames per
+    segment, and the size cap frames are decoded at (`decode_max_side` None: ingest's default cap)."""
+    return VideoKey(sha256, model_id, float(segment_seconds), int(frames_per_segment),
+                    decode_side_cap(image_size, decode_max_side))

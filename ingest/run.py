@@ -53,7 +53,7 @@ def load_model(name_or_path: str) -> VoCoModel:
 def model_info(model: VoCoModel, name: str) -> ModelInfo:
     config = {"voco": model.voco.to_dict(), "llava": json.loads(model.config.to_json_string(use_diff=False))}
     return ModelInfo(fingerprint=model.fingerprint, name=name, compressor=model.voco.compressor, k=model.k,
-                     config=config)
+                     config=config, legacy_fingerprint=model.legacy_fingerprint)
 
 
 def ingest_paths(

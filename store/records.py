@@ -22,16 +22,20 @@ class ModelInfo:
     compressor: str
     k: int
     config: dict
+    legacy_fingerprint: str | None = None
+    """The model's identity as stores made before identity version 2 knew it (re-keys those rows)."""
 
 
 @dataclass(frozen=True)
 class VideoKey:
-    """The identity of a stored video."""
+    """The identity of a stored video: the file's content, the model, and how segments were sampled."""
 
     sha256: str
     model_id: int
     segment_seconds: float
     frames_per_segment: int
+    decode_max_side: int
+    """Frames were decoded with no side above this many pixels (0: native size)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class VideoInfo:
     segments_done: int
     segment_seconds: float
     frames_per_segment: int
+    decode_max_side: int | None
     model_name: str
     fingerprint: str
     claimed_by: str | None
@@ -98,7 +103,8 @@ class VideoInfo:
             "duration_s": self.duration, "fps": self.fps, "size": self.size, "width": self.width,
             "height": self.height, "segments": self.num_segments, "segments_done": self.segments_done,
             "segment_seconds": self.segment_seconds, "frames_per_segment": self.frames_per_segment,
-            "model": self.model_name, "fingerprint": self.fingerprint, "sha256": self.sha256,
+            "decode_max_side": self.decode_max_side, "model": self.model_name, "fingerprint": self.fingerprint,
+            "sha256": self.sha256,
             "claimed_by": self.claimed_by, "updated_at": self.updated_at.isoformat(timespec="seconds") + "Z",
             "paths": self.paths,
         }
@@ -115,7 +121,7 @@ class SegmentInfo:
 
 @dataclass(frozen=True)
 class VideoCaches:
-    """All caches of a ready video, stacked and memory-mapped (no copy)."""
+    """All caches of a ready video, stacked, read into memory and checked (store/integrity.py)."""
 
     video_id: int
     fingerprint: str

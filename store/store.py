@@ -4,7 +4,7 @@
     store = Store.open()                     # $VOCO_HOME or ~/.cache/voco, SQLite voco.db inside
     store = Store.open("/data/voco", db_url="postgresql+psycopg://voco@db/voco")
     for v in store.list_videos(): ...
-    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], one mmap read
+    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], read and checked
     packed = store.load_video_caches(video_id, model.fingerprint)  # stacked kv [T, ...] + positions
 
 Opening runs the Alembic migrations (idempotent). The store knows `voco`'s cache type, never the
@@ -17,14 +17,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from store import claims, reader, writer
 from store.claims import DEFAULT_LEASE_S
 from store.db import StoreError, make_engine, session_factories, sqlite_url, upgrade
 from store.home import Home, default_home
-from store.models import File, Model, utcnow
+from store.models import Cache, File, Model, utcnow
 from store.records import Claim, ModelInfo, ProbeRecord, SegmentInfo, SegmentRecord, VideoCaches, VideoInfo, VideoKey
 from voco.cache import SegmentCache
 
@@ -64,12 +64,25 @@ class Store:
     # ---- models and files ---------------------------------------------------------------------
 
     def register_model(self, info: ModelInfo) -> int:
-        """The id of the model with this fingerprint, inserting it the first time."""
+        """The id of the model with this fingerprint, inserting it the first time.
+
+        A store made before identity version 2 knows the model by `info.legacy_fingerprint`: that row
+        is re-keyed to the new fingerprint (its cache rows too; its packs keep the old value in their
+        metadata, which the reader accepts for this model), so its videos stay ready and are found.
+        """
         for _ in range(3):
             with self.write() as s:
                 found = s.scalar(select(Model).where(Model.fingerprint == info.fingerprint))
                 if found is not None:
                     return found.id
+                legacy = s.scalar(select(Model).where(Model.fingerprint == info.legacy_fingerprint)) \
+                    if info.legacy_fingerprint else None
+                if legacy is not None:
+                    legacy.legacy_fingerprint, legacy.fingerprint = legacy.fingerprint, info.fingerprint
+                    s.execute(update(Cache).where(Cache.model_id == legacy.id).values(fingerprint=info.fingerprint)
+                              .execution_options(synchronize_session=False))
+                    s.commit()
+                    return legacy.id
                 model = Model(fingerprint=info.fingerprint, name=info.name, compressor=info.compressor, k=info.k,
                               config=info.config)
                 s.add(model)
@@ -140,7 +153,16 @@ class Store:
         writer.fail(self.write, claim, owner, error)
 
     def reset_if_files_missing(self, video_id: int) -> list[str]:
-        return writer.reset_if_files_missing(self.write, self.home, video_id)
+        """Check a ready video's cache file before calling it present (ingest does, on PRESENT).
+
+        A missing file resets the video; a truncated, swapped or foreign one (its header, no data
+        read) marks it damaged. Either way the next claim ingests it again. Returns what was wrong.
+        """
+        missing = writer.reset_if_files_missing(self.write, self.home, video_id)
+        if missing:
+            return missing
+        damaged = reader.check_pack_header(self.read, self.write, self.home, video_id)
+        return [damaged] if damaged else []
 
     def status(self, video_id: int) -> tuple[str, str | None] | None:
         return writer.video_status(self.read, video_id)
@@ -157,7 +179,8 @@ class Store:
         return reader.segments(self.read, video_id)
 
     def load_video_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> VideoCaches:
-        return reader.load_video_caches(self.read, self.home, video_id, fingerprint, verify=verify)
+        """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not."""
+        return reader.load_video_caches(self.read, self.write, self.home, video_id, fingerprint, verify=verify)
 
     def load_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> list[SegmentCache]:
         return self.load_video_caches(video_id, fingerprint, verify=verify).segment_caches()
