@@ -101,7 +101,8 @@ def load_checkpoint(
     model = model.to(device).eval()
     # the weights are now exactly what these files give: their digest may come from the digest cache
     remember_source(model, path, {"dtype": str(dtype or torch.float32), "add_tokens": not has_voco,
-                                  "compression": {f: getattr(voco, f) for f in COMPRESSION_FIELDS}})
+                                  "compression": {f: getattr(voco, f) for f in COMPRESSION_FIELDS},
+                                  "tokens": [voco.voco_token, voco.segment_start_token]})
     return model
 
 

@@ -32,9 +32,11 @@ import torch
 log = logging.getLogger(__name__)
 
 IDENTITY_VERSION = "voco-identity/2"
-COMPRESSION_FIELDS = ("k", "compressor", "projector", "image_mean", "image_std", "voco_token", "segment_start_token")
-"""voco.json fields that change what the compress pass computes."""
+COMPRESSION_FIELDS = ("k", "compressor", "projector", "image_mean", "image_std")
+"""voco.json fields that change what the compress pass computes (beside the token ids, hashed too)."""
 OUTSIDE_IDENTITY = {
+    "voco_token": "only the token id it resolves to counts (hashed as voco_token_id)",
+    "segment_start_token": "only the token id it resolves to counts (hashed as segment_start_id)",
     "prompt": "read only when answering, never by the compress pass",
     "segment_seconds": "segment sampling: part of the stored video's key",
     "frames_per_segment": "segment sampling: part of the stored video's key",
