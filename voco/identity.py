@@ -13,7 +13,7 @@ It does not cover (`OUTSIDE_IDENTITY`): the prompt template (read only by the an
 segment sampling (segment seconds, frames per segment), which belong to the stored video's key.
 
 Hashing 14 GB of 7B weights takes seconds, so the weights' digest is cached on disk per loaded
-checkpoint (`remember_source`): keyed by every file of the checkpoint folder (name, size, mtime),
+checkpoint (`remember_source`): keyed by every file of the checkpoint folder (name, size, times, inode),
 the load arguments and the library versions, and used only while the loaded tensors are unchanged.
 """
 
@@ -100,12 +100,14 @@ def _digest_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "voco-digests"
 
 
-def _folder_stamp(folder: Path) -> list[tuple[str, int, int]]:
+def _folder_stamp(folder: Path) -> list[tuple[str, int, int, int, int]]:
+    """Every file of the folder as (name, size, mtime, ctime, inode): a rewritten file gets a new stamp
+    (as long as the file system's clock ticks between the two writes, as for the store's file hashes)."""
     stamp = []
     for path in sorted(folder.iterdir()):
         if path.is_file():
             st = path.stat()
-            stamp.append((path.name, st.st_size, st.st_mtime_ns))
+            stamp.append((path.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return stamp
 
 
