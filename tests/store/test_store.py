@@ -71,7 +71,7 @@ def test_bad_database_url_fails_with_a_clear_message(tmp_path):
         Store.open(tmp_path, db_url="nosuchdialect://x/y")
 
 
-def test_round_trip_one_mapped_pack_per_video(store):
+def test_round_trip_one_pack_per_video(store):
     key = VideoKey("11" * 32, _model(store), 2.0, 4, 0)
     caches = _caches(5)
     claim = _ingest(store, key, new_owner(), caches)
