@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +77,13 @@ def tensor_digest(t: torch.Tensor) -> str:
 
 
 def weights_digest_in_memory(model) -> str:
+    """Every identity tensor hashed in full; tensors in parallel (hashlib releases the GIL)."""
+    tensors = sorted(identity_tensors(model).items())
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        digests = list(pool.map(tensor_digest, (t for _, t in tensors)))
     h = hashlib.sha256()
-    for name, t in sorted(identity_tensors(model).items()):
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:{tensor_digest(t)}\n".encode())
+    for (name, t), digest in zip(tensors, digests, strict=True):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:{digest}\n".encode())
     return h.hexdigest()
 
 
