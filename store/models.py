@@ -59,8 +59,9 @@ class Model(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    legacy_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    """The identity an older store knew this model by (its packs still carry it); see `Store.register_model`."""
+    identity_version: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    """1: `fingerprint` is the identity older code computed (sampled weights + all of voco.json), for rows made
+    before migration 0002; ingest re-keys such rows (`Store.adopt_legacy_model`). 2: voco/identity.py."""
     name: Mapped[str] = mapped_column(Text)
     compressor: Mapped[str] = mapped_column(String(32))
     k: Mapped[int] = mapped_column(Integer)

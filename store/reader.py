@@ -101,23 +101,23 @@ def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Mo
     return video, model
 
 
-def _model_fingerprints(model: Model) -> frozenset[str]:
-    return frozenset(f for f in (model.fingerprint, model.legacy_fingerprint) if f)
-
-
-def _pack_layout(s: Session, video: Video, fingerprint: str) -> tuple[str, int, int, str]:
-    """(file, bytes per segment, offset of segment 0, compressor), checked in one aggregate query.
+def _pack_layout(s: Session, video: Video) -> tuple[str, int, int, str, frozenset[str]]:
+    """(file, bytes per segment, offset of segment 0, compressor, fingerprints written), in one aggregate query.
 
     Every row must say: segment i lies at base + i * nbytes of one file. With (video, index) unique,
     count, min and max over the rows prove it for all of them without fetching an hour's 3600 rows.
+    The fingerprints are what the rows were written with: the model's identity, or the old identity
+    of a re-keyed model (store/rekey.py); the pack's metadata must say one of them.
     """
     base = Cache.offset - Segment.index * Cache.nbytes
-    (count, first, last, file_lo, file_hi, per_lo, per_hi, base_lo, base_hi, comp_lo, comp_hi) = s.execute(
-        select(func.count(), func.min(Segment.index), func.max(Segment.index), func.min(Cache.file),
-               func.max(Cache.file), func.min(Cache.nbytes), func.max(Cache.nbytes), func.min(base), func.max(base),
-               func.min(Cache.compressor), func.max(Cache.compressor))
-        .select_from(Segment).join(Cache, Cache.segment_id == Segment.id)
-        .where(Segment.video_id == video.id, Cache.fingerprint == fingerprint)).one()
+    (count, first, last, file_lo, file_hi, per_lo, per_hi, base_lo, base_hi, comp_lo, comp_hi, fp_lo, fp_hi) = \
+        s.execute(
+            select(func.count(), func.min(Segment.index), func.max(Segment.index), func.min(Cache.file),
+                   func.max(Cache.file), func.min(Cache.nbytes), func.max(Cache.nbytes), func.min(base),
+                   func.max(base), func.min(Cache.compressor), func.max(Cache.compressor), func.min(Cache.fingerprint),
+                   func.max(Cache.fingerprint))
+            .select_from(Segment).join(Cache, Cache.segment_id == Segment.id)
+            .where(Segment.video_id == video.id, Cache.model_id == video.model_id)).one()
     n = video.num_segments or 0
     if count != n or (n and (first, last) != (0, n - 1)):
         raise StoreError(f"video {video.id} is marked ready but its cache rows are incomplete; remove it "
@@ -129,14 +129,14 @@ def _pack_layout(s: Session, video: Video, fingerprint: str) -> tuple[str, int, 
     if per_lo != per_hi or base_lo != base_hi or comp_lo != comp_hi:
         raise StoreError(f"video {video.id}: its cache rows do not describe one stacked pack; remove it "
                          f"(python -m ingest --remove {video.id}) and ingest it again")
-    return file_lo, per_lo, base_lo, comp_lo
+    return file_lo, per_lo, base_lo, comp_lo, frozenset((fp_lo, fp_hi))
 
 
 def _expected(s: Session, video_id: int, fingerprint: str) -> tuple[Expected, str, str, str]:
     """(what the pack must hold, its file, the compressor, the video's source path) of a ready video."""
     video, model = _ready_video(s, video_id, fingerprint)
-    file, per, base, compressor = _pack_layout(s, video, fingerprint)
-    expected = Expected(video.id, video.uid, _model_fingerprints(model), video.num_segments or 0, per, base)
+    file, per, base, compressor, written = _pack_layout(s, video)
+    expected = Expected(video.id, video.uid, written | {model.fingerprint}, video.num_segments or 0, per, base)
     return expected, file, compressor, video.path
 
 

@@ -22,8 +22,15 @@ class ModelInfo:
     compressor: str
     k: int
     config: dict
-    legacy_fingerprint: str | None = None
-    """The model's identity as stores made before identity version 2 knew it (re-keys those rows)."""
+
+
+@dataclass(frozen=True)
+class LegacyModel:
+    """A model row registered under the old identity (before migration 0002), with what it was registered with."""
+
+    id: int
+    fingerprint: str
+    config: dict
 
 
 @dataclass(frozen=True)

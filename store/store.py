@@ -17,15 +17,25 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from store import claims, reader, writer
+from store import claims, reader, rekey, writer
 from store.claims import DEFAULT_LEASE_S
 from store.db import StoreError, make_engine, session_factories, sqlite_url, upgrade
 from store.home import Home, default_home
-from store.models import Cache, File, Model, utcnow
-from store.records import Claim, ModelInfo, ProbeRecord, SegmentInfo, SegmentRecord, VideoCaches, VideoInfo, VideoKey
+from store.models import File, Model, utcnow
+from store.records import (
+    Claim,
+    LegacyModel,
+    ModelInfo,
+    ProbeRecord,
+    SegmentInfo,
+    SegmentRecord,
+    VideoCaches,
+    VideoInfo,
+    VideoKey,
+)
 from voco.cache import SegmentCache
 
 
@@ -64,25 +74,12 @@ class Store:
     # ---- models and files ---------------------------------------------------------------------
 
     def register_model(self, info: ModelInfo) -> int:
-        """The id of the model with this fingerprint, inserting it the first time.
-
-        A store made before identity version 2 knows the model by `info.legacy_fingerprint`: that row
-        is re-keyed to the new fingerprint (its cache rows too; its packs keep the old value in their
-        metadata, which the reader accepts for this model), so its videos stay ready and are found.
-        """
+        """The id of the model with this fingerprint, inserting it the first time."""
         for _ in range(3):
             with self.write() as s:
                 found = s.scalar(select(Model).where(Model.fingerprint == info.fingerprint))
                 if found is not None:
                     return found.id
-                legacy = s.scalar(select(Model).where(Model.fingerprint == info.legacy_fingerprint)) \
-                    if info.legacy_fingerprint else None
-                if legacy is not None:
-                    legacy.legacy_fingerprint, legacy.fingerprint = legacy.fingerprint, info.fingerprint
-                    s.execute(update(Cache).where(Cache.model_id == legacy.id).values(fingerprint=info.fingerprint)
-                              .execution_options(synchronize_session=False))
-                    s.commit()
-                    return legacy.id
                 model = Model(fingerprint=info.fingerprint, name=info.name, compressor=info.compressor, k=info.k,
                               config=info.config)
                 s.add(model)
@@ -92,6 +89,14 @@ class Store:
                 except IntegrityError:
                     s.rollback()
         raise StoreError(f"could not register model {info.fingerprint[:12]}")
+
+    def legacy_models(self) -> list[LegacyModel]:
+        """Model rows registered under the old identity (before migration 0002): see store/rekey.py."""
+        return rekey.legacy_models(self.read)
+
+    def adopt_legacy_model(self, legacy_id: int, info: ModelInfo) -> tuple[int, int]:
+        """Re-key an old model row to `info`'s identity (see store/rekey.py); (model id, videos left behind)."""
+        return rekey.adopt_legacy_model(self.write, legacy_id, info)
 
     def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash remembered for this path, if its size and mtime are unchanged."""

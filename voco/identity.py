@@ -52,9 +52,13 @@ def architecture(config: dict) -> dict:
     return {k: architecture(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _NOT_ARCHITECTURE}
 
 
-def compression_settings(model) -> dict:
-    """What the compress pass computes, beside the weights: voco.json's compression fields and token ids."""
-    settings = {name: getattr(model.voco, name) for name in COMPRESSION_FIELDS}
+def compression_settings(model, voco: dict | None = None) -> dict:
+    """What the compress pass computes, beside the weights: voco.json's compression fields and token ids.
+
+    voco: another voco.json (as a dict) for the same weights and tokenizer: its compression fields count.
+    """
+    voco = voco if voco is not None else model.voco.to_dict()
+    settings = {name: voco.get(name) for name in COMPRESSION_FIELDS}
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id
     return json.loads(json.dumps(settings))  # tuples and lists hash alike
@@ -162,27 +166,38 @@ def weights_digest(model) -> str:
     return digest
 
 
-def fingerprint(model) -> str:
-    """The model's identity (sha256 hex): architecture + compression settings + every weight pass 1 reads."""
+def fingerprint(model, voco: dict | None = None) -> str:
+    """The model's identity (sha256 hex): architecture + compression settings + every weight pass 1 reads.
+
+    voco: the identity the same weights have under another voco.json (a dict), e.g. one an old store recorded.
+    """
     h = hashlib.sha256(IDENTITY_VERSION.encode())
     h.update(json.dumps(architecture(model.config.to_dict()), sort_keys=True, default=str).encode())
-    h.update(json.dumps(compression_settings(model), sort_keys=True).encode())
+    h.update(json.dumps(compression_settings(model, voco), sort_keys=True).encode())
     h.update(weights_digest(model).encode())
     return h.hexdigest()
 
 
-def legacy_fingerprint(model) -> str:
-    """The identity stores written before `IDENTITY_VERSION` 2 hold (whole voco.json, strided weight samples).
+def legacy_fingerprints(model, voco_configs: list[dict]) -> list[str]:
+    """The identity older code gave these weights under each voco.json (a dict, as a store recorded it):
+    sha256 of the config, the whole voco.json and every 4096th-or-so value of each tensor.
 
-    Only for recognising those stores' model rows (see store `register_model`); never as an identity.
+    Only for recognising the model rows such stores hold (ingest.identify); never as an identity.
     """
-    h = hashlib.sha256()
-    h.update(json.dumps(architecture(model.config.to_dict()), sort_keys=True, default=str).encode())
-    h.update(json.dumps(model.voco.to_dict(), sort_keys=True).encode())
+    arch = json.dumps(architecture(model.config.to_dict()), sort_keys=True, default=str).encode()
+    samples = []
     with torch.no_grad():
         for name, t in model.state_dict().items():
             flat = t.detach().reshape(-1)
             step = max(1, flat.numel() // 4096)
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(flat[::step].float().cpu().numpy().tobytes())
-    return h.hexdigest()
+            sample = flat[::step].float().cpu().numpy().tobytes()
+            samples.append((f"{name}:{tuple(t.shape)}:{t.dtype}".encode(), sample))
+    out = []
+    for voco in voco_configs:
+        h = hashlib.sha256(arch)
+        h.update(json.dumps(voco, sort_keys=True).encode())
+        for head, sample in samples:
+            h.update(head)
+            h.update(sample)
+        out.append(h.hexdigest())
+    return out

@@ -105,11 +105,6 @@ class VoCoModel(nn.Module):
             self._fingerprint = (memo_key, identity.fingerprint(self))
         return self._fingerprint[1]
 
-    @property
-    def legacy_fingerprint(self) -> str:
-        """The identity stores made before identity version 2 know this model by (for re-keying them)."""
-        return identity.legacy_fingerprint(self)
-
     def layout(self, n_vision: int) -> SegmentLayout:
         return segment_layout(self.voco.compressor, n_vision, self.k)
 

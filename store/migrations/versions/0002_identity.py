@@ -4,9 +4,10 @@
   Rows made before this revision were decoded with ingest's default cap, twice the model's image
   size (read from the model row's config); rows whose model config does not say stay NULL (a new
   ingest of the file then compresses it again rather than guess).
-- models.legacy_fingerprint: filled by `Store.register_model` when a model registered under the
-  old identity (sampled weights + the whole voco.json) is met again under the new one; its packs
-  keep the old value in their metadata and stay readable.
+- models.identity_version: 1 for the rows that exist now (their fingerprint is the old identity:
+  sampled weights + all of voco.json, prompt and sampling included), 2 for new rows. Ingest re-keys
+  version-1 rows of the model it runs (`Store.adopt_legacy_model`): in place, or merged into the
+  row of the new identity. Cache rows and packs keep the fingerprint they were written with.
 - The new video status "damaged" needs no schema change (status is a plain string column).
 
 Revision ID: 0002_identity
@@ -40,7 +41,8 @@ def _default_cap(config) -> int | None:
 
 def upgrade() -> None:
     with op.batch_alter_table("models") as batch:
-        batch.add_column(sa.Column("legacy_fingerprint", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("identity_version", sa.Integer(), nullable=False, server_default="2"))
+    op.execute("UPDATE models SET identity_version = 1")
     with op.batch_alter_table("videos") as batch:
         batch.add_column(sa.Column("decode_max_side", sa.Integer(), nullable=True))
     conn = op.get_bind()
@@ -65,4 +67,4 @@ def downgrade() -> None:
                                        ["sha256", "model_id", "segment_seconds", "frames_per_segment"])
         batch.drop_column("decode_max_side")
     with op.batch_alter_table("models") as batch:
-        batch.drop_column("legacy_fingerprint")
+        batch.drop_column("identity_version")
