@@ -144,6 +144,7 @@ class Cache(Base):
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     fingerprint: Mapped[str] = mapped_column(String(64))
+    """The model identity the pack was written under (its metadata says the same; kept when a model is re-keyed)."""
     compressor: Mapped[str] = mapped_column(String(32))
     k: Mapped[int] = mapped_column(Integer)
     source_position: Mapped[int] = mapped_column(Integer)
