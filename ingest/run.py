@@ -27,6 +27,7 @@ from ingest.config import IngestConfig
 from ingest.decode import decord_available
 from ingest.discover import discover, missing_paths
 from ingest.heartbeat import Heartbeat
+from ingest.identify import register_model
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
 from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmProgress
 from ingest.progress import DONE as EV_DONE
@@ -101,7 +102,7 @@ def _run(store: Store, model: VoCoModel, name: str, files: list[Path], config: I
          progress: ProgressCallback | None, show_progress: bool) -> Summary:
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
-    model_id = store.register_model(model_info(model, name))
+    model_id = register_model(store, model, model_info(model, name))  # re-keys an old store's rows
     segment_seconds = float(config.segment_seconds or model.voco.segment_seconds)
     owner = new_owner()
     settings = Settings(model_id=model_id, fingerprint=model.fingerprint, segment_seconds=segment_seconds,

@@ -4,7 +4,7 @@
     store = Store.open()                     # $VOCO_HOME or ~/.cache/voco, SQLite voco.db inside
     store = Store.open("/data/voco", db_url="postgresql+psycopg://voco@db/voco")
     for v in store.list_videos(): ...
-    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], one mmap read
+    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], read and checked
     packed = store.load_video_caches(video_id, model.fingerprint)  # stacked kv [T, ...] + positions
 
 Opening runs the Alembic migrations (idempotent). The store knows `voco`'s cache type, never the
@@ -22,12 +22,22 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from store import claims, reader, writer
+from store import claims, reader, rekey, writer
 from store.claims import DEFAULT_LEASE_S
 from store.db import StoreError, make_engine, session_factories, sqlite_url, upgrade
 from store.home import Home, default_home
 from store.models import File, Model, utcnow
-from store.records import Claim, ModelInfo, ProbeRecord, SegmentInfo, SegmentRecord, VideoCaches, VideoInfo, VideoKey
+from store.records import (
+    Claim,
+    LegacyModel,
+    ModelInfo,
+    ProbeRecord,
+    SegmentInfo,
+    SegmentRecord,
+    VideoCaches,
+    VideoInfo,
+    VideoKey,
+)
 from store.text import storable_text
 
 if TYPE_CHECKING:
@@ -85,6 +95,14 @@ class Store:
                 except IntegrityError:
                     s.rollback()
         raise StoreError(f"could not register model {info.fingerprint[:12]}")
+
+    def legacy_models(self) -> list[LegacyModel]:
+        """Model rows registered under the old identity (before migration 0002): see store/rekey.py."""
+        return rekey.legacy_models(self.read)
+
+    def adopt_legacy_model(self, legacy_id: int, info: ModelInfo) -> tuple[int, int]:
+        """Re-key an old model row to `info`'s identity (see store/rekey.py); (model id, videos left behind)."""
+        return rekey.adopt_legacy_model(self.write, legacy_id, info)
 
     def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash remembered for this path, if its size and mtime are unchanged."""
@@ -149,7 +167,16 @@ class Store:
         writer.fail(self.write, claim, owner, storable_text(error))
 
     def reset_if_files_missing(self, video_id: int) -> list[str]:
-        return writer.reset_if_files_missing(self.write, self.home, video_id)
+        """Check a ready video's cache file before calling it present (ingest does, on PRESENT).
+
+        A missing file resets the video; a truncated, swapped or foreign one (its header, no data
+        read) marks it damaged. Either way the next claim ingests it again. Returns what was wrong.
+        """
+        missing = writer.reset_if_files_missing(self.write, self.home, video_id)
+        if missing:
+            return missing
+        damaged = reader.check_pack_header(self.read, self.write, self.home, video_id)
+        return [damaged] if damaged else []
 
     def status(self, video_id: int) -> tuple[str, str | None] | None:
         return writer.video_status(self.read, video_id)
@@ -166,7 +193,8 @@ class Store:
         return reader.segments(self.read, video_id)
 
     def load_video_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> VideoCaches:
-        return reader.load_video_caches(self.read, self.home, video_id, fingerprint, verify=verify)
+        """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not."""
+        return reader.load_video_caches(self.read, self.write, self.home, video_id, fingerprint, verify=verify)
 
     def load_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> list[SegmentCache]:
         return self.load_video_caches(video_id, fingerprint, verify=verify).segment_caches()

@@ -9,7 +9,6 @@ Two plain causal passes, no custom mask (DESIGN.md):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
+from voco import identity
 from voco.cache import SegmentCache, check_caches, place_on_timeline
 from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
 from voco.config import VoCoConfig
@@ -99,11 +99,10 @@ class VoCoModel(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """Identity of config + weights; caches carry it so no model reads another's caches."""
-        params = list(self.parameters())
-        version = tuple(p._version for p in params)
-        if self._fingerprint is None or self._fingerprint[0] != version:
-            self._fingerprint = (version, _fingerprint(self))
+        """Identity of what changes cache bytes (voco/identity.py); caches carry it so no model reads another's."""
+        memo_key = (identity.tensors_token(self), json.dumps(identity.compression_settings(self), sort_keys=True))
+        if self._fingerprint is None or self._fingerprint[0] != memo_key:
+            self._fingerprint = (memo_key, identity.fingerprint(self))
         return self._fingerprint[1]
 
     def layout(self, n_vision: int) -> SegmentLayout:
@@ -294,29 +293,6 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
         raise ValueError(f"the tokenizer has no {token!r} token: add it (from_pretrained on a LLaVA checkpoint "
                          "does this) or fix voco.json")
     return int(ids[0])
-
-
-def _fingerprint(model: VoCoModel) -> str:
-    """sha256 over the configs and a strided sample of every weight (cheap even at 7B)."""
-    h = hashlib.sha256()
-    h.update(json.dumps(_architecture(model.config.to_dict()), sort_keys=True, default=str).encode())
-    h.update(json.dumps(model.voco.to_dict(), sort_keys=True).encode())
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            flat = t.detach().reshape(-1)
-            step = max(1, flat.numel() // 4096)
-            sample = flat[::step].float().cpu().numpy().tobytes()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(sample)
-    return h.hexdigest()
-
-
-_NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures"}
-
-
-def _architecture(config: dict) -> dict:
-    """A config without where it was loaded from or its dtype (the weights' own dtype counts)."""
-    return {k: _architecture(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _NOT_ARCHITECTURE}
 
 
 def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:
