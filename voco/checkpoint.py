@@ -20,6 +20,7 @@ from transformers.utils import logging as hf_logging
 
 from voco.config import VOCO_JSON, VoCoConfig
 from voco.model import VoCoModel, build_lm, make_projector
+from voco.preprocess import llava_preprocessing
 
 POOL_WEIGHTS = "voco_compressor.safetensors"
 BUNDLED = Path(__file__).parent / "checkpoints"
@@ -61,7 +62,9 @@ def load_checkpoint(
     if has_voco:
         voco = dataclasses.replace(VoCoConfig.load(path), **overrides)
     else:
-        voco = VoCoConfig(voco_tuned=False, **overrides)
+        # a plain LLaVA checkpoint: frames are prepared as its own processor prepares images
+        preprocessing = llava_preprocessing(path, config.vision_config.image_size)
+        voco = VoCoConfig(voco_tuned=False, **{**preprocessing, **overrides})
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
