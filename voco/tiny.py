@@ -121,3 +121,23 @@ def llava7b_model(layers: int = 32, vision_layers: int = 24, *, device: str | to
     finally:
         torch.set_default_dtype(default)
     return model.eval()
+
+
+def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 64, layers: int = 2):
+    """A tiny random config of another LLaVA family (voco/families.py), Qwen2 decoder:
+    `llava_onevision` (SigLIP, 4x4 patch grid pooled to 2x2 per frame) or `llava_next_video` (CLIP,
+    spatial pooling stride 2)."""
+    from transformers import LlavaNextVideoConfig, LlavaOnevisionConfig
+
+    base = tiny_config("qwen2", "siglip" if model_type == "llava_onevision" else "clip", vocab_size=vocab_size,
+                       hidden=hidden, layers=layers)
+    common = dict(vision_config=base.vision_config.to_dict(), text_config=base.text_config.to_dict(),
+                  image_token_index=vocab_size - 1, video_token_index=vocab_size - 2)
+    if model_type == "llava_onevision":
+        return LlavaOnevisionConfig(**common, vision_feature_layer=-1, vision_feature_select_strategy="full",
+                                    image_grid_pinpoints=[[32, 32]])
+    if model_type == "llava_next_video":
+        return LlavaNextVideoConfig(**common, vision_feature_layer=-2, vision_feature_select_strategy="default",
+                                    spatial_pool_mode="average", spatial_pool_stride=2,
+                                    image_grid_pinpoints=[[32, 32]])
+    raise ValueError(f"model_type must be 'llava_onevision' or 'llava_next_video', got {model_type!r}")
