@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from evaluation.judge_prompts import read_script_judge
 from evaluation.judges import JUDGES, ExactJudge, JudgeFatal, OpenAIJudge, Prompts
 from evaluation.predictions import PREDICTIONS, PredictionsError, Shard, part_path
 from evaluation.readers import DATASETS, DatasetError, read_dataset
@@ -28,6 +29,8 @@ from evaluation.runner import (
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 130
 OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_JUDGE_MODEL = "gpt-3.5-turbo"
+DEFAULT_JUDGE_TEMPERATURE = 0.0
 
 DESCRIPTION = """\
 Zero-shot video QA evaluation (MSVD-QA, MSRVTT-QA, ActivityNet-QA, or your own files) of a VoCo model,
@@ -111,22 +114,28 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     judge.add_argument("--judge-url", default=os.environ.get("OPENAI_BASE_URL", OPENAI_URL), metavar="URL",
                        help="OpenAI-compatible API base; requests go to URL/chat/completions "
                             f"(default: $OPENAI_BASE_URL or {OPENAI_URL})")
-    judge.add_argument("--judge-model", default="gpt-3.5-turbo", metavar="NAME",
-                       help="judge model (default: %(default)s, as in the published protocol)")
+    judge.add_argument("--judge-model", metavar="NAME",
+                       help=f"judge model (default: the --judge-prompt-from script's, else {DEFAULT_JUDGE_MODEL}, "
+                            "as in the published protocol)")
     judge.add_argument("--judge-concurrency", type=int, default=4, metavar="N",
                        help="requests in flight at most (default: %(default)s)")
     judge.add_argument("--judge-retries", type=int, default=6, metavar="N",
                        help="retries of a request on 429/5xx/network errors/malformed replies (default: %(default)s)")
     judge.add_argument("--judge-timeout", type=float, default=60.0, metavar="S",
                        help="seconds per request (default: %(default)s)")
-    judge.add_argument("--judge-temperature", type=float, default=0.0, metavar="T",
-                       help="sampling temperature of the judge (default: %(default)s; the original scripts left "
-                            "the API default, 1.0)")
+    judge.add_argument("--judge-temperature", type=float, metavar="T",
+                       help=f"sampling temperature of the judge (default: {DEFAULT_JUDGE_TEMPERATURE}; with "
+                            "--judge-prompt-from, the script's setting: none sent, the API default, 1.0)")
     judge.add_argument("--judge-cache", type=Path, metavar="FILE",
                        help=f"judgment cache, JSONL (default: OUT/{JUDGE_CACHE}); share it between runs freely")
-    judge.add_argument("--judge-prompt", type=Path, metavar="FILE",
-                       help='JSON {"system": ..., "user": ... with {question} {answer} {pred}} to replace the '
-                            "built-in prompts")
+    wording = judge.add_mutually_exclusive_group()
+    wording.add_argument("--judge-prompt", type=Path, metavar="FILE",
+                         help='JSON {"system": ..., "user": ... with {question} {answer} {pred}} to replace the '
+                              "built-in prompts")
+    wording.add_argument("--judge-prompt-from", type=Path, metavar="PY",
+                         help="the published judge exactly: path to quantitative_evaluation/evaluate_activitynet_qa.py "
+                              "in your checkout of Video-ChatGPT; its prompts, model and decoding settings are read "
+                              "from it (parsed, never run); --judge-model / --judge-temperature still override")
     return p
 
 
@@ -139,14 +148,33 @@ def _error(message: str) -> int:
     return EXIT_ERROR
 
 
+def openai_judge_settings(args) -> dict:
+    """Prompts, their source, model, temperature and decoding of the openai judge: explicit flags first, then
+    the --judge-prompt-from script's own settings, then this project's defaults. Raises on a bad prompt file."""
+    if args.judge_prompt_from is not None:
+        script = read_script_judge(args.judge_prompt_from)
+        prompts, source = script.prompts, f"{script.path} (extracted)"
+        model, decoding = script.model, dict(script.decoding)
+        temperature = decoding.pop("temperature", None)  # absent in the script: the API default, as they ran it
+    elif args.judge_prompt is not None:
+        prompts, source = Prompts.load(args.judge_prompt), str(Path(args.judge_prompt).resolve())
+        model, temperature, decoding = None, DEFAULT_JUDGE_TEMPERATURE, {}
+    else:
+        prompts, source = Prompts(), "built-in"
+        model, temperature, decoding = None, DEFAULT_JUDGE_TEMPERATURE, {}
+    if args.judge_temperature is not None:
+        temperature = args.judge_temperature
+    return {"prompts": prompts, "prompt_source": source, "model": args.judge_model or model or DEFAULT_JUDGE_MODEL,
+            "temperature": temperature, "decoding": decoding}
+
+
 def build_judge(args, out: Path):
     if args.judge == "exact":
         return ExactJudge()
-    prompts = Prompts.load(args.judge_prompt) if args.judge_prompt else None
-    return OpenAIJudge(args.judge_url, args.judge_model, api_key=os.environ.get("OPENAI_API_KEY") or None,
+    settings = openai_judge_settings(args)
+    return OpenAIJudge(args.judge_url, settings.pop("model"), api_key=os.environ.get("OPENAI_API_KEY") or None,
                        cache_path=args.judge_cache or out / JUDGE_CACHE, concurrency=args.judge_concurrency,
-                       max_retries=args.judge_retries, timeout=args.judge_timeout,
-                       temperature=args.judge_temperature, prompts=prompts)
+                       max_retries=args.judge_retries, timeout=args.judge_timeout, **settings)
 
 
 def model_arg(name: str) -> str:
@@ -212,8 +240,10 @@ def run(args) -> int:
     if judging and args.judge == "openai" and not os.environ.get("OPENAI_API_KEY") \
             and args.judge_url.rstrip("/").startswith(OPENAI_URL):
         return _error(f"--judge openai with {args.judge_url} needs OPENAI_API_KEY in the environment")
-    if args.judge_prompt is not None:
-        Prompts.load(args.judge_prompt)  # fail now, not after answering
+    if args.judge != "openai" and (args.judge_prompt or args.judge_prompt_from):
+        return _error("--judge-prompt and --judge-prompt-from apply to --judge openai")
+    if args.judge == "openai":
+        openai_judge_settings(args)  # a bad prompt file fails now, not after answering
 
     progress = not args.no_progress
     dataset = read_dataset(args.dataset, args.root, questions=args.questions, answers=args.answers, qa=args.qa,

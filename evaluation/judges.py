@@ -11,7 +11,8 @@ and a reply that is a Python dict string `{'pred': 'yes'|'no', 'score': 0..5}`, 
 `ast.literal_eval`. A fractional score is truncated to an integer, as the common scorers do. Requests
 run in a bounded thread pool, 429/5xx/network errors and malformed replies are retried with
 exponential backoff (a Retry-After header is obeyed), and every judgment is cached on disk, keyed by a
-hash of (judge model, prompts, question, answer, prediction): a rerun costs nothing.
+hash of (judge model and decoding settings, prompts, question, answer, prediction): a rerun costs
+nothing. `--judge-prompt-from` (evaluation/judge_prompts.py) reads the published prompt from a checkout.
 """
 
 from __future__ import annotations
@@ -185,6 +186,11 @@ class Prompts:
             raise ValueError(f"--judge-prompt {path}: the user prompt lacks {', '.join(missing)}")
         return cls(data["system"], data["user"])
 
+    @property
+    def sha256(self) -> str:
+        """Identifies the wording (written into every result, so runs with different prompts are told apart)."""
+        return hashlib.sha256((self.system + "\0" + self.user).encode("utf-8")).hexdigest()
+
     def user_message(self, question: str, answer: str, pred: str) -> str:
         # one pass over the template, so a prediction containing "{answer}" is not substituted again
         fields = {"{question}": question, "{answer}": answer, "{pred}": pred}
@@ -288,7 +294,9 @@ class OpenAIJudge:
         max_backoff: float = 60.0,
         max_retry_after: float = 300.0,
         temperature: float | None = 0.0,
+        decoding: dict | None = None,
         prompts: Prompts | None = None,
+        prompt_source: str = "built-in",
         sleep: Callable[[float], None] = time.sleep,
     ):
         if concurrency < 1:
@@ -305,19 +313,32 @@ class OpenAIJudge:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self.temperature = temperature
+        """None: not sent (the endpoint's default, as the original scripts did)."""
+        self.decoding = dict(decoding or {})
+        """Other chat-completion settings sent with every request (top_p, max_tokens, seed ...)."""
+        if "temperature" in self.decoding:
+            raise ValueError("pass the judge temperature as `temperature`, not in `decoding`")
         self.prompts = prompts or Prompts()
+        self.prompt_source = prompt_source
+        """Where the prompts came from: 'built-in', a --judge-prompt JSON or a --judge-prompt-from script."""
         self.sleep = sleep
         self.requests = 0
         """HTTP requests sent by this judge (cache hits send none)."""
         self._count_lock = threading.Lock()
 
+    def settings(self) -> dict:
+        """Everything sent besides the messages: decides the judgment along with the prompts."""
+        return {"model": self.model, "temperature": self.temperature, **self.decoding}
+
     def describe(self) -> dict:
-        return {"judge": "openai", "endpoint": self.endpoint, "model": self.model, "temperature": self.temperature,
-                "prompt_sha256": hashlib.sha256((self.prompts.system + "\0" + self.prompts.user).encode()).hexdigest()}
+        return {"judge": "openai", "endpoint": self.endpoint, "model": self.model,
+                "temperature": self.temperature if self.temperature is not None else "endpoint default (not sent)",
+                "decoding": self.decoding or "endpoint defaults (nothing sent)",
+                "prompt_sha256": self.prompts.sha256, "prompt_source": self.prompt_source}
 
     def key(self, question: str, answer: str, pred: str) -> str:
-        blob = json.dumps([self.model, self.prompts.system, self.prompts.user, question, answer, pred],
-                          ensure_ascii=False)
+        blob = json.dumps([self.settings(), self.prompts.system, self.prompts.user, question, answer, pred],
+                          ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     # -- one request -----------------------------------------------------------------------------------
@@ -347,7 +368,7 @@ class OpenAIJudge:
             return Judgment(hit["pred"], int(hit["score"]), raw=hit.get("raw"), cached=True)
         messages = [{"role": "system", "content": self.prompts.system},
                     {"role": "user", "content": self.prompts.user_message(question, answer, pred)}]
-        payload: dict = {"model": self.model, "messages": messages}
+        payload: dict = {"model": self.model, "messages": messages, **self.decoding}
         if self.temperature is not None:
             payload["temperature"] = self.temperature
         problem = ""
@@ -368,7 +389,9 @@ class OpenAIJudge:
                         problem = f"malformed reply: {err}"
                     else:
                         if self.cache is not None:
-                            self.cache.put(key, {"judge_model": self.model, "pred": verdict, "score": score,
+                            self.cache.put(key, {"judge_model": self.model, "temperature": self.temperature,
+                                                 "decoding": self.decoding, "prompt_sha256": self.prompts.sha256,
+                                                 "pred": verdict, "score": score,
                                                  "raw": content, "question": question, "answer": answer,
                                                  "prediction": pred})
                         return Judgment(verdict, score, raw=content)

@@ -288,8 +288,22 @@ def judge_and_score(plan: Plan, records: Sequence[dict], judge, out: Path, progr
     title = f"{DATASET_TITLES.get(plan.dataset.name, plan.dataset.name)}, judge {name}"
     if run_info and run_info.get("model"):
         title += f", model {run_info['model']}"
-    (out / f"metrics-{name}.md").write_text(markdown_table(metrics, title), encoding="utf-8")
+    (out / f"metrics-{name}.md").write_text(markdown_table(metrics, title) + provenance_markdown(report),
+                                            encoding="utf-8")
     return report
+
+
+def provenance_markdown(report: dict) -> str:
+    """What produced the numbers (answering model, its decoding budget, the judge and its exact settings),
+    so a table copied out of OUT still says how it was made."""
+    run = report.get("run") or {}
+    model = run.get("model") or run.get("answerer_spec") or "?"
+    lines = ["", f"- answering model: {model}"
+                 + (f" (fingerprint {run['model_fingerprint']})" if run.get("model_fingerprint") else "")
+                 + (f", max_new_tokens {run['max_new_tokens']}" if "max_new_tokens" in run else "")]
+    judge = report.get("judge") or {}
+    lines.append("- judge: " + ", ".join(f"{key} {value}" for key, value in judge.items()))
+    return "\n".join(lines) + "\n"
 
 
 DATASET_TITLES = {"msvd": "MSVD-QA", "msrvtt": "MSRVTT-QA", "activitynet": "ActivityNet-QA", "custom": "custom"}

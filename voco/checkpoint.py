@@ -1,9 +1,11 @@
 """Loading and saving VoCo checkpoints: transformers LLaVA folders plus `voco.json`.
 
-A checkpoint folder holds what `LlavaForConditionalGeneration.save_pretrained` writes (config,
-safetensors), the tokenizer files, `voco.json`, and for the `pool` compressor
-`voco_compressor.safetensors`. A plain LLaVA checkpoint (no `voco.json`) loads too: the `<voco>`
-token is added and the embeddings grow with the mean of the existing rows.
+A checkpoint folder holds what the family's transformers class (`LlavaForConditionalGeneration`,
+`LlavaOnevisionForConditionalGeneration`, `LlavaNextVideoForConditionalGeneration`: voco/families.py,
+chosen by `config.model_type`) writes with `save_pretrained` (config, safetensors), the tokenizer
+files, `voco.json`, and for the `pool` compressor `voco_compressor.safetensors`. A plain LLaVA
+checkpoint (no `voco.json`) loads too: the `<voco>` token is added and the embeddings grow with the
+mean of the existing rows.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer, LlavaConfig
 from transformers.utils import logging as hf_logging
 
 from voco.config import VOCO_JSON, VoCoConfig
+from voco.families import family_of
 from voco.identity import COMPRESSION_FIELDS, remember_source
 from voco.model import VoCoModel, build_lm, make_projector
+from voco.preprocess import llava_preprocessing
 
 POOL_WEIGHTS = "voco_compressor.safetensors"
 BUNDLED = Path(__file__).parent / "checkpoints"
@@ -53,16 +57,14 @@ def load_checkpoint(
     """Load a VoCo or plain LLaVA checkpoint; `overrides` replace `voco.json` fields (e.g. k=2)."""
     path = resolve_checkpoint(name_or_path)
     config = AutoConfig.from_pretrained(path)
-    if not isinstance(config, LlavaConfig):
-        raise ValueError(
-            f"{path} holds a {type(config).__name__} ({config.model_type!r}); VoCo needs a LLaVA-family "
-            "checkpoint (model_type 'llava': vision tower + projector + decoder LM)"
-        )
+    family = family_of(config, str(path))  # by config.model_type: llava, llava_onevision, llava_next_video
     has_voco = (path / VOCO_JSON).is_file()
     if has_voco:
         voco = dataclasses.replace(VoCoConfig.load(path), **overrides)
     else:
-        voco = VoCoConfig(voco_tuned=False, **overrides)
+        # a plain LLaVA checkpoint: frames are prepared as its own processor prepares images
+        preprocessing = llava_preprocessing(path, config.vision_config.image_size)
+        voco = VoCoConfig(voco_tuned=False, **{**preprocessing, **overrides})
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -78,7 +80,7 @@ def load_checkpoint(
         hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # a per-tensor bar is noise for a small local checkpoint
     try:
-        llava = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype or torch.float32)
+        llava = family.model_class.from_pretrained(path, dtype=dtype or torch.float32)
     finally:
         hf_logging.set_verbosity(level)
         if bars:
@@ -106,14 +108,15 @@ def load_checkpoint(
     return model
 
 
-def from_llava(llava: LlavaForConditionalGeneration, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:
-    """Take a transformers LLaVA model apart into a `VoCoModel` (same weights, no copies)."""
+def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:
+    """Take a transformers LLaVA-family model apart into a `VoCoModel` (same weights, no copies)."""
     config = llava.config
     lm = build_lm(config.text_config, llava.model.language_model, llava.lm_head)
     if add_tokens:
         _add_special_tokens(lm, tokenizer, voco)
         config.text_config.vocab_size = lm.get_input_embeddings().num_embeddings
-    projector = make_projector(config, voco.projector, llava.model.multi_modal_projector)
+    projector = family_of(config).frame_path(llava, make_projector(config, voco.projector,
+                                                                   llava.model.multi_modal_projector))
     model = VoCoModel(config, voco, llava.model.vision_tower, projector, lm, tokenizer)
     if model.pool is not None:
         model.pool.to(model.dtype)
@@ -123,7 +126,7 @@ def from_llava(llava: LlavaForConditionalGeneration, tokenizer, voco: VoCoConfig
 def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0) -> VoCoModel:
     """A randomly initialised model (tests, benchmarks, training from scratch)."""
     torch.manual_seed(seed)
-    llava = LlavaForConditionalGeneration(config).eval()
+    llava = family_of(config).model_class(config).eval()
     return from_llava(llava, tokenizer, voco, add_tokens=True)
 
 
@@ -131,12 +134,8 @@ def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ pool weights)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with torch.device("meta"):
-        llava = LlavaForConditionalGeneration(model.config)
-    llava.model.vision_tower = model.vision_tower
-    llava.model.multi_modal_projector = model.projector
-    llava.model.language_model = model.lm.model
-    llava.lm_head = model.lm.lm_head
+    llava = family_of(model.config).assemble(model.config, model.vision_tower, model.projector, model.lm.model,
+                                             model.lm.lm_head)
     llava.save_pretrained(path)
     model.tokenizer.save_pretrained(path)
     model.voco.save(path)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voco.preprocess import ResizeMode
+
 VOCO_JSON = "voco.json"
 COMPRESSORS = ("voco", "full", "pool")
 PROJECTORS = ("mlp2x_gelu", "linear")
@@ -48,6 +50,9 @@ class VoCoConfig:
     """Frames sampled uniformly (by timestamp) from each segment."""
     segment_seconds: float = 2.0
     """Length of one segment of video."""
+    image_resize: ResizeMode = ResizeMode.STRETCH
+    """How a frame becomes the vision tower's square (voco/preprocess.py): `stretch` (the bundled models),
+    `pad` (LLaVA-1.5: pad to square with the mean colour), `crop` (CLIP: shortest edge + centre crop)."""
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     voco_token: str = "<voco>"
@@ -60,6 +65,11 @@ class VoCoConfig:
     def __post_init__(self) -> None:
         if isinstance(self.prompt, dict):
             self.prompt = PromptTemplate(**self.prompt)
+        try:
+            self.image_resize = ResizeMode(self.image_resize)
+        except ValueError as err:
+            raise ValueError(f"image_resize must be one of {[m.value for m in ResizeMode]}, "
+                             f"got {self.image_resize!r}") from err
         self.image_mean = tuple(float(x) for x in self.image_mean)
         self.image_std = tuple(float(x) for x in self.image_std)
         if self.compressor not in COMPRESSORS:
@@ -76,7 +86,13 @@ class VoCoConfig:
             raise ValueError("image_mean and image_std need three values each, std > 0")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["image_resize"] = self.image_resize.value
+        if self.image_resize == ResizeMode.STRETCH:
+            # the mode every model had before the field existed: left out, so their voco.json and identity
+            # (which hashes this dict) stay byte-identical and their caches stay valid
+            del data["image_resize"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> VoCoConfig:

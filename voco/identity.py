@@ -30,10 +30,12 @@ from pathlib import Path
 
 import torch
 
+from voco.config import VoCoConfig
+
 log = logging.getLogger(__name__)
 
 IDENTITY_VERSION = "voco-identity/2"
-COMPRESSION_FIELDS = ("k", "compressor", "projector", "image_mean", "image_std")
+COMPRESSION_FIELDS = ("k", "compressor", "projector", "image_mean", "image_std", "image_resize")
 """voco.json fields that change what the compress pass computes (beside the token ids, hashed too)."""
 OUTSIDE_IDENTITY = {
     "voco_token": "only the token id it resolves to counts (hashed as voco_token_id)",
@@ -58,7 +60,9 @@ def compression_settings(model, voco: dict | None = None) -> dict:
     voco: another voco.json (as a dict) for the same weights and tokenizer: its compression fields count.
     """
     voco = voco if voco is not None else model.voco.to_dict()
-    settings = {name: voco.get(name) for name in COMPRESSION_FIELDS}
+    # voco.json leaves default-valued fields out (image_resize: stretch): hash the value in force
+    defaults = {"image_resize": VoCoConfig().image_resize.value}
+    settings = {name: voco.get(name, defaults.get(name)) for name in COMPRESSION_FIELDS}
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id
     return json.loads(json.dumps(settings))  # tuples and lists hash alike

@@ -15,13 +15,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
 from voco import identity
 from voco.cache import SegmentCache, check_caches, place_on_timeline
 from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
 from voco.config import VoCoConfig
+from voco.preprocess import frame_preprocessor
 from voco.rope import rotary_inv_freq
 
 Frames = np.ndarray | torch.Tensor  # uint8 [F, H, W, 3]
@@ -123,12 +123,8 @@ class VoCoModel(nn.Module):
                     f"got {seg.dtype} {tuple(seg.shape)}"
                 )
             batch.append(seg)
-        x = torch.cat(batch).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # [B*F, 3, H, W]
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        mean = torch.tensor(self.voco.image_mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.voco.image_std, device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.dtype)
+        preprocess = frame_preprocessor(self.voco.image_resize, size, self.voco.image_mean, self.voco.image_std)
+        return preprocess(torch.cat(batch).to(self.device)).to(self.dtype)
 
     def vision_features(self, frames: Sequence[Frames]) -> torch.Tensor:
         """The vision tower's features LLaVA projects: [B * F, p, vision] (feature layer(s), CLS dropped)."""

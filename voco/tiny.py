@@ -1,7 +1,9 @@
-"""Tiny random models and an offline tokenizer: for tests, the demo and benchmarks on CPU."""
+"""Random stand-in models and an offline tokenizer: tiny ones for tests, the demo and benchmarks on CPU, and
+LLaVA-1.5-7B-shaped ones (random weights, any depth) for GPU benchmarks and bf16 parity checks."""
 
 from __future__ import annotations
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPVisionConfig,
@@ -88,3 +90,54 @@ def tiny_model(lm: str = "llama", vision: str = "clip", *, seed: int = 0, config
     tokenizer = tiny_tokenizer(with_bos=(lm != "qwen2"))
     voco = VoCoConfig(**{"frames_per_segment": 2, **voco_fields})
     return new_model(config or tiny_config(lm, vision), tokenizer, voco, seed=seed)
+
+
+def llava15_7b_config(layers: int = 32, vision_layers: int = 24) -> LlavaConfig:
+    """LLaVA-1.5-7B's shapes: CLIP ViT-L/14 at 336 px (576 tokens per frame) + a Llama-2-7B decoder; `layers`
+    and `vision_layers` shrink the depths only (every width, head count and the vocabulary stay)."""
+    if vision_layers < 2:
+        raise ValueError(f"vision_layers must be >= 2 (LLaVA reads the second-to-last layer), got {vision_layers}")
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=vision_layers,
+                              num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
+    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers, num_attention_heads=32,
+                       num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096)
+    return LlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=-2,
+                       vision_feature_select_strategy="default", image_token_index=32000)
+
+
+def llava7b_model(layers: int = 32, vision_layers: int = 24, *, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.bfloat16, seed: int = 0, **voco_fields):
+    """A random `VoCoModel` of LLaVA-1.5-7B's shapes (k=1, one frame per segment unless given), built directly
+    in `dtype` on `device` (no fp32 copy in host memory first). RoPE inverse frequencies stay fp32, as
+    `from_pretrained(dtype=...)` leaves them."""
+    from voco.checkpoint import new_model
+
+    voco = VoCoConfig(**{"k": 1, "frames_per_segment": 1, **voco_fields})
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = new_model(llava15_7b_config(layers, vision_layers), tiny_tokenizer(), voco, seed=seed)
+    finally:
+        torch.set_default_dtype(default)
+    return model.eval()
+
+
+def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 64, layers: int = 2):
+    """A tiny random config of another LLaVA family (voco/families.py), Qwen2 decoder:
+    `llava_onevision` (SigLIP, 4x4 patch grid pooled to 2x2 per frame) or `llava_next_video` (CLIP,
+    spatial pooling stride 2)."""
+    from transformers import LlavaNextVideoConfig, LlavaOnevisionConfig
+
+    base = tiny_config("qwen2", "siglip" if model_type == "llava_onevision" else "clip", vocab_size=vocab_size,
+                       hidden=hidden, layers=layers)
+    common = dict(vision_config=base.vision_config.to_dict(), text_config=base.text_config.to_dict(),
+                  image_token_index=vocab_size - 1, video_token_index=vocab_size - 2)
+    if model_type == "llava_onevision":
+        return LlavaOnevisionConfig(**common, vision_feature_layer=-1, vision_feature_select_strategy="full",
+                                    image_grid_pinpoints=[[32, 32]])
+    if model_type == "llava_next_video":
+        return LlavaNextVideoConfig(**common, vision_feature_layer=-2, vision_feature_select_strategy="default",
+                                    spatial_pool_mode="average", spatial_pool_stride=2,
+                                    image_grid_pinpoints=[[32, 32]])
+    raise ValueError(f"model_type must be 'llava_onevision' or 'llava_next_video', got {model_type!r}")

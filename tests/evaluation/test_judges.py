@@ -105,6 +105,7 @@ class FakeOpenAI:
         self.max_inflight = 0
         self.auth: set[str | None] = set()
         self.models: set[str] = set()
+        self.payloads: list[dict] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -133,6 +134,8 @@ class FakeOpenAI:
         body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
         self.auth.add(h.headers.get("Authorization"))
         self.models.add(body["model"])
+        with self.lock:
+            self.payloads.append(body)
         user = body["messages"][1]["content"]
         assert body["messages"][0]["role"] == "system" and "meaningful" in body["messages"][0]["content"]
         answer = re.search(r"Correct Answer: (.*)\n", user).group(1)

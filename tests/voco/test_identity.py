@@ -60,7 +60,7 @@ def test_prompt_and_sampling_leave_the_identity_alone_compression_settings_do_no
     model.voco = dataclasses.replace(model.voco, prompt=PromptTemplate(system="Be brief."), segment_seconds=7.0,
                                      frames_per_segment=3)
     assert model.fingerprint == base
-    for change in ({"k": 2}, {"compressor": "full"}, {"image_mean": (0.5, 0.5, 0.5)}):
+    for change in ({"k": 2}, {"compressor": "full"}, {"image_mean": (0.5, 0.5, 0.5)}, {"image_resize": "pad"}):
         model.voco = dataclasses.replace(VoCoConfig(frames_per_segment=2), **change)
         assert model.fingerprint != base, change
     model.voco = VoCoConfig(frames_per_segment=2)

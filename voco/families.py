@@ -1,0 +1,133 @@
+"""Checkpoint families: which transformers class holds a checkpoint, and its per-frame (video) path.
+
+A family is chosen by the checkpoint's `config.model_type` (a registered class per type, never a name
+substring). Every family is a vision tower, a projector and a decoder LM under the attribute names
+LLaVA uses (`model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`);
+they differ in what turns one frame's vision features into LM embeddings, and VoCo follows each
+model's own *video* path, since segments are video frames:
+
+- `llava` (LLaVA-1.5): the projector.
+- `llava_onevision` (LLaVA-OneVision, SigLIP + Qwen2): the projector, then 2x2 bilinear pooling of the
+  token grid (`LlavaOnevisionModel.apply_pooling`: 729 -> 196 tokens per 384 px frame).
+- `llava_next_video` (LLaVA-NeXT-Video): the spatial pooler (`vision_resampler`), then the projector.
+
+The family's frame path is one `nn.Module` (`VoCoModel.projector`), so the model code has no family
+branches; its parts go back into the family's transformers class on save. Parameters the video path
+does not read (OneVision's and NeXT-Video's `image_newline`) are carried along so a save writes them back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import (
+    LlavaForConditionalGeneration,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedModel,
+)
+
+
+class Family:
+    """The `llava` family; subclasses change the frame path and what else a save must write back."""
+
+    model_type = "llava"
+    model_class: type[PreTrainedModel] = LlavaForConditionalGeneration
+
+    def frame_path(self, model: PreTrainedModel, projector: nn.Module) -> nn.Module:
+        """The module VoCo runs on a frame's selected vision features [frames, p, vision] -> [frames, n, hidden]."""
+        return projector
+
+    def projector_of(self, frame_path: nn.Module) -> nn.Module:
+        return frame_path
+
+    def restore(self, model: PreTrainedModel, frame_path: nn.Module) -> None:
+        """Put what `frame_path` carries besides the projector back into a family model being saved."""
+
+    def assemble(self, config, vision_tower: nn.Module, frame_path: nn.Module, language_model: nn.Module,
+                 lm_head: nn.Module) -> PreTrainedModel:
+        """The family's transformers model around existing parts (no new weights), for save_pretrained."""
+        with torch.device("meta"):
+            model = self.model_class(config)
+        model.model.vision_tower = vision_tower
+        model.model.multi_modal_projector = self.projector_of(frame_path)
+        model.model.language_model = language_model
+        model.lm_head = lm_head
+        self.restore(model, frame_path)
+        return model
+
+
+class OnevisionFramePath(nn.Module):
+    """LLaVA-OneVision's video path: projector, then bilinear 2x2 pooling of the token grid."""
+
+    def __init__(self, projector: nn.Module, image_newline: nn.Parameter, grid: int):
+        super().__init__()
+        self.projector = projector
+        self.image_newline = image_newline  # not used per frame; kept for the save
+        self.grid = grid
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.projector(features)  # [frames, grid * grid, hidden]
+        frames, _, dim = x.shape
+        x = x.view(frames, self.grid, self.grid, dim).permute(0, 3, 1, 2)
+        x = F.interpolate(x, size=[math.ceil(self.grid / 2)] * 2, mode="bilinear")  # as apply_pooling
+        return x.permute(0, 2, 3, 1).reshape(frames, -1, dim)
+
+
+class NextVideoFramePath(nn.Module):
+    """LLaVA-NeXT-Video's video path: the spatial pooler, then the projector."""
+
+    def __init__(self, resampler: nn.Module, projector: nn.Module, image_newline: nn.Parameter):
+        super().__init__()
+        self.resampler = resampler
+        self.projector = projector
+        self.image_newline = image_newline
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.resampler(features))
+
+
+class OnevisionFamily(Family):
+    model_type = "llava_onevision"
+    model_class = LlavaOnevisionForConditionalGeneration
+
+    def frame_path(self, model, projector):
+        vision = model.config.vision_config
+        return OnevisionFramePath(projector, model.model.image_newline, vision.image_size // vision.patch_size)
+
+    def projector_of(self, frame_path):
+        return frame_path.projector
+
+    def restore(self, model, frame_path):
+        model.model.image_newline = frame_path.image_newline
+
+
+class NextVideoFamily(Family):
+    model_type = "llava_next_video"
+    model_class = LlavaNextVideoForConditionalGeneration
+
+    def frame_path(self, model, projector):
+        return NextVideoFramePath(model.model.vision_resampler, projector, model.model.image_newline)
+
+    def projector_of(self, frame_path):
+        return frame_path.projector
+
+    def restore(self, model, frame_path):
+        model.model.vision_resampler = frame_path.resampler
+        model.model.image_newline = frame_path.image_newline
+
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (Family(), OnevisionFamily(), NextVideoFamily())}
+
+
+def family_of(config, where: str = "the checkpoint") -> Family:
+    """The family of a transformers config, by its `model_type`; a clear error for any other type."""
+    family = FAMILIES.get(getattr(config, "model_type", None))
+    if family is None:
+        raise ValueError(
+            f"{where} holds a {type(config).__name__} ({getattr(config, 'model_type', None)!r}); VoCo needs a "
+            f"LLaVA-family checkpoint (vision tower + projector + decoder LM): model_type one of {sorted(FAMILIES)}")
+    return family
