@@ -81,11 +81,13 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
                 video = Video(uid=uuid.uuid4().hex, sha256=key.sha256, model_id=key.model_id,
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
                               path=path, size=size, status=PENDING, claimed_by=owner, heartbeat_at=now)
-                s.add(video)
-                _forget_unreadable(s, key.model_id, path)
+                # Every statement that may send the INSERT (the DELETE below autoflushes it) stays inside
+                # the try: on PostgreSQL the loser of a race gets its duplicate-key error right there.
                 try:
+                    _forget_unreadable(s, key.model_id, path)
+                    s.add(video)
                     s.commit()
-                except IntegrityError:  # another process inserted it first (PostgreSQL): look again
+                except IntegrityError:  # another process inserted it first: look again (it is BUSY now)
                     s.rollback()
                     continue
                 return _as_claim(video, CLAIMED, fingerprint)
