@@ -61,6 +61,8 @@ class RayExecutor:
 
     def __init__(self, config: RayConfig):
         self.config = config
+        self.timings: dict[str, float] = {}
+        """Of the last run: startup_s (workers started, models loaded), ingest_s (from then to the end)."""
 
     def run(self, request: IngestRequest) -> Summary:
         import ray
@@ -99,6 +101,8 @@ class RayExecutor:
         summary, results = Summary(), {}
         start = time.perf_counter()
         idle = [new_actor() for _ in range(min(cfg.workers, max(1, len(files))))]
+        self._wait_ready(ray, idle)
+        self.timings["startup_s"] = time.perf_counter() - start
         todo = list(enumerate(files))[::-1]  # popped from the end: in the order found
         running: dict = {}  # object ref -> (order, path, actor)
         try:
@@ -133,7 +137,20 @@ class RayExecutor:
                 bars.close()
         summary.files = [results[i] for i in sorted(results)]
         summary.elapsed_s = time.perf_counter() - start
+        self.timings["ingest_s"] = summary.elapsed_s - self.timings["startup_s"]
         return summary
+
+    @staticmethod
+    def _wait_ready(ray, actors: list) -> None:
+        """Every worker up, its store open and its model loaded; else one clear error (not one per file)."""
+        from ingest.run import UsageError
+
+        try:
+            ray.get([actor.pid.remote() for actor in actors])
+        except ray.exceptions.RayError as err:
+            for actor in actors:
+                ray.kill(actor)
+            raise UsageError(f"the Ray workers could not start: {_cause(err)}") from err
 
 
 def _emit(listener, event: ProgressEvent) -> None:
@@ -141,6 +158,13 @@ def _emit(listener, event: ProgressEvent) -> None:
         listener(event)
     except Exception as err:  # noqa: BLE001 - a broken listener must not stop the ingest
         log.warning("progress listener failed: %s", err)
+
+
+def _cause(err: BaseException) -> str:
+    """The worker's own exception message where Ray carries one (e.g. the model folder that does not exist)."""
+    cause = getattr(err, "cause", None) or getattr(err, "error_msg", None) or err
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def _first_line(err: BaseException) -> str:

@@ -88,3 +88,9 @@ def test_ray_resumes_what_a_local_run_left(tmp_path, ray_cluster, db_url, model_
 def test_ray_needs_a_model_it_can_load_on_its_workers(tmp_path, one_video, model):
     with pytest.raises(UsageError, match="model name or folder"):
         ingest_paths([one_video], home=tmp_path / "home", model=model, config=CFG, executor=_ray())
+
+
+def test_ray_workers_that_cannot_load_the_model_are_one_usage_error(tmp_path, ray_cluster, one_video):
+    with pytest.raises(UsageError, match="Ray workers could not start.*no-such-model"):
+        ingest_paths([one_video], home=tmp_path / "home", model=str(tmp_path / "no-such-model"), config=CFG,
+                     executor=_ray(workers=1))
