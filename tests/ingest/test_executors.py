@@ -94,3 +94,29 @@ def test_ray_workers_that_cannot_load_the_model_are_one_usage_error(tmp_path, ra
     with pytest.raises(UsageError, match="Ray workers could not start.*no-such-model"):
         ingest_paths([one_video], home=tmp_path / "home", model=str(tmp_path / "no-such-model"), config=CFG,
                      executor=_ray(workers=1))
+
+
+@pytest.mark.slow
+def test_the_readme_command_ray_workers_on_postgresql(tmp_path, postgres_url, model_dir, video_dir):
+    """python -m ingest DIR --executor ray --workers 2 --db postgresql+psycopg://... --cache-root DIR --json"""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("h264.mp4", "vp8.webm", "vfr.mkv"):
+        shutil.copy(video_dir / name, folder / name)
+    cmd = [sys.executable, "-m", "ingest", str(folder), "--executor", "ray", "--workers", "2", "--db", postgres_url,
+           "--cache-root", str(tmp_path / "caches"), "--model", str(model_dir), "--segment-seconds", "1",
+           "--threads", "1", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(root), "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert [f["status"] for f in summary["files"]] == ["ingested"] * 3 and summary["segments_compressed"] == 10
+    again = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads(again.stdout)["present"] == 3
