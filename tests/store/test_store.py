@@ -58,6 +58,12 @@ def test_migrations_build_exactly_the_models_schema(store):
     Store.open(store.home.root, store.url).close()  # reopening (upgrade again) is a no-op
 
 
+def test_a_postgresql_url_without_a_driver_uses_psycopg(tmp_path, postgres_url):
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with Store.open(tmp_path, db_url=plain) as store:
+        assert store.engine.dialect.driver == "psycopg" and store.list_videos() == []
+
+
 def test_bad_database_url_fails_with_a_clear_message(tmp_path):
     with pytest.raises(StoreError, match="bad database URL"):
         Store.open(tmp_path, db_url="not a url")
