@@ -9,11 +9,14 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+# Read torch's version from its metadata: importing torch before numpy is installed prints
+# "Failed to initialize NumPy".
+torch_version() { .venv/bin/python -c "from importlib.metadata import version; print(version('torch').split('+')[0])"; }
+if ! torch_version >/dev/null 2>&1; then
     echo "installing torch==2.13.0 (CPU build)"
     pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > .venv/torch-constraint.txt
+echo "torch==$(torch_version)" > .venv/torch-constraint.txt
 echo "installing the project and its dependencies (torch held at $(cat .venv/torch-constraint.txt))"
 # postgres: the PostgreSQL driver (a shared store, and the tests against a real server); ray: the Ray executor
 PIP_CONSTRAINT=.venv/torch-constraint.txt pip install -q -e ".[dev,postgres,ray]"

@@ -1,22 +1,29 @@
 """python -m app: the VoCo Video QA chat app.
 
     python -m app                          # 127.0.0.1:7860, videos from $VOCO_HOME (or the default home)
-    python -m app --home ./voco_home --port 8000 --auth alice:secret
+    python -m app --home ./voco_home --port 8000 --auth-file ~/.voco_auth   # a file holding user:password
+    VOCO_APP_AUTH=alice:secret python -m app                                 # or the environment
 
 Pick a stored video (or upload one: it is ingested in the background), ask questions, get streamed
 answers computed from the video's VoCo caches. API: the named endpoints /ask and /videos
-(gradio_client.Client(url).predict(video_id=1, question="...", api_name="/ask")).
+(gradio_client.Client(url).predict(video_id=1, question="...", api_name="/ask") returns
+{"answer": ..., "note": ..., "segments_used": ..., "tokens": ...}; a bad request raises its reason).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from store import Store, StoreError, default_home
+
+AUTH_ENV = "VOCO_APP_AUTH"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,21 +35,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public share link (off by default)")
-    p.add_argument("--auth", help="require a login, given as user:password")
+    login = p.add_mutually_exclusive_group()
+    login.add_argument("--auth-file", metavar="FILE",
+                       help=f"require a login: FILE's first line is user:password (or set ${AUTH_ENV})")
+    login.add_argument("--auth", metavar="USER:PASSWORD",
+                       help="require a login (the password shows in the process list: prefer --auth-file)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512 MiB)")
     p.add_argument("--concurrency", type=int, default=1, help="answers computed at once; the rest queue")
     p.add_argument("--no-upload", action="store_true", help="switch uploads off")
     args = p.parse_args(argv)
-    if args.auth and ":" not in args.auth:
-        p.error("--auth must be user:password")
+    try:
+        args.login = login_pair(args.auth, args.auth_file, os.environ.get(AUTH_ENV))
+    except ValueError as err:
+        p.error(str(err))
     return args
+
+
+def login_pair(flag: str | None, file: str | None, env: str | None) -> tuple[str, str] | None:
+    """(user, password) from --auth, --auth-file or $VOCO_APP_AUTH (in that order), or None: no login."""
+    if flag is not None:
+        text, source = flag, "--auth"
+    elif file is not None:
+        try:
+            lines = Path(file).expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--auth-file {file}: cannot read it ({err})") from err
+        text, source = (lines[0].strip() if lines else ""), f"--auth-file {file}"
+    elif env:
+        text, source = env.strip(), f"${AUTH_ENV}"
+    else:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"{source} must be user:password (both non-empty)")
+    return user, password
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.service import ChatService, ServiceLimits
-    from app.ui import build_ui
+    from app.ui import build_ui, library_line
     from voco import VoCoModel
 
     try:
@@ -55,13 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20)
     service = ChatService(store, model, model_name=args.model, limits=limits,
                           upload_dir=None if args.no_upload else home / "uploads")
+    swept = service.sweep_uploads()
+    if swept:
+        print(f"removed {len(swept)} upload(s) no stored video needs (failed, cancelled or duplicate) "
+              f"from {home / 'uploads'}", flush=True)
     thumbs = Path(tempfile.mkdtemp(prefix="voco_thumbs_"))
     demo = build_ui(service, thumbs)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    print(f"VoCo Video QA: {len(service.videos())} videos in {home}; open http://{args.host}:{args.port}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False)
+    if args.auth_file and Path(args.auth_file).expanduser().stat().st_mode & 0o077:
+        print(f"note: {args.auth_file} can be read by other users (chmod 600 it)", file=sys.stderr)
+    if args.auth:
+        print(f"note: --auth shows the password to anyone who can list processes; use --auth-file or ${AUTH_ENV}",
+              file=sys.stderr)
+    print(f"VoCo Video QA: {library_line(service)} in {home}; open http://{args.host}:{args.port}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the app like Ctrl-C: cleanup runs
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.login,
+                    max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False)
+    finally:
+        shutil.rmtree(thumbs, ignore_errors=True)  # this run's thumbnails; the next run writes its own
     return 0
 
 

@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ingest.results import FAILED
 from ingest.run import ingest_paths
 from voco.data.synthetic import write_dataset
 
@@ -63,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"ingested {summary.count('ingested')}, already present {summary.count('present')}, "
           f"failed {summary.count('failed')}", flush=True)
-    for failed in (f for f in summary.files if f.status == "failed"):
+    for failed in (f for f in summary.files if f.status == FAILED):
         print(f"  failed: {failed.path}: {failed.error}", file=sys.stderr)
     if args.no_launch:
-        return 0 if summary.count("failed") == 0 else 2
+        return 0 if summary.count(FAILED) == 0 else 2
     from app.__main__ import main as app_main
 
     return app_main(["--home", str(home), "--model", args.model, "--host", args.host, "--port", str(args.port)])

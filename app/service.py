@@ -7,30 +7,32 @@ fit the model's context is answered from a uniform subset of its segments, and t
 
 from __future__ import annotations
 
-import shutil
+import logging
 import threading
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ingest.progress import ProgressEvent
-from ingest.run import ingest_paths
-from store import Store, VideoInfo
+from app.uploads import UploadJob, Uploads, display_name
+from app.validation import AskRequest, ServiceError, ask_request
+from app.validation import video_id as checked_video_id
+from store import NotFound, Store, StoreError, VideoInfo
+from store.models import READY
 from voco.cache import SegmentCache
 from voco.generation import GenerationConfig, StopText, generate_tokens, stop_strings
 from voco.model import VoCoModel
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+log = logging.getLogger(__name__)
 
+NO_ANSWER = "the model gave no answer"
+"""Said (in the stats note, the chat and the API) when decoding ends with no text."""
 
-class ServiceError(ValueError):
-    """A request the service cannot serve; the message is meant for the person asking."""
+__all__ = ["NO_ANSWER", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits", "UploadJob"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class AnswerStats:
     tokens: int
     tokens_per_s: float
     note: str = ""
+    """What the person should know: a uniform subset of a long video, or that the model gave no answer."""
 
     @property
     def compression(self) -> float:
@@ -58,6 +61,9 @@ class AnswerStats:
                 f"{self.ttft_ms:.0f} ms · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
         return f"{text} · {self.note}" if self.note else text
 
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2)}
+
 
 @dataclass(frozen=True)
 class AnswerUpdate:
@@ -65,16 +71,6 @@ class AnswerUpdate:
     """The answer so far."""
     stats: AnswerStats | None = None
     """Set on the last update."""
-
-
-@dataclass
-class UploadJob:
-    id: str
-    path: Path
-    status: str = "queued"  # queued | ingesting | ready | failed
-    progress: float = 0.0
-    message: str = ""
-    video_id: int | None = None
 
 
 @dataclass
@@ -99,40 +95,62 @@ class ChatService:
     def __post_init__(self) -> None:
         self._caches: OrderedDict[int, list[SegmentCache]] = OrderedDict()
         self._model_lock = threading.Lock()  # one answer decodes at a time; others wait their turn
-        self._jobs: dict[str, UploadJob] = {}
         self._vision_tokens: int | None = None
+        self.uploads = None if self.upload_dir is None else Uploads(
+            self.store, self.model, self.model_name, self.upload_dir, self.limits.max_upload_bytes)
 
     # ---- library ---------------------------------------------------------------------------------
 
     def videos(self, query: str = "") -> list[VideoInfo]:
-        """Videos stored for this model, newest first, filtered by a case-insensitive name search."""
+        """Ready videos of this model, newest first, filtered by a case-insensitive name search.
+
+        Failed and unfinished videos cannot be asked about, so they are not listed (see `counts`)."""
         query = query.strip().lower()
-        rows = [v for v in self.store.list_videos() if v.fingerprint == self.model.fingerprint]
-        rows = [v for v in rows if not query or any(query in Path(p).name.lower() for p in [v.path, *v.paths])]
+        rows = [v for v in self._own_videos() if v.status == READY]
+        rows = [v for v in rows if not query or any(query in self.name(p).lower() for p in [v.path, *v.paths])]
         return sorted(rows, key=lambda v: v.updated_at, reverse=True)
 
-    def video(self, video_id: int) -> VideoInfo:
-        info = self.store.get_video(int(video_id))
+    def counts(self) -> Counter:
+        """This model's videos by status (ready, failed, pending)."""
+        return Counter(v.status for v in self._own_videos())
+
+    def _own_videos(self) -> list[VideoInfo]:
+        return [v for v in self.store.list_videos() if v.fingerprint == self.model.fingerprint]
+
+    def name(self, path: str) -> str:
+        """A stored path as the person named the file (uploads keep their original name)."""
+        return display_name(path, self.uploads.folder if self.uploads is not None else None)
+
+    def video(self, video_id: object) -> VideoInfo:
+        """The stored video, or `ServiceError` saying why it cannot be asked about."""
+        video_id = checked_video_id(video_id)
+        try:
+            info = self.store.get_video(video_id)
+        except NotFound as err:
+            raise ServiceError(f"no video with id {video_id} (the /videos endpoint lists the ids)") from err
         if info.fingerprint != self.model.fingerprint:
             raise ServiceError(f"video {video_id} was ingested with another model ({info.model_name})")
         return info
 
-    def timeline(self, video_id: int) -> list[tuple[bytes, str]]:
+    def timeline(self, video_id: object) -> list[tuple[bytes, str]]:
         """(JPEG bytes, caption) per segment: what the model 'saw'."""
         return [(s.thumbnail, f"#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
-                for s in self.store.segments(int(video_id)) if s.thumbnail]
+                for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
 
-    def caches(self, video_id: int) -> list[SegmentCache]:
+    def caches(self, video_id: object) -> list[SegmentCache]:
         """The video's caches, from the LRU or one memory-mapped read of the store."""
-        video_id = int(video_id)
+        video_id = checked_video_id(video_id)
         if video_id in self._caches:
             self._caches.move_to_end(video_id)
             return self._caches[video_id]
         info = self.video(video_id)
-        if info.status != "ready":
-            raise ServiceError(f"video {video_id} is not ready yet ({info.status}"
+        if info.status != READY:
+            raise ServiceError(f"video {video_id} is not ready ({info.status}"
                                + (f": {info.error}" if info.error else "") + ")")
-        caches = self.store.load_caches(video_id, self.model.fingerprint)
+        try:
+            caches = self.store.load_caches(video_id, self.model.fingerprint)
+        except StoreError as err:  # a damaged or missing pack: this video fails, the app goes on
+            raise ServiceError(str(err)) from err
         self._caches[video_id] = caches
         while len(self._caches) > self.limits.cached_videos:
             self._caches.popitem(last=False)
@@ -153,25 +171,33 @@ class ChatService:
         return picked, (f"video longer than the model's context: answered from {len(picked)} of {count} "
                         "segments sampled uniformly")
 
-    def ask(self, video_id: int, question: str, history: Sequence[tuple[str, str]] = (), *,
-            max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0) -> Iterator[AnswerUpdate]:
-        """Stream the answer to a question about a stored video; the last update carries the stats."""
-        question = question.strip()
-        if not question:
-            raise ServiceError("ask a question first")
-        if len(question) > self.limits.max_question_chars:
-            raise ServiceError(f"question longer than {self.limits.max_question_chars} characters")
-        max_new_tokens = max(1, min(int(max_new_tokens), self.limits.max_new_tokens))
-        cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=float(temperature), top_p=float(top_p),
-                               history=tuple(history))
-        caches = self.caches(video_id)
-        prefix, suffix = self.model.prompt_ids(question, cfg.history)
-        used, note = self.fit_context(len(caches), len(prefix) + len(suffix) + max_new_tokens)
+    def request(self, video_id: object, question: object, history: object = (), *, max_new_tokens: object = 64,
+                temperature: object = 0.0, top_p: object = 1.0) -> AskRequest:
+        """The checked request (types and ranges, see app/validation.py); `ServiceError` if any is wrong."""
+        return ask_request(video_id, question, max_new_tokens=max_new_tokens, temperature=temperature,
+                           top_p=top_p, history=history, max_new_tokens_limit=self.limits.max_new_tokens,
+                           max_question_chars=self.limits.max_question_chars)
+
+    def ask(self, video_id: object, question: object, history: object = (), *, max_new_tokens: object = 64,
+            temperature: object = 0.0, top_p: object = 1.0) -> Iterator[AnswerUpdate]:
+        """Stream the answer to a question about a stored video; the last update carries the stats.
+
+        Every argument is checked first; a bad one raises `ServiceError` before anything runs."""
+        req = self.request(video_id, question, history, max_new_tokens=max_new_tokens, temperature=temperature,
+                           top_p=top_p)
+        caches = self.caches(req.video_id)
+        return self._decode(req, caches)
+
+    def _decode(self, req: AskRequest, caches: list[SegmentCache]) -> Iterator[AnswerUpdate]:
+        cfg = GenerationConfig(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p,
+                               history=req.history)
+        prefix, suffix = self.model.prompt_ids(req.question, cfg.history)
+        used, note = self.fit_context(len(caches), len(prefix) + len(suffix) + req.max_new_tokens)
         chosen = [caches[i] for i in used]
         stopper = StopText(self.model.tokenizer, stop_strings(self.model, cfg))
         text, ids, start, first = "", [], time.perf_counter(), None
         with self._model_lock:
-            for token in generate_tokens(self.model, question, chosen, cfg):
+            for token in generate_tokens(self.model, req.question, chosen, cfg):
                 first = first or time.perf_counter()
                 ids.append(token)
                 piece = stopper.feed(ids)
@@ -183,14 +209,17 @@ class ChatService:
             text += stopper.feed(ids, final=True) if not stopper.stopped else ""
         end = time.perf_counter()
         first = first or end
+        text = text.strip()
+        if not text:
+            note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
         stats = AnswerStats(
             segments_used=len(chosen), segments_total=len(caches), cache_tokens=sum(c.k for c in chosen),
             vision_tokens=len(chosen) * self.vision_tokens_per_segment(), ttft_ms=(first - start) * 1000,
             tokens=len(ids), tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
             note=note)
-        yield AnswerUpdate(text.strip(), stats)
+        yield AnswerUpdate(text, stats)
 
-    def answer(self, video_id: int, question: str, **kwargs) -> tuple[str, AnswerStats]:
+    def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, AnswerStats]:
         *_, last = self.ask(video_id, question, **kwargs)
         return last.text, last.stats
 
@@ -205,48 +234,23 @@ class ChatService:
     def _kept_per_segment(self) -> int:
         return self.vision_tokens_per_segment() if self.model.voco.compressor == "full" else self.model.k
 
-    # ---- uploads ---------------------------------------------------------------------------------
+    # ---- uploads (app/uploads.py) ----------------------------------------------------------------
+
+    def _uploads(self) -> Uploads:
+        if self.uploads is None:
+            raise ServiceError("uploads are switched off")
+        return self.uploads
 
     def upload(self, source: str | Path, name: str | None = None) -> UploadJob:
-        """Copy an uploaded file into the upload folder and ingest it in the background."""
-        if self.upload_dir is None:
-            raise ServiceError("uploads are switched off")
-        source = Path(source)
-        name = Path(name or source.name).name
-        if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
-            raise ServiceError(f"{name}: not a video file name (expected one of {', '.join(VIDEO_SUFFIXES)})")
-        size = source.stat().st_size
-        if size > self.limits.max_upload_bytes:
-            raise ServiceError(f"{name}: {size / 2**20:.0f} MiB is over the upload limit of "
-                               f"{self.limits.max_upload_bytes / 2**20:.0f} MiB")
-        job = UploadJob(id=uuid.uuid4().hex[:12], path=self.upload_dir / f"{uuid.uuid4().hex[:8]}_{name}")
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, job.path)
-        self._jobs[job.id] = job
-        threading.Thread(target=self._ingest, args=(job,), daemon=True, name=f"upload-{job.id}").start()
-        return job
+        """Copy an uploaded file into its own upload folder and ingest it in the background."""
+        return self._uploads().start(source, name)
 
     def job(self, job_id: str) -> UploadJob:
-        if job_id not in self._jobs:
-            raise ServiceError(f"no upload {job_id!r}")
-        return self._jobs[job_id]
+        return self._uploads().job(job_id)
 
-    def _ingest(self, job: UploadJob) -> None:
-        def progress(event: ProgressEvent) -> None:
-            if event.segments_total:
-                job.progress = event.segments_done / event.segments_total
-            job.message = f"{event.segments_done}/{event.segments_total} segments"
+    def cancel_upload(self, job_id: str) -> UploadJob:
+        return self._uploads().cancel(job_id)
 
-        job.status = "ingesting"
-        try:
-            # no model lock: compressing an upload and answering questions may interleave
-            summary = ingest_paths([job.path], model=self.model, model_name=self.model_name, store=self.store,
-                                   progress=progress)
-            (result,) = summary.files
-            if result.status == "failed":
-                job.status, job.message = "failed", result.error or "ingest failed"
-            else:
-                job.status, job.progress, job.video_id = "ready", 1.0, result.video_id
-                job.message = f"ready: video {result.video_id}, {result.segments} segments"
-        except Exception as err:  # noqa: BLE001 - a failed upload must not take the app down
-            job.status, job.message = "failed", f"{type(err).__name__}: {err}"
+    def sweep_uploads(self) -> list[Path]:
+        """Delete what earlier runs left in the upload folder (failed, cancelled, duplicate uploads)."""
+        return [] if self.uploads is None else self.uploads.sweep()

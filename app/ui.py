@@ -11,7 +11,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 
 import gradio as gr  # noqa: E402
 
-from app.service import ChatService, ServiceError  # noqa: E402
+from app.service import NO_ANSWER, ChatService, ServiceError  # noqa: E402
+from app.uploads import UploadStatus  # noqa: E402
+from store.models import READY  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -22,36 +24,60 @@ EXAMPLES = [
     "Which direction does the square move?",
     "What happens at the end of the video?",
 ]
+NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
+"""What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""
 
 
-def _label(v) -> str:
-    name = Path(v.path).name
+def _label(service: ChatService, v) -> str:
     duration = f"{v.duration:.0f} s" if v.duration else "?"
-    return f"{v.id} · {name} · {duration} · {v.num_segments or 0} segments · {v.status}"
+    return f"{v.id} · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments"
+
+
+def library_line(service: ChatService) -> str:
+    """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
+    counts = service.counts()
+    ready = counts.get(READY, 0)
+    text = f"{ready} video{'s' if ready != 1 else ''} ready"
+    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != READY and n]
+    if others:
+        text += f" · not listed: {', '.join(others)} (`python -m ingest --list` says why)"
+    return text
+
+
+def _refused(endpoint: str, err: Exception) -> gr.Error:
+    """A request the service refused: one log line, the reason to the caller, no traceback."""
+    log.info("%s refused: %s", endpoint, err)
+    return gr.Error(str(err), print_exception=False)
+
+
+def _failed(endpoint: str, err: Exception) -> gr.Error:
+    """A bug: the traceback goes to the log once, the caller gets its type and message."""
+    log.exception("%s failed", endpoint)
+    return gr.Error(f"internal error: {type(err).__name__}: {err}", print_exception=False)
 
 
 def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     """The app. `thumbs_dir` holds segment thumbnails written for the gallery (and nothing else)."""
 
     def video_choices(query: str = ""):
-        return [(_label(v), v.id) for v in service.videos(query)]
+        return [(_label(service, v), v.id) for v in service.videos(query)]
 
     def refresh(query: str):
-        return gr.update(choices=video_choices(query))
+        return gr.update(choices=video_choices(query)), library_line(service)
 
     def select(video_id):
         if video_id is None:
             return "Pick a video on the left, or upload one.", [], []
         try:
-            info = service.video(int(video_id))
+            info = service.video(video_id)
             frames = []
             for jpeg, caption in service.timeline(info.id):
                 path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
                 if not path.exists():
                     path.write_bytes(jpeg)
                 frames.append((str(path), caption))
-            text = (f"**{Path(info.path).name}** · {info.duration or 0:.1f} s · {info.num_segments} segments of "
-                    f"{info.segment_seconds:g} s · {info.width}x{info.height} · status {info.status}")
+            text = (f"**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
+                    f"of {info.segment_seconds:g} s · {info.width}x{info.height}")
             return text, frames, []
         except ServiceError as err:
             return f"⚠️ {err}", [], []
@@ -69,11 +95,12 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
         yield history, "", "thinking…"
         try:
-            for update in service.ask(int(video_id), question, pairs, max_new_tokens=int(max_tokens),
-                                      temperature=float(temperature)):
-                history[-1] = {"role": "assistant", "content": update.text or "…"}
+            for update in service.ask(video_id, question, pairs, max_new_tokens=max_tokens, temperature=temperature):
+                shown = update.text or ("…" if update.stats is None else NO_ANSWER_BUBBLE)
+                history[-1] = {"role": "assistant", "content": shown}
                 yield history, "", (update.stats.summary() if update.stats else "answering…")
         except ServiceError as err:
+            log.info("chat refused: %s", err)
             history[-1] = {"role": "assistant", "content": f"⚠️ {err}"}
             yield history, "", ""
         except Exception as err:  # noqa: BLE001 - one bad request must not stop the app
@@ -82,36 +109,52 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             yield history, "", ""
 
     def start_upload(file):
+        """-> job id, status line, timer, cancel button, the file box (emptied: gradio's copy is deleted)."""
         if file is None:
-            return None, "", gr.update(active=False)
+            return None, "", gr.update(active=False), gr.update(visible=False), None
+        name = Path(file).name  # gradio keeps the original name: <its cache>/<hash>/<name>
         try:
-            job = service.upload(file, Path(file).name)
+            job = service.upload(file, name)
         except (ServiceError, OSError) as err:
-            return None, f"⚠️ {err}", gr.update(active=False)
-        return job.id, f"uploaded {Path(file).name}: ingesting…", gr.update(active=True)
+            return None, f"⚠️ {err}", gr.update(active=False), gr.update(visible=False), None
+        finally:
+            Path(file).unlink(missing_ok=True)  # gradio's own copy: ours is in the upload folder now
+        return job.id, f"uploaded {name}: ingesting…", gr.update(active=True), gr.update(visible=True), None
+
+    def cancel_upload(job_id):
+        if job_id:
+            service.cancel_upload(job_id)
+        return "cancelling…" if job_id else ""
 
     def poll_upload(job_id, query):
         if not job_id:
-            return gr.update(), "", gr.update(active=False), job_id
+            return gr.update(), gr.update(), "", gr.update(active=False), job_id, gr.update(visible=False)
         job = service.job(job_id)
-        if job.status in ("queued", "ingesting"):
-            return gr.update(), f"ingesting: {job.progress:.0%} ({job.message})", gr.update(active=True), job_id
-        choices = video_choices(query)
-        if job.status == "ready":
-            return gr.update(choices=choices, value=job.video_id), f"✅ {job.message}", gr.update(active=False), None
-        return gr.update(choices=choices), f"⚠️ upload failed: {job.message}", gr.update(active=False), None
+        if job.status.running:
+            return (gr.update(), gr.update(), f"ingesting {job.name}: {job.progress:.0%} ({job.message})",
+                    gr.update(active=True), job_id, gr.update(visible=True))
+        picked = job.video_id if job.status == UploadStatus.READY else None
+        choices = gr.update(choices=video_choices(query), **({"value": picked} if picked is not None else {}))
+        prefix = {UploadStatus.READY: "✅", UploadStatus.CANCELLED: "⏹️"}.get(job.status, "⚠️ upload failed:")
+        return (choices, library_line(service), f"{prefix} {job.name}: {job.message}", gr.update(active=False), None,
+                gr.update(visible=False))
 
-    with gr.Blocks(title="VoCo Video QA") as demo:
+    with gr.Blocks(title="VoCo Video QA", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# VoCo Video QA\nAsk about a video: answers come from its compressed VoCo caches.")
         with gr.Row():
             with gr.Column(scale=2):
                 search = gr.Textbox(label="Search videos", placeholder="name…")
                 videos = gr.Dropdown(choices=video_choices(), label="Videos", value=None, elem_id="video-picker")
+                library = gr.Markdown(library_line(service), elem_id="library")
                 refresh_btn = gr.Button("Refresh", size="sm")
-                upload = gr.File(label="Upload a video", file_types=["video"], type="filepath")
-                upload_status = gr.Markdown()
+                upload = gr.File(label="Upload a video", file_types=["video"], type="filepath",
+                                 visible=service.uploads is not None)
+                upload_status = gr.Markdown(elem_id="upload-status")
+                cancel = gr.Button("Cancel upload", size="sm", visible=False, elem_id="cancel-upload")
                 info = gr.Markdown("Pick a video on the left, or upload one.")
-                timeline = gr.Gallery(label="Timeline (one thumbnail per segment)", columns=6, height=220)
+                # whole thumbnails (16:9 or 4:3 or portrait), letterboxed in their cells, never cropped
+                timeline = gr.Gallery(label="Timeline (one thumbnail per segment)", columns=4,
+                                      object_fit="contain", elem_id="timeline")
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=420, elem_id="chat")
                 question = gr.Textbox(label="Question", placeholder="What shape appears first?", elem_id="question")
@@ -127,29 +170,38 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         job_id = gr.State(None)
         timer = gr.Timer(1.0, active=False)
 
-        search.change(refresh, search, videos, api_visibility="private")
-        refresh_btn.click(refresh, search, videos, api_visibility="private")
+        search.change(refresh, search, [videos, library], api_visibility="private")
+        refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
         videos.change(select, videos, [info, timeline, chat], api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]
         asked = [send.click(respond, inputs, [chat, question, stats], api_visibility="private"),
                  question.submit(respond, inputs, [chat, question, stats], api_visibility="private")]
         stop.click(None, cancels=asked, api_visibility="private")
         clear.click(lambda: ([], ""), None, [chat, stats], api_visibility="private")
-        upload.upload(start_upload, upload, [job_id, upload_status, timer], api_visibility="private")
-        timer.tick(poll_upload, [job_id, search], [videos, upload_status, timer, job_id], api_visibility="private")
+        upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
+        cancel.click(cancel_upload, job_id, upload_status, api_visibility="private")
+        timer.tick(poll_upload, [job_id, search], [videos, library, upload_status, timer, job_id, cancel],
+                   api_visibility="private")
 
-        def ask(video_id: int, question: str, max_new_tokens: int = 32) -> str:
-            """Answer a question about a stored video (greedy decoding)."""
+        def ask(video_id: int, question: str, max_new_tokens: int = 32) -> dict:
+            """Answer a question about a stored video (greedy decoding).
+
+            Returns {"answer": text, "note": ..., "segments_used": ..., "tokens": ..., ...}: an empty
+            answer comes with the note "the model gave no answer"; a bad request raises its reason."""
             try:
-                text, _ = service.answer(int(video_id), question, max_new_tokens=int(max_new_tokens))
+                text, stats = service.answer(video_id, question, max_new_tokens=max_new_tokens)
             except ServiceError as err:
-                raise gr.Error(str(err)) from err
-            return text
+                raise _refused("/ask", err) from err
+            except Exception as err:  # noqa: BLE001 - a bug in one request must not stop the app
+                raise _failed("/ask", err) from err
+            return {"answer": text, **stats.to_dict()}
 
         def list_videos(query: str = "") -> list[dict]:
-            """Stored videos for this model: id, file name, duration, segments, status."""
+            """Videos ready to be asked about: id, file name, duration, segments, status."""
+            if not isinstance(query, str):
+                raise _refused("/videos", ServiceError(f"query must be text, got {type(query).__name__}"))
             # no "path" key: gradio_client would take the dict for a file to download
-            return [{"id": v.id, "name": Path(v.path).name, "duration_s": v.duration, "segments": v.num_segments,
+            return [{"id": v.id, "name": service.name(v.path), "duration_s": v.duration, "segments": v.num_segments,
                      "status": v.status} for v in service.videos(query)]
 
         gr.api(ask, api_name="ask")
@@ -158,7 +210,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
 
 def _pairs(messages: list) -> list[tuple[str, str]]:
-    """Gradio chat messages -> (question, answer) turns, skipping unanswered or error turns."""
+    """Gradio chat messages -> (question, answer) turns, skipping unanswered or error turns.
+
+    A turn the model answered with nothing is passed on as the empty answer it was."""
     pairs, question = [], None
     for m in messages:
         role, content = m.get("role"), m.get("content")
@@ -166,7 +220,11 @@ def _pairs(messages: list) -> list[tuple[str, str]]:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         if role == "user":
             question = content
-        elif role == "assistant" and question is not None and content and not str(content).startswith("⚠️"):
+        elif role == "assistant" and question is not None and content == NO_ANSWER_BUBBLE:
+            pairs.append((str(question), ""))
+            question = None
+        elif (role == "assistant" and question is not None and content and content != "…"
+              and not str(content).startswith("⚠️")):
             pairs.append((str(question), str(content)))
             question = None
     return pairs

@@ -6,7 +6,8 @@
 Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k) and full, computed and measured
 (one cache as safetensors bytes; a whole video's pack file), and analytically for LLaVA-1.5-7B.
 Loading: a video of `--segments` segments written through the store, then loaded through it cold
-(page cache dropped for the file) and warm, against reading the same file's bytes raw.
+(page cache dropped for the file) and warm, against reading the same file's bytes raw; and warm with
+every segment's checksum checked (what a process's first load of a pack costs).
 Prints one JSON line.
 """
 
@@ -47,7 +48,8 @@ def drop_from_page_cache(path: Path) -> None:
 def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 512) -> tuple[int, Path]:
     """Store `caches` as one video through the store's own writer; returns (video id, pack file)."""
     model_id = store.register_model(model_info(model, "bench"))
-    key = VideoKey(sha256=os.urandom(16).hex(), model_id=model_id, segment_seconds=1.0, frames_per_segment=2)
+    key = VideoKey(sha256=os.urandom(16).hex(), model_id=model_id, segment_seconds=1.0, frames_per_segment=2,
+                   decode_max_side=0)
     claim = store.claim(key, fingerprint=model.fingerprint, path="bench.mp4", size=0, owner="bench")
     T = len(caches)
     store.set_probe(claim, "bench", ProbeRecord(duration=float(T), fps=1.0, num_frames=T, width=64, height=64,
@@ -61,10 +63,13 @@ def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 51
     return claim.video_id, max(packs, key=lambda p: p.stat().st_mtime)
 
 
-def timed_load(store: Store, video_id: int, fingerprint: str) -> tuple[float, float]:
-    """(open ms, open + touch every byte ms) of loading a video's caches through the store."""
+def timed_load(store: Store, video_id: int, fingerprint: str, verify: bool = False) -> tuple[float, float]:
+    """(open ms, open + touch every byte ms) of loading a video's caches through the store.
+
+    A process checks every segment's checksum the first time it loads a pack (verify=True forces it).
+    """
     start = time.perf_counter()
-    caches = store.load_video_caches(video_id, fingerprint)
+    caches = store.load_video_caches(video_id, fingerprint, verify=verify)
     opened = time.perf_counter()
     float(caches.kv.float().sum())  # touch every byte, as placing them on a timeline does
     return (opened - start) * 1000, (time.perf_counter() - start) * 1000
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             cold.append(o)
             cold_touch.append(t)
         warm = [timed_load(store, video_id, model.fingerprint) for _ in range(args.repeats)]
+        verified = [timed_load(store, video_id, model.fingerprint, verify=True)[0] for _ in range(args.repeats)]
         raw_warm = min(raw_read_ms(pack) for _ in range(args.repeats))
         store.close()
 
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_ms": {"cold_open": round(min(cold), 2), "cold_open_and_touch": round(min(cold_touch), 2),
                     "warm_open": round(min(o for o, _ in warm), 2),
                     "warm_open_and_touch": round(min(t for _, t in warm), 2),
+                    "warm_open_with_checksums": round(min(verified), 2),
                     "raw_read_cold": round(min(raw_cold), 2), "raw_read_warm": round(raw_warm, 2)},
         "MB_per_s": {"store_cold": round(mb / (min(cold_touch) / 1000), 1),
                      "raw_cold": round(mb / (min(raw_cold) / 1000), 1)},

@@ -12,15 +12,13 @@ The runner only needs `answer(video_path, question) -> str`. Optional extras it 
 
 `ModelAnswerer` decodes each video with `ingest`'s decoder (`ingest.frames`) and compresses it in memory
 with `voco` (caches kept in a small LRU, and the runner asks a video's questions one after another).
-`StoreAnswerer` takes caches from the store, ingesting the videos it lacks first; it is written against the
-API `ingest`/`store` are converging on (see its docstring) and is only used when those packages import and
-look as assumed.
+`StoreAnswerer` takes caches from the store, ingesting the videos it lacks first (`ingest.run.ingest_paths`,
+`store.Store.load_caches`).
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -123,13 +121,9 @@ class ModelAnswerer(_VocoAnswerer):
 class StoreAnswerer(_VocoAnswerer):
     """Caches from the store, ingesting the videos it lacks first (same answers as `ModelAnswerer`).
 
-    Assumed API (what `ingest`/`store` expose while this is written; checked by `store_api_problem`):
-
-    - `ingest.run.ingest_paths(paths, *, home, db_url, model, model_name, store, show_progress) -> Summary`
-      with `Summary.files: [FileResult(path, status, video_id, segments, duration_s, error)]`, `status` one
-      of "ingested" | "present" | "failed"; videos already stored for this model are "present" (reused).
-    - `store.Store.open(home, db_url)`, `Store.load_caches(video_id, fingerprint) -> list[SegmentCache]`
-      (in segment order), `Store.close()`.
+    `prepare` ingests every video of the run as one batch (`ingest.run.ingest_paths` on this answerer's open
+    store; videos already stored for this model are reused, not compressed again); `answer` reads a video's
+    caches once (`Store.load_caches`) and keeps the last few in an LRU.
     """
 
     kind = "store"
@@ -151,6 +145,7 @@ class StoreAnswerer(_VocoAnswerer):
         self.ingest_s = 0.0
 
     def prepare(self, video_paths: Sequence[Path]) -> dict[Path, str]:
+        from ingest.results import FAILED
         from ingest.run import ingest_paths
 
         if not video_paths:
@@ -163,7 +158,7 @@ class StoreAnswerer(_VocoAnswerer):
         by_key = {_key(Path(f.path)): f for f in summary.files}
         for path in video_paths:
             result = by_key.get(_key(path))
-            if result is None or result.video_id is None or result.status == "failed":
+            if result is None or result.video_id is None or result.status == FAILED:
                 failed[Path(path)] = (result.error if result is not None and result.error
                                       else "ingest did not store it")
             else:
@@ -188,31 +183,6 @@ class StoreAnswerer(_VocoAnswerer):
 
     def close(self) -> None:
         self.store.close()
-
-
-def store_api_problem() -> str | None:
-    """None when `ingest`/`store` import and have what `StoreAnswerer` assumes; else what is wrong."""
-    try:
-        run = importlib.import_module("ingest.run")
-        store = importlib.import_module("store")
-    except Exception as err:  # any import failure means: not available
-        return f"the store/ingest packages are not importable ({type(err).__name__}: {err})"
-    ingest_paths = getattr(run, "ingest_paths", None)
-    store_cls = getattr(store, "Store", None)
-    if ingest_paths is None or store_cls is None:
-        return "ingest.run.ingest_paths or store.Store is missing"
-    try:
-        params = inspect.signature(ingest_paths).parameters
-    except (TypeError, ValueError):
-        return "cannot inspect ingest.run.ingest_paths"
-    wanted = ("home", "db_url", "model", "model_name", "store", "show_progress")
-    lacking = [name for name in wanted if name not in params]
-    if lacking:
-        return f"ingest.run.ingest_paths takes no {', '.join(lacking)}"
-    lacking = [name for name in ("open", "load_caches", "close") if not hasattr(store_cls, name)]
-    if lacking:
-        return f"store.Store has no {', '.join(lacking)}"
-    return None
 
 
 def load_factory(spec: str):

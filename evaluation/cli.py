@@ -106,7 +106,7 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
 
     judge = p.add_argument_group("judge")
     judge.add_argument("--judge", choices=JUDGES, default="exact",
-                       help="exact: offline normalised match of one-word answers (score 5/0); openai: the "
+                       help="exact: offline normalised match of one-word answers (accuracy, no score); openai: the "
                             "Video-ChatGPT LLM judge, which published numbers use (default: %(default)s)")
     judge.add_argument("--judge-url", default=os.environ.get("OPENAI_BASE_URL", OPENAI_URL), metavar="URL",
                        help="OpenAI-compatible API base; requests go to URL/chat/completions "
@@ -156,7 +156,7 @@ def model_arg(name: str) -> str:
 
 def build_answerer(args):
     """The answerer this run uses, or raises FileNotFoundError when there is no such model."""
-    from evaluation.answerers import Answerer, ModelAnswerer, StoreAnswerer, load_factory, store_api_problem
+    from evaluation.answerers import Answerer, ModelAnswerer, StoreAnswerer, load_factory
 
     if args.answerer:
         answerer = load_factory(args.answerer)(args)
@@ -175,16 +175,15 @@ def build_answerer(args):
     print(f"loading model {args.model} ...", file=sys.stderr)
     model = VoCoModel.from_pretrained(args.model, dtype=dtype, device=args.device, **overrides)
     model.eval()
-    if args.home is not None:
-        problem = store_api_problem()
-        if problem is None:
-            try:
-                return StoreAnswerer(model, args.home, db_url=args.db, model_name=args.model,
-                                     max_new_tokens=args.max_new_tokens, show_progress=not args.no_progress)
-            except Exception as err:  # the store's own errors (unusable home or database) end the run
-                raise RunError(f"--home {args.home}: cannot open the store ({err})") from err
-        _note(f"--home {args.home} ignored: {problem}; computing caches in memory instead (nothing is stored)")
-    return ModelAnswerer(model, max_new_tokens=args.max_new_tokens)
+    if args.home is None:
+        return ModelAnswerer(model, max_new_tokens=args.max_new_tokens)
+    from store import StoreError
+
+    try:
+        return StoreAnswerer(model, args.home, db_url=args.db, model_name=args.model,
+                             max_new_tokens=args.max_new_tokens, show_progress=not args.no_progress)
+    except StoreError as err:  # an unusable home or database ends the run
+        raise RunError(f"--home {args.home}: cannot open the store ({err})") from err
 
 
 def main(argv: list[str] | None = None, dataset: str | None = None) -> int:

@@ -43,7 +43,7 @@ class Judgment:
     pred: str | None
     """'yes' or 'no'; None when the judge failed."""
     score: int | None
-    """0..5; None when the judge failed."""
+    """0..5; None when the judge failed or gives no score (exact)."""
     error: str | None = None
     raw: str | None = None
     """The judge's reply text (openai)."""
@@ -123,17 +123,17 @@ def exact_match(answer: str, pred: str) -> bool:
 
 
 class ExactJudge:
-    """Offline judge for one-word answers: normalised match, score 5 or 0."""
+    """Offline judge for one-word answers: normalised match, yes or no. It gives no score (a 5-or-0 score
+    would only be 5 x accuracy)."""
 
     name = "exact"
+    gives_score = False
 
     def describe(self) -> dict:
-        return {"judge": "exact", "rule": "normalised match (case, articles, punctuation, number words, plurals); "
-                "score 5 or 0"}
+        return {"judge": "exact", "rule": "normalised match (case, articles, punctuation, number words, plurals)"}
 
     def judge(self, question: str, answer: str, pred: str) -> Judgment:
-        ok = exact_match(answer, pred)
-        return Judgment("yes" if ok else "no", 5 if ok else 0)
+        return Judgment("yes" if exact_match(answer, pred) else "no", None)
 
     def judge_many(self, triples: Sequence[Triple], progress: bool = False) -> list[Judgment]:
         return [self.judge(*t) for t in triples]
@@ -272,6 +272,7 @@ class OpenAIJudge:
     """Video-ChatGPT-protocol judge against an OpenAI-compatible `/chat/completions` endpoint."""
 
     name = "openai"
+    gives_score = True
 
     def __init__(
         self,

@@ -7,7 +7,8 @@ Each question of the evaluated set ends in one of four outcomes:
   judge_error   the judge gave no usable judgment after its retries
 
 accuracy = yes / (yes + no) and score = mean score, both over judged questions only (the Video-ChatGPT
-protocol); `coverage` = judged / questions says how much of the set that is.
+protocol); `coverage` = judged / questions says how much of the set that is. A judge that gives no score
+(exact match) gets no score field or column.
 """
 
 from __future__ import annotations
@@ -30,27 +31,31 @@ class Row:
     score: int | None = None
 
 
-def _group(rows: Sequence[Row]) -> dict:
+def _group(rows: Sequence[Row], scored: bool) -> dict:
     judged = [r for r in rows if r.outcome == JUDGED]
     yes = sum(r.verdict == "yes" for r in judged)
     no = sum(r.verdict == "no" for r in judged)
     scores = [r.score for r in judged if r.score is not None]
-    return {
+    group = {
         "questions": len(rows),
         "judged": len(judged),
         "yes": yes,
         "no": no,
         "accuracy": yes / (yes + no) if yes + no else None,
-        "score": sum(scores) / len(scores) if scores else None,
         "coverage": len(judged) / len(rows) if rows else None,
         MISSING_VIDEO: sum(r.outcome == MISSING_VIDEO for r in rows),
         ANSWER_ERROR: sum(r.outcome == ANSWER_ERROR for r in rows),
         JUDGE_ERROR: sum(r.outcome == JUDGE_ERROR for r in rows),
     }
+    if scored:
+        group["score"] = sum(scores) / len(scores) if scores else None
+    return group
 
 
-def compute_metrics(rows: Iterable[Row]) -> dict:
-    """{"overall": {...}, "by_type": {type: {...}}} (types sorted; untyped questions under "(no type)")."""
+def compute_metrics(rows: Iterable[Row], scored: bool = True) -> dict:
+    """{"overall": {...}, "by_type": {type: {...}}} (types sorted; untyped questions under "(no type)").
+
+    scored: the judge gives a 0..5 score per answer (each group then has a mean "score")."""
     rows = list(rows)
     for row in rows:
         if row.outcome not in OUTCOMES:
@@ -58,7 +63,7 @@ def compute_metrics(rows: Iterable[Row]) -> dict:
     by_type: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_type[row.type if row.type is not None else UNTYPED].append(row)
-    result = {"overall": _group(rows), "by_type": {t: _group(by_type[t]) for t in sorted(by_type)}}
+    result = {"overall": _group(rows, scored), "by_type": {t: _group(by_type[t], scored) for t in sorted(by_type)}}
     if list(result["by_type"]) == [UNTYPED]:
         result["by_type"] = {}
     return result
@@ -93,13 +98,16 @@ def _num(value: float | None) -> str:
 
 
 def markdown_table(metrics: dict, title: str | None = None) -> str:
-    """The overall row and one row per type, as a Markdown table."""
-    head = ("| | questions | judged | accuracy (%) | score (0-5) | missing videos | answer errors | judge errors |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|")
+    """The overall row and one row per type, as a Markdown table (a score column when the metrics have one)."""
+    scored = "score" in metrics["overall"]
+    columns = ["questions", "judged", "accuracy (%)", *(["score (0-5)"] if scored else []), "missing videos",
+               "answer errors", "judge errors"]
+    head = "| | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns)
 
     def row(name: str, m: dict) -> str:
-        return (f"| {name} | {m['questions']} | {m['judged']} | {_pct(m['accuracy'])} | {_num(m['score'])} | "
-                f"{m[MISSING_VIDEO]} | {m[ANSWER_ERROR]} | {m[JUDGE_ERROR]} |")
+        cells = [m["questions"], m["judged"], _pct(m["accuracy"]), *([_num(m["score"])] if scored else []),
+                 m[MISSING_VIDEO], m[ANSWER_ERROR], m[JUDGE_ERROR]]
+        return f"| {name} | " + " | ".join(str(c) for c in cells) + " |"
 
     lines = [f"### {title}", ""] if title else []
     lines += [head, row("**all**", metrics["overall"])]

@@ -269,7 +269,7 @@ def judge_and_score(plan: Plan, records: Sequence[dict], judge, out: Path, progr
         lines.append({"id": item.id, "type": item.type, "question": item.question, "answer": item.answer,
                       "pred": record["pred"], "judge_pred": j.pred, "score": j.score, "error": j.error,
                       "raw": j.raw, "cached": j.cached})
-    metrics = compute_metrics(rows)
+    metrics = compute_metrics(rows, scored=judge.gives_score)
     name = judge.name
     write_jsonl_atomic(out / f"judgments-{name}.jsonl", lines)
     judge_errors = [f"{d['id']}: {d['error']}" for d in lines if d["error"]][:5]

@@ -2,6 +2,10 @@
 
 Exit status: 0 nothing failed; 2 some files failed (the others are stored); 1 usage or environment
 error (bad arguments, model not found, database unusable); 130 interrupted (work so far is kept).
+Output closed early (`--list | head`) ends quietly with the command's own status.
+
+Only the ingest itself imports torch and transformers (in `cmd_ingest`): `--help`, `--list` and
+`--remove` start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import sys
 
 from ingest.config import IngestConfig
+from ingest.display import shown
 from ingest.results import EXIT_OK, EXIT_USAGE
 from store import HOME_ENV, NotFound, Store, StoreError, default_home
 
@@ -63,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", "--backend", dest="decoder", choices=("auto", "pyav", "decord"), default="auto",
                    help="decoder to try first (default auto: decord if installed, else PyAV); where one fails on "
                    "a file, the other (if installed) carries on")
+    p.add_argument("--max-duration", type=float, default=IngestConfig.max_duration_s, metavar="S",
+                   help="refuse videos that claim to last longer than S seconds (default: %(default)s = 24 h; "
+                   "0: no limit)")
     p.add_argument("--threads", type=int, metavar="N", default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch threads for the model (default: the cores less one, left to the decoder "
                    "thread: %(default)s here)")
@@ -92,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def emit(text: str | None) -> None:
+    """Print `text` on stdout (None: just flush). When the reader has closed it (`--list --json | head`),
+    stop writing quietly: no traceback, and the command keeps its own exit status."""
+    try:
+        if text is None:
+            sys.stdout.flush()
+        else:
+            print(text)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # later writes and the exit flush go nowhere
+
+
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -103,19 +123,19 @@ def _fmt_duration(seconds: float | None) -> str:
 def cmd_list(store: Store, as_json: bool) -> int:
     videos = store.list_videos()
     if as_json:
-        print(json.dumps({"videos": [v.to_dict() for v in videos]}, indent=1))
+        emit(json.dumps({"videos": [v.to_dict() for v in videos]}, indent=1))
         return EXIT_OK
     if not videos:
-        print(f"no videos in {store.home.root} (ingest some: python -m ingest PATH)")
+        emit(f"no videos in {store.home.root} (ingest some: python -m ingest PATH)")
         return EXIT_OK
-    print(f"{'id':>5}  {'status':<8} {'duration':>8} {'segments':>9}  {'model':<24} path")
+    emit(f"{'id':>5}  {'status':<8} {'duration':>8} {'segments':>9}  {'model':<24} path")
     for v in videos:
         segs = f"{v.segments_done}/{v.num_segments}" if v.num_segments is not None else "-"
         model = f"{v.model_name[-12:]}@{v.fingerprint[:8]}"
-        line = f"{v.id:>5}  {v.status:<8} {_fmt_duration(v.duration):>8} {segs:>9}  {model:<24} {v.path}"
+        line = f"{v.id:>5}  {v.status:<8} {_fmt_duration(v.duration):>8} {segs:>9}  {shown(model):<24} {shown(v.path)}"
         if v.error:
-            line += f"\n{'':>7}error: {v.error}"
-        print(line)
+            line += f"\n{'':>7}error: {shown(v.error)}"
+        emit(line)
     return EXIT_OK
 
 
@@ -127,12 +147,12 @@ def cmd_remove(store: Store, ids: list[int], force: bool, as_json: bool) -> int:
         except (NotFound, StoreError) as err:
             errors.append(str(err))
     if as_json:
-        print(json.dumps({"removed": removed, "errors": errors}, indent=1))
+        emit(json.dumps({"removed": removed, "errors": errors}, indent=1))
     else:
         for info in removed:
-            print(f"removed video {info['id']}: {info['path']}")
+            emit(f"removed video {info['id']}: {shown(info['path'])}")
         for error in errors:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {shown(error)}", file=sys.stderr)
     return EXIT_USAGE if errors else EXIT_OK
 
 
@@ -162,23 +182,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
                               chunk_segments=args.chunk_segments,
                               decode_max_side=args.decode_max_side, decoder=args.decoder,
+                              max_duration_s=args.max_duration or None,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
                               torch_threads=args.threads)
         executor = _executor(args)
     except (ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err)}", file=sys.stderr)
         return EXIT_USAGE
     show = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         summary = ingest_paths(args.paths, home=args.home, db_url=args.db, model=args.model, config=config,
                                show_progress=show, executor=executor)
     except (UsageError, FileNotFoundError, StoreError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err)}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=1))
+        emit(json.dumps(summary.to_dict(), indent=1))
     else:
-        print(summary.text())
+        emit(summary.text())
     return summary.exit_code
 
 
@@ -195,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_list(store, args.json) if args.list else cmd_remove(store, args.remove, args.force,
                                                                                 args.json)
         except StoreError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {shown(err)}", file=sys.stderr)
             return EXIT_USAGE
     if not args.paths:
         build_parser().print_usage(sys.stderr)
@@ -204,5 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     return cmd_ingest(args)
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """`main`, flushing stdout before the interpreter exits (where a closed pipe would print a traceback)."""
+    try:
+        return main(argv)
+    finally:  # --help too (argparse exits through SystemExit)
+        emit(None)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())

@@ -34,6 +34,10 @@ class IngestConfig:
     decoder: str = "auto"
     """Video decoder: `auto` (decord when installed, else PyAV; the other is tried when one fails), `pyav` or
     `decord`. (Named `backend` before the executors came; the executor is chosen apart, see ingest/executors.)"""
+    max_duration_s: float | None = 24 * 3600.0
+    """A video whose timestamps claim a longer duration is refused (with the reason) before any segment is
+    planned: a few KB of damaged or crafted metadata can claim weeks, i.e. hours of compute and GBs of
+    caches. None: no limit (the plausibility checks in `ingest.probe` still apply)."""
     thumbnail_side: int = 160
     """Longest side of the per-segment JPEG thumbnail."""
     lease_s: float = DEFAULT_LEASE_S
@@ -63,6 +67,8 @@ class IngestConfig:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.max_duration_s is not None and self.max_duration_s <= 0:
+            raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")
 

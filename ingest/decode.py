@@ -1,9 +1,10 @@
 """Decoding only the frames a plan needs, with PyAV (always there) or decord (optional, `pip install decord`).
 
 `fetch_frames` yields, in presentation order, one `Decoded` per wanted timestamp: the model frame
-(downscaled early to `FrameSizes.model`, then turned to display orientation) and/or the thumbnail
-frame. PyAV decodes sequentially from the first wanted frame (seeking there first), converts only
-the frames it keeps, and skips damaged packets. decord fetches the wanted frame indices directly.
+(RGB at the native size, resized to `FrameSizes.model` by the one resize both decoders share, then
+turned to display orientation; see `Converter`) and/or the thumbnail frame. PyAV decodes
+sequentially from the first wanted frame (seeking there first), converts only the frames it keeps,
+and skips damaged packets. decord fetches the wanted frame indices directly.
 When one backend fails, the other carries on from the first frame not yet delivered.
 """
 
@@ -63,34 +64,46 @@ def decord_available() -> bool:
 
 
 class Converter:
-    """Frame -> uint8 RGB array at one target size, reusing one swscale context for every frame.
+    """Decoded picture -> uint8 RGB array at one target size, in display orientation.
+
+    Both decoders take one path: RGB at the native size first (PyAV: `frame`; decord hands RGB already:
+    `array`), then one resize (`resize`), then the display rotation. Scaling inside PyAV's YUV->RGB
+    conversion (one swscale call) would be a little cheaper, but it filters the chroma planes before
+    colour conversion, so its frames differ from decord's RGB resized (mean 0.7-1.6, max 80-90 grey
+    levels at the default size on test videos) and stored caches would depend on which decoder is
+    installed (the video key does not record it). At the native size the two decoders agree exactly.
 
     `VideoFrame.to_ndarray` / `.reformat` build a fresh swscale context (and, by default, a pool of
     scaler threads) for each frame: ~0.5 ms per frame, far more than decoding a small frame. One
-    `VideoReformatter` per target size keeps its context cached (same pixels); one scaler thread,
-    because the pipeline already runs decoding beside the model and extra threads only contend.
+    `VideoReformatter` per step keeps its context cached (same pixels); one scaler thread, because the
+    pipeline already runs decoding beside the model and extra threads only contend.
     Not thread-safe: one per decode call.
     """
 
     def __init__(self, size: tuple[int, int] | None, ops: tuple[str, ...]):
         self.size, self.ops = size, ops
-        self.reformatter = VideoReformatter()
+        self.to_rgb = VideoReformatter()
+        self.resizer = VideoReformatter()
 
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+    def frame(self, frame: av.VideoFrame) -> np.ndarray:
+        """A PyAV frame (any pixel format)."""
+        return apply_ops(self.resize(self.to_rgb.reformat(frame, format="rgb24", threads=1)), self.ops)
+
+    def array(self, rgb: np.ndarray) -> np.ndarray:
+        """An RGB array at the native size, stored orientation (what decord gives)."""
+        if self.size is None or self.size == (rgb.shape[1], rgb.shape[0]):
+            return apply_ops(rgb, self.ops)
+        return apply_ops(self.resize(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")),
+                         self.ops)
+
+    def resize(self, rgb: av.VideoFrame) -> np.ndarray:
+        """The one resize both decoders share (on rgb24 pixels): area averaging to shrink, bilinear to grow."""
         size = self.size
-        if size is None or size == (frame.width, frame.height):
-            out = self.reformatter.reformat(frame, format="rgb24", threads=1)
-        else:
-            shrink = size[0] <= frame.width and size[1] <= frame.height
-            out = self.reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24",
-                                            interpolation="AREA" if shrink else "BILINEAR", threads=1)
-        return apply_ops(out.to_ndarray(), self.ops)
-
-
-def _resize_rgb(rgb: np.ndarray, convert: Converter) -> np.ndarray:
-    if convert.size is None or convert.size == (rgb.shape[1], rgb.shape[0]):
-        return rgb
-    return convert(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"))
+        if size is None or size == (rgb.width, rgb.height):
+            return rgb.to_ndarray()
+        shrink = size[0] <= rgb.width and size[1] <= rgb.height
+        return self.resizer.reformat(rgb, width=size[0], height=size[1], format="rgb24",
+                                     interpolation="AREA" if shrink else "BILINEAR", threads=1).to_ndarray()
 
 
 def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
@@ -114,8 +127,8 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
         to_model, to_thumb = Converter(sizes.model, probe.ops), Converter(sizes.thumb, probe.ops)
 
         def emit(target: int, frame: av.VideoFrame) -> Decoded:
-            return Decoded(target, to_model(frame) if target in model_set else None,
-                           to_thumb(frame) if target in thumb_set else None)
+            return Decoded(target, to_model.frame(frame) if target in model_set else None,
+                           to_thumb.frame(frame) if target in thumb_set else None)
 
         def frames() -> Iterator[av.VideoFrame]:
             for packet in container.demux(stream):
@@ -168,8 +181,8 @@ def decode_decord(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarra
         batch = reader.get_batch(indices[start:start + chunk].tolist()).asnumpy()
         stats.frames += len(batch)
         for target, rgb in zip(targets[start:start + chunk].tolist(), batch, strict=True):
-            yield Decoded(target, _resize_rgb(rgb, to_model) if target in model_set else None,
-                          _resize_rgb(rgb, to_thumb) if target in thumb_set else None)
+            yield Decoded(target, to_model.array(rgb) if target in model_set else None,
+                          to_thumb.array(rgb) if target in thumb_set else None)
 
 
 BACKENDS = {"pyav": decode_pyav, "decord": decode_decord}

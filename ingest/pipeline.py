@@ -27,13 +27,13 @@ import numpy as np
 from ingest.config import IngestConfig
 from ingest.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
 from ingest.frames import decode_side_cap, model_frame_size
-from ingest.identify import identify
+from ingest.identify import identify, video_key
 from ingest.plan import SegmentPlan, plan_segments, wanted_pts
 from ingest.probe import VideoError, VideoProbe, probe
 from ingest.results import FAILED, PRESENT, FileResult
 from ingest.rotation import ops_rotation, swaps_axes
 from ingest.thumbs import encode_jpeg, thumbnail_size
-from store import Claim, ClaimLost, ProbeRecord, Store, StoreError, VideoKey
+from store import Claim, ClaimLost, ProbeRecord, Store, StoreError
 from store.records import BUSY
 from store.records import PRESENT as CLAIM_PRESENT
 
@@ -167,7 +167,9 @@ class Producer(threading.Thread):
                                                error=str(err))
             self.put(Resolved(order, FileResult(str(path), FAILED, vid, None, None, str(err))))
             return True
-        key = VideoKey(file_id.sha256, s.model_id, s.segment_seconds, s.frames_per_segment)
+        key = video_key(file_id.sha256, s.model_id, segment_seconds=s.segment_seconds,
+                        frames_per_segment=s.frames_per_segment, image_size=s.image_size,
+                        decode_max_side=s.config.decode_max_side)
         claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
         if claim.status == CLAIM_PRESENT and self.store.reset_if_files_missing(claim.video_id):
             # its cache file was deleted behind the store's back: ingest it again
@@ -205,7 +207,7 @@ class Producer(threading.Thread):
     def begin_job(self, order: int, path: Path, claim: Claim) -> Job:
         s = self.settings
         info = probe(path)
-        plans = plan_segments(info, s.segment_seconds, s.frames_per_segment)
+        plans = plan_segments(info, s.segment_seconds, s.frames_per_segment, s.config.max_duration_s)
         if not plans:
             raise VideoError(f"{path}: the video lasts 0 seconds")
         self.store.set_probe(claim, s.owner, ProbeRecord(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.probe import VideoProbe
+from ingest.probe import VideoError, VideoProbe
 from voco.segments import frame_indices, sample_times, segment_spans
 
 
@@ -25,7 +25,13 @@ class SegmentPlan:
     thumbnail: int  # pts of the frame at the middle of the span
 
 
-def plan_segments(probe: VideoProbe, segment_seconds: float, frames_per_segment: int) -> list[SegmentPlan]:
+def plan_segments(probe: VideoProbe, segment_seconds: float, frames_per_segment: int,
+                  max_duration_s: float | None = None) -> list[SegmentPlan]:
+    """The segments of `probe`; `VideoError` when it lasts longer than `max_duration_s` (None: no limit)."""
+    if max_duration_s is not None and probe.duration > max_duration_s:
+        raise VideoError(f"{probe.path}: it lasts {probe.duration / 3600:,.1f} h, more than the limit of "
+                         f"{max_duration_s / 3600:,.1f} h ({probe.duration / segment_seconds:,.0f} segments); "
+                         "raise it with --max-duration SECONDS (IngestConfig.max_duration_s) to ingest it")
     timestamps = probe.timestamps
     plans = []
     for i, (start, end) in enumerate(segment_spans(probe.duration, segment_seconds)):

@@ -5,6 +5,11 @@ variable frame rates and for files whose header lies about the duration); the de
 until the first frame comes out, which proves the file decodes and gives its display matrix. A
 file that is not a video, holds no video stream (audio only, or just cover art) or whose frames
 cannot be decoded raises `VideoError` with a reason a person can act on.
+
+The duration comes from the timestamps, which a few damaged or crafted bytes can set to anything
+(546 hours in a 3.7 KB file; a time scale of 0). Every planned segment costs a model call and disk,
+so a claimed duration the file's own evidence cannot back (its frames, its bytes) is refused here,
+before anything is planned; see `check_claimed_duration`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,33 @@ from ingest.rotation import display_ops, parse_display_matrix, swaps_axes
 
 class VideoError(Exception):
     """This file cannot be ingested; the message says why (and names no stack trace)."""
+
+
+MAX_SECONDS_PER_FRAME = 60.0
+"""A video's frames, on average, stay on screen at most this long. Real footage shows several frames a
+second, slideshows a frame every few seconds; a 60 s average means broken timestamps."""
+MAX_SECONDS_PER_BYTE = 2.0
+"""A video holds at least half a byte per second of what it claims (a frame costs bytes, index entries
+included: honest files hold hundreds or thousands of bytes per second)."""
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds:,.1f} s"
+
+
+def check_claimed_duration(path, duration: float, num_frames: int, size: int) -> None:
+    """`VideoError` when the duration the timestamps claim is more than `num_frames` frames or `size` bytes
+    can hold (see the two limits above): planning it would mean thousands of segments of nothing."""
+    why = None
+    if duration > num_frames * MAX_SECONDS_PER_FRAME:
+        frames = f"{num_frames} frame time{'s' if num_frames != 1 else ''}"
+        why = f"{frames} ({duration / num_frames:,.0f} s per frame)"
+    elif duration > size * MAX_SECONDS_PER_BYTE:
+        why = f"a file of {size:,} bytes"
+    if why is not None:
+        raise VideoError(f"{path}: its timestamps claim {_hours(duration)} for {why}: they are damaged or "
+                         "crafted, so it is not ingested (if it is a real video, re-encode it, e.g. "
+                         "ffmpeg -i IN -r 25 OUT.mp4)")
 
 
 @dataclass(frozen=True)
@@ -144,6 +176,7 @@ def probe(path: str | os.PathLike) -> VideoProbe:
             step = max(1, round(1 / (float(rate) * float(stream.time_base))))
         tail = last_duration.get(int(arr[-1]), step)
         duration = float((int(arr[-1]) - int(arr[0]) + tail) * stream.time_base)
+        check_claimed_duration(path, duration, len(arr), os.stat(path).st_size)
         return VideoProbe(
             path=str(path), container=container.format.name, codec=stream.codec_context.name,
             width=first.width, height=first.height, pts=arr, time_base=stream.time_base, duration=duration,

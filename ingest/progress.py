@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from ingest.display import shown
+
 # ProgressEvent.kind values
 START, BATCH, DONE = "start", "batch", "done"
 
@@ -43,7 +45,8 @@ class TqdmProgress:
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == START:
             self._close_bar()
-            name = event.path if len(event.path) <= 40 else "…" + event.path[-39:]
+            path = shown(event.path)
+            name = path if len(path) <= 40 else "…" + path[-39:]
             self.bar = tqdm(total=event.frames_total, initial=event.frames_done, unit="fr", unit_scale=True,
                             desc=name, position=1, leave=False, file=self.out, disable=self.disable,
                             dynamic_ncols=True)
@@ -59,7 +62,7 @@ class TqdmProgress:
             if rate:
                 self.overall.set_postfix_str(f"{self.frames / rate:.1f} frames/s")
             if event.status == "failed" and event.error and not self.disable:
-                self.overall.write(f"failed: {event.error}", file=self.out)
+                self.overall.write(f"failed: {shown(event.error)}", file=self.out)
 
     def _close_bar(self) -> None:
         if self.bar is not None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ingest.display import shown
+from store.text import storable_text
+
 INGESTED = "ingested"
 PRESENT = "present"
 FAILED = "failed"
@@ -24,7 +27,11 @@ class FileResult:
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: a name's undecodable bytes as `\\xNN`, as the store records it (JSON escapes the rest)."""
+        out = asdict(self)
+        out["path"] = storable_text(self.path)
+        out["error"] = storable_text(self.error) if self.error is not None else None
+        return out
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Summary:
         failed = [f for f in self.files if f.status == FAILED]
         if failed:
             lines.append("failed:")
-            lines += [f"  {f.error or f.path}" for f in failed]
+            lines += [f"  {shown(f.error or f.path)}" for f in failed]
         if self.interrupted:
             lines.append("interrupted: the work done so far is kept; run the same command again to resume")
         return "\n".join(lines)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from ingest.config import IngestConfig
 from ingest.decode import decord_available
-from ingest.discover import find_videos, missing_paths
+from ingest.discover import discover, missing_paths
 from ingest.executors import Executor, IngestRequest, LocalExecutor
 from ingest.progress import ProgressCallback
-from ingest.results import Summary
+from ingest.results import FAILED, FileResult, Summary
 from ingest.worker import model_info  # noqa: F401 - public here since the first version
 from store import Store
 from voco import VoCoModel
@@ -82,8 +82,11 @@ def ingest_paths(
             model = str(Path(model).resolve())  # workers may start elsewhere
     if store is not None:  # workers of other executors open the same store themselves
         home, db_url = store.home.root, store.url
-    request = IngestRequest(files=find_videos(list(paths)), home=None if home is None else str(home), db_url=db_url,
+    found = discover(list(paths))
+    request = IngestRequest(files=found.videos, home=None if home is None else str(home), db_url=db_url,
                             model=model, model_name=model_name or "unnamed", config=config,
                             listeners=[progress] if progress is not None else [], show_progress=show_progress,
                             store=store)
-    return executor.run(request)
+    summary = executor.run(request)
+    summary.files += [FileResult(s.path, FAILED, None, None, None, s.reason) for s in found.skipped]
+    return summary

@@ -27,6 +27,7 @@ import torch
 
 from ingest.config import IngestConfig
 from ingest.heartbeat import Heartbeat
+from ingest.identify import register_model
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
 from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmProgress
 from ingest.progress import DONE as EV_DONE
@@ -53,7 +54,7 @@ class VideoIngestor:
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
         self.store, self.model, self.config = store, model, config
-        model_id = store.register_model(model_info(model, model_name))
+        model_id = register_model(store, model, model_info(model, model_name))  # re-keys an old store's rows
         self.settings = Settings(
             model_id=model_id, fingerprint=model.fingerprint,
             segment_seconds=float(config.segment_seconds or model.voco.segment_seconds),

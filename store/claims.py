@@ -58,7 +58,8 @@ def holder_alive(owner: str | None, heartbeat_at: datetime | None, lease_s: floa
 
 def _identity(key: VideoKey):
     return and_(Video.sha256 == key.sha256, Video.model_id == key.model_id,
-                Video.segment_seconds == key.segment_seconds, Video.frames_per_segment == key.frames_per_segment)
+                Video.segment_seconds == key.segment_seconds, Video.frames_per_segment == key.frames_per_segment,
+                Video.decode_max_side == key.decode_max_side)
 
 
 def _as_claim(video: Video, status: str, fingerprint: str, done: frozenset[int] = frozenset(),
@@ -80,7 +81,8 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
             if video is None:
                 video = Video(uid=uuid.uuid4().hex, sha256=key.sha256, model_id=key.model_id,
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
-                              path=path, size=size, status=PENDING, claimed_by=owner, heartbeat_at=now)
+                              decode_max_side=key.decode_max_side, path=path, size=size, status=PENDING,
+                              claimed_by=owner, heartbeat_at=now)
                 # Every statement that may send the INSERT (the DELETE below autoflushes it) stays inside
                 # the try: on PostgreSQL the loser of a race gets its duplicate-key error right there.
                 try:

@@ -106,14 +106,42 @@ def session_factories(engine: Engine) -> tuple[SessionFactory, SessionFactory]:
                                              expire_on_commit=False))
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent; safe with concurrent openers)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest Alembic revision, or to `revision` (idempotent; safe with concurrent
+    openers)."""
+    _migrate(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to `revision` (development, and tests of stores made by older code)."""
+    _migrate(engine, "downgrade", revision)
+
+
+def _migrate(engine: Engine, action: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    writer = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
-    with writer.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    if not is_sqlite(engine):
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, action)(config, revision)
+        return
+    with engine.connect() as connection:
+        # SQLite changes a constraint by rebuilding the table (copy, DROP, rename). With foreign keys on,
+        # DROP TABLE deletes every row first and cascades: a rebuilt `videos` would take every segment
+        # with it. The pragma only works outside a transaction, hence the raw connection; the check
+        # before commit proves the rebuild kept every reference.
+        raw = connection.connection.dbapi_connection
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.execution_options(sqlite_begin="IMMEDIATE").begin():
+                config.attributes["connection"] = connection
+                getattr(command, action)(config, revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"the schema {action} to {revision} would break references {broken[:5]}; "
+                                     "nothing was changed")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")

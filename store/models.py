@@ -5,7 +5,7 @@ dialect-specific SQL. The schema is created and upgraded by the Alembic migratio
 `store/migrations/` (never by `create_all`), so a change here needs a new revision there.
 
 A *video* row is one file's content (sha256) ingested by one model (fingerprint) with one sampling
-setting (segment_seconds, frames_per_segment): that is its identity, held by a unique constraint,
+setting (segment_seconds, frames_per_segment, decode_max_side): that is its identity, held by a unique constraint,
 which also makes the row the claim two ingest processes race for (`claimed_by`, `heartbeat_at`).
 """
 
@@ -32,7 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 PENDING = "pending"  # claimed by an ingest process (or left by a killed one: resumable)
 READY = "ready"  # every segment has its cache, in the consolidated pack file
 FAILED = "failed"  # see Video.error; retried by the next ingest run
-STATUSES = (PENDING, READY, FAILED)
+DAMAGED = "damaged"  # its cache file failed a check (store/integrity.py); the next ingest run redoes it
+STATUSES = (PENDING, READY, FAILED, DAMAGED)
 
 
 def utcnow() -> datetime:
@@ -52,12 +53,15 @@ class Base(DeclarativeBase):
 
 
 class Model(Base):
-    """A compression model, known by its fingerprint (config + weights)."""
+    """A compression model, known by its fingerprint (weights + compression settings, voco/identity.py)."""
 
     __tablename__ = "models"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    identity_version: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    """1: `fingerprint` is the identity older code computed (sampled weights + all of voco.json), for rows made
+    before migration 0002; ingest re-keys such rows (`Store.adopt_legacy_model`). 2: voco/identity.py."""
     name: Mapped[str] = mapped_column(Text)
     compressor: Mapped[str] = mapped_column(String(32))
     k: Mapped[int] = mapped_column(Integer)
@@ -72,7 +76,8 @@ class Video(Base):
 
     __tablename__ = "videos"
     __table_args__ = (
-        UniqueConstraint("sha256", "model_id", "segment_seconds", "frames_per_segment", name="uq_videos_identity"),
+        UniqueConstraint("sha256", "model_id", "segment_seconds", "frames_per_segment", "decode_max_side",
+                         name="uq_videos_identity"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -83,6 +88,8 @@ class Video(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     segment_seconds: Mapped[float] = mapped_column(Float)
     frames_per_segment: Mapped[int] = mapped_column(Integer)
+    decode_max_side: Mapped[int | None] = mapped_column(Integer)
+    """Frames were decoded with no side above this (0: native size); NULL only for an unreadable file."""
     path: Mapped[str] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     duration: Mapped[float | None] = mapped_column(Float)
@@ -163,6 +170,7 @@ class Cache(Base):
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     fingerprint: Mapped[str] = mapped_column(String(64))
+    """The model identity the pack was written under (its metadata says the same; kept when a model is re-keyed)."""
     compressor: Mapped[str] = mapped_column(String(32))
     k: Mapped[int] = mapped_column(Integer)
     source_position: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,4 @@
-"""Cache pack files: many segments' `SegmentCache`s stacked in one safetensors file, read memory-mapped.
+"""Cache pack files: many segments' `SegmentCache`s stacked in one safetensors file, read into memory.
 
 A pack holds two tensors and string metadata (no pickle anywhere):
 
@@ -7,16 +7,15 @@ A pack holds two tensors and string metadata (no pickle anywhere):
     __metadata__     format=voco-cache-pack/1, fingerprint, compressor, k, plus the writer's fields
 
 Segment t's kv bytes are one contiguous slice of the file (row-major stacking), so a database row
-can point at it with (file, byte offset, size, checksum), and a whole video loads as one mmap with
-no copy (`read_pack`). The same format serves the per-batch chunk files written while a video is
-being ingested and the consolidated per-video pack (see store/writer.py).
+can point at it with (file, byte offset, size, checksum), and a whole video loads with one read per
+tensor (`read_pack`; not mmap: see there why). The same format serves the per-batch chunk files
+written while a video is being ingested and the consolidated per-video pack (see store/writer.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import uuid
 from collections.abc import Sequence
@@ -44,14 +43,25 @@ class Slice:
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """Which file, as it was when read: a different inode, size or mtime is a different file."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class Pack:
-    """A pack file opened memory-mapped: `kv` and `source_positions` are views of the mapping."""
+    """A pack file read into memory: `kv` and `source_positions` are private copies of its tensors."""
 
     path: Path
     kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]
     source_positions: torch.Tensor  # [T] int64
     metadata: dict[str, str]
     kv_data_offset: int  # file offset of kv[0]
+    stamp: FileStamp
 
     @property
     def segment_nbytes(self) -> int:
@@ -104,58 +114,113 @@ def write_pack(path: Path, kv: torch.Tensor, source_positions: Sequence[int], me
                   str(tmp), metadata=meta)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        header_len, header = _read_header(tmp)
-        begin = header["kv"]["data_offsets"][0]
+        with open(tmp, "rb") as handle:
+            header = _parse_header(handle, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     fsync_dir(path.parent)
-    data_start = 8 + header_len + begin
+    data_start = header.kv_data_offset
     per = kv[0].numel() * kv.element_size() if len(kv) else 0
     return [Slice(data_start + t * per, per, checksum(tensor_bytes(kv[t]))) for t in range(kv.shape[0])]
 
 
-def _read_header(path: Path) -> tuple[int, dict]:
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{path} is not a cache pack (shorter than a safetensors header)")
-        header_len = int.from_bytes(head, "little")
-        if header_len <= 0 or header_len > 100_000_000:
-            raise ValueError(f"{path} is not a cache pack (bad safetensors header length {header_len})")
-        raw = handle.read(header_len)
+def _read_header(handle, path: Path, size: int) -> tuple[int, dict]:
+    head = handle.read(8)
+    if len(head) < 8:
+        raise ValueError(f"{path} is not a cache pack (shorter than a safetensors header)")
+    header_len = int.from_bytes(head, "little")
+    if header_len <= 0 or header_len > min(100_000_000, size - 8):
+        raise ValueError(f"{path} is not a cache pack (bad safetensors header length {header_len}, file has "
+                         f"{size} bytes)")
+    raw = handle.read(header_len)
     try:
         return header_len, json.loads(raw)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a cache pack (unreadable header: {err})") from err
 
 
-def read_pack(path: Path) -> Pack:
-    """Open a pack memory-mapped (copy-on-write: never writes the file); one open, no per-segment reads."""
-    header_len, header = _read_header(path)
-    meta = header.get("__metadata__", {})
+@dataclass(frozen=True)
+class PackHeader:
+    """A pack's header, checked against the file's size (cheap: reads only the header)."""
+
+    path: Path
+    stamp: FileStamp
+    metadata: dict[str, str]
+    tensors: dict[str, tuple[torch.dtype, list[int], int, int]]  # name -> dtype, shape, file begin, file end
+
+    @property
+    def kv_data_offset(self) -> int:
+        return self.tensors["kv"][2]
+
+
+def _tensor_entry(path: Path, header: dict, name: str, base: int, size: int) -> tuple[torch.dtype, list[int], int, int]:
+    info = header.get(name)
+    if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+        raise ValueError(f"{path} is not a cache pack (no readable tensor {name!r})")
+    dtype, shape = _DTYPES[info["dtype"]], [int(d) for d in info["shape"]]
+    begin, end = (int(x) for x in info["data_offsets"])
+    numel = 1
+    for d in shape:
+        numel *= d
+    if end - begin != numel * torch.empty((), dtype=dtype).element_size() or begin < 0:
+        raise ValueError(f"{path} is damaged: tensor {name!r} has {end - begin} bytes for shape {shape}")
+    if base + end > size:
+        raise ValueError(f"{path} is truncated: tensor {name!r} ends at byte {base + end}, file has {size}")
+    return dtype, shape, base + begin, base + end
+
+
+def _parse_header(handle, path: Path) -> PackHeader:
+    st = os.fstat(handle.fileno())
+    header_len, header = _read_header(handle, path, st.st_size)
+    meta = header.get("__metadata__") or {}
     if meta.get("format") != PACK_FORMAT:
         raise ValueError(f"{path} is not a VoCo cache pack (format {meta.get('format')!r}, want {PACK_FORMAT!r})")
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
     base = 8 + header_len
+    tensors = {name: _tensor_entry(path, header, name, base, st.st_size) for name in ("kv", "source_position")}
+    stamp = FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return PackHeader(path, stamp, meta, tensors)
 
-    def tensor(name: str) -> tuple[torch.Tensor, int]:
-        info = header[name]
-        begin, end = info["data_offsets"]
-        if base + end > size:
-            raise ValueError(f"{path} is truncated: tensor {name!r} ends at byte {base + end}, file has {size}")
-        dtype = _DTYPES[info["dtype"]]
-        numel = (end - begin) // torch.empty((), dtype=dtype).element_size()
-        if numel == 0:
-            return torch.empty(info["shape"], dtype=dtype), base + begin
-        return torch.frombuffer(mm, dtype=dtype, count=numel, offset=base + begin).reshape(info["shape"]), base + begin
 
-    kv, kv_offset = tensor("kv")
-    positions, _ = tensor("source_position")
-    return Pack(path, kv, positions, meta, kv_offset)
+def read_pack_header(path: Path) -> PackHeader:
+    """The pack's header and layout checked against the file size; ValueError (naming the file) when not."""
+    with open(path, "rb") as handle:
+        return _parse_header(handle, path)
+
+
+def _read_tensor(handle, path: Path, entry: tuple[torch.dtype, list[int], int, int]) -> torch.Tensor:
+    dtype, shape, begin, end = entry
+    out = torch.empty(shape, dtype=dtype)
+    if end == begin:
+        return out
+    view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+    handle.seek(begin)
+    got = 0
+    while got < len(view):
+        n = handle.readinto(view[got:])
+        if not n:
+            raise ValueError(f"{path} is truncated: it ended at byte {begin + got} while reading, the header "
+                             f"says {end}")
+        got += n
+    return out
+
+
+def read_pack(path: Path) -> Pack:
+    """Read a pack into memory (one open, one read per tensor).
+
+    Not memory-mapped on purpose: a mapped file truncated or rewritten by someone else turns the next
+    touch of its pages into SIGBUS, which kills the whole process (every user of the app). A copy can
+    only fail here, with a ValueError naming the file; once read, the tensors stay valid whatever
+    happens to the file. A pack of a 1-hour video is ~11 MB for the default model (see bench_cache).
+    """
+    with open(path, "rb") as handle:
+        header = _parse_header(handle, path)
+        kv = _read_tensor(handle, path, header.tensors["kv"])
+        positions = _read_tensor(handle, path, header.tensors["source_position"])
+    if kv.dim() != 6 or positions.shape != (kv.shape[0],):
+        raise ValueError(f"{path} is not a cache pack (kv {tuple(kv.shape)}, positions {tuple(positions.shape)})")
+    return Pack(path, kv, positions, header.metadata, header.kv_data_offset, header.stamp)
 
 
 def sweep_temp_files(folder: Path) -> list[Path]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # not imported at run time: listing videos needs no torch (python -m ingest --list)
+    import torch
 
-from voco.cache import SegmentCache
+    from voco.cache import SegmentCache
 
 # Claim.status values
 CLAIMED = "claimed"  # this process owns the video now: ingest it (resuming `done` segments)
@@ -25,13 +27,24 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class LegacyModel:
+    """A model row registered under the old identity (before migration 0002), with what it was registered with."""
+
+    id: int
+    fingerprint: str
+    config: dict
+
+
+@dataclass(frozen=True)
 class VideoKey:
-    """The identity of a stored video."""
+    """The identity of a stored video: the file's content, the model, and how segments were sampled."""
 
     sha256: str
     model_id: int
     segment_seconds: float
     frames_per_segment: int
+    decode_max_side: int
+    """Frames were decoded with no side above this many pixels (0: native size)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class VideoInfo:
     segments_done: int
     segment_seconds: float
     frames_per_segment: int
+    decode_max_side: int | None
     model_name: str
     fingerprint: str
     claimed_by: str | None
@@ -98,7 +112,8 @@ class VideoInfo:
             "duration_s": self.duration, "fps": self.fps, "size": self.size, "width": self.width,
             "height": self.height, "segments": self.num_segments, "segments_done": self.segments_done,
             "segment_seconds": self.segment_seconds, "frames_per_segment": self.frames_per_segment,
-            "model": self.model_name, "fingerprint": self.fingerprint, "sha256": self.sha256,
+            "decode_max_side": self.decode_max_side, "model": self.model_name, "fingerprint": self.fingerprint,
+            "sha256": self.sha256,
             "claimed_by": self.claimed_by, "updated_at": self.updated_at.isoformat(timespec="seconds") + "Z",
             "paths": self.paths,
         }
@@ -115,7 +130,7 @@ class SegmentInfo:
 
 @dataclass(frozen=True)
 class VideoCaches:
-    """All caches of a ready video, stacked and memory-mapped (no copy)."""
+    """All caches of a ready video, stacked, read into memory and checked (store/integrity.py)."""
 
     video_id: int
     fingerprint: str
@@ -124,5 +139,7 @@ class VideoCaches:
     source_positions: torch.Tensor  # [T] int64
 
     def segment_caches(self) -> list[SegmentCache]:
+        from voco.cache import SegmentCache
+
         return [SegmentCache(self.kv[t], int(self.source_positions[t]), self.fingerprint, self.compressor)
                 for t in range(self.kv.shape[0])]

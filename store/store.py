@@ -4,7 +4,7 @@
     store = Store.open()                     # $VOCO_HOME or ~/.cache/voco, SQLite voco.db inside
     store = Store.open("/data/voco", db_url="postgresql+psycopg://voco@db/voco")
     for v in store.list_videos(): ...
-    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], one mmap read
+    caches = store.load_caches(video_id, model.fingerprint)     # list[SegmentCache], read and checked
     packed = store.load_video_caches(video_id, model.fingerprint)  # stacked kv [T, ...] + positions
 
 Opening runs the Alembic migrations (idempotent). The store knows `voco`'s cache type, never the
@@ -13,20 +13,35 @@ model: callers pass the model's fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from store import claims, reader, writer
+from store import claims, reader, rekey, writer
 from store.claims import DEFAULT_LEASE_S
 from store.db import StoreError, make_engine, session_factories, sqlite_url, upgrade
 from store.home import Home, default_home
 from store.models import File, Model, utcnow
-from store.records import Claim, ModelInfo, ProbeRecord, SegmentInfo, SegmentRecord, VideoCaches, VideoInfo, VideoKey
-from voco.cache import SegmentCache
+from store.records import (
+    Claim,
+    LegacyModel,
+    ModelInfo,
+    ProbeRecord,
+    SegmentInfo,
+    SegmentRecord,
+    VideoCaches,
+    VideoInfo,
+    VideoKey,
+)
+from store.text import storable_text
+
+if TYPE_CHECKING:
+    from voco.cache import SegmentCache
 
 
 class Store:
@@ -65,6 +80,7 @@ class Store:
 
     def register_model(self, info: ModelInfo) -> int:
         """The id of the model with this fingerprint, inserting it the first time."""
+        info = dataclasses.replace(info, name=storable_text(info.name))
         for _ in range(3):
             with self.write() as s:
                 found = s.scalar(select(Model).where(Model.fingerprint == info.fingerprint))
@@ -80,13 +96,23 @@ class Store:
                     s.rollback()
         raise StoreError(f"could not register model {info.fingerprint[:12]}")
 
+    def legacy_models(self) -> list[LegacyModel]:
+        """Model rows registered under the old identity (before migration 0002): see store/rekey.py."""
+        return rekey.legacy_models(self.read)
+
+    def adopt_legacy_model(self, legacy_id: int, info: ModelInfo) -> tuple[int, int]:
+        """Re-key an old model row to `info`'s identity (see store/rekey.py); (model id, videos left behind)."""
+        return rekey.adopt_legacy_model(self.write, legacy_id, info)
+
     def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The content hash remembered for this path, if its size and mtime are unchanged."""
+        path = storable_text(path)
         with self.read() as s:
             f = s.scalar(select(File).where(File.path == path))
             return f.sha256 if f is not None and f.size == size and f.mtime_ns == mtime_ns else None
 
     def remember_file(self, path: str, sha256: str, size: int, mtime_ns: int) -> None:
+        path = storable_text(path)
         for _ in range(3):
             with self.write() as s:
                 f = s.scalar(select(File).where(File.path == path))
@@ -103,7 +129,7 @@ class Store:
     # ---- claims (see store/claims.py) -----------------------------------------------------------
 
     def claim(self, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str) -> Claim:
-        return claims.claim(self.write, key, fingerprint=fingerprint, path=path, size=size, owner=owner,
+        return claims.claim(self.write, key, fingerprint=fingerprint, path=storable_text(path), size=size, owner=owner,
                             lease_s=self.lease_s)
 
     def heartbeat(self, owner: str) -> int:
@@ -115,10 +141,11 @@ class Store:
     def record_unreadable(self, *, model_id: int, segment_seconds: float, frames_per_segment: int, path: str,
                           error: str) -> int:
         return claims.record_unreadable(self.write, model_id=model_id, segment_seconds=segment_seconds,
-                                        frames_per_segment=frames_per_segment, path=path, error=error)
+                                        frames_per_segment=frames_per_segment, path=storable_text(path),
+                                        error=storable_text(error))
 
     def forget_unreadable(self, *, model_id: int, path: str) -> None:
-        claims.forget_unreadable(self.write, model_id=model_id, path=path)
+        claims.forget_unreadable(self.write, model_id=model_id, path=storable_text(path))
 
     # ---- writing a claimed video (see store/writer.py) ----------------------------------------
 
@@ -137,10 +164,19 @@ class Store:
         return writer.finish(self.write, self.home, claim, owner)
 
     def fail(self, claim: Claim, owner: str, error: str) -> None:
-        writer.fail(self.write, claim, owner, error)
+        writer.fail(self.write, claim, owner, storable_text(error))
 
     def reset_if_files_missing(self, video_id: int) -> list[str]:
-        return writer.reset_if_files_missing(self.write, self.home, video_id)
+        """Check a ready video's cache file before calling it present (ingest does, on PRESENT).
+
+        A missing file resets the video; a truncated, swapped or foreign one (its header, no data
+        read) marks it damaged. Either way the next claim ingests it again. Returns what was wrong.
+        """
+        missing = writer.reset_if_files_missing(self.write, self.home, video_id)
+        if missing:
+            return missing
+        damaged = reader.check_pack_header(self.read, self.write, self.home, video_id)
+        return [damaged] if damaged else []
 
     def status(self, video_id: int) -> tuple[str, str | None] | None:
         return writer.video_status(self.read, video_id)
@@ -157,7 +193,8 @@ class Store:
         return reader.segments(self.read, video_id)
 
     def load_video_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> VideoCaches:
-        return reader.load_video_caches(self.read, self.home, video_id, fingerprint, verify=verify)
+        """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not."""
+        return reader.load_video_caches(self.read, self.write, self.home, video_id, fingerprint, verify=verify)
 
     def load_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> list[SegmentCache]:
         return self.load_video_caches(video_id, fingerprint, verify=verify).segment_caches()

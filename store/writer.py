@@ -21,9 +21,8 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -31,9 +30,12 @@ from store.claims import owns
 from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import FAILED, PENDING, READY, Cache, Segment, Thumbnail, Video, utcnow
-from store.packs import Pack, Slice, checksum, fsync_dir, read_pack, sweep_temp_files, tensor_bytes, write_pack
 from store.records import Claim, ProbeRecord, SegmentRecord
-from voco.cache import SegmentCache
+
+if TYPE_CHECKING:  # torch (through store.packs) is imported where caches are written: listing and removing
+    # videos (python -m ingest --list / --remove) start without it
+    from store.packs import Pack
+    from voco.cache import SegmentCache
 
 JPEG = "image/jpeg"
 
@@ -65,6 +67,10 @@ def set_probe(write: SessionFactory, claim: Claim, owner: str, probe: ProbeRecor
 def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
               segments: Sequence[SegmentRecord], caches: Sequence[SegmentCache]) -> Path:
     """Store one batch: chunk file first, then its rows in one transaction."""
+    import torch
+
+    from store.packs import write_pack
+
     if len(segments) != len(caches) or not segments:
         raise ValueError(f"{len(segments)} segment records for {len(caches)} caches")
     for cache in caches:
@@ -130,6 +136,10 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
     When one chunk already holds every segment in order (the usual case: chunks are large), the pack
     is a hard link to it, not a copy; the chunk name goes with the sweep after the commit.
     """
+    import torch
+
+    from store.packs import Slice, checksum, fsync_dir, read_pack, tensor_bytes, write_pack
+
     with write() as s:
         video = _require_owner(s, claim, owner)
         expected = video.num_segments
@@ -210,6 +220,8 @@ def sweep_video_dir(session_factory: SessionFactory, home: Home, video_id: int, 
     Safe only for the owner of the video's claim, or once the video is ready: nobody writes a ready
     video's folder again (a reset gives the video a new folder, see `reset_if_files_missing`).
     """
+    from store.packs import sweep_temp_files
+
     folder = home.video_dir(uid)
     if not folder.is_dir():
         return []

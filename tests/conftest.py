@@ -20,6 +20,22 @@ def make_segments():
     return make
 
 
+@pytest.fixture(autouse=True, scope="session")
+def digest_cache_in_tmp(tmp_path_factory):
+    """Weights digests of the models tests load go to a temp folder, not the user's ~/.cache (voco/identity.py)."""
+    import os
+
+    from voco.identity import DIGEST_CACHE_ENV
+
+    before = os.environ.get(DIGEST_CACHE_ENV)
+    os.environ[DIGEST_CACHE_ENV] = str(tmp_path_factory.mktemp("digests"))
+    yield
+    if before is None:
+        os.environ.pop(DIGEST_CACHE_ENV, None)
+    else:
+        os.environ[DIGEST_CACHE_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """One throw-away PostgreSQL server for the whole test session (see tests/fixtures/postgres.py).

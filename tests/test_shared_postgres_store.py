@@ -31,7 +31,7 @@ def test_the_app_lists_the_videos_of_the_postgresql_store(ingested, monkeypatch,
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(self))
     assert app_main(["--home", str(root / "caches"), "--db", url, "--model", str(root / "model"),
                      "--no-upload"]) == 0
-    assert launched and "1 videos in" in capsys.readouterr().out
+    assert launched and "VoCo Video QA: 1 video" in capsys.readouterr().out  # the one python -m ingest stored
 
 
 def test_the_evaluation_reuses_the_postgresql_store_without_ingesting_again(ingested):

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoTokenizer, LlavaConfig, LlavaForConditi
 from transformers.utils import logging as hf_logging
 
 from voco.config import VOCO_JSON, VoCoConfig
+from voco.identity import COMPRESSION_FIELDS, remember_source
 from voco.model import VoCoModel, build_lm, make_projector
 
 POOL_WEIGHTS = "voco_compressor.safetensors"
@@ -97,7 +98,12 @@ def load_checkpoint(
             "(python -m voco.train).",
             stacklevel=2,
         )
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    # the weights are now exactly what these files give: their digest may come from the digest cache
+    remember_source(model, path, {"dtype": str(dtype or torch.float32), "add_tokens": not has_voco,
+                                  "compression": {f: getattr(voco, f) for f in COMPRESSION_FIELDS},
+                                  "tokens": [voco.voco_token, voco.segment_start_token]})
+    return model
 
 
 def from_llava(llava: LlavaForConditionalGeneration, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:

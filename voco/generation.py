@@ -1,4 +1,4 @@
-"""Decoding from VoCo caches: every step is an ordinary causal pass over `past_key_values`.
+"""Decoding from VoCo caches: every step is an ordinary causal pass over the KV cache.
 
 The published VoCo-LLaMA code decodes wrongly after the first token (its custom mask and cache
 disagree); here the caches are plain KV entries at their timeline positions, so each step is the
@@ -37,6 +37,36 @@ class GenerationConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class ContextTooLong(ValueError):
+    """A question over these caches needs more positions than the model's budget."""
+
+
+def position_budget(model) -> int:
+    """Positions the decoder has (its config's max_position_embeddings): RoPE does not stop a pass past it,
+    the answers just degrade, so every answering path checks it first."""
+    return int(model.lm.config.max_position_embeddings)
+
+
+def check_position_budget(model, prefix_ids: Sequence[int], caches: Sequence[SegmentCache],
+                          suffix_ids: Sequence[int], new_tokens: int) -> None:
+    """Raise `ContextTooLong` (saying what was needed, the budget and how many segments fit) when
+    prompt + caches + question + `new_tokens` answer tokens do not fit in `position_budget(model)`."""
+    budget = position_budget(model)
+    cache_tokens = sum(c.k for c in caches)
+    text = len(prefix_ids) + len(suffix_ids) + new_tokens
+    needed = text + cache_tokens
+    if needed <= budget:
+        return
+    per_segment = max((c.k for c in caches), default=1)
+    fit = max(0, (budget - text) // per_segment)
+    raise ContextTooLong(
+        f"this answer needs {needed} positions (prompt {len(prefix_ids)} + {len(caches)} segments x "
+        f"{per_segment} cache tokens + question {len(suffix_ids)} + up to {new_tokens} answer tokens) but the "
+        f"model's budget is {budget} (max_position_embeddings in its config.json): answer from at most {fit} "
+        "segments (e.g. a uniform subset of the video), or shorten the question, the chat history or "
+        "max_new_tokens")
 
 
 def eos_ids(model) -> list[int]:
@@ -97,6 +127,7 @@ class StopText:
 def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig) -> Iterator[int]:
     """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings)."""
     prefix_ids, suffix_ids = model.prompt_ids(question, cfg.history)
+    check_position_budget(model, prefix_ids, caches, suffix_ids, cfg.max_new_tokens)
     past, position = model.past_from_caches(caches, prefix_ids)
     logits = model.forward_tokens(suffix_ids, past, position)[-1]
     position += len(suffix_ids)
@@ -135,12 +166,13 @@ def stream(model, question: str, caches: Sequence[SegmentCache], **kwargs) -> It
 def score(model, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
     """Sum of log-probabilities of each candidate's tokens after the prompt; the prompt runs once."""
     prefix_ids, suffix_ids = model.prompt_ids(question)
+    candidate_ids = [model.answer_ids(cand) for cand in candidates]
+    check_position_budget(model, prefix_ids, caches, suffix_ids, max((len(c) for c in candidate_ids), default=0))
     past, position = model.past_from_caches(caches, prefix_ids)
     first = torch.log_softmax(model.forward_tokens(suffix_ids, past, position)[-1], dim=-1)
     position += len(suffix_ids)
     scores = []
-    for cand in candidates:
-        ids = model.answer_ids(cand)
+    for ids in candidate_ids:
         logp = float(first[ids[0]])
         if len(ids) > 1:
             logits = model.forward_tokens(ids[:-1], past, position, last_only=False)  # [len-1, vocab]

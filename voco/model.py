@@ -3,13 +3,12 @@
 Two plain causal passes, no custom mask (DESIGN.md):
   1. compress: each segment's [<seg>, V_1..V_n, <voco>_1..<voco>_k] at positions 0..n+k; keep the
      KV of the kept tokens -> `SegmentCache` (position-free).
-  2. answer: [prefix KV, caches rotated onto the timeline] as past_key_values; the question and the
+  2. answer: [prefix KV, caches rotated onto the timeline] as the LM's `cache`; the question and the
      decoded tokens run as an ordinary causal pass.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
+from voco import identity
 from voco.cache import SegmentCache, check_caches, place_on_timeline
 from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
 from voco.config import VoCoConfig
@@ -99,11 +99,10 @@ class VoCoModel(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """Identity of config + weights; caches carry it so no model reads another's caches."""
-        params = list(self.parameters())
-        version = tuple(p._version for p in params)
-        if self._fingerprint is None or self._fingerprint[0] != version:
-            self._fingerprint = (version, _fingerprint(self))
+        """Identity of what changes cache bytes (voco/identity.py); caches carry it so no model reads another's."""
+        memo_key = (identity.tensors_token(self), json.dumps(identity.compression_settings(self), sort_keys=True))
+        if self._fingerprint is None or self._fingerprint[0] != memo_key:
+            self._fingerprint = (memo_key, identity.fingerprint(self))
         return self._fingerprint[1]
 
     def layout(self, n_vision: int) -> SegmentLayout:
@@ -178,7 +177,7 @@ class VoCoModel(nn.Module):
         positions = torch.arange(L, device=embeds.device).expand(B, L)
         out = self.lm.model(inputs_embeds=embeds, position_ids=positions, use_cache=True)
         s, e = layout.kept_start, layout.kept_start + layout.kept
-        kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.past_key_values.layers]
+        kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.cache.layers]
         return torch.stack(kept, dim=1)
 
     @torch.inference_mode()
@@ -223,8 +222,8 @@ class VoCoModel(nn.Module):
         ids = torch.tensor([prefix_ids], device=self.device)
         positions = torch.arange(len(prefix_ids), device=self.device)[None]
         out = self.lm.model(input_ids=ids, position_ids=positions, use_cache=True)
-        keys = torch.cat([lay.keys for lay in out.past_key_values.layers])  # [layers, H, P, D]
-        values = torch.cat([lay.values for lay in out.past_key_values.layers])
+        keys = torch.cat([lay.keys for lay in out.cache.layers])  # [layers, H, P, D]
+        values = torch.cat([lay.values for lay in out.cache.layers])
         if not torch.is_grad_enabled():
             self._prefix_memo = {key: (keys, values)}
         return keys, values
@@ -257,7 +256,7 @@ class VoCoModel(nn.Module):
         """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""
         input_ids = torch.tensor([ids], device=self.device)
         positions = torch.arange(position, position + len(ids), device=self.device)[None]
-        out = self.lm(input_ids=input_ids, position_ids=positions, past_key_values=past, use_cache=True,
+        out = self.lm(input_ids=input_ids, position_ids=positions, cache=past, use_cache=True,
                       logits_to_keep=1 if last_only else 0)
         return out.logits[0].float()
 
@@ -294,29 +293,6 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
         raise ValueError(f"the tokenizer has no {token!r} token: add it (from_pretrained on a LLaVA checkpoint "
                          "does this) or fix voco.json")
     return int(ids[0])
-
-
-def _fingerprint(model: VoCoModel) -> str:
-    """sha256 over the configs and a strided sample of every weight (cheap even at 7B)."""
-    h = hashlib.sha256()
-    h.update(json.dumps(_architecture(model.config.to_dict()), sort_keys=True, default=str).encode())
-    h.update(json.dumps(model.voco.to_dict(), sort_keys=True).encode())
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            flat = t.detach().reshape(-1)
-            step = max(1, flat.numel() // 4096)
-            sample = flat[::step].float().cpu().numpy().tobytes()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(sample)
-    return h.hexdigest()
-
-
-_NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures"}
-
-
-def _architecture(config: dict) -> dict:
-    """A config without where it was loaded from or its dtype (the weights' own dtype counts)."""
-    return {k: _architecture(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _NOT_ARCHITECTURE}
 
 
 def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:

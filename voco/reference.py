@@ -1,56 +1,102 @@
-"""The single-pass reference: one sequence, a block mask, explicit (possibly negative) positions.
+"""The single-pass reference, written from DESIGN.md's formula alone ("The method, as this project computes it").
 
     [prefix, seg_1 .. seg_T, tail]     tail = question (+ decoded tokens)
 
-Each segment sees only itself, causally, at positions delta_t + 0 .. delta_t + L_seg - 1 with
-delta_t = P + (t-1) k - kept_start; tail tokens see the prefix, the kept tokens of every segment
-and themselves, never a vision token. It is the ground truth the two-stage path (compress, then
-answer from caches) must match, and a check for training.
+Segment t's sequence is the design's row for the compressor (below); it sits at positions
+delta_t + 0 .. delta_t + L_t - 1 with delta_t = P + (kept tokens of segments 1..t-1) - (first kept index),
+i.e. P + (t-1) k - (n+1) for `voco` (may be negative). Each segment sees only itself, causally; tail
+tokens see the prefix, the kept tokens of every segment and themselves, never another token of a
+segment. The tail continues at P + (all kept tokens).
+
+Nothing here uses the two-stage path's helpers (`sequence_embeds`, `layout`, `place_on_timeline`,
+`past_from_*`): sharing them would make a bug in them invisible to the parity tests. Only the vision
+tower + projector (`vision_embeds`), the token embeddings and the decoder are the model's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from voco.compressors import SegmentLayout
+
+@dataclass(frozen=True)
+class DesignSegment:
+    """One segment's pass-1 sequence as the design writes it, and which of its tokens are kept."""
+
+    embeds: torch.Tensor
+    """[L, hidden]"""
+    kept: range
+    """Indices into `embeds` of the tokens whose KV the cache keeps."""
 
 
-def reference_mask_and_positions(P: int, T: int, layout: SegmentLayout, Q: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean `allowed[query, key]` [L, L] and position ids [L] for the single-pass sequence."""
-    Ls, k, s = layout.length, layout.kept, layout.kept_start
-    L = P + T * Ls + Q
+def design_segments(model, segments: Sequence) -> list[DesignSegment]:
+    """The design's segment rows from raw frames (each uint8 [F, H, W, 3]):
+
+    voco: [<seg>, V_1 .. V_n, <voco>_1 .. <voco>_k]  keep n+1 .. n+k
+    full: [<seg>, V_1 .. V_n]                        keep 1 .. n
+    pool: [<seg>, P_1 .. P_m]                        keep 1 .. m, P = linear(mean of V over m equal bins)
+    """
+    vision = model.vision_embeds(segments)  # [T, n, hidden]
+    embed = model.lm.get_input_embeddings()
+    dev = vision.device
+    start = embed(torch.tensor([model.segment_start_id], device=dev))  # [1, hidden]
+    k, n = model.voco.k, vision.shape[1]
+    rows = []
+    for v in vision:
+        # a test oracle mirroring the design's table, hence one branch per row of it
+        if model.voco.compressor == "voco":
+            voco = embed(torch.tensor([model.voco_token_id] * k, device=dev))
+            rows.append(DesignSegment(torch.cat([start, v, voco]), range(n + 1, n + 1 + k)))
+        elif model.voco.compressor == "full":
+            rows.append(DesignSegment(torch.cat([start, v]), range(1, n + 1)))
+        elif model.voco.compressor == "pool":
+            bins = [v[(i * n) // k : -((-(i + 1) * n) // k)].mean(0) for i in range(k)]  # floor..ceil bin edges
+            pooled = model.pool.linear(torch.stack(bins))
+            rows.append(DesignSegment(torch.cat([start, pooled]), range(1, k + 1)))
+        else:
+            raise ValueError(f"the reference has no design row for compressor {model.voco.compressor!r}")
+    return rows
+
+
+def block_mask_and_positions(P: int, segments: Sequence[tuple[int, range]],
+                             Q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean `allowed[query, key]` [L, L] and position ids [L] of [prefix (P), segments, tail (Q)].
+
+    segments: (length, kept indices) per segment.
+    """
+    L = P + sum(length for length, _ in segments) + Q
     allowed = torch.zeros(L, L, dtype=torch.bool)
-    causal = lambda n: torch.ones(n, n, dtype=torch.bool).tril()
-    allowed[:P, :P] = causal(P)
-    positions = [torch.arange(P)]
-    for t in range(T):
-        a = P + t * Ls
-        allowed[a : a + Ls, a : a + Ls] = causal(Ls)
-        positions.append(P + t * k - s + torch.arange(Ls))
-    q0 = P + T * Ls
-    allowed[q0:, :P] = True
-    for t in range(T):
-        a = P + t * Ls + s
-        allowed[q0:, a : a + k] = True
-    allowed[q0:, q0:] = causal(Q)
-    positions.append(P + T * k + torch.arange(Q))
-    return allowed, torch.cat(positions)
+    positions = torch.empty(L, dtype=torch.long)
+    tail = slice(L - Q, L)
+    allowed[:P, :P] = torch.ones(P, P, dtype=torch.bool).tril()
+    positions[:P] = torch.arange(P)
+    allowed[tail, :P] = True
+    a, timeline = P, P  # a: index in the sequence; timeline: position of the segment's first kept token
+    for length, kept in segments:
+        allowed[a : a + length, a : a + length] = torch.ones(length, length, dtype=torch.bool).tril()
+        positions[a : a + length] = timeline - kept.start + torch.arange(length)  # delta_t + 0 .. L_t - 1
+        allowed[tail, a + kept.start : a + kept.stop] = True
+        a += length
+        timeline += len(kept)
+    allowed[tail, tail] = torch.ones(Q, Q, dtype=torch.bool).tril()
+    positions[tail] = timeline + torch.arange(Q)
+    return allowed, positions
 
 
-def single_pass_logits(model, prefix_ids: list[int], segment_embeds: torch.Tensor, layout: SegmentLayout,
+def single_pass_logits(model, prefix_ids: list[int], segments: Sequence[DesignSegment],
                        tail_ids: list[int]) -> torch.Tensor:
-    """Logits [len(tail_ids), vocab] of the tail tokens. segment_embeds: [T, L_seg, hidden]."""
-    T, Ls, hidden = segment_embeds.shape
+    """Logits [len(tail_ids), vocab] of the tail tokens, from one masked pass."""
     embed = model.lm.get_input_embeddings()
     dev = model.device
     x = torch.cat([
         embed(torch.tensor(prefix_ids, device=dev)),
-        segment_embeds.reshape(T * Ls, hidden).to(dev),
+        *(s.embeds.to(dev) for s in segments),
         embed(torch.tensor(tail_ids, device=dev)),
     ])[None]  # [1, L, hidden]
-    allowed, positions = reference_mask_and_positions(len(prefix_ids), T, layout, len(tail_ids))
+    allowed, positions = block_mask_and_positions(len(prefix_ids), [(len(s.embeds), s.kept) for s in segments],
+                                                  len(tail_ids))
     mask = torch.zeros(allowed.shape, dtype=x.dtype)
     mask.masked_fill_(~allowed, torch.finfo(x.dtype).min)  # additive 4D mask
     out = model.lm(inputs_embeds=x, attention_mask=mask[None, None].to(dev), position_ids=positions[None].to(dev))
@@ -61,31 +107,21 @@ def single_pass_logits(model, prefix_ids: list[int], segment_embeds: torch.Tenso
 def reference_logits(model, question: str, segments: Sequence, history: Sequence[tuple[str, str]] = ()) -> torch.Tensor:
     """Next-token logits [vocab] after the prompt, computed in one masked pass from raw frames."""
     prefix_ids, suffix_ids = model.prompt_ids(question, history)
-    embeds, layout = _segment_inputs(model, segments)
-    return single_pass_logits(model, prefix_ids, embeds, layout, suffix_ids)[-1]
+    return single_pass_logits(model, prefix_ids, design_segments(model, segments), suffix_ids)[-1]
 
 
 @torch.inference_mode()
 def reference_greedy(model, question: str, segments: Sequence, max_new_tokens: int) -> list[int]:
     """Greedy decoding by re-running the whole single-pass reference for every new token."""
+    from voco.generation import eos_ids
+
     prefix_ids, suffix_ids = model.prompt_ids(question)
-    embeds, layout = _segment_inputs(model, segments)
-    eos = set(_eos_ids(model))
+    rows = design_segments(model, segments)
+    eos = set(eos_ids(model))
     out: list[int] = []
     for _ in range(max_new_tokens):
-        token = int(single_pass_logits(model, prefix_ids, embeds, layout, suffix_ids + out)[-1].argmax())
+        token = int(single_pass_logits(model, prefix_ids, rows, suffix_ids + out)[-1].argmax())
         if token in eos:
             break
         out.append(token)
     return out
-
-
-def _segment_inputs(model, segments: Sequence) -> tuple[torch.Tensor, SegmentLayout]:
-    vision = model.vision_embeds(segments)  # [T, n, hidden]
-    return model.sequence_embeds(vision), model.layout(vision.shape[1])
-
-
-def _eos_ids(model) -> list[int]:
-    from voco.generation import eos_ids
-
-    return eos_ids(model)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+import torch
 
 from ingest.run import ingest_paths
 from store import Store
+from tests.fixtures.videos import pattern_frames, write_video
 from voco import VoCoModel
 from voco.data.synthetic import write_dataset
 from voco.tiny import tiny_model
@@ -28,3 +33,33 @@ def store(library):
     s = Store.open(root / "home")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def silent_library(tmp_path_factory):
+    """A real model that never says anything (its final norm is zero, so every step picks <unk>), one video."""
+    root = tmp_path_factory.mktemp("silent_library")
+    model = tiny_model("llama", k=1)
+    with torch.no_grad():
+        model.lm.model.norm.weight.zero_()
+    model.save_pretrained(root / "model")
+    write_dataset(root / "data", 1, base_seed=7, split="test")
+    model = VoCoModel.from_pretrained(root / "model", segment_seconds=1.0)
+    summary = ingest_paths([root / "data" / "videos"], home=root / "home", model=model, model_name="silent")
+    assert summary.count("ingested") == 1
+    return root, model
+
+
+@pytest.fixture
+def own_home(library, tmp_path):
+    """A private copy of the library's home (3 ready videos), for tests that add or remove videos."""
+    root, _ = library
+    shutil.copytree(root / "home", tmp_path / "home")
+    s = Store.open(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def new_video(path: Path, seconds: int, seed: int) -> Path:
+    """A 10 fps video of `seconds` one-second segments whose bytes no other test has ingested."""
+    return write_video(path, pattern_frames(10 * seconds, seed=seed), fps=10)

@@ -1,48 +1,97 @@
 """The app's named endpoints, called through gradio_client against a launched app."""
 
+import logging
+
 import pytest
 
-from app.service import ChatService
-from app.ui import _pairs, build_ui
+from app.service import NO_ANSWER, ChatService
+from app.ui import NO_ANSWER_BUBBLE, _pairs, build_ui
+from store import Store
 
 gradio_client = pytest.importorskip("gradio_client")
 
 
-@pytest.fixture(scope="module")
-def app_url(library, tmp_path_factory):
-    from store import Store
-
-    root, model = library
-    store = Store.open(root / "home")
-    service = ChatService(store, model, model_name="tiny", upload_dir=tmp_path_factory.mktemp("uploads"))
+def launch(home, model, name, tmp_path_factory):
+    store = Store.open(home)
+    service = ChatService(store, model, model_name=name, upload_dir=tmp_path_factory.mktemp("uploads"))
     demo = build_ui(service, tmp_path_factory.mktemp("thumbs"))
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield url, service
+    return demo, url, service
+
+
+@pytest.fixture(scope="module")
+def app_url(library, tmp_path_factory):
+    root, model = library
+    demo, url, service = launch(root / "home", model, "tiny", tmp_path_factory)
+    yield url, service, demo
     demo.close()
-    store.close()
+    service.store.close()
+
+
+@pytest.fixture(scope="module")
+def silent_app(silent_library, tmp_path_factory):
+    root, model = silent_library
+    demo, url, service = launch(root / "home", model, "silent", tmp_path_factory)
+    yield demo, url, service
+    demo.close()
+    service.store.close()
 
 
 def test_videos_and_ask_endpoints(app_url):
-    url, service = app_url
+    url, service, _ = app_url
     client = gradio_client.Client(url, verbose=False)
     videos = client.predict(api_name="/videos")
     assert {v["id"] for v in videos} == {v.id for v in service.videos()}
     assert all(v["status"] == "ready" and v["segments"] > 0 for v in videos)
-    answer = client.predict(video_id=videos[0]["id"], question="what shape appears first?", max_new_tokens=6,
+    result = client.predict(video_id=videos[0]["id"], question="what shape appears first?", max_new_tokens=6,
                             api_name="/ask")
-    expected, _ = service.answer(videos[0]["id"], "what shape appears first?", max_new_tokens=6)
-    assert answer == expected
+    expected, stats = service.answer(videos[0]["id"], "what shape appears first?", max_new_tokens=6)
+    assert result["answer"] == expected
+    assert result["segments_used"] == stats.segments_used == videos[0]["segments"]
+    assert result["note"] == "" and 0 < result["tokens"] <= 6
 
 
-def test_a_failing_request_leaves_the_app_serving(app_url):
-    url, _ = app_url
+BAD_REQUESTS = [
+    ({"video_id": 999}, "no video with id 999"),
+    ({"video_id": 0}, "video_id must be 1 or more, got 0"),
+    ({"video_id": -1}, "video_id must be 1 or more, got -1"),
+    ({"video_id": "abc"}, "video_id must be a whole number, got str 'abc'"),
+    ({"video_id": 1.5}, "video_id must be a whole number, got 1.5"),
+    ({"question": 5}, "question must be text, got int 5"),
+    ({"question": "  "}, "ask a question first"),
+    ({"max_new_tokens": "x"}, "max_new_tokens must be a whole number, got str 'x'"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be from 1 to 256, got 0"),
+]
+
+
+def test_bad_requests_get_their_reason_and_one_log_line(app_url, caplog, capfd):
+    url, _, _ = app_url
     client = gradio_client.Client(url, verbose=False)
-    with pytest.raises(Exception, match="999|not"):
-        client.predict(video_id=999, question="what?", api_name="/ask")
-    with pytest.raises(Exception, match="ask a question"):
-        client.predict(video_id=1, question="  ", api_name="/ask")
+    caplog.set_level(logging.INFO, logger="app.ui")
+    for change, reason in BAD_REQUESTS:
+        request = {"video_id": 1, "question": "what?", "max_new_tokens": 4, **change}
+        with pytest.raises(gradio_client.exceptions.AppError) as refused:
+            client.predict(**request, api_name="/ask")
+        assert reason in str(refused.value), (change, str(refused.value))
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.ui"]
+    assert len(lines) == len(BAD_REQUESTS) and all(line.startswith("/ask refused: ") for line in lines)
+    assert "Traceback" not in capfd.readouterr().err
     assert client.predict(api_name="/videos")  # still answering
+
+
+def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
+    demo, url, service = silent_app
+    (video,) = service.videos()
+    result = gradio_client.Client(url, verbose=False).predict(
+        video_id=video.id, question="What is happening in this video?", max_new_tokens=4, api_name="/ask")
+    assert result["answer"] == "" and result["note"] == NO_ANSWER
+
+    respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
+    *_, (history, _, stats) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
+    assert stats.endswith(NO_ANSWER)
+    assert _pairs(history) == [("What is happening in this video?", "")]
 
 
 def test_chat_messages_become_question_answer_turns():
@@ -51,3 +100,18 @@ def test_chat_messages_become_question_answer_turns():
                 {"role": "user", "content": [{"type": "text", "text": "q3"}]},
                 {"role": "assistant", "content": [{"type": "text", "text": "a3"}]}]
     assert _pairs(messages) == [("q1", "a1"), ("q3", "a3")]
+
+
+def test_the_upload_panel_reports_a_failed_upload_and_cleans_gradios_copy(app_url, tmp_path):
+    _, service, demo = app_url
+    fns = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values()}
+    gradio_copy = tmp_path / "gradio-cache" / "clip.mp4"  # gradio hands the handler its own cached copy
+    gradio_copy.parent.mkdir()
+    gradio_copy.write_bytes(b"not a video" * 50)
+    job_id, status, _, cancel, _ = fns["start_upload"](str(gradio_copy))
+    assert status == "uploaded clip.mp4: ingesting…" and cancel["visible"] is True
+    assert not gradio_copy.exists()  # ours is in the upload folder now
+    assert service.job(job_id).finished.wait(60)
+    _, library, status, _, job_state, cancel = fns["poll_upload"](job_id, "")
+    assert status.startswith("⚠️ upload failed: clip.mp4: ") and job_state is None and cancel["visible"] is False
+    assert "ready" in library and "failed" not in library  # the failed upload's row is gone with its file

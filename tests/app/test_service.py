@@ -1,10 +1,10 @@
 """The chat service, called directly (no Gradio)."""
 
-import time
 
 import pytest
 
-from app.service import ChatService, ServiceError, ServiceLimits
+from app.service import NO_ANSWER, ChatService, ServiceError, ServiceLimits
+from store import Store
 
 
 @pytest.fixture
@@ -94,38 +94,23 @@ def test_bad_requests_raise_clear_errors(service):
         service.answer(video.id, "   ")
     with pytest.raises(ServiceError, match="longer than"):
         service.answer(video.id, "x" * 5000)
-    with pytest.raises(Exception, match="999"):
+    with pytest.raises(ServiceError, match="no video with id 999"):
         service.answer(999, "what?")
+    with pytest.raises(ServiceError, match="video_id must be a whole number, got 1.5"):
+        service.answer(1.5, "what?")  # not silently video 1
+    with pytest.raises(ServiceError, match="max_new_tokens must be from 1 to 256, got 0"):
+        service.answer(video.id, "what?", max_new_tokens=0)  # not silently 1
+    with pytest.raises(ServiceError, match="question must be text, got int"):
+        service.answer(video.id, 5)
+    with pytest.raises(ServiceError, match="no video with id 999"):
+        service.timeline(999)
 
 
-def test_upload_is_checked_then_ingested_in_the_background(service, library, tmp_path):
-    root, _ = library
-    bad = tmp_path / "notes.txt"
-    bad.write_text("hello")
-    with pytest.raises(ServiceError, match="not a video file name"):
-        service.upload(bad)
-    small = ChatService(service.store, service.model, upload_dir=tmp_path / "u2",
-                        limits=ServiceLimits(max_upload_bytes=10))
-    source = next((root / "data" / "videos").glob("*.mp4"))
-    with pytest.raises(ServiceError, match="over the upload limit"):
-        small.upload(source)
-
-    job = service.upload(source, "my clip.mp4")
-    deadline = time.time() + 60
-    while service.job(job.id).status in ("queued", "ingesting") and time.time() < deadline:
-        time.sleep(0.1)
-    job = service.job(job.id)
-    assert job.status == "ready", job.message
-    assert job.video_id is not None  # the same bytes: the stored video is reused
-    assert job.path.parent == tmp_path / "uploads"
-
-
-def test_a_broken_upload_fails_with_a_reason(service, tmp_path):
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"not really a video" * 100)
-    job = service.upload(broken)
-    deadline = time.time() + 60
-    while service.job(job.id).status in ("queued", "ingesting") and time.time() < deadline:
-        time.sleep(0.1)
-    assert service.job(job.id).status == "failed"
-    assert service.job(job.id).message
+def test_an_empty_answer_says_the_model_gave_none(silent_library, tmp_path):
+    root, model = silent_library
+    with Store.open(root / "home") as store:
+        service = ChatService(store, model, model_name="silent")
+        (video,) = service.videos()
+        text, stats = service.answer(video.id, "What is happening in this video?", max_new_tokens=4)
+    assert text == ""
+    assert stats.note == NO_ANSWER and stats.summary().endswith(f"· {NO_ANSWER}")

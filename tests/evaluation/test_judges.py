@@ -35,7 +35,8 @@ from evaluation.judges import (
 ])
 def test_exact_matches(answer, pred):
     assert exact_match(answer, pred)
-    assert ExactJudge().judge("q", answer, pred).score == 5
+    judgment = ExactJudge().judge("q", answer, pred)
+    assert (judgment.pred, judgment.score) == ("yes", None)  # exact match gives no score
 
 
 @pytest.mark.parametrize("answer, pred", [
@@ -45,7 +46,7 @@ def test_exact_matches(answer, pred):
 def test_exact_mismatches(answer, pred):
     assert not exact_match(answer, pred)
     judgment = ExactJudge().judge("q", answer, pred)
-    assert (judgment.pred, judgment.score) == ("no", 0)
+    assert (judgment.pred, judgment.score) == ("no", None)
 
 
 def test_normalize():

@@ -47,6 +47,16 @@ def test_nothing_judged_gives_none_not_zero_division():
     assert "| **all** | 1 | 0 | - | - | 0 | 1 | 0 |" in markdown_table(m)
 
 
+def test_a_judge_without_scores_gets_no_score_column():
+    """The exact judge's 5-or-0 score was only 5 x accuracy: no score field, no column."""
+    rows = [Row("1", "color", JUDGED, "yes"), Row("2", "color", JUDGED, "no"), Row("3", "count", ANSWER_ERROR)]
+    m = compute_metrics(rows, scored=False)
+    assert "score" not in m["overall"] and all("score" not in g for g in m["by_type"].values())
+    table = markdown_table(m)
+    assert "score" not in table and "| **all** | 3 | 2 | 50.0 | 0 | 1 | 0 |" in table
+    assert table.splitlines()[1] == "|---|" + "---:|" * 6
+
+
 def test_timing_summary_skips_work_a_cache_hit_did_not_do():
     records = [{"timings": {"decode_s": 1.0, "compress_s": 3.0, "answer_s": 0.5, "cached": False}},
                {"timings": {"decode_s": 0.0, "compress_s": 0.0, "answer_s": 0.3, "cached": True}},
@@ -97,7 +107,7 @@ def test_metrics_of_a_hand_made_prediction_file(tmp_path, capsys):
     report = json.loads((out / "metrics-exact.json").read_text())
     overall = report["overall"]
     assert (overall["questions"], overall["judged"], overall["yes"], overall["no"]) == (5, 3, 2, 1)
-    assert overall["accuracy"] == pytest.approx(2 / 3) and overall["score"] == pytest.approx(10 / 3)
+    assert overall["accuracy"] == pytest.approx(2 / 3) and "score" not in overall  # exact: no score
     assert (overall["missing_video"], overall["answer_error"], overall["judge_error"]) == (1, 1, 0)
     assert report["by_type"]["count"]["accuracy"] == 1.0 and report["by_type"]["count"]["answer_error"] == 1
     assert report["by_type"]["color"]["missing_video"] == 1 and report["by_type"]["object"]["accuracy"] == 0.0
@@ -108,6 +118,6 @@ def test_metrics_of_a_hand_made_prediction_file(tmp_path, capsys):
     judged = {j["id"]: j for j in map(json.loads, (out / "judgments-exact.jsonl").read_text().splitlines())}
     assert judged["7"]["judge_pred"] == "yes" and judged["11"]["judge_pred"] == "no" and "5" not in judged
     md = (out / "metrics-exact.md").read_text()
-    assert "| **all** | 5 | 3 | 66.7 | 3.33 | 1 | 1 | 0 |" in md
+    assert "| **all** | 5 | 3 | 66.7 | 1 | 1 | 0 |" in md and "score" not in md
     assert md in capsys.readouterr().out
     assert (out / "missing_videos.txt").read_text().splitlines()[1] == "vC\t1"

@@ -1,39 +1,49 @@
-"""The pipeline end to end: resume after a kill, shards and their merge, refused resumes, answer errors,
-missing videos; the tiny model through `ModelAnswerer`; `StoreAnswerer` against the assumed store API."""
+"""The pipeline end to end with the real tiny model on real synthetic videos: resume after a kill, shards and
+their merge, refused resumes, answer errors, missing videos, `--answerer`; `StoreAnswerer` on the real store."""
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import types
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from evaluation.answerers import StoreAnswerer, store_api_problem
+from evaluation.answerers import ModelAnswerer, StoreAnswerer
 from evaluation.cli import main
+from evaluation.judges import exact_match
 from evaluation.predictions import read_jsonl
 from evaluation.readers import read_dataset
-from evaluation.runner import make_plan, predict, todo_items
-from tests.evaluation.layouts import touch_videos, write_split
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE = "tests.evaluation.fakes:make"
 
 
 @pytest.fixture
-def dataset_root(tmp_path, rows):
+def dataset_root(synth_videos, tmp_path):
+    """A private copy of the three synthetic videos and their 9 questions (tests change the files)."""
     root = tmp_path / "data"
-    write_split(root, rows)
-    touch_videos(root / "videos", dict.fromkeys(r["video"] for r in rows))
+    shutil.copytree(synth_videos, root)
     return root
+
+
+@pytest.fixture
+def rows(dataset_root) -> list[dict]:
+    return [{"id": i.id, "video": i.video, "question": i.question, "answer": i.answer}
+            for i in read_dataset("custom", dataset_root).items]
+
+
+@pytest.fixture
+def model_args(tiny_checkpoint):
+    def make(max_new_tokens: int = 3) -> list[str]:
+        return ["--model", str(tiny_checkpoint), "--segment-seconds", "1.0", "--max-new-tokens", str(max_new_tokens)]
+
+    return make
 
 
 def _args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -44,30 +54,18 @@ def _ids(path: Path) -> list[str]:
     return [r["id"] for r in read_jsonl(path).records]
 
 
-def test_resume_after_kill_answers_every_question_exactly_once(dataset_root, rows, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "out"
-    part = out / "parts" / "main.jsonl"
-    env = {**os.environ, "EVAL_FAKE_DELAY": "0.1"}
-    cmd = [sys.executable, str(REPO / "scripts" / "eval_videoqa.py"), *_args(dataset_root, out, "--answerer", FAKE)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if part.exists() and part.read_bytes().count(b"\n") >= 4:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()}"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    before = _ids(part)
-    assert 4 <= len(before) < len(rows)
-    assert not (out / "predictions.jsonl").exists()
-    with open(part, "ab") as handle:  # as if the kill had cut a line in half
-        handle.write(b'{"id": "' + rows[-1]["id"].encode() + b'", "pred": "ye')
+def _preds(path: Path) -> list[tuple[str, str]]:
+    return [(r["id"], r["pred"]) for r in read_jsonl(path).records]
 
-    monkeypatch.setenv("EVAL_FAKE_DELAY", "0")
-    assert main(_args(dataset_root, out, "--answerer", FAKE)) == 0
+
+def _resume_and_check(dataset_root, rows, out: Path, args: list[str], before: list[str], capsys) -> None:
+    """Cut the part file's last line in half (as a kill would), rerun: every question exactly once."""
+    part = out / "parts" / "main.jsonl"
+    assert not (out / "predictions.jsonl").exists()
+    with open(part, "ab") as handle:
+        handle.write(b'{"id": "' + rows[-1]["id"].encode() + b'", "pred": "ye')
+    capsys.readouterr()
+    assert main(_args(dataset_root, out, *args)) == 0
     err = capsys.readouterr().err
     assert "cut by an earlier kill was dropped" in err
     assert f"answered {len(rows) - len(before)} questions" in err
@@ -77,21 +75,54 @@ def test_resume_after_kill_answers_every_question_exactly_once(dataset_root, row
     assert sorted(in_part) == sorted(merged) and not read_jsonl(part).torn_tail  # nothing answered twice
     assert in_part[: len(before)] == before
 
-    assert main(_args(dataset_root, out, "--answerer", FAKE)) == 0  # a third run has nothing to do
+    assert main(_args(dataset_root, out, *args)) == 0  # a third run has nothing to do
     assert "every question already has a prediction" in capsys.readouterr().err
     assert len(_ids(part)) == len(rows)
 
 
-def test_shards_then_merge(dataset_root, rows, tmp_path, capsys):
+def test_resume_answers_every_question_exactly_once(dataset_root, rows, model_args, tmp_path, capsys):
+    """A run stopped after 4 questions (here by --limit) resumes with the other 5; see the kill test below."""
     out = tmp_path / "out"
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--shard", "0/2")) == 0
+    assert main(_args(dataset_root, out, *model_args(), "--limit", "4")) == 0
+    (out / "predictions.jsonl").unlink()
+    before = _ids(out / "parts" / "main.jsonl")
+    assert before == [r["id"] for r in rows[:4]]
+    _resume_and_check(dataset_root, rows, out, model_args(), before, capsys)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_answers_every_question_exactly_once(dataset_root, rows, model_args, tmp_path, capsys):
+    """SIGKILL a real run mid-way (a subprocess: ~10-30 s on a busy machine, hence slow)."""
+    out = tmp_path / "out"
+    part = out / "parts" / "main.jsonl"
+    slow = model_args(max_new_tokens=48)  # longer answers, so the kill lands mid-run
+    cmd = [sys.executable, str(REPO / "scripts" / "eval_videoqa.py"), *_args(dataset_root, out, *slow)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if part.exists() and part.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = _ids(part)
+    assert 2 <= len(before) < len(rows)
+    _resume_and_check(dataset_root, rows, out, slow, before, capsys)
+
+
+def test_shards_then_merge(dataset_root, rows, model_args, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(dataset_root, out, *model_args(), "--shard", "0/2")) == 0
     assert not (out / "predictions.jsonl").exists()  # a shard run does not judge
     assert main(_args(dataset_root, out, "--merge")) == 1
     err = capsys.readouterr().err
     assert "have no prediction" in err and "1/2 lacks" in err
 
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--shard", "1/2")) == 0
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--shard", "1/2")) == 0  # rerun: nothing to do
+    assert main(_args(dataset_root, out, *model_args(), "--shard", "1/2")) == 0
+    assert main(_args(dataset_root, out, *model_args(), "--shard", "1/2")) == 0  # rerun: nothing to do
     assert "every question already has a prediction in shard 1/2" in capsys.readouterr().err
     videos_per_shard = [{r["video"] for r in read_jsonl(out / "parts" / f"shard-{i}-of-2.jsonl").records}
                         for i in range(2)]
@@ -102,48 +133,68 @@ def test_shards_then_merge(dataset_root, rows, tmp_path, capsys):
     assert main(_args(dataset_root, out, "--merge")) == 0
     assert _ids(out / "predictions.jsonl") == [r["id"] for r in rows]
     report = json.loads((out / "metrics-exact.json").read_text())
-    yes = sum(r["answer"] == "yes" for r in rows)  # the fake always answers "yes"
+    truth = {r["id"]: r["answer"] for r in rows}
+    yes = sum(exact_match(truth[i], pred) for i, pred in _preds(out / "predictions.jsonl"))
     assert report["overall"]["yes"] == yes and report["overall"]["judged"] == len(rows)
+    assert "score" not in report["overall"] and "score" not in (out / "metrics-exact.md").read_text()
     assert main(_args(dataset_root, out, "--merge", "--shard", "0/2")) == 1
 
 
-def test_resume_with_other_settings_is_refused(dataset_root, tmp_path, capsys):
+def test_resume_with_other_settings_is_refused(dataset_root, model_args, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--limit", "3")) == 0
-    assert main(_args(dataset_root, out, "--answerer", "tests.evaluation.fakes:make_other")) == 1
+    assert main(_args(dataset_root, out, *model_args(3), "--limit", "3")) == 0
+    assert main(_args(dataset_root, out, *model_args(4))) == 1
     assert "holds predictions made with other settings" in capsys.readouterr().err
-    assert main(_args(dataset_root, out, "--answerer", "tests.evaluation.fakes:make_other", "--overwrite")) == 0
-    assert len(_ids(out / "parts" / "main.jsonl")) == 30
+    assert main(_args(dataset_root, out, *model_args(4), "--overwrite")) == 0
+    assert len(_ids(out / "parts" / "main.jsonl")) == 9
 
 
-def test_answer_errors_are_recorded_counted_and_retried(dataset_root, rows, tmp_path, monkeypatch, capsys):
+def test_answer_errors_are_recorded_counted_and_retried(dataset_root, rows, model_args, tmp_path, capsys):
     out = tmp_path / "out"
     bad = rows[0]["video"]
-    monkeypatch.setenv("EVAL_FAKE_FAIL", bad)
-    assert main(_args(dataset_root, out, "--answerer", FAKE)) == 2
+    video = dataset_root / "videos" / f"{bad}.mp4"
+    good_bytes = video.read_bytes()
+    video.write_bytes(b"not a video\n" * 20)
+    assert main(_args(dataset_root, out, *model_args())) == 2
     report = json.loads((out / "metrics-exact.json").read_text())
     n_bad = sum(r["video"] == bad for r in rows)
     assert report["overall"]["answer_error"] == n_bad and report["overall"]["judged"] == len(rows) - n_bad
-    assert "cannot decode (test)" in report["answer_error_examples"][0]
-    monkeypatch.delenv("EVAL_FAKE_FAIL")
-    assert main(_args(dataset_root, out, "--answerer", FAKE)) == 0  # the failed ones are asked again
+    assert f"{bad}.mp4" in report["answer_error_examples"][0]
+    video.write_bytes(good_bytes)
+    assert main(_args(dataset_root, out, *model_args())) == 0  # the failed ones are asked again
     assert f"answered {n_bad} questions" in capsys.readouterr().err
     assert json.loads((out / "metrics-exact.json").read_text())["overall"]["answer_error"] == 0
 
 
-def test_missing_videos_skip_or_fail_with_strict(dataset_root, rows, tmp_path, capsys):
+def test_missing_videos_skip_or_fail_with_strict(dataset_root, rows, model_args, tmp_path, capsys):
     gone = rows[-1]["video"]
     (dataset_root / "videos" / f"{gone}.mp4").unlink()
     out = tmp_path / "out"
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--strict")) == 1
+    assert main(_args(dataset_root, out, *model_args(), "--strict")) == 1
     err = capsys.readouterr().err
-    assert "--strict: 1 of 5 videos have no file" in err and gone in err
-    assert main(_args(dataset_root, out, "--answerer", FAKE)) == 0
+    assert "--strict: 1 of 3 videos have no file" in err and gone in err
+    assert main(_args(dataset_root, out, *model_args())) == 0
     err = capsys.readouterr().err
     assert "1 videos have no file" in err and "missing_videos.txt" in err
     report = json.loads((out / "metrics-exact.json").read_text())
     assert report["overall"]["missing_video"] == sum(r["video"] == gone for r in rows)
     assert gone in (out / "missing_videos.txt").read_text()
+
+
+def make_model_answerer(args):
+    """An `--answerer` factory: the real `ModelAnswerer`, built by hand as a user's plug-in would."""
+    from voco import VoCoModel
+
+    model = VoCoModel.from_pretrained(args.model, segment_seconds=args.segment_seconds)
+    return ModelAnswerer(model, max_new_tokens=args.max_new_tokens)
+
+
+def test_answerer_plug_in_gives_the_built_in_answers(dataset_root, model_args, tmp_path, capsys):
+    assert main(_args(dataset_root, tmp_path / "built_in", *model_args())) == 0
+    spec = "tests.evaluation.test_runner:make_model_answerer"
+    assert main(_args(dataset_root, tmp_path / "plug_in", *model_args(), "--answerer", spec)) == 0
+    assert _preds(tmp_path / "plug_in" / "predictions.jsonl") == _preds(tmp_path / "built_in" / "predictions.jsonl")
+    assert json.loads((tmp_path / "plug_in" / "run.json").read_text())["answerer_spec"] == spec
 
 
 def test_usage_errors(dataset_root, tmp_path, capsys, monkeypatch):
@@ -155,7 +206,9 @@ def test_usage_errors(dataset_root, tmp_path, capsys, monkeypatch):
     assert "OPENAI_API_KEY" in capsys.readouterr().err
     assert main(_args(dataset_root, out, "--answerer", "no_such_module:make")) == 1
     assert "cannot import no_such_module" in capsys.readouterr().err
-    assert main(_args(dataset_root, out, "--answerer", FAKE, "--shard", "0/2", "--overwrite")) == 1
+    assert main(_args(dataset_root, out, "--answerer", "builtins:vars")) == 1  # returns a dict
+    assert "has no answer(video_path, question) method" in capsys.readouterr().err
+    assert main(_args(dataset_root, out, "--shard", "0/2", "--overwrite")) == 1
     assert "would delete the other shards" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(_args(dataset_root, out, "--shard", "3/3"))
@@ -172,14 +225,10 @@ def test_help_runs_for_every_script():
 # ---- with the tiny model ------------------------------------------------------------------------------
 
 
-def test_model_answerer_end_to_end(tiny_checkpoint, synth_videos, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "store", None)  # store not importable: --home falls back, with a note
+def test_model_answerer_end_to_end(dataset_root, model_args, tmp_path, capsys):
     out = tmp_path / "out"
-    args = _args(synth_videos, out, "--model", str(tiny_checkpoint), "--segment-seconds", "1.0",
-                 "--max-new-tokens", "3", "--home", str(tmp_path / "home"))
+    args = _args(dataset_root, out, *model_args())
     assert main(args) == 0
-    err = capsys.readouterr().err
-    assert "--home" in err and "ignored" in err and "computing caches in memory" in err
     records = read_jsonl(out / "predictions.jsonl").records
     assert len(records) == 9 and all(isinstance(r["pred"], str) and r["error"] is None for r in records)
     by_video: dict[str, list[dict]] = {}
@@ -223,7 +272,6 @@ def test_decoding_follows_the_project_sampling_rule(synth_videos):
 
 
 def test_model_answerer_reports_an_undecodable_video_as_that_question_error(tiny_checkpoint, tmp_path):
-    from evaluation.answerers import ModelAnswerer
     from ingest.probe import VideoError
     from voco import VoCoModel
 
@@ -234,93 +282,74 @@ def test_model_answerer_reports_an_undecodable_video_as_that_question_error(tiny
         answerer.answer(bad, "what colour?")
 
 
-# ---- store answerer against the assumed API --------------------------------------------------------
-
-
-class _FakeModel:
-    fingerprint = "f" * 64
-    voco = SimpleNamespace(k=1, compressor="voco", segment_seconds=2.0, frames_per_segment=4)
-
-    def answer(self, question, caches, max_new_tokens=32):
-        return f"{caches[0]}|{question}|{max_new_tokens}"
-
-
-def _install_fake_store(monkeypatch, calls: list, failing: set[str]):
-    ingest, run, store = (types.ModuleType(n) for n in ("ingest", "ingest.run", "store"))
-
-    def ingest_paths(paths, *, home=None, db_url=None, model="default", model_name=None, config=None,
-                     progress=None, show_progress=False, store=None):
-        calls.append(("ingest", [Path(p).name for p in paths], model_name, store is not None))
-        files = []
-        for n, p in enumerate(paths):
-            bad = Path(p).stem in failing
-            files.append(SimpleNamespace(path=str(p), status="failed" if bad else ("present" if n else "ingested"),
-                                         video_id=None if bad else 100 + n, error=f"{p}: corrupt" if bad else None))
-        return SimpleNamespace(files=files)
-
-    class Store:
-        @classmethod
-        def open(cls, home=None, db_url=None, **kwargs):
-            calls.append(("open", str(home), db_url))
-            return cls()
-
-        def load_caches(self, video_id, fingerprint, *, verify=False):
-            calls.append(("load", video_id, fingerprint))
-            return [f"cache{video_id}"]
-
-        def close(self):
-            calls.append(("close",))
-
-    run.ingest_paths = ingest_paths
-    ingest.run = run
-    store.Store = Store
-    for name, module in (("ingest", ingest), ("ingest.run", run), ("store", store)):
-        monkeypatch.setitem(sys.modules, name, module)
-
-
-def test_store_answerer_uses_the_assumed_store_api(dataset_root, rows, tmp_path, monkeypatch):
-    calls: list = []
-    bad = rows[-1]["video"]
-    _install_fake_store(monkeypatch, calls, {bad})
-    assert store_api_problem() is None
-    plan = make_plan(read_dataset("custom", dataset_root))
+def test_answer_past_the_model_position_budget_is_that_question_error(dataset_root, tiny_checkpoint, tmp_path):
+    """The library's position-budget check reaches the evaluation as a recorded reason, not a silent answer."""
     out = tmp_path / "out"
-    answerer = StoreAnswerer(_FakeModel(), tmp_path / "home", model_name="default", max_new_tokens=5,
-                             show_progress=False)
-    stats = predict(todo_items(plan, out, None), plan, answerer, out)
-    answerer.close()
-    assert calls[0] == ("open", str(tmp_path / "home"), None)
-    assert calls[1][0] == "ingest" and len(calls[1][1]) == 5 and calls[1][2:] == ("default", True)  # one batch
-    loads = [c for c in calls if c[0] == "load"]
-    assert len(loads) == 4 and {c[2] for c in loads} == {_FakeModel.fingerprint}  # once per usable video
-    assert calls[-1] == ("close",)
-    records = read_jsonl(out / "parts" / "main.jsonl").records
-    n_bad = sum(r["video"] == bad for r in rows)
-    assert stats.errors == n_bad
-    assert all("corrupt" in r["error"] for r in records if r["video"] == bad)
-    good = [r for r in records if r["video"] != bad]
-    assert all(r["pred"].startswith("cache1") and r["pred"].endswith("|5") for r in good)
+    checkpoint = tmp_path / "short"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 40  # a prompt alone is longer
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    assert main(_args(dataset_root, out, "--model", str(checkpoint), "--segment-seconds", "1.0")) == 2
+    records = read_jsonl(out / "predictions.jsonl").records
+    assert records and all("ContextTooLong" in r["error"] and "budget is 40" in r["error"] for r in records)
 
 
-def test_store_api_mismatch_is_detected(monkeypatch):
-    _install_fake_store(monkeypatch, [], set())
-    monkeypatch.setattr(sys.modules["ingest.run"], "ingest_paths", lambda paths, home=None: None)
-    assert "takes no" in store_api_problem()
-    monkeypatch.setitem(sys.modules, "store", None)
-    assert "not importable" in store_api_problem()
+# ---- the real store -----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_real_store_gives_the_in_memory_answers(tiny_checkpoint, synth_videos, tmp_path):
-    """With the real ingest/store packages (skipped until they import and match the assumed API)."""
-    if store_api_problem() is not None:
-        pytest.skip(store_api_problem())
-    base = ["--model", str(tiny_checkpoint), "--segment-seconds", "1.0", "--max-new-tokens", "3"]
-    assert main(_args(synth_videos, tmp_path / "mem", *base)) == 0
-    assert main(_args(synth_videos, tmp_path / "store", *base, "--home", str(tmp_path / "home"))) == 0
-    assert json.loads((tmp_path / "store" / "run.json").read_text())["answerer"] == "store"
-    mem = [(r["id"], r["pred"]) for r in read_jsonl(tmp_path / "mem" / "predictions.jsonl").records]
-    stored = [(r["id"], r["pred"]) for r in read_jsonl(tmp_path / "store" / "predictions.jsonl").records]
-    assert mem == stored
-    # a second run reuses the stored caches (ingest reports them present)
-    assert main(_args(synth_videos, tmp_path / "store2", *base, "--home", str(tmp_path / "home"))) == 0
+def test_store_answerer_gives_the_in_memory_answers(dataset_root, rows, model_args, tmp_path, capsys):
+    """--home ingests the videos into a real store, answers from its caches exactly as in memory, and
+    records a video ingest cannot read as its questions' error."""
+    bad = rows[0]["video"]
+    assert main(_args(dataset_root, tmp_path / "mem", *model_args())) == 0
+    (dataset_root / "videos" / f"{bad}.mp4").write_bytes(b"not a video\n" * 20)
+    home = tmp_path / "home"
+    assert main(_args(dataset_root, tmp_path / "store", *model_args(), "--home", str(home))) == 2
+    run = json.loads((tmp_path / "store" / "run.json").read_text())
+    assert run["answerer"] == "store"
+    stored = {r["id"]: r for r in read_jsonl(tmp_path / "store" / "predictions.jsonl").records}
+    for qid, pred in _preds(tmp_path / "mem" / "predictions.jsonl"):
+        if stored[qid]["video"] == bad:
+            assert stored[qid]["pred"] is None and f"{bad}.mp4" in stored[qid]["error"]
+        else:
+            assert stored[qid]["pred"] == pred and stored[qid]["error"] is None
+
+    from store import Store
+
+    with Store.open(home) as store:
+        ready = [v for v in store.list_videos() if v.status == "ready"]
+    assert len(ready) == 2
+
+
+def test_store_answerer_reuses_stored_caches(dataset_root, tiny_checkpoint, tmp_path):
+    """A second answerer on the same home compresses nothing: the caches come from the store, and the
+    answers are those computed in memory."""
+    from voco import VoCoModel
+
+    model = VoCoModel.from_pretrained(str(tiny_checkpoint), segment_seconds=1.0)
+    videos = sorted((dataset_root / "videos").glob("*.mp4"))
+    question = "what color is the circle?"
+    compressed: list[int] = []
+    real_compress = model.compress
+
+    def counting_compress(segments, **kwargs):
+        compressed.append(len(segments))
+        return real_compress(segments, **kwargs)
+
+    model.compress = counting_compress
+    runs = []
+    for _ in range(2):
+        compressed.clear()
+        answerer = StoreAnswerer(model, tmp_path / "home", max_new_tokens=3, show_progress=False)
+        try:
+            assert answerer.prepare(videos) == {}
+            answers = [answerer.answer(v, question) for v in videos]
+            assert answerer.last_timings["cached"] is False and answerer.last_timings["segments"] >= 2
+        finally:
+            answerer.close()
+        runs.append((sum(compressed), answers))
+    (first_segments, first), (second_segments, second) = runs
+    assert first_segments >= 2 * len(videos) and second_segments == 0 and second == first
+    memory = ModelAnswerer(model, max_new_tokens=3)
+    assert [memory.answer(v, question) for v in videos] == first

@@ -112,34 +112,44 @@ def test_a_truncated_stream_keeps_what_decodes(tmp_path):
 
 
 @pytest.mark.skipif(not decord_available(), reason="decord is optional (pip install decord)")
-def test_decord_backend_matches_pyav_at_native_size(video_dir):
+@pytest.mark.parametrize("model_size", [None, (40, 30), (96, 72)])
+def test_decord_backend_gives_pyavs_frames_at_any_size(video_dir, model_size):
+    """Stored caches must not depend on the decoder installed (the video key does not record it)."""
     info = probe(video_dir / "h264.mp4")
     plans = plan_segments(info, 0.7, 3)
     model_pts, thumb_pts = wanted_pts(plans)
+    sizes = FrameSizes(model=model_size, thumb=(32, 24))
     stats = DecodeStats()
-    a = {d.pts: d.model for d in fetch_frames(info, model_pts, thumb_pts, NATIVE, backend="decord", stats=stats)}
-    b = {d.pts: d.model for d in decode_pyav(info, model_pts, thumb_pts, NATIVE, DecodeStats())}
+    a = {d.pts: d for d in fetch_frames(info, model_pts, thumb_pts, sizes, backend="decord", stats=stats)}
+    b = {d.pts: d for d in decode_pyav(info, model_pts, thumb_pts, sizes, DecodeStats())}
     assert stats.fallbacks == []
     for pts in model_pts.tolist():
-        assert np.abs(a[pts].astype(int) - b[pts].astype(int)).max() <= 2
+        np.testing.assert_array_equal(a[pts].model, b[pts].model)
+    for pts in thumb_pts.tolist():
+        np.testing.assert_array_equal(a[pts].thumb, b[pts].thumb)
 
 
 @pytest.mark.parametrize("size", [None, (40, 30), (96, 72)])
-def test_converter_gives_the_pixels_of_a_fresh_reformat_for_every_frame(video_dir, size):
-    """The cached swscale context must not change pixels, nor let one frame's array alias the next's."""
+def test_both_decoders_share_one_resize_path(video_dir, size):
+    """A PyAV frame becomes RGB at its native size, then takes the resize decord's RGB arrays take, so both
+    decoders give the same pixels (they agree exactly at the native size); the cached swscale contexts
+    give the pixels of a fresh reformat, and one frame's array never aliases the next's."""
     from ingest.decode import Converter
 
     with av.open(str(video_dir / "h264.mp4")) as container:
         frames = list(container.decode(video=0))[:6]
-    convert = Converter(size, ())
-    got = [convert(f) for f in frames]
+    convert, convert_arrays = Converter(size, ()), Converter(size, ())
+    got = [convert.frame(f) for f in frames]
     for frame, arr in zip(frames, got, strict=True):
+        native = frame.to_ndarray(format="rgb24")
+        np.testing.assert_array_equal(arr, convert_arrays.array(native))  # decord's path: native RGB in
         if size is None:
-            expected = frame.to_ndarray(format="rgb24")
+            expected = native
         else:
             shrink = size[0] <= frame.width and size[1] <= frame.height
-            expected = frame.reformat(width=size[0], height=size[1], format="rgb24",
-                                      interpolation="AREA" if shrink else "BILINEAR").to_ndarray()
+            expected = av.VideoFrame.from_ndarray(native, format="rgb24").reformat(
+                width=size[0], height=size[1], format="rgb24", interpolation="AREA" if shrink else "BILINEAR",
+            ).to_ndarray()
         np.testing.assert_array_equal(arr, expected)
     assert len({a.tobytes() for a in got}) == len(got)  # distinct frames stay distinct
 

@@ -178,15 +178,16 @@ def test_frames_are_downscaled_early_but_the_model_input_barely_changes(tmp_path
 
 def _hold(home, one_video, model, owner):
     """Claim `one_video` for another (live) owner, as a concurrent ingest process would."""
-    from ingest.identify import identify
+    from ingest.identify import identify, video_key
     from ingest.run import model_info
-    from store import VideoKey
 
     with Store.open(home) as store:
         model_id = store.register_model(model_info(model, "tiny"))
         sha = identify(one_video).sha256
-        claim = store.claim(VideoKey(sha, model_id, SEGMENT_SECONDS, model.voco.frames_per_segment),
-                            fingerprint=model.fingerprint, path=str(one_video), size=1, owner=owner)
+        key = video_key(sha, model_id, segment_seconds=SEGMENT_SECONDS,
+                        frames_per_segment=model.voco.frames_per_segment,
+                        image_size=model.config.vision_config.image_size, decode_max_side=None)
+        claim = store.claim(key, fingerprint=model.fingerprint, path=str(one_video), size=1, owner=owner)
         assert claim.status == "claimed"
 
 

@@ -37,7 +37,7 @@ def test_concurrent_claims_of_one_new_video_give_one_owner_and_no_error(store):
         # an unreadable-file row for the same path makes the claim delete it in the same transaction
         store.record_unreadable(model_id=model_id, segment_seconds=1.0, frames_per_segment=2, path="/v.mp4",
                                 error="was unreadable")
-        results = _race(store, VideoKey(f"{round_:064x}", model_id, 1.0, 2))
+        results = _race(store, VideoKey(f"{round_:064x}", model_id, 1.0, 2, 0))
         errors = [r for r in results if isinstance(r, BaseException)]
         assert not errors, f"round {round_}: {errors[0]!r}"
         assert sorted(results) == ["busy"] * (THREADS - 1) + ["claimed"], results
@@ -48,7 +48,7 @@ def test_concurrent_claims_of_one_new_video_give_one_owner_and_no_error(store):
 def test_concurrent_takeovers_of_a_failed_video_give_one_owner(store):
     model_id = store.register_model(ModelInfo(FP, "tiny", "voco", 1, {}))
     for round_ in range(ROUNDS):
-        key = VideoKey(f"{round_ + 100:064x}", model_id, 1.0, 2)
+        key = VideoKey(f"{round_ + 100:064x}", model_id, 1.0, 2, 0)
         first = store.claim(key, fingerprint=FP, path="/v.mp4", size=1, owner=(owner := new_owner()))
         store.fail(first, owner, "try again")
         results = _race(store, key)

@@ -21,13 +21,15 @@ def test_pack_round_trip_is_exact_and_slices_point_at_each_segment(tmp_path, dty
     assert list(tmp_path.iterdir()) == [path]  # no temp file left
 
 
-def test_read_pack_is_memory_mapped_and_never_writes_the_file(tmp_path):
+def test_read_pack_copies_and_never_writes_the_file(tmp_path):
     path = tmp_path / "p.safetensors"
     write_pack(path, torch.zeros(2, 1, 2, 1, 1, 4), [3, 3], {})
     before = path.read_bytes()
     pack = read_pack(path)
-    pack.kv.add_(1)  # copy-on-write mapping: the file stays as it was
+    pack.kv.add_(1)  # a private copy: the file stays as it was
     assert path.read_bytes() == before
+    path.write_bytes(before[:100])  # and the copy outlives what happens to the file
+    assert float(pack.kv.sum()) == pack.kv.numel()
 
 
 def test_truncated_or_foreign_files_fail_loudly(tmp_path):

@@ -1,10 +1,12 @@
 """Decoding from caches: exact at every step, sampling, stop strings, scoring."""
 
+import warnings
+
 import pytest
 import torch
 
-from voco.generation import GenerationConfig, StopText, generate_tokens
-from voco.reference import reference_greedy, single_pass_logits
+from voco.generation import ContextTooLong, GenerationConfig, StopText, generate_tokens
+from voco.reference import design_segments, reference_greedy, single_pass_logits
 from voco.tiny import tiny_model
 
 QUESTION = "which shape appears first?"
@@ -93,13 +95,43 @@ def test_score_matches_reference_log_likelihood(model, make_segments):
     candidates = ["red", "blue circle", "left"]
     scores = model.score(QUESTION, caches, candidates)
     prefix, suffix = model.prompt_ids(QUESTION)
-    vision = model.vision_embeds(segments)
-    embeds, layout = model.sequence_embeds(vision), model.layout(vision.shape[1])
+    with torch.no_grad():
+        rows = design_segments(model, segments)
     for cand, got in zip(candidates, scores, strict=True):
         ids = model.answer_ids(cand)
         with torch.no_grad():
-            logits = single_pass_logits(model, prefix, embeds, layout, suffix + ids)
+            logits = single_pass_logits(model, prefix, rows, suffix + ids)
         logp = torch.log_softmax(logits[len(suffix) - 1 : -1], -1).gather(-1, torch.tensor(ids)[:, None]).sum()
         assert got == pytest.approx(float(logp), abs=1e-4)
     # scoring leaves the caller's caches untouched and is repeatable
     assert model.score(QUESTION, caches, candidates) == pytest.approx(scores, abs=1e-6)
+
+
+def test_answering_past_the_position_budget_fails_loudly(make_segments):
+    """RoPE runs past max_position_embeddings without complaint (answers just degrade): the library refuses."""
+    model = tiny_model("llama", k=2, seed=3)
+    caches = model.compress(make_segments(4))
+    prefix, suffix = model.prompt_ids(QUESTION)
+    new = 8
+    budget = len(prefix) + len(suffix) + new + 3 * model.k  # room for 3 of the 4 segments
+    model.lm.config.max_position_embeddings = budget
+    needed = budget + model.k
+    for call in (lambda: model.answer(QUESTION, caches, max_new_tokens=new),
+                 lambda: list(generate_tokens(model, QUESTION, caches, GenerationConfig(max_new_tokens=new)))):
+        want = rf"needs {needed} positions .* budget is {budget} .*at most 3 segments"
+        with pytest.raises(ContextTooLong, match=want):
+            call()
+    model.answer(QUESTION, caches[:3], max_new_tokens=new)  # what the message suggests fits
+    long_candidate = "red " * (new + 2 * model.k)  # more tokens than the answer room left
+    with pytest.raises(ContextTooLong, match="budget is"):
+        model.score(QUESTION, caches[:3], ["red", long_candidate])
+    assert len(model.score(QUESTION, caches[:3], ["red", "blue"])) == 2
+
+
+def test_answering_emits_no_warning(model, make_segments):
+    """transformers 5.x deprecates past_key_values= (removed in 5.40) with a FutureWarning on every answer."""
+    caches = model.compress(make_segments(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.answer(QUESTION, caches, max_new_tokens=4)
+        model.score(QUESTION, caches, ["red", "blue circle"])

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from voco.reference import reference_logits
+import voco.model as voco_model
+from voco import reference
+from voco.compressors import SegmentLayout, segment_layout
+from voco.reference import block_mask_and_positions, reference_logits
 from voco.tiny import tiny_config, tiny_model
 
 QUESTION = "what color is the circle that moves left?"
@@ -54,12 +57,71 @@ def test_model_variants_match_reference(variant, make_segments):
     assert _max_diff(model, make_segments(5)) < TOL
 
 
-def test_reference_sees_no_vision_token_from_the_question(make_segments):
-    """The block mask is what makes VoCo compress: changing a vision token in the reference only
-    changes the answer through the kept tokens (so a `full`-style leak would show here)."""
-    model = tiny_model("llama", k=1)
-    segments = make_segments(2)
-    a = reference_logits(model, QUESTION, segments)
-    other = [segments[0], make_segments(1, seed=99)[0]]
-    b = reference_logits(model, QUESTION, other)
-    assert not torch.allclose(a, b)  # the second segment matters, through its <voco> token
+def test_reference_mask_is_the_designs_block_mask():
+    """Each segment sees only itself, causally; the tail sees the prefix, the kept tokens and itself."""
+    P, Q = 3, 4
+    segments = [(6, range(4, 6)), (6, range(4, 6)), (3, range(1, 3))]  # two voco (n=3, k=2), one pool (m=2)
+    allowed, positions = block_mask_and_positions(P, segments, Q)
+    starts = [P, P + 6, P + 12]
+    tail = range(P + 15, P + 15 + Q)
+    kept = {s + j for s, (_, kp) in zip(starts, segments, strict=True) for j in kp}
+    for q in range(allowed.shape[0]):
+        if q < P:
+            want = set(range(q + 1))
+        elif q in tail:
+            want = set(range(P)) | kept | set(range(tail.start, q + 1))
+        else:
+            s = max(s for s in starts if s <= q)
+            want = set(range(s, q + 1))
+        assert set(allowed[q].nonzero().flatten().tolist()) == want, q
+    # delta_t = P + (kept tokens before t) - first kept index; the tail continues after all kept tokens
+    assert positions.tolist() == [0, 1, 2, *range(-1, 5), *range(1, 7), *range(6, 9), *range(9, 13)]
+
+
+def test_question_reads_no_vision_token(make_segments, monkeypatch):
+    """With one decoder layer the kept <voco> tokens' KV comes from their own embeddings only, so without a
+    leak the question's logits cannot depend on the vision tokens at all, in the reference or from caches.
+    The same check on a reference whose mask lets the question see vision tokens fails (it can fail)."""
+    model = tiny_model(config=tiny_config("llama", layers=1), k=2, seed=1)
+    segments, other = make_segments(3, seed=1), make_segments(3, seed=2)
+    a, b = reference_logits(model, QUESTION, segments), reference_logits(model, QUESTION, other)
+    assert float((a - b).abs().max()) < TOL
+    two_stage = [model.next_token_logits(QUESTION, model.compress(s)) for s in (segments, other)]
+    assert float((two_stage[0] - two_stage[1]).abs().max()) < TOL
+
+    def leaky(P, segs, Q):
+        allowed, positions = block_mask_and_positions(P, segs, Q)
+        allowed[-Q:, P:-Q] = True  # the question sees every segment token
+        return allowed, positions
+
+    monkeypatch.setattr(reference, "block_mask_and_positions", leaky)
+    leaked = reference_logits(model, QUESTION, segments), reference_logits(model, QUESTION, other)
+    assert float((leaked[0] - leaked[1]).abs().max()) > 100 * TOL
+
+
+def _shifted_layout(compressor, n_vision, k):
+    """A layout bug: the voco kept window one token early (the last vision token and k-1 <voco> tokens)."""
+    right = segment_layout(compressor, n_vision, k)
+    return SegmentLayout(right.length, right.kept_start - 1, right.kept)
+
+
+def _voco_first(self, vision):
+    """A sequence bug: <voco> tokens before the vision tokens."""
+    B = vision.shape[0]
+    embed = self.lm.get_input_embeddings()
+    start = embed(torch.full((B, 1), self.segment_start_id))
+    voco = embed(torch.full((B, self.k), self.voco_token_id))
+    return torch.cat([start, voco, vision], dim=1)
+
+
+@pytest.mark.parametrize("bug", ["layout", "sequence"])
+def test_parity_catches_a_bug_in_the_two_stage_layout(bug, make_segments, monkeypatch):
+    """The reference is built from the design, not from the two-stage path's own layout/sequence helpers."""
+    model = tiny_model("llama", k=2, seed=2)
+    segments = make_segments(3)
+    assert _max_diff(model, segments) < TOL
+    if bug == "layout":
+        monkeypatch.setattr(voco_model, "segment_layout", _shifted_layout)
+    else:
+        monkeypatch.setattr(voco_model.VoCoModel, "sequence_embeds", _voco_first)
+    assert _max_diff(model, segments) > 100 * TOL

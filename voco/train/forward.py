@@ -80,7 +80,7 @@ def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Seque
     dev = model.device
     out = model.lm.model(input_ids=torch.tensor([prefix_ids], device=dev),
                          position_ids=torch.arange(P, device=dev)[None], use_cache=True)
-    prefix = [(lay.keys[0], lay.values[0]) for lay in out.past_key_values.layers]  # [H, P, D] each
+    prefix = [(lay.keys[0], lay.values[0]) for lay in out.cache.layers]  # [H, P, D] each
     longest = max(counts) * layout.kept
     per_video_k, per_video_v, lengths = [], [], []
     start = 0
@@ -124,7 +124,7 @@ def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
     layers = [(k[video], v[video]) for k, v in zip(timeline.keys, timeline.values, strict=True)]
     out = model.lm(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
-                   past_key_values=DynamicCache(ddp_cache_data=layers), use_cache=True)
+                   cache=DynamicCache(ddp_cache_data=layers), use_cache=True)
     return out.logits
 
 

@@ -1,13 +1,12 @@
 """thumbnails in a table of their own (out of the segments rows)
 
-Revision ID: 0002_thumbnails
-Revises: 0001_initial
+Revision ID: 0003_thumbnails
+Revises: 0002_identity
 Create Date: 2026-12-02
 
 Thumbnails move from `segments.thumbnail`/`thumbnail_mime` to `thumbnails(segment_id, mime, data)`, row
-for row. On SQLite the columns are dropped with `ALTER TABLE ... DROP COLUMN` (SQLite >= 3.35), never by
-Alembic's batch mode: that copies and drops the `segments` table, and with foreign keys on (the store
-always turns them on) dropping it would cascade-delete every cache row.
+for row, so the segment rows every query scans stay small on a shared database. The columns go with a
+plain `ALTER TABLE ... DROP COLUMN` (SQLite >= 3.35, PostgreSQL): no table rebuild.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_thumbnails"
-down_revision = "0001_initial"
+revision = "0003_thumbnails"
+down_revision = "0002_identity"
 branch_labels = None
 depends_on = None
 

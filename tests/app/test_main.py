@@ -1,0 +1,44 @@
+"""`python -m app` arguments: the login can come from a file or the environment (not only argv, which `ps` shows)."""
+
+import pytest
+
+from app.__main__ import AUTH_ENV, parse_args
+
+
+@pytest.fixture(autouse=True)
+def no_login_in_env(monkeypatch):
+    monkeypatch.delenv(AUTH_ENV, raising=False)
+
+
+def test_login_from_a_file(tmp_path):
+    secret = tmp_path / "auth"
+    secret.write_text("alice:s3cret:with:colons\n# a comment line is ignored\n")
+    assert parse_args(["--auth-file", str(secret)]).login == ("alice", "s3cret:with:colons")
+
+
+def test_login_from_the_environment(monkeypatch):
+    monkeypatch.setenv(AUTH_ENV, "bob:pw")
+    assert parse_args([]).login == ("bob", "pw")
+    assert parse_args(["--auth", "carol:pw2"]).login == ("carol", "pw2")  # a flag wins over the environment
+
+
+def test_no_login_unless_asked():
+    assert parse_args([]).login is None
+
+
+@pytest.mark.parametrize("argv", [["--auth", "alice"], ["--auth", "alice:"], ["--auth", ":pw"],
+                                  ["--auth-file", "/no/such/file"], ["--auth", "a:b", "--auth-file", "f"]])
+def test_a_bad_login_stops_with_a_reason(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "user:password" in err or "cannot read" in err or "not allowed with" in err
+
+
+def test_an_empty_auth_file_is_refused(tmp_path, capsys):
+    empty = tmp_path / "auth"
+    empty.write_text("")
+    with pytest.raises(SystemExit):
+        parse_args(["--auth-file", str(empty)])
+    assert f"--auth-file {empty} must be user:password" in capsys.readouterr().err
