@@ -28,10 +28,12 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest ./videos --json                   machine-readable summary on stdout
   python -m ingest --list [--json]                   list stored videos
   python -m ingest --remove ID [ID ...]              delete videos and their cache files
+  python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
+                                                     Ray workers (one model each) on a shared store
 
 Re-running is cheap: videos already stored (same bytes, model and segment length) are skipped,
-unfinished ones resume where they stopped, failed ones are retried. Several ingest processes may
-share a home (and a database) safely.
+unfinished ones resume where they stopped, failed ones are retried. Several ingest processes (and
+Ray workers) may share a home (and a database) safely.
 """
 
 EPILOG = f"""\

@@ -21,6 +21,7 @@ The video paths must also be readable by the workers at the same path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -92,8 +93,13 @@ class RayExecutor:
         actor_class = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                  max_concurrency=1)(IngestWorker)
 
+        # a worker's torch threads stay within the CPUs Ray reserved for it (the CLI's --threads default is
+        # this machine's cores less one: right for one local process, oversubscribed for N workers)
+        threads = min(request.config.torch_threads or 1 << 16, max(1, int(cfg.cpus_per_worker)))
+        config = dataclasses.replace(request.config, torch_threads=threads)
+
         def new_actor():
-            return actor_class.remote(home, request.db_url, request.model, request.model_name, request.config)
+            return actor_class.remote(home, request.db_url, request.model, request.model_name, config)
 
         files = list(request.files)
         bars = TqdmProgress(len(files)) if request.show_progress else None
