@@ -169,6 +169,8 @@ def _stored_segments(home: Path, db_url: str | None) -> int:
         return s.scalar(select(func.count(Segment.id)))
 
 
+@pytest.mark.parametrize(  # ~20 s each (real processes); the logic is the same on both back ends
+    "db_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True)
 def test_a_paused_process_whose_video_another_finished_reports_it_present(tmp_path, model_dir, model, db_url):
     """SIGSTOP past the lease: another ingest takes the video over and finishes it; the paused one, resumed,
     loses its claim at its next write and reports the video as present (done by another worker), exit 0."""
