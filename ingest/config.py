@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from store.claims import DEFAULT_LEASE_S
 
+DECODERS = ("auto", "pyav", "decord")
+
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv",
     ".3gp", ".ogv", ".qt",
@@ -29,8 +31,9 @@ class IngestConfig:
     """Decoded frames are downscaled to at most this many pixels per side before the model resizes them
     to its square image_size; None: 2x the model's image_size (what the model sees barely changes);
     0: keep the native resolution."""
-    backend: str = "auto"
-    """`auto` (decord when installed, else PyAV; the other is tried when one fails), `pyav` or `decord`."""
+    decoder: str = "auto"
+    """Video decoder: `auto` (decord when installed, else PyAV; the other is tried when one fails), `pyav` or
+    `decord`. (Named `backend` before the executors came; the executor is chosen apart, see ingest/executors.)"""
     max_duration_s: float | None = 24 * 3600.0
     """A video whose timestamps claim a longer duration is refused (with the reason) before any segment is
     planned: a few KB of damaged or crafted metadata can claim weeks, i.e. hours of compute and GBs of
@@ -60,11 +63,34 @@ class IngestConfig:
             raise ValueError(f"queue_batches must be >= 1, got {self.queue_batches}")
         if self.decode_max_side is not None and self.decode_max_side < 0:
             raise ValueError(f"decode_max_side must be >= 0, got {self.decode_max_side}")
-        if self.backend not in ("auto", "pyav", "decord"):
-            raise ValueError(f"backend must be auto, pyav or decord, got {self.backend!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
             raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Settings of the Ray executor (`python -m ingest PATH --executor ray`)."""
+
+    address: str | None = None
+    """Ray cluster to join: None starts a local Ray on this machine; `auto` joins the running cluster
+    (`ray start --head` / a Ray job); or `ray://host:10001`."""
+    workers: int = 1
+    """Worker actors, each one process with its own model, claims and overlapped decode/compress pipeline."""
+    cpus_per_worker: float = 1.0
+    """Ray CPUs reserved per worker (Ray places the workers by these)."""
+    gpus_per_worker: float = 0.0
+    """Ray GPUs reserved per worker (e.g. 1 on GPU nodes; the model then runs there)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.cpus_per_worker <= 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")

@@ -96,6 +96,8 @@ class Failed:
     claim: Claim
     error: str
     job: Job | None = None
+    lost: bool = False
+    """The claim was taken over by another worker (our lease lapsed): the video may be done by now."""
 
 
 @dataclass
@@ -195,7 +197,7 @@ class Producer(threading.Thread):
         except Stopped:
             raise
         except (VideoError, ClaimLost, StoreError) as err:
-            self.put(Failed(order, path, claim, str(err), job))
+            self.put(Failed(order, path, claim, str(err), job, lost=isinstance(err, ClaimLost)))
         except Exception as err:  # noqa: BLE001 - a bug must not stop the other files
             log.error("%s: unexpected error while decoding:\n%s", path, traceback.format_exc())
             self.put(Failed(order, path, claim, f"{path}: internal error while decoding: {type(err).__name__}: {err}",
@@ -228,7 +230,7 @@ class Producer(threading.Thread):
         batch_size = self.settings.config.batch_size
         model_pts, thumb_pts = wanted_pts(job.todo)
         frames = fetch_frames(job.probe, model_pts, thumb_pts, self.sizes(job.probe),
-                              backend=self.settings.config.backend, stats=job.stats, stop=self.stop)
+                              backend=self.settings.config.decoder, stats=job.stats, stop=self.stop)
         held: dict[int, Decoded] = {}
         batch: list[tuple[SegmentPlan, np.ndarray, bytes | None]] = []
         k = 0  # next plan to complete

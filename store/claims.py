@@ -83,11 +83,13 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
                               decode_max_side=key.decode_max_side, path=path, size=size, status=PENDING,
                               claimed_by=owner, heartbeat_at=now)
-                s.add(video)
-                _forget_unreadable(s, key.model_id, path)
+                # Every statement that may send the INSERT (the DELETE below autoflushes it) stays inside
+                # the try: on PostgreSQL the loser of a race gets its duplicate-key error right there.
                 try:
+                    _forget_unreadable(s, key.model_id, path)
+                    s.add(video)
                     s.commit()
-                except IntegrityError:  # another process inserted it first (PostgreSQL): look again
+                except IntegrityError:  # another process inserted it first: look again (it is BUSY now)
                     s.rollback()
                     continue
                 return _as_claim(video, CLAIMED, fingerprint)

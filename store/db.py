@@ -38,7 +38,9 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as err:
         raise StoreError(f"bad database URL {url!r}: {err}. Example: sqlite:///voco.db or "
-                         "postgresql+psycopg://user@host/dbname") from err
+                         "postgresql://user@host/dbname") from err
+    if parsed.drivername == "postgresql":  # no driver named: psycopg 3, the one the `postgres` extra installs
+        parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database not in (None, "", ":memory:"):
@@ -48,8 +50,8 @@ def make_engine(url: str) -> Engine:
             return engine
         return create_engine(parsed, pool_pre_ping=True)
     except (ImportError, ArgumentError) as err:
-        raise StoreError(f"cannot use database URL {url!r}: {err}. Install its driver (e.g. psycopg for "
-                         "PostgreSQL) or check the URL.") from err
+        raise StoreError(f"cannot use database URL {url!r}: {err}. Install its driver (for PostgreSQL: "
+                         "pip install -e '.[postgres]') or check the URL.") from err
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -104,9 +106,10 @@ def session_factories(engine: Engine) -> tuple[SessionFactory, SessionFactory]:
                                              expire_on_commit=False))
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent; safe with concurrent openers)."""
-    _migrate(engine, "upgrade", "head")
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest Alembic revision, or to `revision` (idempotent; safe with concurrent
+    openers)."""
+    _migrate(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models of the store: models, videos, segments, caches, files.
+"""SQLAlchemy 2 models of the store: models, videos, segments, thumbnails, caches, files.
 
 Portable on purpose (SQLite by default, PostgreSQL through the same code): plain types, no
 dialect-specific SQL. The schema is created and upgraded by the Alembic migrations in
@@ -124,14 +124,40 @@ class Segment(Base):
     index: Mapped[int] = mapped_column(Integer)
     start_s: Mapped[float] = mapped_column(Float)
     end_s: Mapped[float] = mapped_column(Float)
-    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
-    """A small JPEG of the frame on screen at the segment's middle (display orientation)."""
-    thumbnail_mime: Mapped[str | None] = mapped_column(String(32))
 
     video: Mapped[Video] = relationship(back_populates="segments")
     caches: Mapped[list[Cache]] = relationship(
         back_populates="segment", cascade="all, delete-orphan", passive_deletes=True
     )
+    thumb: Mapped[Thumbnail | None] = relationship(
+        back_populates="segment", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+    """Loaded with the segments in one more query (selectin), never joined into the segment rows."""
+
+    @property
+    def thumbnail(self) -> bytes | None:
+        """A small JPEG of the frame on screen at the segment's middle (display orientation)."""
+        return self.thumb.data if self.thumb is not None else None
+
+    @property
+    def thumbnail_mime(self) -> str | None:
+        return self.thumb.mime if self.thumb is not None else None
+
+
+class Thumbnail(Base):
+    """A segment's thumbnail image, in a table of its own.
+
+    Out of `segments` so that the rows every query scans (timelines, cache layout checks, claims) stay a
+    few dozen bytes on a shared PostgreSQL instead of carrying kilobytes of BYTEA each.
+    """
+
+    __tablename__ = "thumbnails"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    mime: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    segment: Mapped[Segment] = relationship(back_populates="thumb")
 
 
 class Cache(Base):

@@ -29,13 +29,15 @@ from sqlalchemy.orm import Session
 from store.claims import owns
 from store.db import SessionFactory, StoreError
 from store.home import Home
-from store.models import FAILED, PENDING, READY, Cache, Segment, Video, utcnow
+from store.models import FAILED, PENDING, READY, Cache, Segment, Thumbnail, Video, utcnow
 from store.records import Claim, ProbeRecord, SegmentRecord
 
 if TYPE_CHECKING:  # torch (through store.packs) is imported where caches are written: listing and removing
     # videos (python -m ingest --list / --remove) start without it
     from store.packs import Pack
     from voco.cache import SegmentCache
+
+JPEG = "image/jpeg"
 
 
 class ClaimLost(StoreError):
@@ -84,8 +86,9 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
         with write() as s:
             _require_owner(s, claim, owner)
             for rec, cache, sl in zip(segments, caches, slices, strict=True):
-                segment = Segment(video_id=claim.video_id, index=rec.index, start_s=rec.start_s, end_s=rec.end_s,
-                                  thumbnail=rec.thumbnail, thumbnail_mime=rec.thumbnail_mime)
+                segment = Segment(video_id=claim.video_id, index=rec.index, start_s=rec.start_s, end_s=rec.end_s)
+                if rec.thumbnail is not None:
+                    segment.thumb = Thumbnail(mime=rec.thumbnail_mime or JPEG, data=rec.thumbnail)
                 segment.caches.append(Cache(model_id=claim.model_id, fingerprint=cache.fingerprint,
                                             compressor=cache.compressor, k=cache.k,
                                             source_position=cache.source_position, file=home.relative(path),
@@ -112,7 +115,7 @@ class _CacheRef(NamedTuple):
 
 
 def _cache_refs(session: Session, video_id: int) -> list[tuple[int, _CacheRef]]:
-    """(segment index, cache row) in index order; columns only (thumbnails stay in the database)."""
+    """(segment index, cache row) in index order; columns only (no ORM objects, no thumbnails)."""
     rows = session.execute(
         select(Segment.index, Cache.id, Cache.file, Cache.offset, Cache.nbytes, Cache.checksum,
                Cache.source_position, Cache.compressor, Cache.k)

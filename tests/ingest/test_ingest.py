@@ -225,7 +225,7 @@ def test_an_unexpected_error_fails_that_file_only(tmp_path, video_dir, model, mo
 @pytest.mark.skipif(decord_available(), reason="decord is installed")
 def test_asking_for_decord_without_it_is_a_usage_error(tmp_path, one_video, model):
     with pytest.raises(UsageError, match="pip install decord"):
-        run([one_video], tmp_path / "home", model, IngestConfig(backend="decord"))
+        run([one_video], tmp_path / "home", model, IngestConfig(decoder="decord"))
 
 
 def test_a_cache_file_deleted_by_hand_is_noticed_and_rebuilt(tmp_path, one_video, model):

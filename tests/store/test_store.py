@@ -27,13 +27,6 @@ FP = "ab" * 32
 OTHER_FP = "cd" * 32
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "home", lease_s=30)
-    yield s
-    s.close()
-
-
 def _model(store, fp=FP):
     return store.register_model(ModelInfo(fp, "tiny", "voco", 1, {"k": 1}))
 
@@ -58,10 +51,17 @@ def test_migrations_build_exactly_the_models_schema(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == [], f"models and migrations differ: add a revision in store/migrations ({diff})"
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
-        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
-    Store.open(store.home.root).close()  # reopening (upgrade again) is a no-op
+        if store.engine.dialect.name == "sqlite":
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    Store.open(store.home.root, store.url).close()  # reopening (upgrade again) is a no-op
+
+
+def test_a_postgresql_url_without_a_driver_uses_psycopg(tmp_path, postgres_url):
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with Store.open(tmp_path, db_url=plain) as store:
+        assert store.engine.dialect.driver == "psycopg" and store.list_videos() == []
 
 
 def test_bad_database_url_fails_with_a_clear_message(tmp_path):

@@ -1,0 +1,81 @@
+"""Executors: who runs `VideoIngestor.ingest_one` on which file.
+
+    LocalExecutor()                    this process: one model, the overlapped decode/compress pipeline
+    RayExecutor(RayConfig(workers=4))  Ray worker actors, each with its own model and pipeline, writing to
+                                       the shared database (--db postgresql://...) and cache root
+
+Both take an `IngestRequest` and return a `Summary` with the files in the order found, and share the
+claims (store/claims.py): any mix of local processes and Ray workers on one store never duplicates work.
+`executor_for(name, ray=...)` resolves the CLI's `--executor` name to a class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ingest.config import IngestConfig, RayConfig
+from ingest.progress import ProgressCallback
+from ingest.results import Summary
+
+
+@dataclass
+class IngestRequest:
+    files: list[Path]
+    home: str | None
+    """The cache root (and, without db_url, the SQLite database's folder); every worker must see it."""
+    db_url: str | None
+    model: object
+    """A model name or folder (every executor), or a loaded VoCoModel (the local executor only)."""
+    model_name: str
+    config: IngestConfig
+    listeners: list[ProgressCallback] = field(default_factory=list)
+    show_progress: bool = False
+    store: object | None = None
+    """An open Store the local executor uses instead of opening one."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, request: IngestRequest) -> Summary: ...
+
+
+class LocalExecutor:
+    """This process: the overlapped pipeline over every file (decoding the next video while compressing)."""
+
+    name = "local"
+
+    def run(self, request: IngestRequest) -> Summary:
+        from ingest.run import load_model
+        from ingest.worker import VideoIngestor
+        from store import Store
+
+        model = load_model(request.model) if isinstance(request.model, str) else request.model
+        store = request.store or Store.open(request.home, request.db_url, lease_s=request.config.lease_s)
+        try:
+            ingestor = VideoIngestor(store, model, request.model_name, request.config)
+            return ingestor.run(request.files, request.listeners, show_progress=request.show_progress)
+        finally:
+            if request.store is None:
+                store.close()
+
+
+def _ray_executor(ray: RayConfig | None) -> Executor:
+    from ingest.executors.ray_executor import RayExecutor
+
+    return RayExecutor(ray or RayConfig())
+
+
+EXECUTORS: dict[str, Callable[[RayConfig | None], Executor]] = {
+    "local": lambda _ray: LocalExecutor(),
+    "ray": _ray_executor,
+}
+
+
+def executor_for(name: str, *, ray: RayConfig | None = None) -> Executor:
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](ray)
