@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from app.validation import ServiceError
@@ -39,7 +39,7 @@ LEGACY_PREFIX = re.compile(r"^[0-9a-f]{8}_")
 """Uploads used to be stored as `uploads/<8 hex>_<name>`."""
 
 
-class UploadStatus(str, Enum):
+class UploadStatus(StrEnum):
     QUEUED = "queued"
     INGESTING = "ingesting"
     READY = "ready"
