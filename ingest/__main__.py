@@ -31,7 +31,7 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
                                                      Ray workers (one model each) on a shared store
 
-Re-running is cheap: videos already stored (same bytes, model and segment length) are skipped,
+Re-running is cheap: videos already stored (same bytes, model, segment length and decode size) are skipped,
 unfinished ones resume where they stopped, failed ones are retried. Several ingest processes (and
 Ray workers) may share a home (and a database) safely.
 """

@@ -9,7 +9,7 @@ from ingest.decode import decord_available
 from ingest.frames import decode_video_segments
 from ingest.progress import ProgressEvent
 from ingest.run import UsageError, ingest_paths
-from store import Store
+from store import Store, StoreError
 from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
 from tests.ingest.conftest import SEGMENT_SECONDS
 from voco.segments import segment_frame_indices
@@ -233,7 +233,7 @@ def test_a_cache_file_deleted_by_hand_is_noticed_and_rebuilt(tmp_path, one_video
     first = run([one_video], home, model).files[0]
     (pack,) = [p for p in (home / "caches").rglob("*.safetensors")]
     pack.unlink()
-    with Store.open(home) as store, pytest.raises(Exception, match="missing"):
+    with Store.open(home) as store, pytest.raises(StoreError, match="its cache file .* is missing"):
         store.load_caches(first.video_id, model.fingerprint)
     again = run([one_video], home, model).files[0]
     assert (again.status, again.video_id, again.segments) == ("ingested", first.video_id, 3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from store import PackDamaged, ProbeRecord, SegmentRecord, Store, VideoKey
+from store import PackDamaged, ProbeRecord, SegmentRecord, Store, StoreError, VideoKey
 from store.claims import new_owner
 from store.models import DAMAGED, READY
 from store.packs import read_pack
@@ -81,7 +81,7 @@ def test_damaged_bytes_are_caught_on_the_first_load_and_the_next_ingest_repairs_
     info = store.get_video(claim.video_id)
     assert info.status == DAMAGED and "damaged" in info.error and info.segments_done == 0
     assert not pack.exists()  # its folder went with its rows
-    with pytest.raises(Exception, match="is damaged"):  # stays refused, never served
+    with pytest.raises(StoreError, match="is damaged"):  # stays refused, never served
         store.load_video_caches(claim.video_id, FP)
 
     repaired = _ingest(store, "11" * 32, caches)  # the next ingest claims it (not "present") and redoes it
