@@ -186,8 +186,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         def ask(video_id: int, question: str, max_new_tokens: int = 32) -> dict:
             """Answer a question about a stored video (greedy decoding).
 
-            Returns {"answer": text, "note": ..., "segments_used": ..., "tokens": ..., ...}: an empty
-            answer comes with the note "the model gave no answer"; a bad request raises its reason."""
+            Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
+            "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...}:
+            an empty answer comes with the note "the model gave no answer"; a bad request raises its reason."""
             try:
                 text, stats = service.answer(video_id, question, max_new_tokens=max_new_tokens)
             except ServiceError as err:

@@ -48,7 +48,10 @@ def test_videos_and_ask_endpoints(app_url):
                             api_name="/ask")
     expected, stats = service.answer(videos[0]["id"], "what shape appears first?", max_new_tokens=6)
     assert result["answer"] == expected
-    assert result["segments_used"] == stats.segments_used == videos[0]["segments"]
+    assert len(result["segments_used"]) == len(stats.segments_used) == videos[0]["segments"]
+    segments = service.store.segments(videos[0]["id"])
+    assert result["segments_used"] == [{"index": s.index, "start_s": s.start_s, "end_s": s.end_s} for s in segments]
+    assert result["subset"] is False and result["segments_total"] == videos[0]["segments"]
     assert result["note"] == "" and 0 < result["tokens"] <= 6
 
 
