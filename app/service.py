@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,14 +27,18 @@ from store.timelines import StoredTimelines
 from voco.cache import SegmentCache
 from voco.generation import ContextTooLong
 from voco.model import VoCoModel
-from voco.session import AnswerSession, SegmentSpan, SessionStats, Timeline
+from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset
 
 log = logging.getLogger(__name__)
 
 NO_ANSWER = "the model gave no answer"
 """Said (in the stats note, the chat and the API) when decoding ends with no text."""
 
-__all__ = ["NO_ANSWER", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits", "UploadJob"]
+USED_MARK = "▶ used · "
+"""Starts the timeline caption of each segment the last answer used."""
+
+__all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits",
+           "UploadJob"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,10 @@ class ChatService:
     model_name: str = "default"
     upload_dir: Path | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    selector: Selector = field(default_factory=UniformSubset)
+    """Which segments answer a question when they do not all fit (`voco.session`); `retrieved` needs `relevance`."""
+    relevance: Callable[[str, int, Timeline], Sequence[float]] | None = None
+    """(question, video id, timeline) -> one relevance score per segment, for a `retrieved` selector."""
 
     def __post_init__(self) -> None:
         self._timelines = StoredTimelines(self.store, self.model.fingerprint, self.limits.cached_videos)
@@ -159,9 +167,9 @@ class ChatService:
             raise ServiceError(f"video {video_id} was ingested with another model ({info.model_name})")
         return info
 
-    def timeline(self, video_id: object) -> list[tuple[bytes, str]]:
-        """(JPEG bytes, caption) per segment: what the model 'saw'."""
-        return [(s.thumbnail, f"#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
+    def timeline(self, video_id: object, used: Collection[int] = ()) -> list[tuple[bytes, str]]:
+        """(JPEG bytes, caption) per segment: what the model 'saw'; segments in `used` (an answer's) are marked."""
+        return [(s.thumbnail, f"{USED_MARK if s.index in used else ''}#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
                 for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
 
     def loaded(self, video_id: object) -> Timeline:
@@ -200,11 +208,12 @@ class ChatService:
         return self._stream(req, self.loaded(req.video_id))
 
     def _stream(self, req: AskRequest, timeline: Timeline) -> Iterator[AnswerUpdate]:
-        session = AnswerSession(self.model, timeline, "uniform")
+        session = AnswerSession(self.model, timeline, self.selector)
+        scores = None if self.relevance is None else self.relevance(req.question, req.video_id, timeline)
         text = ""
         with self._model_lock:
             try:
-                for piece in session.stream(req.question, max_new_tokens=req.max_new_tokens,
+                for piece in session.stream(req.question, scores, max_new_tokens=req.max_new_tokens,
                                             temperature=req.temperature, top_p=req.top_p, history=req.history):
                     text += piece.text
                     if piece.stats is None:
@@ -215,7 +224,7 @@ class ChatService:
                 raise ServiceError(f"the question is too long for the model's context: {err}") from err
         text = text.strip()
         note = (f"video longer than the model's context: answered from {len(stats.segments_used)} of "
-                f"{stats.segments_total} segments sampled uniformly" if stats.subset else "")
+                f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
         yield AnswerUpdate(text, AnswerStats.of(stats, self.vision_tokens_per_segment(), note))

@@ -84,6 +84,8 @@ class Selector(ABC):
     """Which segments to answer from: sorted indices into the timeline."""
 
     name: ClassVar[str]
+    subset_note: ClassVar[str] = ""
+    """How a subset was chosen, for people ("sampled uniformly")."""
 
     @abstractmethod
     def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
@@ -112,6 +114,7 @@ class UniformSubset(Selector):
     """Every segment when they fit, else a uniform subset spanning the whole video."""
 
     name = "uniform"
+    subset_note = "sampled uniformly"
 
     def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
         return uniform_indices(n_segments, budget)
@@ -123,6 +126,7 @@ class RetrievedSegments(Selector):
     of the whole video, kept in time order. Needs one relevance score per segment (higher is better)."""
 
     name: ClassVar[str] = "retrieved"
+    subset_note: ClassVar[str] = "most relevant to the question, with their neighbours and a uniform sketch"
     neighbours: int = 1
     """Segments kept on each side of a top-scoring one (temporal context)."""
     sketch_share: float = 0.25

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from app.service import NO_ANSWER, ChatService
+from app.service import NO_ANSWER, USED_MARK, ChatService
 from app.ui import NO_ANSWER_BUBBLE, _pairs, build_ui
 from store import Store
 
@@ -91,7 +91,9 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert result["answer"] == "" and result["note"] == NO_ANSWER
 
     respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
-    *_, (history, _, stats) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    *_, (history, _, stats, timeline) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    assert len(timeline) == video.num_segments  # the final update marks the used segments on the timeline
+    assert all(caption.startswith(USED_MARK) for _, caption in timeline)
     assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
     assert stats.endswith(NO_ANSWER)
     assert _pairs(history) == [("What is happening in this video?", "")]

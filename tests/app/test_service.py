@@ -3,8 +3,9 @@
 
 import pytest
 
-from app.service import NO_ANSWER, ChatService, ServiceError, ServiceLimits
+from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, ServiceLimits
 from store import Store
+from voco.session import RetrievedSegments
 
 
 @pytest.fixture
@@ -91,6 +92,26 @@ def test_video_longer_than_the_context_uses_a_uniform_subset(service, monkeypatc
     assert all((u.start_s, u.end_s) == (segments[u.index].start_s, segments[u.index].end_s) for u in used)
     assert f"-{used[-1].end_s:.0f} s" in stats.summary() and f"{used[0].start_s:.0f}-" in stats.summary()  # times
     assert stats.to_dict()["segments_used"][0] == {"index": 0, "start_s": used[0].start_s, "end_s": used[0].end_s}
+
+
+def test_a_retrieved_selection_answers_from_the_relevant_segments(library, store, monkeypatch):
+    _, model = library
+    asked = []
+
+    def relevance(question, video_id, timeline):  # the last segment is the relevant one
+        asked.append((question, video_id))
+        return [float(i == len(timeline) - 1) for i in range(len(timeline))]
+
+    service = ChatService(store, model, selector=RetrievedSegments(neighbours=1, sketch_share=0), relevance=relevance)
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    prefix, suffix = model.prompt_ids("what happens?")
+    monkeypatch.setattr(model.config.text_config, "max_position_embeddings", len(prefix) + len(suffix) + 4 + 2)
+    _, stats = service.answer(video.id, "what happens?", max_new_tokens=4)
+    last = video.num_segments - 1
+    assert [s.index for s in stats.segments_used] == [last - 1, last] and asked == [("what happens?", video.id)]
+    assert "most relevant to the question" in stats.note
+    marked = [caption for _, caption in service.timeline(video.id, {s.index for s in stats.segments_used})]
+    assert [c.startswith(USED_MARK) for c in marked] == [i >= last - 1 for i in range(video.num_segments)]
 
 
 def test_no_room_for_any_segment_is_refused_with_the_reason(service, monkeypatch):
