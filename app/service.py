@@ -1,17 +1,17 @@
 """The chat service behind the app: stored videos, cached answers, uploads. No Gradio in here.
 
-A question is answered from the video's VoCo caches in the store (loaded once, kept in a bounded
-LRU), so asking again about the same video costs only the question. A video whose caches do not
-fit the model's context is answered from a uniform subset of its segments, and the answer says so.
+A question is answered through `voco.session.AnswerSession` from the video's VoCo caches in the store
+(loaded once, kept in `store.timelines`' bounded LRU), so asking again about the same video costs only
+the question. A video whose caches do not fit the model's context is answered from a uniform subset of
+its segments, and the answer says so and which segments (start-end times) it used.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,23 +23,30 @@ from app.validation import AskRequest, ServiceError, ask_request
 from app.validation import video_id as checked_video_id
 from store import NotFound, Store, StoreError, VideoInfo
 from store.models import READY
+from store.timelines import StoredTimelines
 from voco.cache import SegmentCache
-from voco.generation import GenerationConfig, StopText, generate_tokens, stop_strings
+from voco.generation import ContextTooLong
 from voco.model import VoCoModel
+from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset
 
 log = logging.getLogger(__name__)
 
 NO_ANSWER = "the model gave no answer"
 """Said (in the stats note, the chat and the API) when decoding ends with no text."""
 
-__all__ = ["NO_ANSWER", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits", "UploadJob"]
+USED_MARK = "▶ used · "
+"""Starts the timeline caption of each segment the last answer used."""
+
+__all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits",
+           "UploadJob"]
 
 
 @dataclass(frozen=True)
 class AnswerStats:
     """What an answer cost and used."""
 
-    segments_used: int
+    segments_used: tuple[SegmentSpan, ...]
+    """The segments the answer saw, in time order, with their start-end seconds."""
     segments_total: int
     cache_tokens: int
     vision_tokens: int
@@ -50,19 +57,43 @@ class AnswerStats:
     note: str = ""
     """What the person should know: a uniform subset of a long video, or that the model gave no answer."""
 
+    @classmethod
+    def of(cls, stats: SessionStats, vision_tokens_per_segment: int, note: str) -> AnswerStats:
+        return cls(segments_used=stats.segments_used, segments_total=stats.segments_total,
+                   cache_tokens=stats.cache_tokens, vision_tokens=len(stats.segments_used) * vision_tokens_per_segment,
+                   ttft_ms=stats.ttft_ms, tokens=stats.tokens, tokens_per_s=stats.tokens_per_s, note=note)
+
+    @property
+    def subset(self) -> bool:
+        """True when the answer saw only some of the video's segments."""
+        return len(self.segments_used) < self.segments_total
+
     @property
     def compression(self) -> float:
         return self.vision_tokens / max(1, self.cache_tokens)
 
+    def times(self) -> str:
+        """The used segments' times, runs of neighbours joined ("0-6 s, 12-14 s")."""
+        runs: list[list[SegmentSpan]] = []
+        for span in self.segments_used:
+            if runs and span.index == runs[-1][-1].index + 1:
+                runs[-1].append(span)
+            else:
+                runs.append([span])
+        return ", ".join(SegmentSpan(r[0].index, r[0].start_s, r[-1].end_s).label() for r in runs)
+
     def summary(self) -> str:
         speed = f" at {self.tokens_per_s:.1f} tok/s" if self.tokens > 1 else ""
-        text = (f"{self.segments_used}/{self.segments_total} segments · {self.cache_tokens} cache tokens for "
+        used = f"{len(self.segments_used)}/{self.segments_total} segments ({self.times()})"
+        text = (f"{used} · {self.cache_tokens} cache tokens for "
                 f"{self.vision_tokens} vision tokens ({self.compression:.0f}x) · first token "
                 f"{self.ttft_ms:.0f} ms · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
         return f"{text} · {self.note}" if self.note else text
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2)}
+        """The API's view: `segments_used` as [{index, start_s, end_s}], `subset` when not all were used."""
+        return {**asdict(self), "segments_used": [s.to_dict() for s in self.segments_used], "subset": self.subset,
+                "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2)}
 
 
 @dataclass(frozen=True)
@@ -91,9 +122,13 @@ class ChatService:
     model_name: str = "default"
     upload_dir: Path | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    selector: Selector = field(default_factory=UniformSubset)
+    """Which segments answer a question when they do not all fit (`voco.session`); `retrieved` needs `relevance`."""
+    relevance: Callable[[str, int, Timeline], Sequence[float]] | None = None
+    """(question, video id, timeline) -> one relevance score per segment, for a `retrieved` selector."""
 
     def __post_init__(self) -> None:
-        self._caches: OrderedDict[int, list[SegmentCache]] = OrderedDict()
+        self._timelines = StoredTimelines(self.store, self.model.fingerprint, self.limits.cached_videos)
         self._model_lock = threading.Lock()  # one answer decodes at a time; others wait their turn
         self._vision_tokens: int | None = None
         self.uploads = None if self.upload_dir is None else Uploads(
@@ -132,44 +167,29 @@ class ChatService:
             raise ServiceError(f"video {video_id} was ingested with another model ({info.model_name})")
         return info
 
-    def timeline(self, video_id: object) -> list[tuple[bytes, str]]:
-        """(JPEG bytes, caption) per segment: what the model 'saw'."""
-        return [(s.thumbnail, f"#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
+    def timeline(self, video_id: object, used: Collection[int] = ()) -> list[tuple[bytes, str]]:
+        """(JPEG bytes, caption) per segment: what the model 'saw'; segments in `used` (an answer's) are marked."""
+        return [(s.thumbnail, f"{USED_MARK if s.index in used else ''}#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
                 for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
 
-    def caches(self, video_id: object) -> list[SegmentCache]:
-        """The video's caches, from the LRU or one memory-mapped read of the store."""
+    def loaded(self, video_id: object) -> Timeline:
+        """The video's caches and segment times, from the LRU or one memory-mapped read of the store."""
         video_id = checked_video_id(video_id)
-        if video_id in self._caches:
-            self._caches.move_to_end(video_id)
-            return self._caches[video_id]
-        info = self.video(video_id)
-        if info.status != READY:
-            raise ServiceError(f"video {video_id} is not ready ({info.status}"
-                               + (f": {info.error}" if info.error else "") + ")")
+        if video_id not in self._timelines.lru:
+            info = self.video(video_id)
+            if info.status != READY:
+                raise ServiceError(f"video {video_id} is not ready ({info.status}"
+                                   + (f": {info.error}" if info.error else "") + ")")
         try:
-            caches = self.store.load_caches(video_id, self.model.fingerprint)
-        except StoreError as err:  # a damaged or missing pack: this video fails, the app goes on
+            return self._timelines.get(video_id)
+        except (StoreError, ValueError) as err:  # a damaged or missing pack: this video fails, the app goes on
             raise ServiceError(str(err)) from err
-        self._caches[video_id] = caches
-        while len(self._caches) > self.limits.cached_videos:
-            self._caches.popitem(last=False)
-        return caches
+
+    def caches(self, video_id: object) -> list[SegmentCache]:
+        """The video's caches (see `loaded`)."""
+        return list(self.loaded(video_id).caches)
 
     # ---- answering -------------------------------------------------------------------------------
-
-    def fit_context(self, count: int, extra_tokens: int) -> tuple[list[int], str]:
-        """Indices of the segments to use; a uniform subset when all would overflow the context."""
-        limit = self.model.config.text_config.max_position_embeddings
-        per_segment = self._kept_per_segment()
-        room = (limit - extra_tokens) // per_segment
-        if room < 1:
-            raise ServiceError("the question is too long for the model's context")
-        if count <= room:
-            return list(range(count)), ""
-        picked = sorted({int(round(x)) for x in np.linspace(0, count - 1, room)})
-        return picked, (f"video longer than the model's context: answered from {len(picked)} of {count} "
-                        "segments sampled uniformly")
 
     def request(self, video_id: object, question: object, history: object = (), *, max_new_tokens: object = 64,
                 temperature: object = 0.0, top_p: object = 1.0) -> AskRequest:
@@ -185,39 +205,29 @@ class ChatService:
         Every argument is checked first; a bad one raises `ServiceError` before anything runs."""
         req = self.request(video_id, question, history, max_new_tokens=max_new_tokens, temperature=temperature,
                            top_p=top_p)
-        caches = self.caches(req.video_id)
-        return self._decode(req, caches)
+        return self._stream(req, self.loaded(req.video_id))
 
-    def _decode(self, req: AskRequest, caches: list[SegmentCache]) -> Iterator[AnswerUpdate]:
-        cfg = GenerationConfig(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p,
-                               history=req.history)
-        prefix, suffix = self.model.prompt_ids(req.question, cfg.history)
-        used, note = self.fit_context(len(caches), len(prefix) + len(suffix) + req.max_new_tokens)
-        chosen = [caches[i] for i in used]
-        stopper = StopText(self.model.tokenizer, stop_strings(self.model, cfg))
-        text, ids, start, first = "", [], time.perf_counter(), None
+    def _stream(self, req: AskRequest, timeline: Timeline) -> Iterator[AnswerUpdate]:
+        session = AnswerSession(self.model, timeline, self.selector)
+        scores = None if self.relevance is None else self.relevance(req.question, req.video_id, timeline)
+        text = ""
         with self._model_lock:
-            for token in generate_tokens(self.model, req.question, chosen, cfg):
-                first = first or time.perf_counter()
-                ids.append(token)
-                piece = stopper.feed(ids)
-                if piece:
-                    text += piece
-                    yield AnswerUpdate(text)
-                if stopper.stopped:
-                    break
-            text += stopper.feed(ids, final=True) if not stopper.stopped else ""
-        end = time.perf_counter()
-        first = first or end
+            try:
+                for piece in session.stream(req.question, scores, max_new_tokens=req.max_new_tokens,
+                                            temperature=req.temperature, top_p=req.top_p, history=req.history):
+                    text += piece.text
+                    if piece.stats is None:
+                        yield AnswerUpdate(text)
+                    else:
+                        stats = piece.stats
+            except ContextTooLong as err:
+                raise ServiceError(f"the question is too long for the model's context: {err}") from err
         text = text.strip()
+        note = (f"video longer than the model's context: answered from {len(stats.segments_used)} of "
+                f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
-        stats = AnswerStats(
-            segments_used=len(chosen), segments_total=len(caches), cache_tokens=sum(c.k for c in chosen),
-            vision_tokens=len(chosen) * self.vision_tokens_per_segment(), ttft_ms=(first - start) * 1000,
-            tokens=len(ids), tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
-            note=note)
-        yield AnswerUpdate(text, stats)
+        yield AnswerUpdate(text, AnswerStats.of(stats, self.vision_tokens_per_segment(), note))
 
     def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, AnswerStats]:
         *_, last = self.ask(video_id, question, **kwargs)
@@ -230,9 +240,6 @@ class ChatService:
             with torch.inference_mode():
                 self._vision_tokens = int(self.model.embed_segment(blank).shape[0])
         return self._vision_tokens
-
-    def _kept_per_segment(self) -> int:
-        return self.vision_tokens_per_segment() if self.model.voco.compressor == "full" else self.model.k
 
     # ---- uploads (app/uploads.py) ----------------------------------------------------------------
 

@@ -65,17 +65,22 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     def refresh(query: str):
         return gr.update(choices=video_choices(query)), library_line(service)
 
+    def gallery(video_id, used=()) -> list[tuple[str, str]]:
+        """(thumbnail file, caption) per segment, the segments in `used` marked."""
+        frames = []
+        for jpeg, caption in service.timeline(video_id, used):
+            path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
+            if not path.exists():
+                path.write_bytes(jpeg)
+            frames.append((str(path), caption))
+        return frames
+
     def select(video_id):
         if video_id is None:
             return "Pick a video on the left, or upload one.", [], []
         try:
             info = service.video(video_id)
-            frames = []
-            for jpeg, caption in service.timeline(info.id):
-                path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
-                if not path.exists():
-                    path.write_bytes(jpeg)
-                frames.append((str(path), caption))
+            frames = gallery(info.id)
             text = (f"**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
                     f"of {info.segment_seconds:g} s · {info.width}x{info.height}")
             return text, frames, []
@@ -86,27 +91,31 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         history = list(history or [])
         if video_id is None:
             gr.Warning("Pick a video first.")
-            yield history, "", ""
+            yield history, "", "", gr.update()
             return
         if not (question or "").strip():
-            yield history, "", ""
+            yield history, "", "", gr.update()
             return
         pairs = _pairs(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
-        yield history, "", "thinking…"
+        yield history, "", "thinking…", gr.update()
         try:
             for update in service.ask(video_id, question, pairs, max_new_tokens=max_tokens, temperature=temperature):
                 shown = update.text or ("…" if update.stats is None else NO_ANSWER_BUBBLE)
                 history[-1] = {"role": "assistant", "content": shown}
-                yield history, "", (update.stats.summary() if update.stats else "answering…")
+                if update.stats is None:
+                    yield history, "", "answering…", gr.update()
+                else:  # the timeline marks the segments this answer used
+                    used = {s.index for s in update.stats.segments_used}
+                    yield history, "", update.stats.summary(), gallery(video_id, used)
         except ServiceError as err:
             log.info("chat refused: %s", err)
             history[-1] = {"role": "assistant", "content": f"⚠️ {err}"}
-            yield history, "", ""
+            yield history, "", "", gr.update()
         except Exception as err:  # noqa: BLE001 - one bad request must not stop the app
             log.exception("answer failed")
             history[-1] = {"role": "assistant", "content": f"⚠️ internal error: {type(err).__name__}: {err}"}
-            yield history, "", ""
+            yield history, "", "", gr.update()
 
     def start_upload(file):
         """-> job id, status line, timer, cancel button, the file box (emptied: gradio's copy is deleted)."""
@@ -174,8 +183,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
         videos.change(select, videos, [info, timeline, chat], api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]
-        asked = [send.click(respond, inputs, [chat, question, stats], api_visibility="private"),
-                 question.submit(respond, inputs, [chat, question, stats], api_visibility="private")]
+        answered = [chat, question, stats, timeline]
+        asked = [send.click(respond, inputs, answered, api_visibility="private"),
+                 question.submit(respond, inputs, answered, api_visibility="private")]
         stop.click(None, cancels=asked, api_visibility="private")
         clear.click(lambda: ([], ""), None, [chat, stats], api_visibility="private")
         upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
@@ -186,8 +196,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         def ask(video_id: int, question: str, max_new_tokens: int = 32) -> dict:
             """Answer a question about a stored video (greedy decoding).
 
-            Returns {"answer": text, "note": ..., "segments_used": ..., "tokens": ..., ...}: an empty
-            answer comes with the note "the model gave no answer"; a bad request raises its reason."""
+            Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
+            "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...}:
+            an empty answer comes with the note "the model gave no answer"; a bad request raises its reason."""
             try:
                 text, stats = service.answer(video_id, question, max_new_tokens=max_new_tokens)
             except ServiceError as err:

@@ -13,14 +13,14 @@ The runner only needs `answer(video_path, question) -> str`. Optional extras it 
 `ModelAnswerer` decodes each video with `ingest`'s decoder (`ingest.frames`) and compresses it in memory
 with `voco` (caches kept in a small LRU, and the runner asks a video's questions one after another).
 `StoreAnswerer` takes caches from the store, ingesting the videos it lacks first (`ingest.run.ingest_paths`,
-`store.Store.load_caches`).
+`store.timelines.load_timeline`). Both answer through `voco.session.AnswerSession` (all segments, as
+`model.answer`) and keep their videos in `store.timelines.TimelineLRU`, the app's LRU.
 """
 
 from __future__ import annotations
 
 import importlib
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -31,42 +31,26 @@ class Answerer(Protocol):
     def answer(self, video_path: Path, question: str) -> str: ...
 
 
-class _CacheLRU:
-    """The last few videos' caches, by resolved path."""
-
-    def __init__(self, size: int):
-        self.size = max(1, size)
-        self.items: OrderedDict[str, Any] = OrderedDict()
-
-    def get(self, key: str):
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
-        return None
-
-    def put(self, key: str, value) -> None:
-        self.items[key] = value
-        self.items.move_to_end(key)
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
-
-
 def _key(path: Path) -> str:
     return str(Path(path).resolve())
 
 
 class _VocoAnswerer:
-    """What both answerers share: `model.answer` on a video's caches, timed, and the run's description."""
+    """What both answerers share: an `AnswerSession` over a video's timeline (all segments, greedy, as
+    `model.answer`), timed, and the run's description."""
 
     kind: str
     model: Any
     max_new_tokens: int
     last_timings: dict[str, float | bool]
 
-    def _answer(self, question: str, caches, timings: dict[str, float | bool]) -> str:
+    def _answer(self, question: str, timeline, timings: dict[str, float | bool]) -> str:
+        from voco.session import AnswerSession
+
         t0 = time.perf_counter()
-        text = self.model.answer(question, caches, max_new_tokens=self.max_new_tokens)
+        text, stats = AnswerSession(self.model, timeline, "all").answer(question, max_new_tokens=self.max_new_tokens)
         timings["answer_s"] = round(time.perf_counter() - t0, 4)
+        timings["ttft_s"] = round(stats.ttft_ms / 1000, 4)
         self.last_timings = timings
         return text
 
@@ -86,36 +70,39 @@ class ModelAnswerer(_VocoAnswerer):
     def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
                  decode_max_side: int | None = None):
         from ingest.frames import decode_side_cap
+        from store.timelines import TimelineLRU
 
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.decode_max_side = decode_side_cap(int(model.config.vision_config.image_size), decode_max_side)
-        self.caches = _CacheLRU(lru_videos)
+        self.timelines = TimelineLRU(max(1, lru_videos))
         self.last_timings: dict[str, float | bool] = {}
 
     def video_caches(self, video_path: Path):
-        """(caches, timings) of a video, compressed now or taken from the LRU."""
-        from ingest.frames import decode_video_segments
-
+        """(timeline, timings) of a video, compressed now or taken from the LRU."""
         key = _key(video_path)
-        hit = self.caches.get(key)
-        if hit is not None:
-            return hit, {"decode_s": 0.0, "compress_s": 0.0, "cached": True, "segments": len(hit)}
+        timings: dict[str, float | bool] = {"decode_s": 0.0, "compress_s": 0.0, "cached": key in self.timelines}
+        timeline = self.timelines.get(key, lambda: self._compress(video_path, timings))
+        timings["segments"] = len(timeline)
+        return timeline, timings
+
+    def _compress(self, video_path: Path, timings: dict[str, float | bool]):
+        from ingest.frames import decode_video_segments
+        from voco.session import Timeline
+
         voco = self.model.voco
         t0 = time.perf_counter()
         segments = decode_video_segments(video_path, segment_seconds=voco.segment_seconds,
                                          frames_per_segment=voco.frames_per_segment, max_side=self.decode_max_side)
         t1 = time.perf_counter()
         caches = self.model.compress(segments, batch_size=self.batch_size)
-        t2 = time.perf_counter()
-        self.caches.put(key, caches)
-        return caches, {"decode_s": round(t1 - t0, 4), "compress_s": round(t2 - t1, 4), "cached": False,
-                        "segments": len(caches)}
+        timings.update(decode_s=round(t1 - t0, 4), compress_s=round(time.perf_counter() - t1, 4))
+        return Timeline.of(caches)
 
     def answer(self, video_path: Path, question: str) -> str:
-        caches, timings = self.video_caches(Path(video_path))
-        return self._answer(question, caches, timings)
+        timeline, timings = self.video_caches(Path(video_path))
+        return self._answer(question, timeline, timings)
 
 
 class StoreAnswerer(_VocoAnswerer):
@@ -131,6 +118,7 @@ class StoreAnswerer(_VocoAnswerer):
     def __init__(self, model, home, *, db_url: str | None = None, model_name: str = "default",
                  max_new_tokens: int = 32, lru_videos: int = 4, show_progress: bool = True):
         from store import Store
+        from store.timelines import TimelineLRU
 
         self.model = model
         self.home = home
@@ -140,7 +128,7 @@ class StoreAnswerer(_VocoAnswerer):
         self.show_progress = show_progress
         self.store = Store.open(home, db_url)
         self.video_ids: dict[str, int] = {}
-        self.caches = _CacheLRU(lru_videos)
+        self.timelines = TimelineLRU(max(1, lru_videos))
         self.last_timings: dict[str, float | bool] = {}
         self.ingest_s = 0.0
 
@@ -167,19 +155,23 @@ class StoreAnswerer(_VocoAnswerer):
 
     def answer(self, video_path: Path, question: str) -> str:
         key = _key(Path(video_path))
-        caches = self.caches.get(key)
-        timings: dict[str, float | bool] = {"cached": caches is not None}
-        if caches is None:
-            if key not in self.video_ids:
-                self.prepare([Path(video_path)])
-            if key not in self.video_ids:
-                raise RuntimeError(f"{video_path}: not in the store and ingest could not store it")
-            t0 = time.perf_counter()
-            caches = self.store.load_caches(self.video_ids[key], self.model.fingerprint)
-            timings["load_s"] = round(time.perf_counter() - t0, 4)
-            self.caches.put(key, caches)
-        timings["segments"] = len(caches)
-        return self._answer(question, caches, timings)
+        timings: dict[str, float | bool] = {"cached": key in self.timelines}
+        timeline = self.timelines.get(key, lambda: self._load(Path(video_path), timings))
+        timings["segments"] = len(timeline)
+        return self._answer(question, timeline, timings)
+
+    def _load(self, video_path: Path, timings: dict[str, float | bool]):
+        from store.timelines import load_timeline
+
+        key = _key(video_path)
+        if key not in self.video_ids:
+            self.prepare([video_path])
+        if key not in self.video_ids:
+            raise RuntimeError(f"{video_path}: not in the store and ingest could not store it")
+        t0 = time.perf_counter()
+        timeline = load_timeline(self.store, self.video_ids[key], self.model.fingerprint)
+        timings["load_s"] = round(time.perf_counter() - t0, 4)
+        return timeline
 
     def close(self) -> None:
         self.store.close()

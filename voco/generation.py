@@ -49,6 +49,12 @@ def position_budget(model) -> int:
     return int(model.lm.config.max_position_embeddings)
 
 
+def segments_that_fit(model, text_tokens: int, per_segment: int) -> int:
+    """How many segments of `per_segment` cache tokens fit beside `text_tokens` prompt, question and answer
+    positions (0 when not even the text fits)."""
+    return max(0, (position_budget(model) - text_tokens) // max(1, per_segment))
+
+
 def check_position_budget(model, prefix_ids: Sequence[int], caches: Sequence[SegmentCache],
                           suffix_ids: Sequence[int], new_tokens: int) -> None:
     """Raise `ContextTooLong` (saying what was needed, the budget and how many segments fit) when
@@ -60,7 +66,7 @@ def check_position_budget(model, prefix_ids: Sequence[int], caches: Sequence[Seg
     if needed <= budget:
         return
     per_segment = max((c.k for c in caches), default=1)
-    fit = max(0, (budget - text) // per_segment)
+    fit = segments_that_fit(model, text, per_segment)
     raise ContextTooLong(
         f"this answer needs {needed} positions (prompt {len(prefix_ids)} + {len(caches)} segments x "
         f"{per_segment} cache tokens + question {len(suffix_ids)} + up to {new_tokens} answer tokens) but the "
@@ -143,23 +149,6 @@ def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: G
         if step + 1 < cfg.max_new_tokens:
             logits = model.forward_tokens([token], past, position)[-1]
             position += 1
-
-
-def stream(model, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
-    """Text pieces of the answer as they are decoded, cut at the first stop string."""
-    cfg = GenerationConfig(**kwargs)
-    text = StopText(model.tokenizer, stop_strings(model, cfg))
-    ids: list[int] = []
-    for token in generate_tokens(model, question, caches, cfg):
-        ids.append(token)
-        piece = text.feed(ids)
-        if piece:
-            yield piece
-        if text.stopped:
-            return
-    piece = text.feed(ids, final=True)
-    if piece:
-        yield piece
 
 
 @torch.inference_mode()

@@ -268,13 +268,16 @@ class VoCoModel(nn.Module):
     # ---- generation (see voco/generation.py) ----------------------------------------------------
 
     def stream(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
-        """Yield the answer in pieces as it is decoded; kwargs as `voco.generation.GenerationConfig`."""
-        from voco.generation import stream
+        """Yield the answer in pieces as it is decoded from all `caches` (`voco.session.AnswerSession`, which
+        also selects segments and reports stats); kwargs as `voco.generation.GenerationConfig`."""
+        from voco.session import AnswerSession
 
-        return stream(self, question, caches, **kwargs)
+        return (p.text for p in AnswerSession(self, caches).stream(question, **kwargs) if p.text)
 
     def answer(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> str:
-        return "".join(self.stream(question, caches, **kwargs)).strip()
+        from voco.session import AnswerSession
+
+        return AnswerSession(self, caches).answer(question, **kwargs)[0]
 
     def score(self, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
         """Log-likelihood of each candidate answer (with its closing text), for multiple choice."""

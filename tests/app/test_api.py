@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from app.service import NO_ANSWER, ChatService
+from app.service import NO_ANSWER, USED_MARK, ChatService
 from app.ui import NO_ANSWER_BUBBLE, _pairs, build_ui
 from store import Store
 
@@ -48,7 +48,10 @@ def test_videos_and_ask_endpoints(app_url):
                             api_name="/ask")
     expected, stats = service.answer(videos[0]["id"], "what shape appears first?", max_new_tokens=6)
     assert result["answer"] == expected
-    assert result["segments_used"] == stats.segments_used == videos[0]["segments"]
+    assert len(result["segments_used"]) == len(stats.segments_used) == videos[0]["segments"]
+    segments = service.store.segments(videos[0]["id"])
+    assert result["segments_used"] == [{"index": s.index, "start_s": s.start_s, "end_s": s.end_s} for s in segments]
+    assert result["subset"] is False and result["segments_total"] == videos[0]["segments"]
     assert result["note"] == "" and 0 < result["tokens"] <= 6
 
 
@@ -88,7 +91,9 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert result["answer"] == "" and result["note"] == NO_ANSWER
 
     respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
-    *_, (history, _, stats) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    *_, (history, _, stats, timeline) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    assert len(timeline) == video.num_segments  # the final update marks the used segments on the timeline
+    assert all(caption.startswith(USED_MARK) for _, caption in timeline)
     assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
     assert stats.endswith(NO_ANSWER)
     assert _pairs(history) == [("What is happening in this video?", "")]

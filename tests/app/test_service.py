@@ -3,8 +3,9 @@
 
 import pytest
 
-from app.service import NO_ANSWER, ChatService, ServiceError, ServiceLimits
+from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, ServiceLimits
 from store import Store
+from voco.session import RetrievedSegments
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def test_answer_streams_and_reports_its_cost(service):
     updates = list(service.ask(video.id, "what shape appears first?", max_new_tokens=8))
     final = updates[-1]
     assert final.stats is not None and all(u.stats is None for u in updates[:-1])
-    assert final.stats.segments_used == final.stats.segments_total == video.num_segments
+    assert len(final.stats.segments_used) == final.stats.segments_total == video.num_segments
+    assert not final.stats.subset
     assert final.stats.cache_tokens == video.num_segments  # k = 1
     assert final.stats.compression == service.vision_tokens_per_segment()
     assert final.stats.ttft_ms > 0 and 0 < final.stats.tokens <= 8
@@ -57,7 +59,7 @@ def test_lru_is_bounded(library, store):
     service = ChatService(store, model, limits=ServiceLimits(cached_videos=2))
     for video in service.videos():
         service.caches(video.id)
-    assert len(service._caches) == 2
+    assert len(service._timelines.lru) == 2
 
 
 def test_same_answer_as_the_model_on_the_same_caches(service, library):
@@ -82,10 +84,42 @@ def test_video_longer_than_the_context_uses_a_uniform_subset(service, monkeypatc
     limit = len(prefix) + len(suffix) + 4 + 5  # room for exactly 5 segments of k = 1
     monkeypatch.setattr(service.model.config.text_config, "max_position_embeddings", limit)
     text, stats = service.answer(video.id, "what happens?", max_new_tokens=4)
-    assert stats.segments_used == 5 < stats.segments_total
+    assert len(stats.segments_used) == 5 < stats.segments_total and stats.subset
     assert "uniformly" in stats.note
-    used, _ = service.fit_context(video.num_segments, len(prefix) + len(suffix) + 4)
-    assert used[0] == 0 and used[-1] == video.num_segments - 1  # spans the whole video
+    used = stats.segments_used
+    assert used[0].index == 0 and used[-1].index == video.num_segments - 1  # spans the whole video
+    segments = {s.index: s for s in service.store.segments(video.id)}
+    assert all((u.start_s, u.end_s) == (segments[u.index].start_s, segments[u.index].end_s) for u in used)
+    assert f"-{used[-1].end_s:.0f} s" in stats.summary() and f"{used[0].start_s:.0f}-" in stats.summary()  # times
+    assert stats.to_dict()["segments_used"][0] == {"index": 0, "start_s": used[0].start_s, "end_s": used[0].end_s}
+
+
+def test_a_retrieved_selection_answers_from_the_relevant_segments(library, store, monkeypatch):
+    _, model = library
+    asked = []
+
+    def relevance(question, video_id, timeline):  # the last segment is the relevant one
+        asked.append((question, video_id))
+        return [float(i == len(timeline) - 1) for i in range(len(timeline))]
+
+    service = ChatService(store, model, selector=RetrievedSegments(neighbours=1, sketch_share=0), relevance=relevance)
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    prefix, suffix = model.prompt_ids("what happens?")
+    monkeypatch.setattr(model.config.text_config, "max_position_embeddings", len(prefix) + len(suffix) + 4 + 2)
+    _, stats = service.answer(video.id, "what happens?", max_new_tokens=4)
+    last = video.num_segments - 1
+    assert [s.index for s in stats.segments_used] == [last - 1, last] and asked == [("what happens?", video.id)]
+    assert "most relevant to the question" in stats.note
+    marked = [caption for _, caption in service.timeline(video.id, {s.index for s in stats.segments_used})]
+    assert [c.startswith(USED_MARK) for c in marked] == [i >= last - 1 for i in range(video.num_segments)]
+
+
+def test_no_room_for_any_segment_is_refused_with_the_reason(service, monkeypatch):
+    video = service.videos()[0]
+    prefix, suffix = service.model.prompt_ids("what happens?")
+    monkeypatch.setattr(service.model.config.text_config, "max_position_embeddings", len(prefix) + len(suffix) + 4)
+    with pytest.raises(ServiceError, match="too long for the model's context.*at most 0 segments"):
+        service.answer(video.id, "what happens?", max_new_tokens=4)
 
 
 def test_bad_requests_raise_clear_errors(service):

@@ -1,0 +1,64 @@
+"""Time to first token through the answering session (`voco.session`) on a long video: all segments vs a
+retrieved subset.
+
+    python bench/bench_session.py --model default --minutes 60 --subset 64
+    python bench/bench_session.py --model tiny --minutes 10
+
+A video of `--minutes` at the model's segment length (one compressed segment repeated: the caches are
+position-free, so the cost does not depend on what they show). `all` answers from every segment;
+`retrieved` from `--subset` of them picked by `RetrievedSegments` from given scores (random here: the
+scorer's own cost is not included). TTFT is the session's (selection + prefill of the question over the
+placed caches + the first token), best of `--repeats`. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import load_model, machine  # noqa: E402
+from voco.session import AnswerSession, RetrievedSegments  # noqa: E402
+
+QUESTION = "what color is the circle that moves left?"
+
+
+def session_ttft_ms(model, caches, selector, scores, repeats: int) -> tuple[float, int]:
+    """(best TTFT in ms, segments used) over `repeats` answers of one token."""
+    best, used = float("inf"), 0
+    for _ in range(repeats + 1):  # the first is a warm-up
+        _, stats = AnswerSession(model, caches, selector).answer(QUESTION, scores, max_new_tokens=1)
+        best, used = min(best, stats.ttft_ms), len(stats.segments_used)
+    return best, used
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="default", help="tiny, default or a checkpoint folder")
+    p.add_argument("--minutes", type=float, default=60.0, help="video length")
+    p.add_argument("--subset", type=int, default=64, help="segments the retrieved answer uses")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    model = load_model(args.model)
+    size = model.config.vision_config.image_size
+    frames = np.random.default_rng(0).integers(0, 256, (model.voco.frames_per_segment, size, size, 3), np.uint8)
+    segments = max(1, round(args.minutes * 60 / model.voco.segment_seconds))
+    caches = [model.compress([frames])[0]] * segments
+    scores = list(np.random.default_rng(1).random(segments))
+    all_ms, all_used = session_ttft_ms(model, caches, "all", None, args.repeats)
+    sub_ms, sub_used = session_ttft_ms(model, caches, RetrievedSegments(max_segments=args.subset), scores,
+                                       args.repeats)
+    print(json.dumps({"bench": "session", "model": args.model, "minutes": args.minutes, "segments": segments,
+                      "k": model.k, "all": {"segments_used": all_used, "ttft_ms": round(all_ms, 1)},
+                      "retrieved": {"segments_used": sub_used, "ttft_ms": round(sub_ms, 1)},
+                      "ttft_ratio": round(all_ms / sub_ms, 1), "machine": machine()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""One answering session: a video's caches in, segments selected, the prompt, streamed decoding with stats.
+
+The library (`VoCoModel.answer` / `stream`), the app and the evaluation answerers all answer through
+`AnswerSession`; none keeps a decoding loop of its own. Storage-free: callers bring the caches (and, when
+they know them, each segment's start-end seconds), e.g. from `store.timelines.StoredTimelines`.
+
+Caches are position-free, so any subset of segments kept in time order is a valid timeline: a
+`Selector` picks which segments to answer from when the video does not fit the model's positions
+(`uniform`), always all of them (`all`, which fails loudly when they do not fit), or those most relevant
+to the question plus temporal context (`retrieved`, from per-segment relevance scores the caller brings).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from voco.cache import SegmentCache
+from voco.generation import (
+    GenerationConfig,
+    StopText,
+    check_position_budget,
+    generate_tokens,
+    segments_that_fit,
+    stop_strings,
+)
+
+__all__ = ["AllSegments", "AnswerPiece", "AnswerSession", "RetrievedSegments", "SegmentSpan", "Selector",
+           "SessionStats", "Timeline", "UniformSubset", "make_selector"]
+
+
+# ---- what goes in: a timeline of caches ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """A segment's place in its video: index and, when known, start-end seconds."""
+
+    index: int
+    start_s: float | None = None
+    end_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s}
+
+    def label(self) -> str:
+        if self.start_s is None or self.end_s is None:
+            return f"#{self.index}"
+        return f"{self.start_s:.0f}-{self.end_s:.0f} s"
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A video's caches in time order, with each segment's span."""
+
+    caches: tuple[SegmentCache, ...]
+    spans: tuple[SegmentSpan, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.caches) != len(self.spans):
+            raise ValueError(f"Timeline: {len(self.caches)} caches but {len(self.spans)} segment spans; "
+                             "give one (start_s, end_s) per cache")
+
+    @classmethod
+    def of(cls, caches: Sequence[SegmentCache], times: Sequence[tuple[float, float]] | None = None) -> Timeline:
+        """Caches with their (start_s, end_s) times, or index-only spans when `times` is None."""
+        if times is None:
+            spans = tuple(SegmentSpan(i) for i in range(len(caches)))
+        else:
+            spans = tuple(SegmentSpan(i, float(a), float(b)) for i, (a, b) in enumerate(times))
+        return cls(tuple(caches), spans)
+
+    def __len__(self) -> int:
+        return len(self.caches)
+
+
+# ---- segment selection -----------------------------------------------------------------------------
+
+class Selector(ABC):
+    """Which segments to answer from: sorted indices into the timeline."""
+
+    name: ClassVar[str]
+    subset_note: ClassVar[str] = ""
+    """How a subset was chosen, for people ("sampled uniformly")."""
+
+    @abstractmethod
+    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
+        """`budget`: how many segments fit the model's positions; `scores`: relevance per segment, if known."""
+
+
+def uniform_indices(n_segments: int, count: int) -> list[int]:
+    """`count` indices spread evenly over `0 .. n_segments - 1`, first and last included."""
+    if count >= n_segments:
+        return list(range(n_segments))
+    if count <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, n_segments - 1, count)})
+
+
+class AllSegments(Selector):
+    """Every segment; the context check fails loudly when they do not fit."""
+
+    name = "all"
+
+    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
+        return list(range(n_segments))
+
+
+class UniformSubset(Selector):
+    """Every segment when they fit, else a uniform subset spanning the whole video."""
+
+    name = "uniform"
+    subset_note = "sampled uniformly"
+
+    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
+        return uniform_indices(n_segments, budget)
+
+
+@dataclass
+class RetrievedSegments(Selector):
+    """The segments most relevant to the question, each with its neighbours, plus a sparse uniform sketch
+    of the whole video, kept in time order. Needs one relevance score per segment (higher is better)."""
+
+    name: ClassVar[str] = "retrieved"
+    subset_note: ClassVar[str] = "most relevant to the question, with their neighbours and a uniform sketch"
+    neighbours: int = 1
+    """Segments kept on each side of a top-scoring one (temporal context)."""
+    sketch_share: float = 0.25
+    """Share of the budget given to a uniform sketch of the whole video."""
+    max_segments: int | None = None
+    """Answer from at most this many segments even when all would fit (None: retrieve only when they don't)."""
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 0:
+            raise ValueError(f"retrieved: neighbours must be >= 0, got {self.neighbours}")
+        if not 0 <= self.sketch_share < 1:
+            raise ValueError(f"retrieved: sketch_share must be in [0, 1), got {self.sketch_share}")
+        if self.max_segments is not None and self.max_segments < 1:
+            raise ValueError(f"retrieved: max_segments must be >= 1 or None, got {self.max_segments}")
+
+    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
+        if scores is None or len(scores) != n_segments:
+            got = "none" if scores is None else f"{len(scores)}"
+            raise ValueError(f"the 'retrieved' selection needs one relevance score per segment ({n_segments}), "
+                             f"got {got}: pass scores=, or use the 'uniform' selection")
+        count = min(n_segments, budget, self.max_segments or budget)
+        if count >= n_segments:
+            return list(range(n_segments))
+        chosen = set(uniform_indices(n_segments, int(count * self.sketch_share)))
+        for top in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+            for i in _around(int(top), self.neighbours, n_segments):
+                if len(chosen) >= count:
+                    return sorted(chosen)
+                chosen.add(i)
+        return sorted(chosen)
+
+
+def _around(center: int, radius: int, n_segments: int) -> list[int]:
+    """`center` first, then its neighbours nearest first, within the video."""
+    out = [center]
+    for d in range(1, radius + 1):
+        out += [i for i in (center - d, center + d) if 0 <= i < n_segments]
+    return out
+
+
+SELECTORS: dict[str, type[Selector]] = {cls.name: cls for cls in (AllSegments, UniformSubset, RetrievedSegments)}
+
+
+def make_selector(name: str, **options) -> Selector:
+    """The selector class named `name` (all, uniform, retrieved), built with its options."""
+    try:
+        cls = SELECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown segment selection {name!r}: choose one of {', '.join(SELECTORS)}") from None
+    return cls(**options)
+
+
+# ---- answering ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionStats:
+    """What an answer cost and which segments (with their times) it used."""
+
+    segments_used: tuple[SegmentSpan, ...]
+    segments_total: int
+    cache_tokens: int
+    ttft_ms: float
+    tokens: int
+    tokens_per_s: float
+    selection: str
+
+    @property
+    def subset(self) -> bool:
+        """True when the answer saw only some of the video's segments."""
+        return len(self.segments_used) < self.segments_total
+
+
+@dataclass(frozen=True)
+class AnswerPiece:
+    text: str
+    """New answer text since the previous piece."""
+    stats: SessionStats | None = None
+    """Set on the last piece only."""
+
+
+class AnswerSession:
+    """Answers questions about one video's caches: select segments, check the context, decode, time it."""
+
+    def __init__(self, model, timeline: Timeline | Sequence[SegmentCache], selector: Selector | str = "all"):
+        self.model = model
+        self.timeline = timeline if isinstance(timeline, Timeline) else Timeline.of(timeline)
+        self.selector = make_selector(selector) if isinstance(selector, str) else selector
+
+    def select(self, question: str, cfg: GenerationConfig, scores: Sequence[float] | None = None) -> list[int]:
+        """Indices of the segments this question is answered from; `ContextTooLong` when none fit."""
+        caches = self.timeline.caches
+        prefix, suffix = self.model.prompt_ids(question, cfg.history)
+        text_tokens = len(prefix) + len(suffix) + cfg.max_new_tokens
+        budget = segments_that_fit(self.model, text_tokens, max((c.k for c in caches), default=1))
+        if budget < 1 and caches:  # not even one segment fits: say so rather than answer blind
+            check_position_budget(self.model, prefix, caches, suffix, cfg.max_new_tokens)
+        return self.selector.select(len(caches), budget, scores)
+
+    def stream(self, question: str, scores: Sequence[float] | None = None, **kwargs) -> Iterator[AnswerPiece]:
+        """Answer text pieces as decoded (cut at the first stop string); the last piece carries the stats.
+        kwargs as `voco.generation.GenerationConfig`."""
+        cfg = GenerationConfig(**kwargs)
+        start = time.perf_counter()
+        used = self.select(question, cfg, scores)
+        chosen = [self.timeline.caches[i] for i in used]
+        stopper = StopText(self.model.tokenizer, stop_strings(self.model, cfg))
+        ids: list[int] = []
+        first = None
+        for token in generate_tokens(self.model, question, chosen, cfg):
+            first = first or time.perf_counter()
+            ids.append(token)
+            piece = stopper.feed(ids)
+            if piece:
+                yield AnswerPiece(piece)
+            if stopper.stopped:
+                break
+        tail = "" if stopper.stopped else stopper.feed(ids, final=True)
+        end = time.perf_counter()
+        first = first or end
+        stats = SessionStats(
+            segments_used=tuple(self.timeline.spans[i] for i in used), segments_total=len(self.timeline),
+            cache_tokens=sum(c.k for c in chosen), ttft_ms=(first - start) * 1000, tokens=len(ids),
+            tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
+            selection=self.selector.name)
+        yield AnswerPiece(tail, stats)
+
+    def answer(self, question: str, scores: Sequence[float] | None = None, **kwargs) -> tuple[str, SessionStats]:
+        """The whole answer (stripped) and its stats."""
+        text, stats = "", None
+        for piece in self.stream(question, scores, **kwargs):
+            text += piece.text
+            stats = piece.stats or stats
+        return text.strip(), stats
