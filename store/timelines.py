@@ -1,7 +1,7 @@
 """Loaded videos for answering: one bounded LRU of `voco.session.Timeline`s (caches + segment times).
 
 The app and the evaluation answerers keep their loaded caches here, so a video asked about again
-costs only the question. `StoredTimelines` reads them from the store (one memory-mapped read of the
+costs only the question. `StoredTimelines` reads them from the store (one checked read of the
 pack plus the segments' times); `TimelineLRU` takes any loader (e.g. compressing in memory).
 """
 
