@@ -2,6 +2,7 @@
 
     python bench/bench_search.py                         # bundled model, 512 distractors, 100k random vectors
     python bench/bench_search.py --distractors 128 --needles 8 --scale 10000   # quick
+    python bench/bench_search.py --hard --scale 1000     # distractors share the needle's shape or colour
 
 Recall: a pool of distractor segments (plain backgrounds or a non-red non-circle shape, voco/data/needle.py)
 and of needle segments (a red circle) is compressed once; caches are position-free, so a "video" of T
@@ -35,19 +36,28 @@ from voco.search import VisionMeanEmbedder, VoCoKeyEmbedder  # noqa: E402
 QUERIES = ("is there a red circle?", "a red circle")
 
 
-def pools(model, distractors: int, needles: int, seed: int) -> tuple[list, list]:
+def pools(model, distractors: int, needles: int, seed: int, hard: bool) -> tuple[list, list]:
+    """Distractors: half plain, half another shape in another colour; `hard`: half of those a red
+    non-circle or a non-red circle (the needle's colour or shape, never both)."""
     rng = np.random.default_rng(seed)
     fps, size = model.voco.frames_per_segment, 96
     shapes = [s for s in SHAPES if s != NEEDLE[0]]
     colors = [c for c in OBJECT_COLORS if c != NEEDLE[1]]
-    hay = [draw_segment(rng, fps, size, None if rng.random() < 0.5 else
-                        (shapes[rng.integers(len(shapes))], colors[rng.integers(len(colors))]))
-           for _ in range(distractors)]
+
+    def distractor():
+        if rng.random() < 0.5:
+            return None
+        shape, color = shapes[rng.integers(len(shapes))], colors[rng.integers(len(colors))]
+        if hard and rng.random() < 0.5:
+            return (NEEDLE[0], color) if rng.random() < 0.5 else (shape, NEEDLE[1])
+        return shape, color
+
+    hay = [draw_segment(rng, fps, size, distractor()) for _ in range(distractors)]
     return hay, [draw_segment(rng, fps, size, NEEDLE) for _ in range(needles)]
 
 
 def recall(model, args) -> dict:
-    hay, needles = pools(model, args.distractors, args.needles, args.seed)
+    hay, needles = pools(model, args.distractors, args.needles, args.seed, args.hard)
     keys, vision = VoCoKeyEmbedder(model, args.layer), VisionMeanEmbedder(model)
     start = time.perf_counter()
     caches = model.compress(hay + needles, batch_size=32)
@@ -115,11 +125,12 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[16, 128, 512])
     p.add_argument("--scale", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hard", action="store_true", help="distractors may share the needle's shape or colour")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     model = load_model(args.model).eval()
     with torch.inference_mode():
-        result = {"bench": "search", "model": args.model, **recall(model, args)}
+        result = {"bench": "search", "model": args.model, "hard": args.hard, **recall(model, args)}
     result["scale"] = scale(VoCoKeyEmbedder(model, args.layer).dim, args.scale, args.seed)
     result["machine"] = machine()
     print(json.dumps(result))
