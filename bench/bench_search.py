@@ -78,7 +78,8 @@ def recall(model, args) -> dict:
             for T in args.lengths:
                 if T - 1 > len(hay):
                     continue
-                ranks = [int((hay_scores[rng.choice(len(hay), T - 1, replace=False)] > s).sum())
+                # ties count against the needle: a signal that scores everything alike must not look perfect
+                ranks = [int((hay_scores[rng.choice(len(hay), T - 1, replace=False)] >= s).sum())
                          for s in needle_scores]
                 tag = f"{name}_q{q_i}_T{T}"
                 out[f"{tag}_recall@1"] = round(float(np.mean([r < 1 for r in ranks])), 3)

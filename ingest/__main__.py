@@ -155,6 +155,10 @@ def cmd_remove(store: Store, ids: list[int], force: bool, as_json: bool) -> int:
             removed.append(store.remove(video_id, force=force).to_dict())
         except (NotFound, StoreError) as err:
             errors.append(str(err))
+    if removed and (store.home.root / "index").is_dir():  # faiss is imported only when there are indexes
+        from store.index import drop_videos
+
+        drop_videos(store, [info["id"] for info in removed])
     if as_json:
         emit(json.dumps({"removed": removed, "errors": errors}, indent=1))
     else:

@@ -148,8 +148,6 @@ class SegmentIndex:
 
     def sync(self, *, rebuild: bool = False) -> dict[str, int]:
         """Add the ready videos the index lacks, drop those gone from the database; write if changed."""
-        import faiss
-
         with self._locked():
             if rebuild:
                 self._faiss, self.rows = self._empty(), {}
@@ -157,9 +155,7 @@ class SegmentIndex:
                 self._load()
             want = self.ready_videos()
             gone = [vid for vid in self.rows if vid not in want]
-            for vid in gone:
-                self._faiss.remove_ids(faiss.IDSelectorRange(vid << _SEGMENT_BITS, (vid + 1) << _SEGMENT_BITS))
-                del self.rows[vid]
+            self._remove(gone)
             added, self.missing = 0, []
             for vid, (uid, _) in sorted(want.items()):
                 if vid in self.rows:
@@ -177,6 +173,23 @@ class SegmentIndex:
         return {"videos": len(self.rows), "segments": int(self._faiss.ntotal), "added": added,
                 "removed": len(gone), "missing_vectors": len(self.missing)}
 
+    def _remove(self, video_ids) -> None:
+        import faiss
+
+        for vid in video_ids:
+            self._faiss.remove_ids(faiss.IDSelectorRange(vid << _SEGMENT_BITS, (vid + 1) << _SEGMENT_BITS))
+            del self.rows[vid]
+
+    def drop(self, video_ids: list[int]) -> bool:
+        """Remove these videos' rows now (ingest --remove); True when the file changed."""
+        with self._locked():
+            self._load()
+            gone = [vid for vid in video_ids if vid in self.rows]
+            self._remove(gone)
+            if gone:
+                self._save()
+        return bool(gone)
+
     def search(self, query: np.ndarray, top: int = 10) -> list[Hit]:
         """The `top` segments of the library with the highest inner product with `query` [dim]."""
         if self._faiss is None or set(self.rows) != set(self.ready_videos()):
@@ -188,3 +201,18 @@ class SegmentIndex:
         mask = (1 << _SEGMENT_BITS) - 1
         return [Hit(int(i) >> _SEGMENT_BITS, int(i) & mask, float(s))
                 for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+
+
+def drop_videos(store: Store, video_ids: list[int]) -> int:
+    """Remove these videos from every search index of the store (any model); returns the indexes changed."""
+    changed = 0
+    for path in sorted((store.home.root / "index").glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            index = SegmentIndex(store, meta["fingerprint"], meta["embedder"], int(meta["dim"]))
+        except Exception:  # noqa: BLE001 - unreadable: the next sync of its model rebuilds it anyway
+            path.unlink(missing_ok=True)
+            continue
+        changed += index.drop(video_ids)
+    return changed

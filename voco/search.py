@@ -45,8 +45,9 @@ class VoCoKeyEmbedder:
 
     def __init__(self, model: VoCoModel, layer: int | None = None):
         layers = model.lm.config.num_hidden_layers
-        # just below the middle: on the bundled model layers 0-1 find a needle at rank 1, layers 2-3 never
-        self.layer = max(0, layers // 2 - 1) if layer is None else layer
+        # just below the middle, never layer 0 (its <voco> keys come from the token embedding alone: the
+        # same for every segment); on the bundled model layer 1 finds a needle at rank 1, layers 2-3 never
+        self.layer = min(layers - 1, max(1, layers // 2 - 1)) if layer is None else layer
         if not 0 <= self.layer < layers:
             raise ValueError(f"search layer {self.layer} is outside the LM's {layers} layers")
         attn = model.lm.model.layers[self.layer].self_attn
