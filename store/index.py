@@ -16,6 +16,7 @@ never lose each other's rows. Deleting it is always safe: the next sync rebuilds
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -23,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 
 from store.db import StoreError
 from store.models import READY
-from store.packs import TEMP_MARK, checksum, fsync_dir
 from store.store import Store
+
+# numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
 
 VECTORS_FORMAT = "voco-search-vectors/1"
 INDEX_FORMAT = "voco-search-index/1"
@@ -49,21 +50,32 @@ def vectors_path(store: Store, uid: str, fingerprint: str, embedder: str) -> Pat
     return store.home.video_dir(uid) / f"search-{fingerprint[:16]}-{embedder}.vectors"
 
 
-def _atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+TEMP_MARK = ".tmp-"  # as store/packs.py names temp files, so its sweep removes a killed writer's leftovers
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()  # the packs' checksum (store/packs.py)
+
+
+def _atomic_save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fd = os.open(path.parent, os.O_RDONLY)  # make the rename durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_vectors(store: Store, uid: str, fingerprint: str, embedder: str, vectors: np.ndarray) -> Path:
     """Store a video's search vectors [T, dim] beside its pack (atomically); returns the file."""
-    data = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-    if data.dim() != 2:
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    if data.ndim != 2:
         raise ValueError(f"search vectors must be [segments, dim], got {tuple(data.shape)}")
     meta = {"format": VECTORS_FORMAT, "fingerprint": fingerprint, "embedder": embedder,
-            "checksum": checksum(data.numpy().tobytes())}
+            "checksum": checksum(data.tobytes())}
     path = vectors_path(store, uid, fingerprint, embedder)
     _atomic_save(path, {"vectors": data}, meta)
     return path
@@ -74,9 +86,9 @@ def read_vectors(store: Store, uid: str, fingerprint: str, embedder: str) -> np.
     path = vectors_path(store, uid, fingerprint, embedder)
     if not path.exists():
         return None
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(path), "np") as f:
         meta = f.metadata() or {}
-        vectors = f.get_tensor("vectors").numpy()
+        vectors = f.get_tensor("vectors")
     if meta.get("format") != VECTORS_FORMAT or meta.get("fingerprint") != fingerprint:
         raise StoreError(f"{path}: not this model's search vectors (format {meta.get('format')!r}); delete it "
                          "and run python -m ingest --rebuild-index")
@@ -111,9 +123,9 @@ class SegmentIndex:
         if not self.path.exists():
             return
         try:
-            with safe_open(str(self.path), "pt") as f:
+            with safe_open(str(self.path), "np") as f:
                 meta = f.metadata() or {}
-                blob = f.get_tensor("index").numpy()
+                blob = f.get_tensor("index")
             if meta.get("format") != INDEX_FORMAT or int(meta.get("dim", -1)) != self.dim:
                 return  # another layout: rebuilt by the sync that follows
             self._faiss = faiss.deserialize_index(blob)
@@ -124,7 +136,7 @@ class SegmentIndex:
     def _save(self) -> None:
         import faiss
 
-        blob = torch.from_numpy(faiss.serialize_index(self._faiss))
+        blob = faiss.serialize_index(self._faiss)
         meta = {"format": INDEX_FORMAT, "dim": str(self.dim), "fingerprint": self.fingerprint,
                 "embedder": self.embedder, "rows": json.dumps(self.rows)}
         _atomic_save(self.path, {"index": blob}, meta)
@@ -208,7 +220,7 @@ def drop_videos(store: Store, video_ids: list[int]) -> int:
     changed = 0
     for path in sorted((store.home.root / "index").glob("*.safetensors")):
         try:
-            with safe_open(str(path), "pt") as f:
+            with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
             index = SegmentIndex(store, meta["fingerprint"], meta["embedder"], int(meta["dim"]))
         except Exception:  # noqa: BLE001 - unreadable: the next sync of its model rebuilds it anyway
