@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from ingest.vectors import MomentSearch
@@ -14,16 +16,19 @@ def register_search(store: Store, model: VoCoModel) -> None:
     moments = MomentSearch(store, model)
 
     def search(query: str, top: int = 10) -> list[dict]:
-        """Moments across the library that match the text: [{video_id, path, segment, start_s, end_s, score}]."""
+        """Moments across the library that match the text: [{video_id, name, segment, start_s, end_s, score}]."""
         try:
-            return moments.search(query, int(top))
+            hits = moments.search(query, int(top))
         except ValueError as err:
             raise gr.Error(f"/search refused the request: {err}") from err
+        # no "path" key: gradio_client would take the dict for a file to download (as /videos)
+        return [{"video_id": h["video_id"], "name": Path(h["path"]).name,
+                 **{k: h[k] for k in ("segment", "start_s", "end_s", "score")}} for h in hits]
 
     def shown(query: str) -> list[list]:
         if not query.strip():
             return []
-        return [[h["video_id"], h["path"].rsplit("/", 1)[-1], f"{h['start_s']:.1f}-{h['end_s']:.1f} s", h["score"]]
+        return [[h["video_id"], h["name"], f"{h['start_s']:.1f}-{h['end_s']:.1f} s", h["score"]]
                 for h in search(query, 10)]
 
     with gr.Accordion("Moment search", open=False):

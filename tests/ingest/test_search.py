@@ -1,5 +1,6 @@
 """Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def test_search_finds_the_needle_moment_across_the_library(library, default_mode
     assert {h["video_id"] for h in hits} <= set(ids.values())
     scores = search.scores_for(QUERY, ids["needle"])
     assert scores.shape == (8,) and scores[needle] > np.delete(scores, needle).max()
+
+
+def test_search_cli_prints_the_needle_first(library, capsys):
+    from ingest.__main__ import main
+
+    store, ids, needle, _ = library
+    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3 and (hits[0]["video_id"], hits[0]["segment"]) == (ids["needle"], needle)
+    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3"]) == 0
+    assert f"video {ids['needle']:>4}  {float(needle):7.1f}-" in capsys.readouterr().out
 
 
 def test_index_follows_reingest_remove_and_rebuild(library, default_model, tmp_path):
