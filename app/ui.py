@@ -11,6 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 
 import gradio as gr  # noqa: E402
 
+from app.search import register_search  # noqa: E402
 from app.service import NO_ANSWER, ChatService, ServiceError  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
 from store.models import READY  # noqa: E402
@@ -217,6 +218,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
         gr.api(ask, api_name="ask")
         gr.api(list_videos, api_name="videos")
+        register_search(service.store, service.model)  # the /search endpoint and box (app/search.py)
     return demo
 
 

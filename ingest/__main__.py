@@ -28,6 +28,8 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest ./videos --json                   machine-readable summary on stdout
   python -m ingest --list [--json]                   list stored videos
   python -m ingest --remove ID [ID ...]              delete videos and their cache files
+  python -m ingest --search "a red circle" [--top 10] ranked moments (video, start-end, score) in the library
+  python -m ingest --rebuild-index                   recompute missing search vectors, rebuild the faiss index
   python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
                                                      Ray workers (one model each) on a shared store
 
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list stored videos and exit")
     p.add_argument("--remove", type=int, nargs="+", metavar="ID", help="delete these videos and their caches")
     p.add_argument("--force", action="store_true", help="with --remove: also remove a video being ingested")
+    p.add_argument("--search", metavar="TEXT", help="search the library's segments for TEXT and exit")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="with --search: moments shown "
+                   "(default: %(default)s)")
+    p.add_argument("--rebuild-index", action="store_true", help="write the missing search vectors of the "
+                   "--model's videos and rebuild its search index from the database and vector files")
     return p
 
 
@@ -148,6 +155,10 @@ def cmd_remove(store: Store, ids: list[int], force: bool, as_json: bool) -> int:
             removed.append(store.remove(video_id, force=force).to_dict())
         except (NotFound, StoreError) as err:
             errors.append(str(err))
+    if removed and (store.home.root / "index").is_dir():  # faiss is imported only when there are indexes
+        from store.index import drop_videos
+
+        drop_videos(store, [info["id"] for info in removed])
     if as_json:
         emit(json.dumps({"removed": removed, "errors": errors}, indent=1))
     else:
@@ -205,6 +216,35 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """--search / --rebuild-index: both need the model (imported here, not at start-up)."""
+    from ingest.run import load_model
+    from ingest.vectors import MomentSearch, rebuild_index
+
+    try:
+        model = load_model(args.model)
+        with Store.open(args.home, args.db) as store:
+            if args.rebuild_index:
+                report = rebuild_index(store, model)
+                emit(json.dumps(report) if args.json else
+                     f"index: {report['videos']} videos, {report['segments']} segments "
+                     f"({report['vectors_computed']} vector files computed)")
+                if args.search is None:
+                    return EXIT_OK
+            hits = MomentSearch(store, model).search(args.search, args.top)
+    except (StoreError, FileNotFoundError, ValueError) as err:
+        print(f"error: {shown(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        emit(json.dumps({"query": args.search, "hits": hits}, indent=1))
+    elif not hits:
+        emit("no moments found (is anything ingested with this model? python -m ingest --list)")
+    for rank, h in enumerate(hits if not args.json else [], 1):
+        emit(f"{rank:>3}. {h['score']:>9.3f}  video {h['video_id']:>4}  {h['start_s']:7.1f}-{h['end_s']:.1f} s  "
+             f"{shown(h['path'])}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -220,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         except StoreError as err:
             print(f"error: {shown(err)}", file=sys.stderr)
             return EXIT_USAGE
+    if args.search is not None or args.rebuild_index:
+        if args.paths:
+            print("error: --search and --rebuild-index take no PATH arguments", file=sys.stderr)
+            return EXIT_USAGE
+        return cmd_search(args)
     if not args.paths:
         build_parser().print_usage(sys.stderr)
         print("error: give at least one PATH (or --list / --remove ID)", file=sys.stderr)

@@ -33,10 +33,12 @@ from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmP
 from ingest.progress import DONE as EV_DONE
 from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary
 from ingest.thumbs import JPEG_MIME
+from ingest.vectors import index_for, store_video_vectors
 from store import ClaimLost, ModelInfo, SegmentRecord, Store
 from store.claims import new_owner
 from store.models import READY
 from voco import VoCoModel
+from voco.search import make_embedder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class VideoIngestor:
             segment_seconds=float(config.segment_seconds or model.voco.segment_seconds),
             frames_per_segment=model.voco.frames_per_segment,
             image_size=int(model.config.vision_config.image_size), owner=new_owner(), config=config)
+        self.embedder = None if config.search_embedder is None else make_embedder(config.search_embedder, model)
 
     def ingest_one(self, path: str | Path) -> Summary:
         """Ingest one file (the unit of work of every executor); its `Summary` holds one `FileResult`."""
@@ -70,7 +73,7 @@ class VideoIngestor:
         owner = self.settings.owner
         bars = TqdmProgress(len(files)) if show_progress else None
         consumer = Consumer(self.store, self.model, self.settings, len(files),
-                            [cb for cb in (bars, *listeners) if cb is not None])
+                            [cb for cb in (bars, *listeners) if cb is not None], self.embedder)
         items: queue.Queue = queue.Queue(maxsize=self.config.queue_batches)
         stop = threading.Event()
         producer = Producer(files, self.store, self.settings, items, stop)
@@ -121,8 +124,9 @@ class Consumer:
     """The compressing side: compress batches, store them, finish or fail videos, report progress."""
 
     def __init__(self, store: Store, model: VoCoModel, settings: Settings, files_total: int,
-                 listeners: list[ProgressCallback]):
+                 listeners: list[ProgressCallback], embedder=None):
         self.store, self.model, self.settings = store, model, settings
+        self.embedder = embedder  # search vectors (voco/search.py) written when a video is finished
         self.files_total = files_total
         self.listeners = listeners
         self.summary = Summary()
@@ -210,6 +214,13 @@ class Consumer:
     def finish(self, job: Job) -> None:
         self.flush(job)
         segments = self.store.finish(job.claim, self.settings.owner)
+        if self.embedder is not None:
+            try:
+                store_video_vectors(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id)
+                index_for(self.store, self.model, self.embedder).sync()
+            except Exception as err:  # noqa: BLE001 - the caches are stored; --rebuild-index recomputes these
+                log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s",
+                            job.path, err)
         self.resolve(job.order, FileResult(str(job.path), INGESTED, job.claim.video_id, segments,
                                            round(job.probe.duration, 3), None))
 

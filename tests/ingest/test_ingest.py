@@ -153,8 +153,8 @@ def test_progress_events_and_interrupt_then_resume(tmp_path, model):
     with Store.open(home) as store:
         caches = store.load_video_caches(resumed.files[0].video_id, model.fingerprint, verify=True)
         assert caches.kv.shape[0] == 8
-        files = [p for p in store.home.caches.rglob("*") if p.is_file()]
-        assert len(files) == 1  # one pack, no chunk or temp file left
+        files = sorted(p.name.split("-")[0] for p in store.home.caches.rglob("*") if p.is_file())
+        assert files == ["pack", "search"]  # one pack and its search vectors, no chunk or temp file left
 
 
 def test_missing_paths_are_a_usage_error_before_any_work(tmp_path, model):

@@ -56,7 +56,7 @@ def _assert_consistent(store: Store, fingerprint: str, expect_ready: int) -> Non
     for video in videos:
         caches = store.load_video_caches(video.id, fingerprint, verify=True)
         assert caches.kv.shape[0] == video.num_segments == video.segments_done
-    files = [p for p in store.home.caches.rglob("*") if p.is_file()]
+    files = [p for p in store.home.caches.rglob("*") if p.is_file() and p.suffix != ".vectors"]  # search vectors
     assert len(files) == expect_ready, files  # one pack per video: no chunk, no temp file left
     assert all(p.name.startswith("pack-") for p in files)
 

@@ -1,0 +1,38 @@
+"""The app's moment search: the `/search` API endpoint and the search box, over `ingest.vectors.MomentSearch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ingest.vectors import MomentSearch
+from store import Store
+from voco import VoCoModel
+
+
+def register_search(store: Store, model: VoCoModel) -> None:
+    """Add the moment-search box and the `/search` endpoint to the gr.Blocks being built."""
+    moments = MomentSearch(store, model)
+
+    def search(query: str, top: int = 10) -> list[dict]:
+        """Moments across the library that match the text: [{video_id, name, segment, start_s, end_s, score}]."""
+        try:
+            hits = moments.search(query, int(top))
+        except ValueError as err:
+            raise gr.Error(f"/search refused the request: {err}") from err
+        # no "path" key: gradio_client would take the dict for a file to download (as /videos)
+        return [{"video_id": h["video_id"], "name": Path(h["path"]).name,
+                 **{k: h[k] for k in ("segment", "start_s", "end_s", "score")}} for h in hits]
+
+    def shown(query: str) -> list[list]:
+        if not query.strip():
+            return []
+        return [[h["video_id"], h["name"], f"{h['start_s']:.1f}-{h['end_s']:.1f} s", h["score"]]
+                for h in search(query, 10)]
+
+    with gr.Accordion("Moment search", open=False):
+        box = gr.Textbox(label="find moments across the library", placeholder="a red circle")
+        table = gr.Dataframe(headers=["video", "file", "time", "score"], interactive=False)
+        box.submit(shown, box, table, api_visibility="private")
+    gr.api(search, api_name="search")

@@ -1,0 +1,30 @@
+"""The `/search` endpoint (app/search.py): ranked moments across the library, the same as the library call."""
+
+from pathlib import Path
+
+import pytest
+
+from ingest.vectors import MomentSearch
+from tests.app.test_api import launch
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def test_search_endpoint_ranks_the_librarys_segments(library, tmp_path_factory):
+    root, model = library
+    demo, url, service = launch(root / "home", model, "tiny", tmp_path_factory)
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        hits = client.predict(query="a red circle", top=5, api_name="/search")
+        expected = MomentSearch(service.store, model).search("a red circle", 5)
+        assert [(h["video_id"], h["segment"], h["score"]) for h in hits] == [
+            (h["video_id"], h["segment"], h["score"]) for h in expected] and len(hits) == 5
+        assert hits[0]["name"] == Path(expected[0]["path"]).name
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        assert {h["video_id"] for h in hits} <= {v.id for v in service.videos()}
+        assert all(h["end_s"] > h["start_s"] for h in hits)
+        with pytest.raises(Exception, match="search text is empty"):
+            client.predict(query="  ", top=5, api_name="/search")
+    finally:
+        demo.close()
+        service.store.close()

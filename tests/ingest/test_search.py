@@ -1,0 +1,154 @@
+"""Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.config import IngestConfig
+from tests.fixtures.videos import pattern_frames, write_video
+from voco.data.needle import needle_segments
+
+ROOT = Path(__file__).resolve().parents[2]
+QUERY = "is there a red circle?"
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    from voco import VoCoModel
+
+    return VoCoModel.from_pretrained("default").eval()
+
+
+def _write_segments(path: Path, segments: list[np.ndarray]) -> Path:
+    return write_video(path, np.concatenate(segments), fps=len(segments[0]))  # one segment per second
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, default_model):
+    """A store with a haystack video and a needle video (red circle in one segment), ingested by the bundled model."""
+    from ingest.run import ingest_paths
+    from store import Store
+
+    folder = tmp_path_factory.mktemp("search")
+    fps = default_model.voco.frames_per_segment
+    hay, hay_needle = needle_segments(9, frames_per_segment=fps, seed=1)
+    hay = [s for i, s in enumerate(hay) if i != hay_needle]  # no needle in the haystack video
+    needle_video, needle = needle_segments(8, frames_per_segment=fps, seed=2)
+    paths = [_write_segments(folder / "hay.mp4", hay), _write_segments(folder / "needle.mp4", needle_video)]
+    store = Store(folder / "home")
+    summary = ingest_paths([str(p) for p in paths], store=store, model=default_model,
+                           config=IngestConfig(segment_seconds=1.0))
+    ids = {Path(f.path).stem: f.video_id for f in summary.files}
+    yield store, ids, needle, paths
+    store.close()
+
+
+def test_key_vectors_rank_the_needle_first(default_model):
+    """The <voco> keys of the bundled model vs the question's queries: the red circle is rank 1 of 32."""
+    from voco.search import VoCoKeyEmbedder
+
+    embedder = VoCoKeyEmbedder(default_model)
+    for seed in (0, 1):
+        segments, needle = needle_segments(32, frames_per_segment=default_model.voco.frames_per_segment, seed=seed)
+        vectors = embedder.segment_vectors(default_model.compress(segments, batch_size=16))
+        scores = vectors @ embedder.query_vector(QUERY)
+        others = np.delete(scores, needle)
+        assert scores[needle] > others.max(), (seed, needle, np.argsort(-scores)[:5])  # strictly: no ties
+
+
+def test_search_finds_the_needle_moment_across_the_library(library, default_model):
+    from ingest.vectors import MomentSearch
+
+    store, ids, needle, _ = library
+    search = MomentSearch(store, default_model)
+    hits = search.search(QUERY, top=5)
+    assert (hits[0]["video_id"], hits[0]["segment"]) == (ids["needle"], needle)
+    assert hits[0]["start_s"] == pytest.approx(needle, abs=0.01)
+    assert {h["video_id"] for h in hits} <= set(ids.values())
+    scores = search.scores_for(QUERY, ids["needle"])
+    assert scores.shape == (8,) and scores[needle] > np.delete(scores, needle).max()
+
+
+def test_search_cli_prints_the_needle_first(library, capsys):
+    from ingest.__main__ import main
+
+    store, ids, needle, _ = library
+    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3 and (hits[0]["video_id"], hits[0]["segment"]) == (ids["needle"], needle)
+    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3"]) == 0
+    assert f"video {ids['needle']:>4}  {float(needle):7.1f}-" in capsys.readouterr().out
+
+
+def test_index_follows_reingest_remove_and_rebuild(library, default_model, tmp_path):
+    from ingest.run import ingest_paths
+    from ingest.vectors import MomentSearch, rebuild_index
+
+    store, ids, needle, paths = library
+    search = MomentSearch(store, default_model)
+    before = search.search(QUERY, top=16)
+    assert len(before) == 16  # both videos' 8 segments are indexed
+    # re-ingesting the same files changes nothing
+    again = ingest_paths([str(p) for p in paths], store=store, model=default_model,
+                         config=IngestConfig(segment_seconds=1.0))
+    assert {f.status for f in again.files} == {"present"}
+    assert search.search(QUERY, top=16) == before
+    # a deleted index file is rebuilt from the database + vector files with the same results
+    search.index.path.unlink()
+    assert MomentSearch(store, default_model).search(QUERY, top=16) == before
+    assert rebuild_index(store, default_model)["segments"] == 16
+    assert MomentSearch(store, default_model).search(QUERY, top=16) == before
+    # --remove drops the video's rows from the index file at once
+    from ingest.__main__ import main
+    from store.index import SegmentIndex
+
+    assert main(["--remove", str(ids["hay"]), "--home", str(store.home.root)]) == 0
+    on_disk = SegmentIndex(store, default_model.fingerprint, search.embedder.name, search.embedder.dim)
+    on_disk._load()
+    assert set(on_disk.rows) == {ids["needle"]} and on_disk._faiss.ntotal == 8
+    after = search.search(QUERY, top=16)  # another process's index object notices on its next search
+    assert [h for h in before if h["video_id"] == ids["needle"]] == after
+    ingest_paths([str(paths[0])], store=store, model=default_model, config=IngestConfig(segment_seconds=1.0))
+    assert len(search.search(QUERY, top=16)) == 16
+
+
+def test_two_ingest_processes_share_one_index(tmp_path, model_dir):
+    """Two processes ingesting at once into one home: the index holds both, the same as a rebuild."""
+    from store import Store
+    from store.index import SegmentIndex
+    from voco import VoCoModel
+    from voco.search import VoCoKeyEmbedder
+
+    videos = [write_video(tmp_path / f"v{i}.mp4", pattern_frames(25, seed=i)) for i in range(2)]
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "ingest", "--home", str(home), "--model", str(model_dir), "--segment-seconds",
+           "1", "--threads", "1"]
+    procs = [subprocess.Popen([*cmd, str(v)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for v in videos]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    model = VoCoModel.from_pretrained(str(model_dir))
+    embedder = VoCoKeyEmbedder(model)
+    with Store(home) as store:
+        index = SegmentIndex(store, model.fingerprint, embedder.name, embedder.dim)
+        index._load()  # as the processes left it, before any sync of ours
+        assert len(index.rows) == 2 and index._faiss.ntotal == 6
+        query = embedder.query_vector("a pattern")
+        left = index.search(query, 6)
+        index.sync(rebuild=True)
+        assert index.search(query, 6) == left
+
+
+def test_cli_start_up_imports_no_model_code():
+    code = ("import sys, ingest.__main__ as m; m.build_parser().format_help(); "
+            "print(sorted(x for x in ('torch', 'transformers', 'faiss') if x in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,129 @@
+"""Search vectors: one per segment (from its cache) and one per text query, through one protocol.
+
+`SegmentEmbedder` is what ingest (vectors stored beside the cache) and search (query vectors) use:
+
+    embedder = make_embedder("voco-keys", model)
+    vectors = embedder.segment_vectors(caches)   # float32 [T, dim], from the position-free caches
+    query = embedder.query_vector("a red circle")  # float32 [dim]; score = vectors @ query
+
+`VoCoKeyEmbedder` (ReKV-style, works for any VoCo model): a segment is the mean of its kept tokens'
+keys at one middle layer, un-rotated to position 0 (heads concatenated); a query is the mean of the
+question tokens' attention queries at that layer, computed un-rotated too (query heads averaged per
+key/value head), so the score is the attention logit the question would give the segment with RoPE
+cancelled. No extra forward pass at ingest: the keys are already in the cache.
+An external embedder (class evidence, a sentence embedder) plugs in as another class with a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from voco.cache import SegmentCache
+from voco.rope import shift_keys
+
+if TYPE_CHECKING:
+    from voco.model import VoCoModel
+
+
+class SegmentEmbedder(Protocol):
+    """Maps segment caches and text queries into one vector space; higher inner product = more relevant."""
+
+    name: str  # identifies the vector space (with the model fingerprint): an index is keyed by both
+    dim: int
+
+    def segment_vectors(self, caches: Sequence[SegmentCache]) -> np.ndarray: ...
+
+    def query_vector(self, text: str) -> np.ndarray: ...
+
+
+class VoCoKeyEmbedder:
+    """The `<voco>` tokens' un-rotated keys at one layer vs the question's un-rotated queries there."""
+
+    def __init__(self, model: VoCoModel, layer: int | None = None):
+        layers = model.lm.config.num_hidden_layers
+        # just below the middle, never layer 0 (its <voco> keys come from the token embedding alone: the
+        # same for every segment); on the bundled model layer 1 finds a needle at rank 1, layers 2-3 never
+        self.layer = min(layers - 1, max(1, layers // 2 - 1)) if layer is None else layer
+        if not 0 <= self.layer < layers:
+            raise ValueError(f"search layer {self.layer} is outside the LM's {layers} layers")
+        attn = model.lm.model.layers[self.layer].self_attn
+        if not hasattr(attn, "q_proj"):
+            raise TypeError(f"{type(attn).__name__} has no q_proj: the voco-keys search vector needs a "
+                            "Llama-style attention (q_proj); use another embedder")
+        self.model = model
+        self.kv_heads = model.lm.config.num_key_value_heads
+        self.head_dim = getattr(model.lm.config, "head_dim", None) or (
+            model.lm.config.hidden_size // model.lm.config.num_attention_heads)
+        self.dim = self.kv_heads * self.head_dim
+        self.name = f"voco-keys-l{self.layer}"
+
+    def segment_vectors(self, caches: Sequence[SegmentCache]) -> np.ndarray:
+        if not caches:
+            return np.zeros((0, self.dim), np.float32)
+        keys = torch.stack([c.kv[self.layer, 0] for c in caches]).float()  # [T, H, k, D]
+        first = torch.tensor([c.source_position for c in caches])
+        return self.vectors_from_keys(keys, first)
+
+    def vectors_from_keys(self, keys: torch.Tensor, source_positions: torch.Tensor) -> np.ndarray:
+        """keys [T, H, k, D] rotated at source_position + j -> vectors [T, H * D] (rotated back to 0)."""
+        T, H, k, D = keys.shape
+        per_token = keys.permute(0, 2, 1, 3).reshape(T * k, H, D)  # one shift per token
+        delta = -(source_positions[:, None] + torch.arange(k)[None]).reshape(-1)
+        unrotated = shift_keys(per_token, delta, self.model.inv_freq.cpu()).reshape(T, k, H * D)
+        return unrotated.mean(dim=1).numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def query_vector(self, text: str) -> np.ndarray:
+        """Mean un-rotated attention query of the question's tokens (read as the model reads a question)."""
+        prefix_ids, suffix_ids = self.model.prompt_ids(text)
+        ids = torch.tensor([prefix_ids + suffix_ids], device=self.model.device)
+        captured: list[torch.Tensor] = []
+        attn = self.model.lm.model.layers[self.layer].self_attn
+        handle = attn.q_proj.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:  # only the layers up to ours matter; the rest run once per query, cheap next to decoding
+            self.model.lm.model(input_ids=ids, use_cache=False)
+        finally:
+            handle.remove()
+        q = captured[0][0, len(prefix_ids):].float().cpu()  # [S, Hq * D], q_proj output: not rotated
+        q = q.reshape(q.shape[0], self.kv_heads, -1, self.head_dim).mean(dim=2)  # group query heads per kv head
+        return q.mean(dim=0).reshape(-1).numpy().astype(np.float32)
+
+
+class VisionMeanEmbedder:
+    """Baseline: mean projected vision embedding of a segment vs mean LM token embedding of the query.
+
+    Needs the frames (not the cache), so it serves measurement (bench/bench_search.py), not ingest.
+    """
+
+    name = "vision-mean"
+
+    def __init__(self, model: VoCoModel):
+        self.model = model
+        self.dim = model.lm.config.hidden_size
+
+    @torch.inference_mode()
+    def frame_vectors(self, segments: Sequence) -> np.ndarray:
+        return self.model.vision_embeds(segments).mean(dim=1).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def query_vector(self, text: str) -> np.ndarray:
+        ids = self.model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        emb = self.model.lm.get_input_embeddings()(ids.to(self.model.device))[0]
+        return emb.mean(dim=0).float().cpu().numpy()
+
+
+EMBEDDERS = {"voco-keys": VoCoKeyEmbedder}
+DEFAULT_EMBEDDER = "voco-keys"
+
+
+def make_embedder(name: str, model: VoCoModel) -> SegmentEmbedder:
+    """The embedder a config name resolves to."""
+    try:
+        cls = EMBEDDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown search embedder {name!r}; known: {sorted(EMBEDDERS)}") from None
+    return cls(model)
