@@ -43,7 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512 MiB)")
     p.add_argument("--concurrency", type=int, default=1, help="answers computed at once; the rest queue")
     p.add_argument("--no-upload", action="store_true", help="switch uploads off")
+    p.add_argument("--segments", choices=("retrieved", "uniform"), default="retrieved",
+                   help="which segments answer when a video does not fit the context: the ones most relevant to "
+                        "the question (the moment-search index, with neighbours and a uniform sketch; default) or "
+                        "a uniform subset")
+    p.add_argument("--retrieve-always", type=int, metavar="N",
+                   help="with --segments retrieved: answer every question from at most N segments, even when all fit")
     args = p.parse_args(argv)
+    if args.retrieve_always is not None and (args.segments != "retrieved" or args.retrieve_always < 1):
+        p.error("--retrieve-always N needs --segments retrieved and N >= 1")
     try:
         args.login = login_pair(args.auth, args.auth_file, os.environ.get(AUTH_ENV))
     except ValueError as err:
@@ -76,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.service import ChatService, ServiceLimits
     from app.ui import build_ui, library_line
+    from ingest.vectors import MomentSearch
     from voco import VoCoModel
+    from voco.session import make_selector
 
     try:
         model = VoCoModel.from_pretrained(args.model).eval()
@@ -86,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     home = Path(args.home) if args.home else default_home()
     limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20)
+    options = {"max_segments": args.retrieve_always} if args.segments == "retrieved" else {}
+    relevance = None
+    if args.segments == "retrieved":
+        moments = MomentSearch(store, model)
+        relevance = lambda question, video_id, _timeline: moments.scores_for(question, video_id)  # noqa: E731
     service = ChatService(store, model, model_name=args.model, limits=limits,
-                          upload_dir=None if args.no_upload else home / "uploads")
+                          upload_dir=None if args.no_upload else home / "uploads",
+                          selector=make_selector(args.segments, **options), relevance=relevance)
     swept = service.sweep_uploads()
     if swept:
         print(f"removed {len(swept)} upload(s) no stored video needs (failed, cancelled or duplicate) "

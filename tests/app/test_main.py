@@ -42,3 +42,36 @@ def test_an_empty_auth_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--auth-file", str(empty)])
     assert f"--auth-file {empty} must be user:password" in capsys.readouterr().err
+
+
+def test_the_app_answers_long_videos_from_retrieved_segments_by_default(library, own_home, monkeypatch):
+    """`python -m app` wires the moment-search index into the answering session: with --retrieve-always 1 a
+    question is answered from the one segment whose <voco> keys score highest for it."""
+    import gradio as gr
+
+    import app.ui
+    from app.__main__ import main
+    from ingest.vectors import MomentSearch
+    from voco.session import RetrievedSegments
+
+    root, model = library
+    built = []
+    real_build = app.ui.build_ui
+    monkeypatch.setattr(app.ui, "build_ui", lambda service, thumbs: built.append(service) or real_build(service, thumbs))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    home = own_home.home.root
+    assert main(["--home", str(home), "--model", str(root / "model"), "--no-upload", "--retrieve-always", "1"]) == 0
+    (service,) = built
+    assert isinstance(service.selector, RetrievedSegments) and service.selector.max_segments == 1
+    video = service.videos()[0]
+    question = "what colour is the circle?"
+    scores = MomentSearch(service.store, service.model).scores_for(question, video.id)
+    _, stats = service.answer(video.id, question, max_new_tokens=2)
+    assert [s.index for s in stats.segments_used] == [int(scores.argmax())] and stats.subset
+
+
+def test_uniform_segments_and_retrieve_always_are_checked(capsys):
+    assert parse_args(["--segments", "uniform"]).segments == "uniform"
+    with pytest.raises(SystemExit):
+        parse_args(["--segments", "uniform", "--retrieve-always", "2"])
+    assert "--retrieve-always N needs --segments retrieved" in capsys.readouterr().err
