@@ -57,7 +57,8 @@ def test_the_app_answers_long_videos_from_retrieved_segments_by_default(library,
     root, model = library
     built = []
     real_build = app.ui.build_ui
-    monkeypatch.setattr(app.ui, "build_ui", lambda service, thumbs: built.append(service) or real_build(service, thumbs))
+    monkeypatch.setattr(app.ui, "build_ui",
+                        lambda service, thumbs: built.append(service) or real_build(service, thumbs))
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
     home = own_home.home.root
     assert main(["--home", str(home), "--model", str(root / "model"), "--no-upload", "--retrieve-always", "1"]) == 0
