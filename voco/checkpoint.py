@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
 from transformers.utils import logging as hf_logging
 
+from voco.assembly import ASSEMBLY_JSON, is_assembled, load_assembled, save_assembled
 from voco.config import VOCO_JSON, VoCoConfig
 from voco.model import VoCoModel, build_lm, make_projector
 
@@ -37,8 +38,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
             f"no checkpoint at {name_or_path!r}: pass a local checkpoint folder (nothing is downloaded) "
             f"or a bundled name {bundled or '(none installed yet: train one with python -m voco.train)'}"
         )
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} has no config.json: it is not a transformers checkpoint folder")
+    if not (path / "config.json").is_file() and not is_assembled(path):
+        raise FileNotFoundError(f"{path} has no config.json (nor {ASSEMBLY_JSON}): it is not a transformers "
+                                "checkpoint folder or an assembled model")
     return path
 
 
@@ -51,6 +53,8 @@ def load_checkpoint(
 ) -> VoCoModel:
     """Load a VoCo or plain LLaVA checkpoint; `overrides` replace `voco.json` fields (e.g. k=2)."""
     path = resolve_checkpoint(name_or_path)
+    if is_assembled(path):  # pretrained parts from packages + trained parts in the folder (voco.assembly)
+        return load_assembled(path, dtype=dtype, device=device, **overrides)
     config = AutoConfig.from_pretrained(path)
     if not isinstance(config, LlavaConfig):
         raise ValueError(
@@ -123,6 +127,9 @@ def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0
 
 def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ pool weights)."""
+    if getattr(model, "assembly", None) is not None:
+        save_assembled(model, path)
+        return
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     with torch.device("meta"):
