@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer, LlavaConfig
 from transformers.utils import logging as hf_logging
 
+from voco.assembly import ASSEMBLY_JSON, is_assembled, load_assembled, save_assembled
 from voco.config import VOCO_JSON, VoCoConfig
 from voco.families import family_of
 from voco.identity import COMPRESSION_FIELDS, remember_source
@@ -42,8 +43,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
             f"no checkpoint at {name_or_path!r}: pass a local checkpoint folder (nothing is downloaded) "
             f"or a bundled name {bundled or '(none installed yet: train one with python -m voco.train)'}"
         )
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} has no config.json: it is not a transformers checkpoint folder")
+    if not (path / "config.json").is_file() and not is_assembled(path):
+        raise FileNotFoundError(f"{path} has no config.json (nor {ASSEMBLY_JSON}): it is not a transformers "
+                                "checkpoint folder or an assembled model")
     return path
 
 
@@ -56,6 +58,8 @@ def load_checkpoint(
 ) -> VoCoModel:
     """Load a VoCo or plain LLaVA checkpoint; `overrides` replace `voco.json` fields (e.g. k=2)."""
     path = resolve_checkpoint(name_or_path)
+    if is_assembled(path):  # pretrained parts from packages + trained parts in the folder (voco.assembly)
+        return load_assembled(path, dtype=dtype, device=device, **overrides)
     config = AutoConfig.from_pretrained(path)
     family = family_of(config, str(path))  # by config.model_type: llava, llava_onevision, llava_next_video
     has_voco = (path / VOCO_JSON).is_file()
@@ -132,6 +136,9 @@ def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0
 
 def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ pool weights)."""
+    if getattr(model, "assembly", None) is not None:
+        save_assembled(model, path)
+        return
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     llava = family_of(model.config).assemble(model.config, model.vision_tower, model.projector, model.lm.model,

@@ -141,3 +141,51 @@ def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 
                                     spatial_pool_mode="average", spatial_pool_stride=2,
                                     image_grid_pinpoints=[[32, 32]])
     raise ValueError(f"model_type must be 'llava_onevision' or 'llava_next_video', got {model_type!r}")
+
+
+TINY_CLASSES = ("cat", "dog", "red car", "coffee cup", "rocket", "flower", "tree", "boat")
+
+
+def tiny_assembly_spec(folder, *, seed: int = 0):
+    """A tiny stand-in of the bundled default's composition, written to `folder`: a random tiny Llama (a
+    transformers folder with the offline tokenizer), a tiny random EfficientNet-Lite classifier with
+    `TINY_CLASSES`, the class-evidence projector and LoRA adapters. Returns its `AssemblySpec`."""
+    from pathlib import Path
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from voco.assembly import AssemblySpec
+
+    folder = Path(folder).resolve()
+    lm_folder = folder / "tiny_lm"
+    if not (lm_folder / "config.json").is_file():
+        torch.manual_seed(seed)
+        LlamaForCausalLM(tiny_config("llama").text_config).save_pretrained(lm_folder)
+        tiny_tokenizer(with_voco=False).save_pretrained(lm_folder)
+    names = folder / "tiny_classes.txt"
+    names.write_text("\n".join(TINY_CLASSES) + "\n")
+    return AssemblySpec(
+        lm_folder=str(lm_folder), class_names=str(names), top_k=2, lora_rank=2, lora_alpha=4.0,
+        vision={"variant": "efficientnet-lite0", "image_size": 32, "num_classes": len(TINY_CLASSES),
+                "width_coefficient": 0.25, "depth_coefficient": 0.25},
+    )
+
+
+TINY_ASSEMBLY_VOCO = dict(k=1, projector="linear", frames_per_segment=2, segment_start_token="<segment>",
+                          image_mean=(0.498, 0.498, 0.498), image_std=(0.502, 0.502, 0.502))
+
+
+def tiny_assembled_model(folder, *, seed: int = 0, **voco_fields):
+    """The tiny stand-in assembled (fresh trained parts; LoRA B random so adapters matter in tests)."""
+    import torch
+
+    from voco.assembly import assemble
+
+    model = assemble(tiny_assembly_spec(folder, seed=seed), VoCoConfig(**{**TINY_ASSEMBLY_VOCO, **voco_fields}))
+    torch.manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("lora_B") or name.startswith("projector."):
+                p.add_(torch.randn_like(p) * 0.05)
+    return model

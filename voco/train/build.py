@@ -10,6 +10,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedTokenizerFast
 
+from voco.assembly import AssemblySpec, assemble
 from voco.checkpoint import load_checkpoint, new_model
 from voco.config import PromptTemplate
 from voco.data.questions import ANSWER_VOCAB
@@ -78,6 +79,8 @@ DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.
 def build_model(spec: ModelSpec, seed: int = 0) -> VoCoModel:
     """The model a config's `model:` section describes, in its training dtype, on the CPU."""
     voco = spec.voco_config()
+    if spec.init == "assembled":  # pretrained parts from packages, fresh trained parts (voco.assembly)
+        return assemble(AssemblySpec(**spec.assembly), voco, dtype=DTYPE[spec.dtype])
     if spec.init == "pretrained":
         overrides = {f.name: getattr(voco, f.name) for f in dataclasses.fields(voco) if f.name in spec.voco}
         return load_checkpoint(spec.path, dtype=DTYPE[spec.dtype], **overrides)

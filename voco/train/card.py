@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from voco.data.questions import QUESTION_SCOPE
 
 
@@ -11,6 +13,8 @@ def _params(module) -> int:
 
 
 def model_card(config, model, metrics: dict) -> str:
+    if getattr(model, "assembly", None) is not None:
+        return assembled_card(config, model, metrics)
     c = model.config
     vc, tc = c.vision_config, c.text_config
     voco = model.voco
@@ -49,14 +53,15 @@ def model_card(config, model, metrics: dict) -> str:
                     if pretrained else "trained from scratch" if "vision" in trained else
                     f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
     minutes = metrics["train_seconds"] / 60
-    return f"""# VoCo default model (bundled)
+    bundled = Path(config.export_dir).name if config.export_dir else "path/to/checkpoint"
+    return f"""# VoCo synthetic-world model (bundled as "{bundled}")
 
 A small LLaVA-style model trained from scratch on the synthetic video-QA world (`voco.data`) to answer
 questions about a video from **{kept} VoCo token(s) per segment**: each {voco.segment_seconds:g}-second
 segment ({voco.frames_per_segment} frames x {per_frame} patches = {n} vision tokens) is compressed into the KV
 cache of {kept} `<voco>` token(s): compression ratio {n // kept}:1.
 
-Load it offline with `VoCoModel.from_pretrained("default")`.
+Load it offline with `VoCoModel.from_pretrained("{bundled}")`.
 
 ## Reproduce
 
@@ -104,4 +109,41 @@ Average over types: **{test['average']:.3f}** (local types {test.get('local', fl
 A toy: it only knows the synthetic world (coloured shapes on plain backgrounds, one-word answers); it is
 here for tests, the demo app and the ingest pipeline on CPU, not for real videos. `curves.png` shows the
 training loss and validation accuracy.
+"""
+
+
+def assembled_card(config, model, metrics: dict) -> str:
+    """The card of an assembled model (pretrained parts from packages + trained parts in the folder)."""
+    from voco.assembly import trained_state
+
+    spec = model.assembly
+    trained = sum(v.numel() for v in trained_state(model).values())
+    test = metrics["test"]
+    rows = "\n".join(f"| {t} | {test['count'][t]} | {a:.3f} |" for t, a in test["accuracy"].items())
+    lm = spec.lm_gguf.package + "/" + spec.lm_gguf.file if spec.lm_gguf else spec.lm_folder
+    vision = spec.vision_weights.package if spec.vision_weights else "random (test stand-in)"
+    stages = "\n".join(f"- `{s.name}`: {s.steps} steps, lr {s.lr:g}, trains {s.train}" for s in config.stages)
+    return f"""# VoCo model card (assembled)
+
+Trained with `{config.command}`.
+
+- LM: `{lm}` (frozen; LoRA rank {spec.lora_rank} on {spec.lora_targets})
+- Vision: EfficientNet `{spec.vision.get("variant", "efficientnet-lite0")}` classifier from `{vision}` (frozen); each
+  frame becomes its top-{spec.top_k} classes as tokens in the LM's own name embeddings (`voco.vision`)
+- Compression: k = {model.k} `<voco>` token(s) per segment of {model.voco.frames_per_segment} frames
+- Parameters: {sum(p.numel() for p in model.parameters()):,} in all, {trained:,} trained (stored in this folder)
+- Data: `{config.data.dataset}` {config.data.options or ""}
+
+Stages:
+{stages}
+
+Validation-style test on {config.data.dataset} videos (greedy decoding, exact match):
+
+| type | questions | accuracy |
+|---|---|---|
+{rows}
+
+What it can see: what the ImageNet-1k classifier recognises in each frame (objects, animals, scenes among 1000
+classes), kept per segment in one `<voco>` token. What it cannot: colours, counts, positions, actions, text, or
+anything outside ImageNet's classes (people are described by what they wear or hold).
 """

@@ -25,9 +25,11 @@ import yaml
 from voco.config import VoCoConfig
 from voco.data.world import WorldConfig
 
-PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool")
+PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool", "adapters")
 """Parameter groups a stage can train: the vision tower, the projector, the whole decoder LM (embeddings and
-head included), only the <voco> (and segment-start) embedding rows, and the pool compressor's linear."""
+head included), only the <voco> (and segment-start) embedding rows, the pool compressor's linear, and the LoRA
+adapters of an assembled model (`voco.lora`)."""
+INITS = ("new", "pretrained", "assembled")
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full")
 OBJECTIVES = ("answers", "patches")
@@ -40,7 +42,10 @@ class ConfigError(ValueError):
 @dataclass
 class ModelSpec:
     init: str = "new"
-    """`new`: a randomly initialised model with the architecture below; `pretrained`: load `path`."""
+    """`new`: a randomly initialised model with the architecture below; `pretrained`: load `path`; `assembled`:
+    pretrained parts from packages + fresh trained parts, as `assembly` describes (`voco.assembly`)."""
+    assembly: dict = field(default_factory=dict)
+    """`assembly.json` fields (`voco.assembly.AssemblySpec`) for `init: assembled`."""
     path: str | None = None
     """Checkpoint folder for `init: pretrained` (a VoCo checkpoint or a plain LLaVA folder; nothing is downloaded)."""
     dtype: str = "float32"
@@ -63,8 +68,17 @@ class ModelSpec:
     """Byte-level BPE size of the tokenizer trained on the synthetic world's text (`voco.train.tokenizer`)."""
 
     def __post_init__(self) -> None:
-        if self.init not in ("new", "pretrained"):
-            raise ConfigError(f"model.init must be 'new' or 'pretrained', got {self.init!r}")
+        if self.init not in INITS:
+            raise ConfigError(f"model.init must be one of {INITS}, got {self.init!r}")
+        if (self.init == "assembled") != bool(self.assembly):
+            raise ConfigError("model.assembly is required with model.init 'assembled', and only there")
+        if self.assembly:
+            from voco.assembly import AssemblySpec
+
+            try:
+                AssemblySpec(**self.assembly)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"model.assembly: {err}") from err
         if self.init == "pretrained" and not self.path:
             raise ConfigError("model.path is required when model.init is 'pretrained'")
         if self.dtype not in DTYPES:
@@ -86,6 +100,11 @@ class ModelSpec:
 
 @dataclass
 class DataSpec:
+    dataset: str = "synthetic"
+    """Where videos and questions come from: a name in `voco.train.datasets.DATASETS` (`synthetic`: the
+    synthetic world; `class_mixture`: classifier-output videos for an assembled model)."""
+    options: dict = field(default_factory=dict)
+    """The dataset's own knobs (e.g. `voco.train.class_mixture.ClassMixtureSpec` fields)."""
     world: dict = field(default_factory=dict)
     """WorldConfig knobs (size, fps, min_seconds, max_seconds, noise_std, ...); empty = the standard world."""
     base_seed: int = 0
@@ -106,6 +125,14 @@ class DataSpec:
     """Background threads rendering the next batches (0 = render in the training loop)."""
 
     def __post_init__(self) -> None:
+        from voco.train.datasets import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"data.dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        try:
+            DATASETS[self.dataset].check_options(self)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.options: {err}") from err
         try:
             self.world_config()
         except (TypeError, ValueError) as err:
@@ -142,6 +169,8 @@ class StageSpec:
     kl_temperature: float = 1.0
     world: dict = field(default_factory=dict)
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
+    options: dict = field(default_factory=dict)
+    """Overrides of data.options for this stage (datasets other than the synthetic world)."""
     probe_weight: float = 0.0
     """Weight of the cache probe (`voco.train.probe`): linear heads read each segment's kept KV and predict what
     the segment shows, which keeps compression from collapsing while the LM learns to read the caches."""
@@ -217,7 +246,17 @@ class TrainConfig:
         if self.eval_every < 1 or self.save_every < 1:
             raise ConfigError("eval_every and save_every must be >= 1")
         voco = self.model.voco_config()
+        from voco.train.datasets import DATASETS
+
+        world_data = DATASETS[self.data.dataset].synthetic_world
         for stage in self.stages:
+            try:
+                DATASETS[self.data.dataset].check_options(self.data, stage.options)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"stage {stage.name!r} options: {err}") from err
+            if not world_data and (stage.objective == "patches" or stage.probe_weight > 0 or stage.world):
+                raise ConfigError(f"stage {stage.name!r}: the patches objective, the cache probe and world "
+                                  f"overrides need the synthetic world, not data.dataset {self.data.dataset!r}")
             if "pool" in stage.train and voco.compressor != "pool":
                 raise ConfigError(f"stage {stage.name!r} trains 'pool' but model.voco.compressor is "
                                   f"{voco.compressor!r}")

@@ -19,7 +19,7 @@ from voco.data.questions import QUESTION_SCOPE, QUESTION_TYPES
 from voco.data.synthetic import make_example
 from voco.generation import eos_ids
 from voco.train.data import VideoExample, encode
-from voco.train.forward import build_timeline, compress_segments, rows_logits
+from voco.train.forward import build_timeline, compress_segments, rows_hidden
 
 
 def normalise(text: str) -> str:
@@ -39,9 +39,9 @@ def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache") -
         if not active:
             break
         rows = [prompts[r] + generated[r] for r in active]
-        logits = rows_logits(model, timeline, [batch.row_video[r] for r in active], rows)
-        last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
-        tokens = logits[torch.arange(len(rows), device=logits.device), last].argmax(-1).tolist()
+        hidden = rows_hidden(model, timeline, [batch.row_video[r] for r in active], rows)
+        last = torch.tensor([len(r) - 1 for r in rows], device=hidden.device)
+        tokens = model.lm.lm_head(hidden[torch.arange(len(rows), device=hidden.device), last]).argmax(-1).tolist()
         still = []
         for r, token in zip(active, tokens, strict=True):
             if token in stop:
@@ -79,11 +79,12 @@ def evaluate(model, examples: Sequence[VideoExample], *, max_new_tokens: int = 6
 
 
 def summarise(correct: dict[str, int], total: dict[str, int], samples: list | None = None) -> dict:
-    types = [t for t in QUESTION_TYPES if total.get(t)]
+    # the synthetic world's types in their order, then any other dataset's types
+    types = [t for t in QUESTION_TYPES if total.get(t)] + sorted(t for t in total if t not in QUESTION_TYPES)
     accuracy = {t: correct[t] / total[t] for t in types}
     scoped = {}
     for scope in ("local", "global"):
-        members = [t for t in types if QUESTION_SCOPE[t] == scope]
+        members = [t for t in types if QUESTION_SCOPE.get(t) == scope]
         if members:
             scoped[scope] = sum(accuracy[t] for t in members) / len(members)
     return {

@@ -37,7 +37,7 @@ def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: 
     """
 
     def run(part):
-        vision = model.vision_embeds(part)  # [B, n, hidden]
+        vision = segment_vision_embeds(model, part)  # [B, n, hidden]
         layout = _layout(model, vision.shape[1], view)
         if view == "full":
             start = model.lm.get_input_embeddings()(
@@ -57,6 +57,16 @@ def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: 
             parts.append(run(part))
     kv = torch.cat([p[0] for p in parts])
     return kv, _layout(model, parts[0][1], view)
+
+
+def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
+    """[B, n, hidden] of B segments given as frames (uint8 [F, H, W, 3], through the vision tower) or as
+    precomputed vision features (float [F, p, d], what `VoCoModel.vision_features` gives per frame)."""
+    if torch.as_tensor(segments[0]).dtype == torch.uint8:
+        return model.vision_embeds(segments)
+    feats = torch.stack([torch.as_tensor(s) for s in segments]).to(model.device, model.dtype)  # [B, F, p, d]
+    embeds = model.projector(feats.flatten(0, 1))  # [B*F, tokens, hidden]
+    return embeds.reshape(len(segments), -1, embeds.shape[-1])
 
 
 def _layout(model, n: int, view: str) -> SegmentLayout:
@@ -106,6 +116,11 @@ def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Seque
 
 def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]]) -> torch.Tensor:
     """Logits [R, Q, vocab] of every row's tokens (right-padded to Q) read against its video's timeline."""
+    return model.lm.lm_head(rows_hidden(model, timeline, row_video, row_ids))
+
+
+def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]]) -> torch.Tensor:
+    """The decoder's last hidden states [R, Q, hidden] of every row (what the LM head reads)."""
     dev = model.device
     R = len(row_ids)
     Q = max(len(r) for r in row_ids)
@@ -123,9 +138,9 @@ def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     dtype = timeline.keys[0].dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
     layers = [(k[video], v[video]) for k, v in zip(timeline.keys, timeline.values, strict=True)]
-    out = model.lm(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
-                   cache=DynamicCache(ddp_cache_data=layers), use_cache=True)
-    return out.logits
+    out = model.lm.model(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
+                         cache=DynamicCache(ddp_cache_data=layers), use_cache=True)
+    return out.last_hidden_state
 
 
 def answer_targets(row_ids: Sequence[list[int]], answer_start: Sequence[int], Q: int) -> torch.Tensor:
@@ -143,19 +158,22 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     + optional cache-probe loss (`voco.train.probe`) on the kept KV."""
     kv, layout = compress_segments(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
-    logits = rows_logits(model, timeline, batch.row_video, batch.row_ids).float()
-    targets = answer_targets(batch.row_ids, batch.row_answer_start, logits.shape[1]).to(logits.device)
-    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    hidden = rows_hidden(model, timeline, batch.row_video, batch.row_ids)
+    targets = answer_targets(batch.row_ids, batch.row_answer_start, hidden.shape[1]).to(hidden.device)
+    keep = targets != -100
+    # the LM head (vocab-wide) only where an answer token is predicted: most of a row is question
+    logits = model.lm.lm_head(hidden[keep]).float()
+    ce = F.cross_entropy(logits, targets[keep])
     stats = {"ce": float(ce.detach())}
     loss = ce
     if kl_weight > 0:
         with torch.no_grad():
             tkv, tlayout = compress_segments(model, batch.segments, view="full", chunk=chunk)
-            teacher = rows_logits(model, build_timeline(model, tkv, tlayout, batch.segment_counts,
-                                                        batch.prefix_ids), batch.row_video, batch.row_ids).float()
-        keep = targets != -100
+            teacher_hidden = rows_hidden(model, build_timeline(model, tkv, tlayout, batch.segment_counts,
+                                                               batch.prefix_ids), batch.row_video, batch.row_ids)
+            teacher = model.lm.lm_head(teacher_hidden[keep]).float()
         t = kl_temperature
-        kl = F.kl_div(F.log_softmax(logits[keep] / t, -1), F.log_softmax(teacher[keep] / t, -1),
+        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1),
                       log_target=True, reduction="batchmean") * t * t
         stats["kl"] = float(kl.detach())
         loss = loss + kl_weight * kl

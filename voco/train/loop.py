@@ -33,9 +33,11 @@ import yaml
 from torch import nn
 
 from voco.checkpoint import load_checkpoint
+from voco.lora import lora_state
 from voco.train.build import DTYPE, build_model
 from voco.train.config import StageSpec, TrainConfig
-from voco.train.data import Prefetcher, TrainStream, encode, load_video
+from voco.train.data import Prefetcher, TrainStream, encode
+from voco.train.datasets import DATASETS, make_dataset
 from voco.train.evaluate import blind_baseline, evaluate
 from voco.train.forward import batch_loss
 from voco.train.patches import PatchHeads, feature_size, load_patch_example, patch_loss
@@ -71,6 +73,12 @@ def set_trainable(model, groups: list[str]) -> list[dict]:
         if name in modules:
             for p in modules[name].parameters():
                 p.requires_grad_(True)
+    if "adapters" in groups:
+        adapters = lora_state(model.lm)
+        if not adapters:
+            raise ValueError("a stage trains 'adapters' but the model has no LoRA adapters (an assembled model has)")
+        for p in adapters.values():
+            p.requires_grad_(True)
     embedding = model.lm.get_input_embeddings().weight
     if "voco_embedding" in groups and "lm" not in groups:
         # only the <voco> / segment-start rows of the input embeddings learn
@@ -231,11 +239,7 @@ def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = No
         return partial(load_patch_example, world=config.data.world_config(stage.world),
                        base_seed=config.data.base_seed, frames_per_segment=voco.frames_per_segment,
                        grid=vision.image_size // vision.patch_size)
-    return partial(load_video, split, world=config.data.world_config(stage.world if stage else None),
-                   base_seed=config.data.base_seed, questions_per_video=config.data.questions_per_video,
-                   frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds,
-                   captions=config.data.captions and split == "train",
-                   probe_targets=stage is not None and stage.probe_weight > 0)
+    return make_dataset(config, model, split, stage).load
 
 
 def eval_examples(config: TrainConfig, model, split: str, count: int) -> list:
@@ -380,9 +384,10 @@ def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=pr
     test = eval_examples(config, model, "test", config.data.test_videos)
     started = time.perf_counter()
     result = evaluate(model, test, max_new_tokens=config.eval_max_new_tokens)
-    blind = blind_baseline(test, world=config.data.world_config(), base_seed=config.data.base_seed,
-                           questions_per_video=config.data.questions_per_video,
-                           train_videos=config.data.blind_videos)
+    blind = (blind_baseline(test, world=config.data.world_config(), base_seed=config.data.base_seed,
+                            questions_per_video=config.data.questions_per_video,
+                            train_videos=config.data.blind_videos)
+             if DATASETS[config.data.dataset].synthetic_world else {})
     metrics = {
         "test": result,
         "blind_baseline": {k: v for k, v in blind.items() if k != "samples"},

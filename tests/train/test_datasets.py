@@ -1,0 +1,108 @@
+"""The dataset protocol, the class-mixture world, and training an assembled model (tiny stand-in) on it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voco import VoCoModel
+from voco.tiny import TINY_ASSEMBLY_VOCO, TINY_CLASSES, tiny_assembled_model, tiny_assembly_spec
+from voco.train.class_mixture import KINDS, THROUGHOUT, WHEN_ANSWERS, ClassMixtureSpec, ClassMixtureWorld, when_answer
+from voco.train.config import ConfigError, config_from_dict
+from voco.train.datasets import DATASETS, ClassMixtureData, SyntheticWorldData
+from voco.train.forward import segment_vision_embeds
+from voco.train.loop import train
+
+NAMES = ["Egyptian cat", "tabby", "espresso", "coffee mug", "moped", "space shuttle", "daisy", "stage"]
+
+
+def _world(similar: bool = False, **spec) -> ClassMixtureWorld:
+    head = torch.randn(len(NAMES), 64, generator=torch.Generator().manual_seed(0))
+    if similar:
+        head[1] = head[0] + 0.5 * head[1]  # "tabby" looks like "Egyptian cat" to this classifier
+    return ClassMixtureWorld(NAMES, head, frames_per_segment=1, spec=ClassMixtureSpec(**spec),
+                             questions_per_video=6, seed=3)
+
+
+def test_class_mixture_videos_are_deterministic_and_consistent():
+    world = _world()
+    a, b = world.load("train", 7), world.load("train", 7)
+    assert [q.answer for q in a.qas] == [q.answer for q in b.qas]
+    assert all(np.array_equal(x, y) for x, y in zip(a.segments, b.segments, strict=True))
+    assert world.load("val", 7).video_id != a.video_id
+    assert sorted(q.type for q in a.qas) == sorted(KINDS)  # distinct kinds while there are enough
+    for index in range(30):
+        example = world.load("train", index)
+        probs = np.stack(example.segments)  # [T, 1 frame, 1, classes]
+        np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+        by_kind = {q.type: q for q in example.qas}
+        first = NAMES[int(probs[0, 0, 0].argmax())]
+        if probs[0, 0, 0].max() > 0.5:  # a confident first frame shows the first scene
+            assert first.lower() in by_kind["first"].answer.lower()
+            assert first.lower() in by_kind["what"].answer.lower()
+        assert by_kind["exists"].answer in ("Yes.", "No.")
+
+
+def test_absent_things_are_unlike_the_video():
+    world = _world(similar=True)
+    rng = np.random.default_rng(0)
+    assert {world.absent([0], rng) for _ in range(50)} <= set(range(2, 8))  # never "tabby" (similar)
+    assert world.absent(list(range(8)), rng) in range(8)  # nothing qualifies: the least similar, no endless search
+
+
+def test_when_answers():
+    assert when_answer([(0, 6)], 0, 6) == THROUGHOUT
+    assert when_answer([(0, 2), (2, 6)], 0, 6) == WHEN_ANSWERS[0]
+    assert when_answer([(0, 2), (2, 4), (4, 6)], 1, 6) == WHEN_ANSWERS[1]
+    assert when_answer([(0, 2), (2, 6)], 1, 6) == WHEN_ANSWERS[2]
+
+
+def test_features_take_the_same_path_as_frames(tmp_path):
+    model = tiny_assembled_model(tmp_path)
+    frames = [np.random.default_rng(i).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8) for i in range(3)]
+    with torch.no_grad():
+        features = [f.numpy() for f in model.vision_features(frames).reshape(3, 2, 1, -1)]
+    torch.testing.assert_close(segment_vision_embeds(model, features), segment_vision_embeds(model, frames))
+
+
+def _assembled_config(tmp_path, **top):
+    spec = tiny_assembly_spec(tmp_path / "parts")
+    data = {
+        "output_dir": str(tmp_path / "run"), "eval_every": 1000, "save_every": 1000, "eval_max_new_tokens": 4,
+        "model": {"init": "assembled", "assembly": spec.to_dict(), "voco": dict(TINY_ASSEMBLY_VOCO)},
+        "data": {"dataset": "class_mixture", "options": {"max_segments": 4}, "questions_per_video": 3,
+                 "videos_per_batch": 2, "val_videos": 2, "test_videos": 2},
+        "stages": [{"name": "mixture", "steps": 4, "lr": 1e-2, "train": ["projector", "voco_embedding", "adapters"]}],
+    }
+    data.update(top)
+    return config_from_dict(data)
+
+
+def test_assembled_model_trains_on_class_mixtures_and_exports(tmp_path):
+    config = _assembled_config(tmp_path, export_dir=str(tmp_path / "export"))
+    assert DATASETS[config.data.dataset] is ClassMixtureData
+    metrics = train(config, resume=False, progress=False, log=lambda *_: None)
+    assert set(metrics["test"]["accuracy"]) <= set(KINDS) and metrics["blind_baseline"] == {}
+    exported = tmp_path / "export"
+    assert (exported / "assembly.json").is_file() and not (exported / "model.safetensors").exists()
+    model = VoCoModel.from_pretrained(exported)
+    before = tiny_assembled_model(tmp_path / "parts")
+    assert model.fingerprint != before.fingerprint  # trained parts moved and were saved
+    assert "class_mixture" in (exported / "MODEL_CARD.md").read_text()
+    history = (Path(config.output_dir) / "last" / "trainer_state.json").read_text()
+    assert '"stage": "mixture"' in history
+
+
+def test_dataset_configs_fail_loudly(tmp_path):
+    with pytest.raises(ConfigError, match="data.dataset must be one of"):
+        _assembled_config(tmp_path, data={"dataset": "imagenet"})
+    with pytest.raises(ConfigError, match="data.options"):
+        _assembled_config(tmp_path, data={"dataset": "class_mixture", "options": {"scenes": 3}})
+    with pytest.raises(ConfigError, match="need the synthetic world"):
+        _assembled_config(tmp_path, stages=[{"name": "s", "steps": 1, "probe_weight": 0.5}])
+    with pytest.raises(ConfigError, match="model.assembly is required"):
+        _assembled_config(tmp_path, model={"init": "assembled"})
+    with pytest.raises(ConfigError, match="not options"):
+        config_from_dict({"model": {}, "data": {"options": {"x": 1}}, "stages": [{"name": "s", "steps": 1}]})
+    assert SyntheticWorldData.synthetic_world and len(TINY_CLASSES) == 8

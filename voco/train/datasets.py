@@ -1,0 +1,96 @@
+"""The dataset protocol of `voco.train`: every source of training videos plugs in the same way.
+
+A dataset turns (split, index) into a `VideoExample` (segments + questions); the loop, the batching
+(`data.encode`), the forward pass and the evaluation never ask where it came from. Segments are either frames
+(uint8 [F, H, W, 3], through the vision tower) or precomputed vision features (float32 [F, p, d], straight to
+the projector): datasets that simulate or cache features skip the vision tower.
+
+    synthetic      the synthetic video-QA world (`voco.data`), rendered frames
+    class_mixture  classifier-output videos for an assembled model (`voco.train.class_mixture`), features
+
+A new source (easy-vqa, LLaVA-format JSON, Video-ChatGPT) is a class with the same three members, registered
+in `DATASETS` under the name a config's `data.dataset` uses.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import ClassVar, Protocol
+
+from voco.train.class_mixture import ClassMixtureSpec, ClassMixtureWorld
+from voco.train.data import VideoExample, load_video
+
+
+class VideoQADataset(Protocol):
+    synthetic_world: ClassVar[bool]
+    """Whether the videos come from the synthetic world (its patch objective, cache probe and question-only
+    baseline need the world's ground truth)."""
+
+    @classmethod
+    def check_options(cls, data, stage_options: dict | None = None) -> None:
+        """Raise ValueError when `data.options` (a `config.DataSpec`), with a stage's overrides, does not fit."""
+
+    @classmethod
+    def build(cls, config, model, stage, split: str) -> VideoQADataset:
+        """The dataset for a `TrainConfig`, the model being trained, a stage (or None) and a split."""
+
+    def load(self, index: int) -> VideoExample:
+        """Video `index` of the split."""
+
+
+class SyntheticWorldData:
+    """The synthetic video-QA world (coloured shapes moving over backgrounds)."""
+
+    synthetic_world = True
+
+    def __init__(self, load):
+        self.load = load
+
+    @classmethod
+    def check_options(cls, data, stage_options: dict | None = None) -> None:
+        if data.options or stage_options:
+            raise ValueError(f"the synthetic world takes its knobs from data.world, not options {data.options}")
+
+    @classmethod
+    def build(cls, config, model, stage, split: str) -> SyntheticWorldData:
+        voco = model.voco
+        return cls(partial(
+            load_video, split, world=config.data.world_config(stage.world if stage else None),
+            base_seed=config.data.base_seed, questions_per_video=config.data.questions_per_video,
+            frames_per_segment=voco.frames_per_segment, segment_seconds=voco.segment_seconds,
+            captions=config.data.captions and split == "train",
+            probe_targets=stage is not None and stage.probe_weight > 0))
+
+
+class ClassMixtureData:
+    """Class-mixture videos: the assembled model's classifier outputs for scenes of its classes (features)."""
+
+    synthetic_world = False
+
+    def __init__(self, world: ClassMixtureWorld, split: str):
+        self.world = world
+        self.split = split
+
+    @classmethod
+    def check_options(cls, data, stage_options: dict | None = None) -> None:
+        ClassMixtureSpec(**{**data.options, **(stage_options or {})})
+        if data.world or data.captions:
+            raise ValueError("class_mixture has no synthetic world: leave data.world and data.captions unset")
+
+    @classmethod
+    def build(cls, config, model, stage, split: str) -> ClassMixtureData:
+        options = {**config.data.options, **(stage.options if stage else {})}
+        world = ClassMixtureWorld.for_model(model, ClassMixtureSpec(**options),
+                                            questions_per_video=config.data.questions_per_video,
+                                            seed=config.data.base_seed)
+        return cls(world, split)
+
+    def load(self, index: int) -> VideoExample:
+        return self.world.load(self.split, index)
+
+
+DATASETS: dict[str, type[VideoQADataset]] = {"synthetic": SyntheticWorldData, "class_mixture": ClassMixtureData}
+
+
+def make_dataset(config, model, split: str, stage=None) -> VideoQADataset:
+    return DATASETS[config.data.dataset].build(config, model, stage, split)
