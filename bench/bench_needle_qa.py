@@ -5,7 +5,8 @@
 
 A needle video of T segments: T - 1 plain-background segments (voco/data/needle.py, no object) and one
 needle segment showing a circle of one colour; the question is "what color is the circle?" and the answer
-the needle's colour, which the bundled model reads well from the needle alone (reported as `alone`).
+the needle's colour, which the bundled model reads well from the needle alone (`alone_accuracy`); what it
+answers with no circle in view is `no_needle_answer` (needles of that colour score right when missed).
 Caches are position-free, so a pool of distinct segments is compressed once and a long video is a list of
 those caches (the needle at a random place). Per T and selection:
 
@@ -101,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hay", type=int, default=64, help="distinct plain-background segments in the pool")
     p.add_argument("--subset", type=int, default=8, help="segments the retrieved and uniform answers use")
     p.add_argument("--size", type=int, default=96, help="frame side in pixels")
+    p.add_argument("--layer", type=int, default=None, help="search layer (default: the embedder's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     model = load_model(args.model).eval()
     with torch.inference_mode():
         hay, needles = compress_pools(model, args)
-        embedder = VoCoKeyEmbedder(model)
+        embedder = VoCoKeyEmbedder(model, args.layer)
         hay_vecs = embedder.segment_vectors(hay)
         query = embedder.query_vector(QUESTION)
         alone = [answer(model, [cache], QUESTION, "all")[0] == color for color, cache in needles]
@@ -115,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed + 1)
         result = {"bench": "needle_qa", "model": args.model, "question": QUESTION, "colors": args.colors,
                   "needles": len(needles), "subset": args.subset, "signal": embedder.name,
-                  "alone_accuracy": round(float(np.mean(alone)), 3)}
+                  "alone_accuracy": round(float(np.mean(alone)), 3),
+                  # what the model says with no circle in view: a miss that happens to match scores as correct
+                  "no_needle_answer": answer(model, hay[:args.subset], QUESTION, "all")[0]}
         for T in args.lengths:
             result[f"T{T}"] = run_length(model, embedder, hay, hay_vecs, needles, query, T, args, rng)
     first, last = f"T{args.lengths[0]}", f"T{args.lengths[-1]}"
