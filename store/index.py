@@ -16,7 +16,6 @@ never lose each other's rows. Deleting it is always safe: the next sync rebuilds
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from store.db import StoreError
+from store.files import checksum, fsync_dir, temp_path
 from store.models import READY
 from store.store import Store
 
@@ -50,23 +50,12 @@ def vectors_path(store: Store, uid: str, fingerprint: str, embedder: str) -> Pat
     return store.home.video_dir(uid) / f"search-{fingerprint[:16]}-{embedder}.vectors"
 
 
-TEMP_MARK = ".tmp-"  # as store/packs.py names temp files, so its sweep removes a killed writer's leftovers
-
-
-def checksum(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()  # the packs' checksum (store/packs.py)
-
-
 def _atomic_save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
+    tmp = temp_path(path)
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)  # make the rename durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)  # make the rename durable
 
 
 def write_vectors(store: Store, uid: str, fingerprint: str, embedder: str, vectors: np.ndarray) -> Path:

@@ -14,10 +14,8 @@ written while a video is being ingested and the consolidated per-video pack (see
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from store.files import TEMP_MARK, checksum, fsync_dir, temp_path  # noqa: F401 (re-exported)
+
 PACK_FORMAT = "voco-cache-pack/1"
-TEMP_MARK = ".tmp-"
 _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -72,31 +71,9 @@ class Pack:
         return self.kv_data_offset + t * self.segment_nbytes, self.segment_nbytes
 
 
-def checksum(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw bytes of a tensor (any dtype, bf16 included), as the file stores them."""
     return memoryview(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
-
-
-def temp_path(path: Path) -> Path:
-    """A sibling temp name unique to this process and call; swept by `sweep_temp_files` when stale."""
-    return path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_pack(path: Path, kv: torch.Tensor, source_positions: Sequence[int], metadata: dict[str, str]) -> list[Slice]:
