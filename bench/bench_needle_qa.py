@@ -11,7 +11,8 @@ Caches are position-free, so a pool of distinct segments is compressed once and 
 those caches (the needle at a random place). Per T and selection:
 
 - `retrieved`: `RetrievedSegments(max_segments=--subset)` with scores from `VoCoKeyEmbedder` (in memory:
-  the <voco> keys of the caches vs the question's queries, voco/search.py);
+  the <voco> keys of the caches vs the question's queries) mixed with each segment's novelty in the video
+  by `video_scores` (voco/search.py; `--novelty-weight 0`: the question score alone);
 - `uniform`: a uniform subset of the same size (`UniformSubset` at that budget);
 - `all`: every segment (they fit the bundled model's positions up to ~4k segments).
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import load_model, machine  # noqa: E402
 from voco.data.needle import draw_segment  # noqa: E402
 from voco.data.world import OBJECT_COLORS  # noqa: E402
-from voco.search import VoCoKeyEmbedder  # noqa: E402
+from voco.search import DEFAULT_NOVELTY_WEIGHT, VoCoKeyEmbedder, video_scores  # noqa: E402
 from voco.session import AnswerSession, RetrievedSegments, UniformSubset  # noqa: E402
 
 QUESTION = "what color is the circle?"
@@ -70,8 +71,8 @@ def run_length(model, embedder, hay, hay_vecs, needles, query, T: int, args, rng
         order = np.insert(picks, at, -1)  # -1: the needle
         caches = [needle if i < 0 else hay[i] for i in order]
         start = time.perf_counter()  # scoring as a search would: the segment vectors are stored at ingest
-        scores = [float(embedder.segment_vectors([needle])[0] @ query) if i < 0 else float(hay_vecs[i] @ query)
-                  for i in order]
+        vectors = np.stack([embedder.segment_vectors([needle])[0] if i < 0 else hay_vecs[i] for i in order])
+        scores = list(video_scores(vectors, query, args.novelty_weight))
         score_ms.append((time.perf_counter() - start) * 1e3)
         runs = {"retrieved": (RetrievedSegments(max_segments=args.subset), scores)}
         uniform = UniformSubset().select(T, min(args.subset, T))
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, default=8, help="segments the retrieved and uniform answers use")
     p.add_argument("--size", type=int, default=96, help="frame side in pixels")
     p.add_argument("--layer", type=int, default=None, help="search layer (default: the embedder's)")
+    p.add_argument("--novelty-weight", type=float, default=DEFAULT_NOVELTY_WEIGHT,
+                   help="w in z(question) + w * z(novelty) for the retrieved selection (voco/search.py "
+                   "video_scores); 0: the question score alone")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed + 1)
         result = {"bench": "needle_qa", "model": args.model, "question": QUESTION, "colors": args.colors,
                   "needles": len(needles), "subset": args.subset, "signal": embedder.name,
+                  "novelty_weight": args.novelty_weight,
                   "alone_accuracy": round(float(np.mean(alone)), 3),
                   # what the model says with no circle in view: a miss that happens to match scores as correct
                   "no_needle_answer": answer(model, hay[:args.subset], QUESTION, "all")[0]}

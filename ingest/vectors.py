@@ -12,7 +12,7 @@ from store import Store
 from store.index import SegmentIndex, read_vectors, write_vectors
 from store.models import READY
 from voco import VoCoModel
-from voco.search import DEFAULT_EMBEDDER, SegmentEmbedder, make_embedder
+from voco.search import DEFAULT_EMBEDDER, DEFAULT_NOVELTY_WEIGHT, SegmentEmbedder, make_embedder, video_scores
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,12 @@ class MomentSearch:
         search.scores_for("what colour is the car?", video_id)   # float32 [T], for Selector.select
     """
 
-    def __init__(self, store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER):
+    def __init__(self, store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER,
+                 novelty_weight: float = DEFAULT_NOVELTY_WEIGHT):
+        if novelty_weight < 0:
+            raise ValueError(f"novelty_weight must be >= 0, got {novelty_weight}")
         self.store, self.model = store, model
+        self.novelty_weight = novelty_weight  # within one video only (scores_for); search() ranks raw scores
         self.embedder = make_embedder(embedder_name, model)
         self.index = index_for(store, model, self.embedder)
 
@@ -74,10 +78,14 @@ class MomentSearch:
                  "score": round(h.score, 4)} for h in hits]
 
     def scores_for(self, question: str, video_id: int):
-        """Relevance of each of a ready video's segments to `question`: float32 [T] (higher: more relevant)."""
+        """Relevance of each of a ready video's segments to `question`: float32 [T] (higher: more relevant).
+
+        The question score standardised within the video plus `novelty_weight` times the standardised
+        distance of each segment from the video's mean (voco.search.video_scores).
+        """
         info = self.store.get_video(video_id)
         vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
         if vectors is None:  # an old video: compute from its caches (and keep them for next time)
             store_video_vectors(self.store, self.embedder, self.model.fingerprint, video_id)
             vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
-        return vectors @ self.embedder.query_vector(question)
+        return video_scores(vectors, self.embedder.query_vector(question), self.novelty_weight)

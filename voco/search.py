@@ -117,6 +117,9 @@ class VisionMeanEmbedder:
 
 
 EMBEDDERS = {"voco-keys": VoCoKeyEmbedder}
+# w in video_scores for answering from retrieved segments; chosen on the synthetic needle bench
+# (bench/bench_needle_qa.py, all colours and red-only), not on held-out data
+DEFAULT_NOVELTY_WEIGHT = 2.0
 DEFAULT_EMBEDDER = "voco-keys"
 
 
@@ -127,3 +130,31 @@ def make_embedder(name: str, model: VoCoModel) -> SegmentEmbedder:
     except KeyError:
         raise ValueError(f"unknown search embedder {name!r}; known: {sorted(EMBEDDERS)}") from None
     return cls(model)
+
+
+def standardised(values: np.ndarray) -> np.ndarray:
+    """(values - mean) / std within one video; all zeros when the values do not vary (one segment, all equal)."""
+    values = np.asarray(values, np.float64)
+    spread = values.std()
+    if values.size == 0 or spread == 0:
+        return np.zeros(values.shape, np.float32)
+    return ((values - values.mean()) / spread).astype(np.float32)
+
+
+def video_scores(vectors: np.ndarray, query: np.ndarray, novelty_weight: float = 0.0) -> np.ndarray:
+    """Per-segment relevance within ONE video: z(question score) + novelty_weight * z(novelty), float32 [T].
+
+    The question score alone favours some content over other (on the bundled model a red circle scores top,
+    green or yellow ones below plain backgrounds); novelty, the distance of a segment's vector from the
+    video's mean vector, marks what differs from the rest of the video whatever it is. Both are standardised
+    within the video so the weight means the same for any length. Only a within-video ranking: library-wide
+    search across videos keeps the raw question score.
+    """
+    if novelty_weight < 0:
+        raise ValueError(f"novelty_weight must be >= 0, got {novelty_weight}")
+    vectors = np.asarray(vectors, np.float32)
+    question = standardised(vectors @ query)
+    if novelty_weight == 0 or len(vectors) == 0:
+        return question
+    novelty = np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)
+    return question + np.float32(novelty_weight) * standardised(novelty)

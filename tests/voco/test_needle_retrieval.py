@@ -54,3 +54,37 @@ def test_retrieved_selection_answers_the_needle_question_uniform_does_not(model,
     assert needle not in uniform_used
     uniform, _ = AnswerSession(model, [caches[i] for i in uniform_used], "all").answer(QUESTION, max_new_tokens=4)
     assert uniform != alone, "without the needle the model still answers its colour: the test cannot tell"
+
+
+@torch.inference_mode()
+def test_novelty_finds_a_green_needle_the_question_score_misses(model):
+    """On the bundled model the question score ranks a green circle below plain backgrounds; mixed with the
+    segment's novelty in the video (the default weight) it ranks first."""
+    from voco.search import DEFAULT_NOVELTY_WEIGHT, video_scores
+
+    rng = np.random.default_rng(0)
+    needle = 11
+    segments = [draw_segment(rng, model.voco.frames_per_segment, 96, ("circle", "green") if t == needle else None)
+                for t in range(SEGMENTS)]
+    embedder = VoCoKeyEmbedder(model)
+    vectors = embedder.segment_vectors(model.compress(segments, batch_size=SEGMENTS))
+    query = embedder.query_vector(QUESTION)
+
+    question_only = video_scores(vectors, query, novelty_weight=0.0)
+    assert needle not in RetrievedSegments(max_segments=SUBSET).select(SEGMENTS, SEGMENTS, question_only), \
+        "the question score alone already finds the green needle: this test shows nothing"
+    mixed = video_scores(vectors, query, DEFAULT_NOVELTY_WEIGHT)
+    assert int(np.argmax(mixed)) == needle, np.argsort(-mixed)[:5]
+
+
+def test_video_scores_standardise_within_the_video():
+    from voco.search import video_scores
+
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]], np.float32)
+    query = np.array([0.0, 1.0], np.float32)
+    question_only = video_scores(vectors, query, 0.0)
+    assert question_only.mean() == pytest.approx(0.0, abs=1e-6) and question_only.std() == pytest.approx(1.0)
+    assert int(np.argmax(video_scores(vectors, query, 2.0))) == 0  # the odd one out: 1.73 vs -0.58 (a tie at w = 1)
+    assert not video_scores(vectors[:1], query, 2.0).any()  # one segment: nothing varies, all zeros
+    with pytest.raises(ValueError, match="novelty_weight"):
+        video_scores(vectors, query, -1.0)
