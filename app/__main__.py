@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.service import ChatService, ServiceLimits
     from app.ui import build_ui, library_line
-    from ingest.vectors import MomentSearch
     from voco import VoCoModel
     from voco.session import make_selector
 
@@ -97,13 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home) if args.home else default_home()
     limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20)
     options = {"max_segments": args.retrieve_always} if args.segments == "retrieved" else {}
-    relevance = None
-    if args.segments == "retrieved":
-        moments = MomentSearch(store, model)
-        relevance = lambda question, video_id, _timeline: moments.scores_for(question, video_id)  # noqa: E731
     service = ChatService(store, model, model_name=args.model, limits=limits,
                           upload_dir=None if args.no_upload else home / "uploads",
-                          selector=make_selector(args.segments, **options), relevance=relevance)
+                          selector=make_selector(args.segments, **options))  # retrieved: scored by service.moments
     swept = service.sweep_uploads()
     if swept:
         print(f"removed {len(swept)} upload(s) no stored video needs (failed, cancelled or duplicate) "

@@ -7,13 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from ingest.vectors import MomentSearch
-from store import Store
-from voco import VoCoModel
 
 
-def register_search(store: Store, model: VoCoModel) -> None:
+def register_search(moments: MomentSearch) -> None:
     """Add the moment-search box and the `/search` endpoint to the gr.Blocks being built."""
-    moments = MomentSearch(store, model)
 
     def search(query: str, top: int = 10) -> list[dict]:
         """Moments across the library that match the text: [{video_id, name, segment, start_s, end_s, score}]."""

@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request
 from app.validation import video_id as checked_video_id
+from ingest.vectors import MomentSearch
 from store import NotFound, Store, StoreError, VideoInfo
 from store.models import READY
 from store.timelines import StoredTimelines
@@ -123,9 +125,10 @@ class ChatService:
     upload_dir: Path | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     selector: Selector = field(default_factory=UniformSubset)
-    """Which segments answer a question when they do not all fit (`voco.session`); `retrieved` needs `relevance`."""
+    """Which segments answer a question when they do not all fit (`voco.session`)."""
     relevance: Callable[[str, int, Timeline], Sequence[float]] | None = None
-    """(question, video id, timeline) -> one relevance score per segment, for a `retrieved` selector."""
+    """(question, video id, timeline) -> one relevance score per segment, for a selector that reads scores
+    (`retrieved`); None: the moment-search index's scores (`moments`)."""
 
     def __post_init__(self) -> None:
         self._timelines = StoredTimelines(self.store, self.model.fingerprint, self.limits.cached_videos)
@@ -207,9 +210,19 @@ class ChatService:
                            top_p=top_p)
         return self._stream(req, self.loaded(req.video_id))
 
+    @cached_property
+    def moments(self) -> MomentSearch:
+        """The library's moment search (faiss index of segment vectors): `/search`, and relevance by default."""
+        return MomentSearch(self.store, self.model)
+
+    def _relevance(self, question: str, video_id: int, timeline: Timeline) -> Sequence[float]:
+        if self.relevance is not None:
+            return self.relevance(question, video_id, timeline)
+        return self.moments.scores_for(question, video_id)
+
     def _stream(self, req: AskRequest, timeline: Timeline) -> Iterator[AnswerUpdate]:
         session = AnswerSession(self.model, timeline, self.selector)
-        scores = None if self.relevance is None else self.relevance(req.question, req.video_id, timeline)
+        scores = self._relevance(req.question, req.video_id, timeline) if self.selector.needs_scores else None
         text = ""
         with self._model_lock:
             try:

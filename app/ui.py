@@ -218,7 +218,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
         gr.api(ask, api_name="ask")
         gr.api(list_videos, api_name="videos")
-        register_search(service.store, service.model)  # the /search endpoint and box (app/search.py)
+        register_search(service.moments)  # the /search endpoint and box (app/search.py)
     return demo
 
 

@@ -86,6 +86,8 @@ class Selector(ABC):
     name: ClassVar[str]
     subset_note: ClassVar[str] = ""
     """How a subset was chosen, for people ("sampled uniformly")."""
+    needs_scores: ClassVar[bool] = False
+    """Whether `select` reads per-segment relevance scores (callers compute them only then)."""
 
     @abstractmethod
     def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
@@ -126,6 +128,7 @@ class RetrievedSegments(Selector):
     of the whole video, kept in time order. Needs one relevance score per segment (higher is better)."""
 
     name: ClassVar[str] = "retrieved"
+    needs_scores: ClassVar[bool] = True
     subset_note: ClassVar[str] = "most relevant to the question, with their neighbours and a uniform sketch"
     neighbours: int = 1
     """Segments kept on each side of a top-scoring one (temporal context)."""
