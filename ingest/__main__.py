@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from ingest.config import IngestConfig
+from ingest.config import DECODERS, IngestConfig
 from ingest.display import shown
 from ingest.results import EXIT_OK, EXIT_USAGE
 from store import HOME_ENV, NotFound, Store, StoreError, default_home
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "per chunk file: the most work a kill can lose (default: %(default)s)")
     p.add_argument("--decode-max-side", type=int, metavar="PX", help="downscale decoded frames to at most PX per "
                    "side before the model resizes them (default: 2x the model's image size; 0: native)")
-    p.add_argument("--decoder", "--backend", dest="decoder", choices=("auto", "pyav", "decord"), default="auto",
+    p.add_argument("--decoder", "--backend", dest="decoder", choices=DECODERS, default="auto",
                    help="decoder to try first (default auto: decord if installed, else PyAV); where one fails on "
                    "a file, the other (if installed) carries on")
     p.add_argument("--max-duration", type=float, default=IngestConfig.max_duration_s, metavar="S",

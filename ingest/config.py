@@ -48,11 +48,11 @@ class IngestConfig:
     poll_s: float = 1.0
     """How often to look at videos held by other processes."""
     torch_threads: int | None = None
-    search_embedder: str | None = "voco-keys"
-    """Search vectors written beside each finished video's pack (voco/search.py `EMBEDDERS`); None: none."""
     """torch intra-op threads for the model (process-wide); None leaves torch's default. On a small or
     busy machine, fewer threads than cores leaves room for the decoder thread (and 1 is fastest for
     tiny models)."""
+    search_embedder: str | None = "voco-keys"
+    """Search vectors written beside each finished video's pack (voco/search.py `EMBEDDERS`); None: none."""
 
     def __post_init__(self) -> None:
         if self.segment_seconds is not None and self.segment_seconds <= 0:

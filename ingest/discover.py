@@ -118,8 +118,3 @@ def discover(paths: list[str | os.PathLike]) -> Found:
         unique.setdefault(key, path)
     found.videos = list(unique.values())
     return found
-
-
-def find_videos(paths: list[str | os.PathLike]) -> list[Path]:
-    """The videos `discover` finds (what it skips is dropped: use `discover` to report it)."""
-    return discover(paths).videos

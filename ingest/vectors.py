@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from store import Store
 from store.index import SegmentIndex, read_vectors, write_vectors
 from store.models import READY
@@ -17,26 +19,27 @@ from voco.search import DEFAULT_EMBEDDER, DEFAULT_NOVELTY_WEIGHT, SegmentEmbedde
 log = logging.getLogger(__name__)
 
 
-def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: str, video_id: int) -> None:
-    """Compute a ready video's search vectors from its stored caches and write them beside its pack."""
+def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: str, video_id: int) -> np.ndarray:
+    """Compute a ready video's search vectors [T, dim] from its stored caches, write them beside its pack,
+    and return them."""
     info = store.get_video(video_id)
-    caches = store.load_caches(video_id, fingerprint)
-    write_vectors(store, info.uid, fingerprint, embedder.name, embedder.segment_vectors(caches))
+    vectors = embedder.segment_vectors(store.load_caches(video_id, fingerprint))
+    write_vectors(store, info.uid, fingerprint, embedder.name, vectors)
+    return vectors
 
 
 def index_for(store: Store, model: VoCoModel, embedder: SegmentEmbedder) -> SegmentIndex:
     return SegmentIndex(store, model.fingerprint, embedder.name, embedder.dim)
 
 
-def rebuild_index(store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER,
-                  *, recompute: bool = False) -> dict[str, int]:
-    """Write the missing (or, with `recompute`, all) vector files of this model's videos, then rebuild."""
+def rebuild_index(store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER) -> dict[str, int]:
+    """Write the missing vector files of this model's videos, then rebuild the index."""
     embedder = make_embedder(embedder_name, model)
     computed = 0
     for video in store.list_videos(status=READY):
         if video.fingerprint != model.fingerprint:
             continue
-        if recompute or read_vectors(store, video.uid, model.fingerprint, embedder.name) is None:
+        if read_vectors(store, video.uid, model.fingerprint, embedder.name) is None:  # missing or damaged
             store_video_vectors(store, embedder, model.fingerprint, video.id)
             computed += 1
     report = index_for(store, model, embedder).sync(rebuild=True)
@@ -86,6 +89,5 @@ class MomentSearch:
         info = self.store.get_video(video_id)
         vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
         if vectors is None:  # an old video: compute from its caches (and keep them for next time)
-            store_video_vectors(self.store, self.embedder, self.model.fingerprint, video_id)
-            vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
+            vectors = store_video_vectors(self.store, self.embedder, self.model.fingerprint, video_id)
         return video_scores(vectors, self.embedder.query_vector(question), self.novelty_weight)

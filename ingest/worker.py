@@ -97,9 +97,20 @@ class VideoIngestor:
             if bars is not None:
                 bars.close()
         summary = consumer.summary
+        if summary.count(INGESTED):
+            self.update_index()
         summary.elapsed_s = time.perf_counter() - start
         summary.files.sort(key=lambda r: consumer.order.get(r.path, 0))
         return summary
+
+    def update_index(self) -> None:
+        """Bring the search index up to date once per run (not per video: a sync reads and rewrites it whole)."""
+        if self.embedder is None:
+            return
+        try:
+            index_for(self.store, self.model, self.embedder).sync()
+        except Exception as err:  # noqa: BLE001 - the caches are stored; a search or --rebuild-index syncs it
+            log.warning("could not update the search index (run python -m ingest --rebuild-index): %s", err)
 
     def release(self) -> None:
         """Let go of this process's claims: anything unfinished is resumable by the next run at once.
@@ -217,7 +228,6 @@ class Consumer:
         if self.embedder is not None:
             try:
                 store_video_vectors(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id)
-                index_for(self.store, self.model, self.embedder).sync()
             except Exception as err:  # noqa: BLE001 - the caches are stored; --rebuild-index recomputes these
                 log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s",
                             job.path, err)
