@@ -128,7 +128,7 @@ class ChatService:
     """Which segments answer a question when they do not all fit (`voco.session`)."""
     relevance: Callable[[str, int, Timeline], Sequence[float]] | None = None
     """(question, video id, timeline) -> one relevance score per segment, for a selector that reads scores
-    (`retrieved`); None: the moment-search index's scores (`moments`)."""
+    (`retrieved`), only when it must choose a subset; None: the moment-search index's scores (`moments`)."""
 
     def __post_init__(self) -> None:
         self._timelines = StoredTimelines(self.store, self.model.fingerprint, self.limits.cached_videos)
@@ -153,7 +153,8 @@ class ChatService:
         return Counter(v.status for v in self._own_videos())
 
     def _own_videos(self) -> list[VideoInfo]:
-        return [v for v in self.store.list_videos() if v.fingerprint == self.model.fingerprint]
+        fingerprint = self.model.fingerprint  # a property that hashes settings: once, not per row
+        return [v for v in self.store.list_videos() if v.fingerprint == fingerprint]
 
     def name(self, path: str) -> str:
         """A stored path as the person named the file (uploads keep their original name)."""
@@ -222,7 +223,9 @@ class ChatService:
 
     def _stream(self, req: AskRequest, timeline: Timeline) -> Iterator[AnswerUpdate]:
         session = AnswerSession(self.model, timeline, self.selector)
-        scores = self._relevance(req.question, req.video_id, timeline) if self.selector.needs_scores else None
+        def scores() -> Sequence[float]:  # called only by a selector that must choose a subset by relevance
+            return self._relevance(req.question, req.video_id, timeline)
+
         text = ""
         with self._model_lock:
             try:

@@ -145,8 +145,8 @@ def compress_flops_per_segment(model) -> float:
 def llava7b_flops_per_segment(frames_per_segment: int, k: int) -> float:
     """The same count for LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336: 577 tokens a frame, 576 kept; a 7B Llama
     decoder over bos + 576 * F vision tokens + k VoCo tokens), from the config alone (no weights needed)."""
-    from bench.common import llava15_7b_config
     from voco.cost import DecoderShape, pass_flops
+    from voco.tiny import llava15_7b_config
 
     config = llava15_7b_config()
     vc = config.vision_config

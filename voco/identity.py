@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from voco.config import VoCoConfig
+from voco.preprocess import ResizeMode
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def compression_settings(model, voco: dict | None = None) -> dict:
     """
     voco = voco if voco is not None else model.voco.to_dict()
     # voco.json leaves default-valued fields out (image_resize: stretch): hash the value in force
-    defaults = {"image_resize": VoCoConfig().image_resize.value}
+    defaults = {"image_resize": ResizeMode.STRETCH.value}
     settings = {name: voco.get(name, defaults.get(name)) for name in COMPRESSION_FIELDS}
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id

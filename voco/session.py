@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +35,11 @@ __all__ = ["AllSegments", "AnswerPiece", "AnswerSession", "RetrievedSegments", "
 
 
 # ---- what goes in: a timeline of caches ------------------------------------------------------------
+
+
+Scores = Sequence[float] | Callable[[], Sequence[float]] | None
+"""Relevance per segment, or a callable giving it when a selector needs it (scoring costs an LM pass)."""
+
 
 @dataclass(frozen=True)
 class SegmentSpan:
@@ -86,8 +91,6 @@ class Selector(ABC):
     name: ClassVar[str]
     subset_note: ClassVar[str] = ""
     """How a subset was chosen, for people ("sampled uniformly")."""
-    needs_scores: ClassVar[bool] = False
-    """Whether `select` reads per-segment relevance scores (callers compute them only then)."""
 
     @abstractmethod
     def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
@@ -128,7 +131,6 @@ class RetrievedSegments(Selector):
     of the whole video, kept in time order. Needs one relevance score per segment (higher is better)."""
 
     name: ClassVar[str] = "retrieved"
-    needs_scores: ClassVar[bool] = True
     subset_note: ClassVar[str] = "most relevant to the question, with their neighbours and a uniform sketch"
     neighbours: int = 1
     """Segments kept on each side of a top-scoring one (temporal context)."""
@@ -145,14 +147,18 @@ class RetrievedSegments(Selector):
         if self.max_segments is not None and self.max_segments < 1:
             raise ValueError(f"retrieved: max_segments must be >= 1 or None, got {self.max_segments}")
 
-    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
+    def select(self, n_segments: int, budget: int,
+               scores: Scores = None) -> list[int]:
+        """`scores` may be a callable: it is called only when a subset must be chosen (scoring costs a pass)."""
+        count = min(n_segments, budget, self.max_segments or budget)
+        if count >= n_segments:
+            return list(range(n_segments))
+        if callable(scores):
+            scores = scores()
         if scores is None or len(scores) != n_segments:
             got = "none" if scores is None else f"{len(scores)}"
             raise ValueError(f"the 'retrieved' selection needs one relevance score per segment ({n_segments}), "
                              f"got {got}: pass scores=, or use the 'uniform' selection")
-        count = min(n_segments, budget, self.max_segments or budget)
-        if count >= n_segments:
-            return list(range(n_segments))
         chosen = set(uniform_indices(n_segments, int(count * self.sketch_share)))
         for top in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
             for i in _around(int(top), self.neighbours, n_segments):
@@ -218,7 +224,7 @@ class AnswerSession:
         self.timeline = timeline if isinstance(timeline, Timeline) else Timeline.of(timeline)
         self.selector = make_selector(selector) if isinstance(selector, str) else selector
 
-    def select(self, question: str, cfg: GenerationConfig, scores: Sequence[float] | None = None) -> list[int]:
+    def select(self, question: str, cfg: GenerationConfig, scores: Scores = None) -> list[int]:
         """Indices of the segments this question is answered from; `ContextTooLong` when none fit."""
         caches = self.timeline.caches
         prefix, suffix = self.model.prompt_ids(question, cfg.history)
@@ -228,7 +234,7 @@ class AnswerSession:
             check_position_budget(self.model, prefix, caches, suffix, cfg.max_new_tokens)
         return self.selector.select(len(caches), budget, scores)
 
-    def stream(self, question: str, scores: Sequence[float] | None = None, **kwargs) -> Iterator[AnswerPiece]:
+    def stream(self, question: str, scores: Scores = None, **kwargs) -> Iterator[AnswerPiece]:
         """Answer text pieces as decoded (cut at the first stop string); the last piece carries the stats.
         kwargs as `voco.generation.GenerationConfig`."""
         cfg = GenerationConfig(**kwargs)
@@ -256,7 +262,7 @@ class AnswerSession:
             selection=self.selector.name)
         yield AnswerPiece(tail, stats)
 
-    def answer(self, question: str, scores: Sequence[float] | None = None, **kwargs) -> tuple[str, SessionStats]:
+    def answer(self, question: str, scores: Scores = None, **kwargs) -> tuple[str, SessionStats]:
         """The whole answer (stripped) and its stats."""
         text, stats = "", None
         for piece in self.stream(question, scores, **kwargs):
