@@ -38,6 +38,7 @@ from PIL import Image
 
 from voco import VoCoModel
 from voco.segments import split_indices
+from voco.train.class_mixture import article
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,10 @@ def questions(scenes: list[int], rng: np.random.Generator) -> list[tuple[str, st
     photos = [PHOTOS[i] for i in scenes]
     out = [("what", "What is shown in the video?", photos)]
     shown = photos[int(rng.integers(len(photos)))]
-    out.append(("exists", f"Is there {_a(shown.word)} in the video?", "yes"))
+    out.append(("exists", f"Is there {article(shown.word)} in the video?", "yes"))
     absent = [p for p in PHOTOS if p not in photos and not any(names(p.word, q) for q in photos)]
     other = absent[int(rng.integers(len(absent)))]
-    out.append(("exists", f"Is there {_a(other.word)} in the video?", "no"))
+    out.append(("exists", f"Is there {article(other.word)} in the video?", "no"))
     if len(photos) > 1:
         out.append(("first", "What appears first in the video?", (photos[0], photos[1:])))
         out.append(("last", "What appears last in the video?", (photos[-1], photos[:-1])))
@@ -125,10 +126,6 @@ def questions(scenes: list[int], rng: np.random.Generator) -> list[tuple[str, st
         out.append(("when", f"When does the {photos[i].word} appear in the video?",
                     ("beginning", "middle", "end")[min(2, int(centre * 3))]))
     return out
-
-
-def _a(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
 def correct(kind: str, truth, answer: str) -> bool:
@@ -147,14 +144,15 @@ def evaluate(model: VoCoModel, max_new_tokens: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     pixels = {i: photo_pixels(p) for i, p in enumerate(PHOTOS)}
     scores = {"model": {k: [] for k in KINDS}, "question_only": {k: [] for k in KINDS}}
-    samples, started, frames_seen = [], time.perf_counter(), 0
+    samples, started, frames_seen, grey = [], time.perf_counter(), 0, None
     for scenes in videos(seed):
         frames = np.concatenate([pan(pixels[i], int(FPS * SCENE_SECONDS), rng) for i in scenes])
         indices = split_indices(len(frames), FPS, model.voco.segment_seconds, model.voco.frames_per_segment)
         segments = [frames[idx] for idx in indices]
         frames_seen += sum(len(s) for s in segments)
         caches = model.compress(segments)
-        blank = model.compress([np.full_like(s, 128) for s in segments])
+        grey = grey if grey is not None else model.compress([np.full_like(segments[0], 128)])[0]
+        blank = [grey] * len(segments)  # caches are position-free: one grey segment serves every place
         for kind, question, truth in questions(scenes, rng):
             said = model.answer(question, caches, max_new_tokens=max_new_tokens)
             blind = model.answer(question, blank, max_new_tokens=max_new_tokens)
