@@ -122,7 +122,7 @@ def test_llava7b_config_runs_a_step_on_a_tiny_stand_in(tmp_path):
     LlavaForConditionalGeneration(tiny_llava_config()).save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     config = load_config(REPO / "configs" / "llava7b.yaml")
-    assert config.model.dtype == "bfloat16" and config.gradient_checkpointing
+    assert config.engine.precision == "bf16" and config.engine.gradient_checkpointing
     config.model.path = str(folder)
     config.output_dir = str(tmp_path / "run")
     config.device = "cpu"

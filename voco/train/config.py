@@ -1,12 +1,15 @@
 """Typed training configuration, loaded from YAML (`python -m voco.train --config configs/....yaml`).
 
-A config has four parts::
+A config has these parts::
 
     model:    what to train: a new small model (`init: new`, architecture below) or a checkpoint folder
               (`init: pretrained`, e.g. a LLaVA-1.5-7B folder), its VoCo settings and dtype
     data:     the synthetic video-QA world (WorldConfig knobs), questions per video, batch size
     stages:   a list of training stages (alignment, VoCo instruction tuning, video training), each with
               its own steps, learning rate and which parameter groups train
+    engine:   how steps run: `kind` single | ddp | fsdp (`voco.train.engine.ENGINES`), `precision` fp32 | bf16
+              (autocast, master weights fp32), `gradient_checkpointing` (transformers' own, per layer)
+    resume:   `auto` (output_dir/last when it holds a resumable state), a checkpoint folder, or null (start over)
     (top)     seed, output folder, optimizer, validation and checkpoint cadence, device, export
 
 Unknown keys, wrong types and impossible values fail at load time with the key's dotted path.
@@ -33,6 +36,9 @@ INITS = ("new", "pretrained", "assembled")
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full")
 OBJECTIVES = ("answers", "patches")
+ENGINE_KINDS = ("single", "ddp", "fsdp")
+"""`voco.train.engine.ENGINES` maps each to its class (checked there too, so the two cannot drift)."""
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -204,6 +210,28 @@ class StageSpec:
 
 
 @dataclass
+class EngineSpec:
+    """How training steps run (`voco.train.engine`); the model's numerics live in `model.dtype`."""
+
+    kind: str = "single"
+    """`single`: one process; `ddp`: torch DistributedDataParallel under torchrun (every rank holds the whole
+    model); `fsdp`: torch FSDP2 (`fully_shard` per decoder / vision layer, then the whole model) under torchrun,
+    parameters, gradients and optimizer state sharded across ranks (7B on GPUs)."""
+    precision: str = "fp32"
+    """`fp32`, or `bf16`: forward and backward under torch.autocast(bfloat16) on CUDA and CPU, parameters
+    (master weights) and optimizer state stay in `model.dtype` (keep it float32 with bf16)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: transformers' own `gradient_checkpointing_enable()` on the LM
+    and the vision tower (per layer; the LM's KV caches are kept through the recompute, `voco.recompute`)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINE_KINDS:
+            raise ConfigError(f"engine.kind must be one of {ENGINE_KINDS}, got {self.kind!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"engine.precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+@dataclass
 class TrainConfig:
     model: ModelSpec
     data: DataSpec
@@ -218,10 +246,10 @@ class TrainConfig:
     save_every: int = 200
     """Write the resumable checkpoint `output_dir/last` every this many steps (and at each stage end)."""
     eval_max_new_tokens: int = 6
-    gradient_checkpointing: bool = False
-    """Recompute the segment compression pass (vision tower + LM over each segment chunk) in the backward pass
-    (transformers' per-layer checkpointing drops KV caches, which VoCo needs, so the LM is checkpointed per
-    chunk of segments; the vision tower uses transformers' own)."""
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    resume: str | None = "auto"
+    """`auto`: continue from `output_dir/last` when it holds a resumable state, else start; a folder: continue
+    from that resumable state (e.g. another run's `last`); null: start over (`--no-resume` on the CLI)."""
     segment_chunk: int = 0
     """Segments per compression pass (0 = all segments of the batch at once); bounds activation memory."""
     device: str = "auto"
@@ -236,6 +264,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("stages: give at least one training stage")
+        if self.resume is not None and not self.resume.strip():
+            raise ConfigError("resume must be 'auto', a checkpoint folder, or null (start over)")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"stages: names must be unique, got {names}")
@@ -275,10 +305,17 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+MOVED_KEYS = {"gradient_checkpointing": "engine.gradient_checkpointing"}
+"""Top-level keys that moved, and where to (a config that still has one fails with that hint)."""
+
+
 def _build(cls, data, where: str):
     """Build dataclass `cls` from a mapping, checking keys and simple types; errors name the dotted key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    moved = sorted(set(data) & set(MOVED_KEYS)) if cls is TrainConfig else []
+    if moved:
+        raise ConfigError(f"{moved[0]} moved: write it as {MOVED_KEYS[moved[0]]} (see configs/llava7b.yaml)")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))

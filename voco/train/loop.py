@@ -133,7 +133,7 @@ class TrainModule(nn.Module):
             return patch_loss(self.model, self.heads, batch)
         return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
                           kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
-                          checkpointing=self.config.gradient_checkpointing, probe=self.heads,
+                          checkpointing=self.config.engine.gradient_checkpointing, probe=self.heads,
                           probe_weight=self.stage.probe_weight)
 
 
@@ -269,7 +269,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
         state = TrainerState()
         model = build_model(config.model, seed=config.seed)
     model.to(device)
-    if config.gradient_checkpointing:
+    if config.engine.gradient_checkpointing:
         model.vision_tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
