@@ -103,3 +103,18 @@ def test_meter_counts_every_token_the_lm_reads(tiny_config):
     summary = meter.summary(100.0, "cpu_peak_rss")
     assert summary["samples_per_s"] > 0 and summary["tokens_per_s"] > summary["samples_per_s"]
     meter.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_llava7b_shaped_stage2_steps_on_gpu(capsys):
+    """bench/bench_train.py's GPU command on a 2-layer LLaVA-1.5-7B-shaped stand-in: bf16 + checkpointing."""
+    import json
+
+    from bench.bench_train import main
+
+    main(["--model", "llava7b:2", "--device", "cuda", "--precision", "bf16", "--checkpointing", "--steps", "2",
+          "--warmup", "1", "--seconds", "2"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["memory"] == "cuda_max_allocated" and figures["peak_memory_mb"] > 1000
+    assert figures["samples_per_s"] > 0 and figures["loss_last"] == figures["loss_last"]  # finite, not NaN
