@@ -28,6 +28,7 @@ def torchrun(tmp_path: Path, kind: str, data: dict | None = None, args: tuple = 
         data = tiny_dict(tmp_path / kind, threads=1, device="cpu", engine={"kind": kind})
         data["stages"][0]["steps"] = 2
     data["data"]["val_videos"] = data["data"]["test_videos"] = 1
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / f"{kind}.yaml"
     config.write_text(f"# torchrun --nproc_per_node 2 -m voco.train --config {kind}.yaml\n" + yaml.safe_dump(data))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

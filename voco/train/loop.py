@@ -194,9 +194,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
     source = resume_from(config, resume)
     if source is not None:
         state = TrainerState.load(source)
-        if state.engine != config.engine.kind and state.step > 0:
+        if (state.engine == "fsdp") != (config.engine.kind == "fsdp") and state.step > 0:
             raise ValueError(f"{source} was written by engine {state.engine!r} in the middle of a stage; resume "
-                             f"it with engine.kind {state.engine!r} (the optimizer state's layout differs)")
+                             f"it with engine.kind {state.engine!r} (FSDP's optimizer state is keyed by parameter "
+                             "name, the others' by position), or resume from a stage end")
         model = load_checkpoint(source, dtype=DTYPE[config.model.dtype])
         set_rng_states(state.rng)
         log(f"resuming from {source}: stage {state.stage} step {state.step} (global step {state.global_step})")
