@@ -1,8 +1,9 @@
 """A whole video's model frames in memory, decoded the way the ingest pipeline decodes them.
 
-For callers that want a video's segments without the store (evaluation's in-memory answerer, scripts):
-the same probe (`ingest.probe`), timestamp plan (`ingest.plan`) and decode of only the sampled frames,
-rotation included (`ingest.decode.fetch_frames`), as the decoder thread in `ingest.pipeline`.
+For callers that want a video's segments without the store (evaluation's in-memory answerer, training data
+readers, scripts): the same probe (`voco.video.probe`), timestamp plan (`voco.video.plan`) and decode of only
+the sampled frames, rotation included (`voco.video.decode.fetch_frames`), as the decoder thread in
+`ingest.pipeline`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import os
 
 import numpy as np
 
-from ingest.decode import DecodeStats, FrameSizes, fetch_frames
-from ingest.plan import plan_segments, wanted_pts
-from ingest.probe import VideoError, probe
+from voco.video.decode import DecodeStats, FrameSizes, fetch_frames
+from voco.video.plan import plan_segments, wanted_pts
+from voco.video.probe import VideoError, probe
 
 
 def decode_side_cap(image_size: int, decode_max_side: int | None) -> int:

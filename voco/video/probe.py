@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ingest.rotation import display_ops, parse_display_matrix, swaps_axes
+from voco.video.rotation import display_ops, parse_display_matrix, swaps_axes
 
 
 class VideoError(Exception):
@@ -67,7 +67,7 @@ class VideoProbe:
     pts: np.ndarray  # [N] int64, sorted, unique: presentation time of every frame in time_base units
     time_base: Fraction
     duration: float  # seconds, first frame's start to last frame's end
-    ops: tuple[str, ...] = field(default=())  # display orientation ops (ingest/rotation.py)
+    ops: tuple[str, ...] = field(default=())  # display orientation ops (voco/video/rotation.py)
     stream_index: int = 0
 
     @property
