@@ -30,6 +30,10 @@ class VideoError(Exception):
     """This file cannot be ingested; the message says why (and names no stack trace)."""
 
 
+class NoFramesError(VideoError):
+    """The file is a video container whose video stream holds no frames (or lasts 0 seconds)."""
+
+
 MAX_SECONDS_PER_FRAME = 60.0
 """A video's frames, on average, stay on screen at most this long. Real footage shows several frames a
 second, slideshows a frame every few seconds; a 60 s average means broken timestamps."""
@@ -163,7 +167,7 @@ def probe(path: str | os.PathLike) -> VideoProbe:
             except av.error.FFmpegError:
                 pass
         if not pts:
-            raise VideoError(f"{path}: the video stream holds no frames (empty or truncated file)")
+            raise NoFramesError(f"{path}: the video stream holds no frames (empty or truncated file)")
         if first is None:
             codec = stream.codec_context.name if stream.codec_context else "?"
             raise VideoError(f"{path}: no frame of its {codec} video could be decoded "
