@@ -22,6 +22,7 @@ from voco.cache import SegmentCache, check_caches, place_on_timeline
 from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
 from voco.config import VoCoConfig
 from voco.preprocess import frame_preprocessor
+from voco.recompute import OnePassCache
 from voco.rope import rotary_inv_freq
 
 Frames = np.ndarray | torch.Tensor  # uint8 [F, H, W, 3]
@@ -171,7 +172,7 @@ class VoCoModel(nn.Module):
         if layout.length != L:
             raise ValueError(f"segment sequence has {L} tokens, the layout expects {layout.length}")
         positions = torch.arange(L, device=embeds.device).expand(B, L)
-        out = self.lm.model(inputs_embeds=embeds, position_ids=positions, use_cache=True)
+        out = self.lm.model(inputs_embeds=embeds, position_ids=positions, cache=OnePassCache(), use_cache=True)
         s, e = layout.kept_start, layout.kept_start + layout.kept
         kept = [torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in out.cache.layers]
         return torch.stack(kept, dim=1)

@@ -1,5 +1,10 @@
-"""DDP through torchrun: two CPU processes (gloo) train on different videos and end with the same weights."""
+"""Two processes under torchrun (gloo, CPU): DDP and FSDP2 train on different videos and end with the same weights.
 
+Every rank hashes its own weights at the end (`Engine.rank_digests`, inside `full_model`) and rank 0 records the
+digests in final/metrics.json; FSDP's weights must also match DDP's (same videos, same steps) to fp32 rounding.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -16,52 +21,39 @@ from voco.train.config import config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs `python -m voco.train` in each process and saves, at the end, the weights that process's DDP wrapper
-# trained (rank 0 alone writes the checkpoint, so this is how rank 1's weights become visible).
-RECORD_RANK_WEIGHTS = """
-import os, sys
-from torch import nn
-from safetensors.torch import save_file
 
-wrapped = []
-class RecordingDDP(nn.parallel.DistributedDataParallel):
-    def __init__(self, module, *args, **kwargs):
-        super().__init__(module, *args, **kwargs)
-        wrapped.append(module)
+def torchrun(tmp_path: Path, kind: str, **top) -> dict:
+    """Train the tiny config for 2 steps on 2 CPU processes with engine.kind `kind`; its config dict."""
+    data = tiny_dict(tmp_path / kind, threads=1, device="cpu", engine={"kind": kind}, **top)
+    data["stages"][0]["steps"] = 2
+    data["data"]["val_videos"] = data["data"]["test_videos"] = 1
+    config = tmp_path / f"{kind}.yaml"
+    config.write_text(f"# torchrun --nproc_per_node 2 -m voco.train --config {kind}.yaml\n" + yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "voco.train", "--config", str(config), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return data
 
-nn.parallel.DistributedDataParallel = RecordingDDP
-from voco.train.__main__ import main
 
-code = main(sys.argv[1:])
-assert wrapped, "training never wrapped its module in DistributedDataParallel"
-state = {k: v.detach().cpu().clone().contiguous() for k, v in wrapped[-1].state_dict().items()}
-save_file(state, os.path.join(os.environ["RANK_WEIGHTS"], f"rank{os.environ['RANK']}.safetensors"))
-sys.exit(code)
-"""
+def _final(data: dict) -> tuple[dict, dict]:
+    final = Path(data["output_dir"]) / "final"
+    return json.loads((final / "metrics.json").read_text()), load_file(final / "model.safetensors")
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
-    data = tiny_dict(tmp_path, threads=1, device="cpu")
-    data["stages"][0]["steps"] = 2
-    config = tmp_path / "ddp.yaml"
-    config.write_text("# torchrun --nproc_per_node 2 -m voco.train --config ddp.yaml\n" + yaml.safe_dump(data))
-    script = tmp_path / "record_rank_weights.py"
-    script.write_text(RECORD_RANK_WEIGHTS)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), "--config", str(config), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RANK_WEIGHTS": str(tmp_path)}
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
-    assert ranks[0].keys() == ranks[1].keys() and ranks[0]
-    for name in ranks[0]:
-        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
-    # the checkpoint rank 0 wrote holds those weights, and they moved away from the initial ones
-    saved = load_file(Path(data["output_dir"]) / "final" / "model.safetensors")
-    initial = build_model(config_from_dict(data).model, seed=data["seed"]).state_dict()
-    trained = {name[len("model."):]: t for name, t in ranks[0].items() if name.startswith("model.")}
-    common = saved.keys() & trained.keys()
-    assert common and all(torch.equal(saved[n], trained[n]) for n in common)
-    assert any(not torch.equal(initial[n], trained[n]) for n in common if n in initial)
+def test_ddp_and_fsdp_ranks_end_with_identical_weights(tmp_path):
+    runs = {kind: torchrun(tmp_path, kind) for kind in ("ddp", "fsdp")}
+    weights = {}
+    for kind, data in runs.items():
+        metrics, weights[kind] = _final(data)
+        digests = metrics["throughput"]["rank_digests"]
+        assert len(digests) == 2 and digests[0] == digests[1], f"{kind}: ranks differ {digests}"
+        assert metrics["throughput"]["processes"] == 2 and metrics["throughput"]["samples_per_s"] > 0
+    initial = build_model(config_from_dict(runs["ddp"]).model, seed=0).state_dict()
+    assert any(not torch.equal(initial[n], weights["ddp"][n]) for n in weights["ddp"] if n in initial)
+    # FSDP computes what DDP computes: same videos per rank, averaged gradients, same clipping
+    assert weights["ddp"].keys() == weights["fsdp"].keys()
+    for name, t in weights["ddp"].items():
+        torch.testing.assert_close(weights["fsdp"][name], t, rtol=1e-4, atol=1e-5, msg=name)

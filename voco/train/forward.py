@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
-from transformers import DynamicCache
 
 from voco.cache import place_on_timeline
 from voco.compressors import SegmentLayout, segment_layout
+from voco.recompute import OnePassCache
 from voco.train.probe import probe_loss
 
 
@@ -89,7 +89,7 @@ def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Seque
     P = len(prefix_ids)
     dev = model.device
     out = model.lm.model(input_ids=torch.tensor([prefix_ids], device=dev),
-                         position_ids=torch.arange(P, device=dev)[None], use_cache=True)
+                         position_ids=torch.arange(P, device=dev)[None], cache=OnePassCache(), use_cache=True)
     prefix = [(lay.keys[0], lay.values[0]) for lay in out.cache.layers]  # [H, P, D] each
     longest = max(counts) * layout.kept
     per_video_k, per_video_v, lengths = [], [], []
@@ -139,7 +139,7 @@ def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
     layers = [(k[video], v[video]) for k, v in zip(timeline.keys, timeline.values, strict=True)]
     out = model.lm.model(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
-                         cache=DynamicCache(ddp_cache_data=layers), use_cache=True)
+                         cache=OnePassCache(layers), use_cache=True)
     return out.last_hidden_state
 
 

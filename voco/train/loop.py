@@ -10,21 +10,23 @@ Output folder layout (`output_dir`)::
     curves.png            loss and validation accuracy over steps
     train_config.yaml     the resolved config
 
-Resuming (`--resume`, default when `last/` exists) restores weights, optimizer moments, the step (the
-learning rate is a pure function of it), the torch RNG state and the data position (the train stream is
-a pure function of the step, `data.TrainStream`), so N/2 + resume + N/2 steps give the weights of N straight.
-Under torchrun (WORLD_SIZE > 1) every process trains on its own videos through DDP; rank 0 validates and writes.
+Resuming (`resume: auto`, the default: from `last/` when it exists; or `resume: PATH`) restores weights,
+optimizer moments, the step (the learning-rate schedule and the data position are pure functions of it: the
+train stream is `data.TrainStream`), the auxiliary heads and the RNG states (torch CPU/CUDA, numpy, python),
+so N/2 + resume + N/2 steps give the weights of N straight.
+How steps run is the engine's business (`voco.train.engine`: single, ddp, fsdp; bf16 autocast; gradient
+checkpointing). Under torchrun every process trains on its own videos; rank 0 validates and writes.
+Every step's history entry has its time and LM tokens; the log at each validation and `final/metrics.json`
+(`throughput`) give samples/s, tokens/s and peak memory (CUDA max allocated, or the process's peak RSS).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -38,15 +40,13 @@ from voco.train.build import DTYPE, build_model
 from voco.train.config import StageSpec, TrainConfig
 from voco.train.data import Prefetcher, TrainStream, encode
 from voco.train.datasets import DATASETS, make_dataset
+from voco.train.engine import Engine, make_engine
 from voco.train.evaluate import blind_baseline, evaluate
 from voco.train.forward import batch_loss
+from voco.train.meter import StepMeter
 from voco.train.patches import PatchHeads, feature_size, load_patch_example, patch_loss
 from voco.train.probe import CacheProbe, cache_numel
-
-STATE_JSON = "trainer_state.json"
-OPTIMIZER = "optimizer.pt"
-AUX_HEADS = "aux_heads.pt"
-
+from voco.train.state import AUX_HEADS, OPTIMIZER, TrainerState, resume_from, save_state, set_rng_states
 
 # ---- schedule and parameter groups -----------------------------------------------------------------
 
@@ -133,100 +133,11 @@ class TrainModule(nn.Module):
             return patch_loss(self.model, self.heads, batch)
         return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
                           kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
-                          checkpointing=self.config.engine.gradient_checkpointing, probe=self.heads,
+                          probe=self.heads,
                           probe_weight=self.stage.probe_weight)
 
 
 # ---- state ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainerState:
-    stage: int = 0
-    """Index of the stage in progress (== len(stages) when training is done)."""
-    step: int = 0
-    """Steps done in the stage in progress."""
-    global_step: int = 0
-    elapsed_s: float = 0.0
-    rng: str = ""
-    history: list = field(default_factory=list)
-    validation: list = field(default_factory=list)
-
-    def save(self, folder: Path) -> None:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        (folder / STATE_JSON).write_text(json.dumps(data, indent=1))
-
-    @classmethod
-    def load(cls, folder: Path) -> TrainerState:
-        return cls(**json.loads((folder / STATE_JSON).read_text()))
-
-
-def _rng_state() -> str:
-    return base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
-
-
-def _set_rng_state(text: str) -> None:
-    if text:
-        import numpy as np
-
-        torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()))
-
-
-def _atomic_replace_dir(tmp: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def save_state(folder: Path, model, optimizer, state: TrainerState, heads: nn.Module | None = None) -> None:
-    """Write model + optimizer + state to `folder` atomically (a crash mid-write keeps the previous one)."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
-        if heads is not None:  # a stage with auxiliary heads in progress: they are part of the resumable state
-            torch.save(heads.state_dict(), tmp / AUX_HEADS)
-    state.rng = _rng_state()
-    state.save(tmp)
-    _atomic_replace_dir(tmp, folder)
-
-
-# ---- distributed ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    want = config.device
-    if want == "auto":
-        want = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    elif want == "cuda":
-        want = f"cuda:{local}"
-    device = torch.device(want)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return Dist(rank, world, local), device
 
 
 # ---- the loop ---------------------------------------------------------------------------------------
@@ -247,136 +158,212 @@ def eval_examples(config: TrainConfig, model, split: str, count: int) -> list:
     return [load(i) for i in range(count)]
 
 
+@dataclass
+class Run:
+    """What the stages of one `train` call share."""
+
+    config: TrainConfig
+    engine: Engine
+    model: object
+    state: TrainerState
+    source: Path | None
+    """The resumable state this run started from (None: a fresh start)."""
+    out: Path
+    val: list
+    started: float
+    meter: StepMeter
+    log: object = print
+
+    @property
+    def last(self) -> Path:
+        return self.out / "last"
+
+
 def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, max_steps: int | None = None,
           log=print) -> dict:
     """Run (or finish) every stage of `config`; returns the final test metrics.
 
-    max_steps: stop once the global step reaches it, after writing the resumable state `last/` (a time-boxed
-    session; the next call resumes). Returns {} then.
+    resume: False starts over whatever `config.resume` says. max_steps: stop once the global step reaches it,
+    after writing the resumable state `last/` (a time-boxed session; the next call resumes). Returns {} then.
     """
-    dist, device = init_distributed(config)
+    engine = make_engine(config.engine, config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.output_dir)
-    last = out / "last"
     torch.manual_seed(config.seed)
-    if resume and (last / STATE_JSON).is_file():
-        state = TrainerState.load(last)
-        model = load_checkpoint(last, dtype=DTYPE[config.model.dtype])
-        _set_rng_state(state.rng)
-        log(f"resuming from {last}: stage {state.stage} step {state.step} (global step {state.global_step})")
+    source = resume_from(config, resume)
+    if source is not None:
+        state = TrainerState.load(source)
+        if state.engine != config.engine.kind and state.step > 0:
+            raise ValueError(f"{source} was written by engine {state.engine!r} in the middle of a stage; resume "
+                             f"it with engine.kind {state.engine!r} (the optimizer state's layout differs)")
+        model = load_checkpoint(source, dtype=DTYPE[config.model.dtype])
+        set_rng_states(state.rng)
+        log(f"resuming from {source}: stage {state.stage} step {state.step} (global step {state.global_step})")
     else:
         state = TrainerState()
         model = build_model(config.model, seed=config.seed)
-    model.to(device)
-    if config.engine.gradient_checkpointing:
-        model.vision_tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if dist.main:
+    state.engine = config.engine.kind
+    engine.prepare(model)
+    if engine.dist.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(
             f"# {config.command}\n" + yaml.safe_dump(config.to_dict(), sort_keys=False))
-    val = eval_examples(config, model, "val", config.data.val_videos) if dist.main else []
-    started = time.perf_counter() - state.elapsed_s
+    val = eval_examples(config, model, "val", config.data.val_videos) if engine.dist.main else []
+    run = Run(config, engine, model, state, source, out, val, time.perf_counter() - state.elapsed_s,
+              StepMeter(model.lm.model, engine.dist.world), log)
     first_global = sum(s.steps for s in config.stages[: state.stage])
+    try:
+        for index, stage in enumerate(config.stages):
+            if index < state.stage:
+                continue
+            if not run_stage(run, index, stage, first_global, progress, max_steps):
+                log(f"stopped at global step {state.global_step} (max_steps); resume to continue")
+                return {}
+            first_global += stage.steps
+    finally:
+        run.meter.close()
+    state.elapsed_s = time.perf_counter() - run.started
+    with engine.full_model(model):
+        digests = engine.rank_digests(model)
+        if len(set(digests)) > 1:
+            log(f"WARNING: the {len(digests)} processes end with different weights (sha256 {digests}): a bug in "
+                f"the {config.engine.kind} engine; rank 0's are saved")
+        figures = {**throughput(run), "rank_digests": digests}
+        metrics = (finish(config, model, state, out, log=log, throughput=figures, saveable=engine.saveable)
+                   if engine.dist.main else {})
+    engine.barrier()
+    return metrics
 
-    for index, stage in enumerate(config.stages):
-        if index < state.stage:
-            continue
-        groups = set_trainable(model, stage.train)
-        module: nn.Module = TrainModule(model, stage, config, index)
-        patches = stage.objective == "patches"
-        if module.heads is not None:
-            groups.append({"params": list(module.heads.parameters()), "weight_decay": None})
-            if state.step > 0 and (last / AUX_HEADS).is_file():
-                module.heads.load_state_dict(torch.load(last / AUX_HEADS, weights_only=True, map_location=device))
-        for g in groups:
-            if g["weight_decay"] is None:
-                g["weight_decay"] = config.weight_decay
-        optimizer = torch.optim.AdamW(groups, lr=lr_at(stage, state.step), betas=config.betas,
-                                      weight_decay=config.weight_decay)
-        if state.step > 0 and (last / OPTIMIZER).is_file():
-            optimizer.load_state_dict(torch.load(last / OPTIMIZER, weights_only=True, map_location=device))
-        heads = module.heads
-        if dist.world > 1:
-            # unused parameters exist (e.g. the vision tower's last layer / post-layernorm when features come
-            # from an earlier layer, <voco> in the full view), so DDP must look for them
-            module = nn.parallel.DistributedDataParallel(
-                module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-        model.train()
-        stream = TrainStream(num_videos=config.data.train_videos, videos_per_batch=config.data.videos_per_batch,
-                             seed=config.seed, rank=dist.rank, world_size=dist.world)
-        # the stream is indexed by the global step, so every stage sees fresh videos
-        loader = _loader(config, model, "train", stage)
-        batches = Prefetcher(loader, stream, first_global + state.step, first_global + stage.steps,
-                             config.data.workers)
-        bar = None
-        if progress and dist.main:
-            from tqdm import tqdm
 
-            bar = tqdm(total=stage.steps, initial=state.step, desc=f"{stage.name}", unit="step", dynamic_ncols=True)
-        ema = None
-        tick, questions_seen, videos_seen = time.perf_counter(), 0, 0
-        for examples in batches:
-            lr = lr_at(stage, state.step)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            batch = examples if patches else encode(model, examples)
-            loss, stats = module(batch)
-            loss.backward()
-            mask_row_grads(model)
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip) if config.grad_clip else None
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.global_step += 1
-            value = float(loss.detach())
-            ema = value if ema is None else 0.95 * ema + 0.05 * value
-            questions_seen += 0 if patches else batch.num_questions
-            videos_seen += len(examples)
-            entry = {"step": state.global_step, "stage": stage.name, "loss": value, "lr": lr, **stats}
-            if grad_norm is not None:
-                entry["grad_norm"] = float(grad_norm)
-            state.history.append(entry)
-            if bar is not None:
-                rate = time.perf_counter() - tick
-                extra = ({f"{k[4:]}_acc": f"{v:.2f}" for k, v in stats.items() if k.startswith("acc_")} if patches
-                         else {"q_s": f"{questions_seen / rate:.1f}"})
-                bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}", **extra, vid_s=f"{videos_seen / rate:.2f}")
-                bar.update(1)
-            end_of_stage = state.step == stage.steps
-            if dist.main and not patches and (state.global_step % config.eval_every == 0 or end_of_stage):
-                result = evaluate(model, val, max_new_tokens=config.eval_max_new_tokens)
-                state.validation.append({"step": state.global_step, "stage": stage.name,
-                                         **{k: v for k, v in result.items() if k != "samples"}})
-                msg = " ".join(f"{t}={a:.2f}" for t, a in result["accuracy"].items())
-                (bar.write if bar is not None else log)(
-                    f"[val step {state.global_step}] avg {result['average']:.3f} | {msg}")
-            if end_of_stage:
-                state.stage, state.step = index + 1, 0
-            stop = max_steps is not None and state.global_step >= max_steps
-            if dist.main and (state.global_step % config.save_every == 0 or end_of_stage or stop):
-                state.elapsed_s = time.perf_counter() - started
-                save_state(last, model, None if end_of_stage else optimizer, state, heads)
-                plot_curves(state, out / "curves.png")
-            if dist.world > 1:
-                torch.distributed.barrier()
-            if stop:
-                break
+def throughput(run: Run) -> dict:
+    return run.meter.summary(*run.engine.peak_memory_mb())
+
+
+def _stage_module(run: Run, index: int, stage: StageSpec):
+    """The stage's train module (wrapped by the engine) and its optimizer, restored when resuming mid-stage."""
+    config, engine, model, state = run.config, run.engine, run.model, run.state
+    groups = set_trainable(model, stage.train)
+    module = TrainModule(model, stage, config, index)
+    if module.heads is not None:
+        groups.append({"params": list(module.heads.parameters()), "weight_decay": None})
+        if state.step > 0 and run.source is not None and (run.source / AUX_HEADS).is_file():
+            module.heads.load_state_dict(torch.load(run.source / AUX_HEADS, weights_only=True,
+                                                    map_location=engine.device))
+    for g in groups:
+        if g["weight_decay"] is None:
+            g["weight_decay"] = config.weight_decay
+    optimizer = torch.optim.AdamW(engine.param_groups(groups), lr=lr_at(stage, state.step), betas=config.betas,
+                                  weight_decay=config.weight_decay)
+    if state.step > 0 and run.source is not None and (run.source / OPTIMIZER).is_file():
+        saved = torch.load(run.source / OPTIMIZER, weights_only=True, map_location=engine.device)
+        engine.load_optimizer_state(module, optimizer, saved)
+    return module, engine.wrap(module), optimizer
+
+
+def run_stage(run: Run, index: int, stage: StageSpec, first_global: int, progress: bool,
+              max_steps: int | None) -> bool:
+    """Train one stage (from where the state says); False when max_steps stopped it first."""
+    config, engine, model, state = run.config, run.engine, run.model, run.state
+    module, wrapped, optimizer = _stage_module(run, index, stage)
+    patches = stage.objective == "patches"
+    model.train()
+    stream = TrainStream(num_videos=config.data.train_videos, videos_per_batch=config.data.videos_per_batch,
+                         seed=config.seed, rank=engine.dist.rank, world_size=engine.dist.world)
+    # the stream is indexed by the global step, so every stage sees fresh videos
+    batches = Prefetcher(_loader(config, model, "train", stage), stream, first_global + state.step,
+                         first_global + stage.steps, config.data.workers)
+    bar = None
+    if progress and engine.dist.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=stage.steps, initial=state.step, desc=f"{stage.name}", unit="step", dynamic_ncols=True)
+    ema = None
+    for examples in batches:
+        entry = train_step(run, stage, wrapped, optimizer, examples, patches)
+        ema = entry["loss"] if ema is None else 0.95 * ema + 0.05 * entry["loss"]
         if bar is not None:
-            bar.close()
-        if max_steps is not None and state.global_step >= max_steps and state.stage < len(config.stages):
-            log(f"stopped at global step {state.global_step} (max_steps); resume to continue")
-            return {}
-        first_global += stage.steps
-    state.elapsed_s = time.perf_counter() - started
-    if not dist.main:
-        return {}
-    return finish(config, model, state, out, log=log)
+            extra = ({f"{k[4:]}_acc": f"{v:.2f}" for k, v in entry.items() if k.startswith("acc_")} if patches
+                     else {"tok_s": f"{entry['tokens'] / entry['step_s']:.0f}"})
+            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{entry['lr']:.1e}", **extra,
+                            vid_s=f"{len(examples) * engine.dist.world / entry['step_s']:.2f}")
+            bar.update(1)
+        end_of_stage = state.step == stage.steps
+        if not patches and (state.global_step % config.eval_every == 0 or end_of_stage):
+            validate(run, stage, bar)
+        if end_of_stage:
+            state.stage, state.step = index + 1, 0
+        stop = max_steps is not None and state.global_step >= max_steps
+        if state.global_step % config.save_every == 0 or end_of_stage or stop:
+            checkpoint(run, module, None if end_of_stage else optimizer)
+        engine.barrier()
+        if stop:
+            break
+    if bar is not None:
+        bar.close()
+    return not (max_steps is not None and state.global_step >= max_steps and state.stage < len(config.stages))
 
 
-def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=print) -> dict:
-    """Save `final/` (model, metrics, curve), evaluate on the test split, and export if configured."""
+def train_step(run: Run, stage: StageSpec, wrapped: nn.Module, optimizer, examples: list, patches: bool) -> dict:
+    """One optimizer step; returns (and records) its history entry."""
+    config, engine, model, state = run.config, run.engine, run.model, run.state
+    lr = lr_at(stage, state.step)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    batch = examples if patches else encode(model, examples)
+    run.meter.start()
+    with engine.autocast():
+        loss, stats = wrapped(batch)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    engine.reduce_gradients(params)
+    mask_row_grads(model)
+    grad_norm = engine.clip_grad_norm(params, config.grad_clip) if config.grad_clip else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.global_step += 1
+    entry = {"step": state.global_step, "stage": stage.name, "loss": float(loss.detach()), "lr": lr, **stats,
+             **run.meter.stop(len(examples))}
+    if grad_norm is not None:
+        entry["grad_norm"] = float(grad_norm)
+    state.history.append(entry)
+    return entry
+
+
+def validate(run: Run, stage: StageSpec, bar) -> None:
+    """Accuracy on the val split (rank 0, with the whole model gathered); logs throughput and memory too."""
+    state = run.state
+    with run.engine.full_model(run.model):
+        if run.engine.dist.main:
+            result = evaluate(run.model, run.val, max_new_tokens=run.config.eval_max_new_tokens)
+            state.validation.append({"step": state.global_step, "stage": stage.name,
+                                     **{k: v for k, v in result.items() if k != "samples"}})
+            msg = " ".join(f"{t}={a:.2f}" for t, a in result["accuracy"].items())
+            figures = throughput(run)
+            (bar.write if bar is not None else run.log)(
+                f"[val step {state.global_step}] avg {result['average']:.3f} | {msg} | "
+                f"{figures['samples_per_s']:.2f} samples/s, {figures['tokens_per_s']:.0f} tokens/s, "
+                f"peak {figures['peak_memory_mb']:.0f} MB ({figures['memory']})")
+    run.model.train()
+
+
+def checkpoint(run: Run, module: TrainModule, optimizer) -> None:
+    """Write the resumable state `last/` (every rank calls this: FSDP gathers the optimizer and weights)."""
+    engine, state = run.engine, run.state
+    optimizer_state = engine.optimizer_state(module, optimizer) if optimizer is not None else None
+    with engine.full_model(run.model):
+        if engine.dist.main:
+            state.elapsed_s = time.perf_counter() - run.started
+            save_state(run.last, engine.saveable(run.model), optimizer_state, state, module.heads)
+            plot_curves(state, run.out / "curves.png")
+    run.source = run.last
+
+
+def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=print,
+           throughput: dict | None = None, saveable=lambda m: m) -> dict:
+    """Save `final/` (model, metrics, curve), evaluate on the test split, and export if configured.
+    saveable(model): what to save (the engine's: FSDP saves a plain copy)."""
     final = out / "final"
     model.eval()
     if any(stage.view == "cache" and stage.objective == "answers" for stage in config.stages):
@@ -397,16 +384,18 @@ def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=pr
         "train_seconds": round(state.elapsed_s, 1),
         "eval_seconds": round(time.perf_counter() - started, 1),
         "steps": state.global_step,
+        "throughput": throughput or {},
         "evaluation": "open-ended greedy decoding from the VoCo caches, exact match of the one-word answer",
     }
-    save_state(final, model, None, state)
+    saved = saveable(model)
+    save_state(final, saved, None, state)
     (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_curves(state, out / "curves.png")
     shutil.copy(out / "curves.png", final / "curves.png")
     msg = " ".join(f"{t}={a:.3f}" for t, a in result["accuracy"].items())
     log(f"test ({metrics['test_questions']} questions): average {result['average']:.3f} | {msg}")
     if config.export_dir:
-        export(config, model, final, Path(config.export_dir), metrics)
+        export(config, saved, final, Path(config.export_dir), metrics)
         log(f"exported to {config.export_dir}")
     return metrics
 
