@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ from voco.train.readers.formats import (
 from voco.train.readers.media import Item, MediaError, MediaLoader, Problems
 
 SPLITS = ("train", "val", "test")
+
+
+def main_process() -> bool:
+    """Rank 0 under torchrun (or a single process): the one that reports what every rank sees alike."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -98,7 +104,10 @@ class MediaQAData:
         if key not in _CATALOGUES:
             problems = Problems(cls.name)
             items = cls.parse(options, problems, questions_per_video)
-            problems.log()  # one line per kind of item the file itself shows to be unusable
+            if main_process():  # what the files show is the same on every rank: say it once
+                problems.log()  # one line per kind of item the files themselves show to be unusable
+                print(f"{cls.name}: {len(items):,} usable items ({problems.total:,} skipped), "
+                      f"{options.val_items} held out for validation, {options.test_items} for test", flush=True)
             _CATALOGUES[key] = Catalogue(cls.name, held_out(items, options, cls.name), problems)
         return _CATALOGUES[key]
 
@@ -106,6 +115,11 @@ class MediaQAData:
     def build(cls, config, model, stage, split: str) -> MediaQAData:
         options = cls.options(config.data, stage.options if stage else None)
         catalogue = cls.catalogue(options, config.data.questions_per_video)
+        size = len(catalogue.splits["train"])
+        if split == "train" and config.data.train_videos != size and main_process():
+            print(f"{cls.name}: note: data.train_videos is {config.data.train_videos:,} but the train split holds "
+                  f"{size:,} items; an epoch of the train stream is data.train_videos items (set it to {size} "
+                  "for epochs over the data)", flush=True)
         return cls(catalogue, MediaLoader(model), split)
 
     def __len__(self) -> int:
@@ -191,6 +205,12 @@ class MixData(MediaQAData):
 
     @classmethod
     def catalogue(cls, options: MixOptions, questions_per_video: int) -> Catalogue:  # type: ignore[override]
-        parts = [source.catalogue(opts, questions_per_video) for source, opts in options.parts()]
+        parts = []
+        for i, (source, opts) in enumerate(options.parts()):
+            try:
+                parts.append(source.catalogue(opts, questions_per_video))
+            except (OSError, ValueError) as err:  # name the source: data.options.sources[i].options.<key>
+                raise type(err)(str(err).replace("data.options.", f"data.options.sources[{i}].options.", 1)) \
+                    from err
         splits = {split: [item for part in parts for item in part.splits[split]] for split in SPLITS}
         return Catalogue(cls.name, splits, Problems(cls.name))
