@@ -49,13 +49,40 @@ def _dataset(root):
     return root / "train.json"
 
 
+def _video_data(root):
+    """Stage-3 data: three clips with captions (WebVid style) and Video-ChatGPT questions on the same clips."""
+    root.mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        write_video(root / f"{i}.mp4", pattern_frames(10 + 5 * i, 48, 64, seed=i), fps=10)
+        (root / f"{i}.txt").write_text(f"a white square moves {['left', 'right', 'up'][i]}")
+        rows += [{"video_id": str(i), "q": "how long is it?", "a": f"{1 + i * 0.5} seconds"},
+                 {"video_id": str(i), "q": "what moves?", "a": "a white square"}]
+    (root / "instruct.json").write_text(json.dumps(rows))
+    return root
+
+
+def _run(tmp_path, name, config) -> None:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"# python -m voco.train --config {path}\n" + yaml.safe_dump(config))
+    assert main(["--config", str(path), "--no-progress"]) == 0
+
+
+def _losses(out) -> list[float]:
+    return [h["loss"] for h in json.loads((out / "last" / "trainer_state.json").read_text())["history"]]
+
+
+COMMON = {"seed": 0, "eval_every": 1000, "save_every": 1000, "eval_max_new_tokens": 4, "threads": 1}
+
+
 def test_onevision_trains_through_the_cli_saves_reloads_and_answers(tmp_path):
+    """Stage 2 (images + a video, LLaVA JSON) from a plain checkpoint, then stage 3 (WebVid + Video-ChatGPT)
+    from stage 2's output, both through the CLI; each saved model reloads and answers."""
     checkpoint = _onevision_checkpoint(tmp_path / "onevision")
     data = _dataset(tmp_path / "data")
-    out = tmp_path / "run"
-    config = {
-        "output_dir": str(out), "seed": 0, "eval_every": 1000, "save_every": 1000, "eval_max_new_tokens": 4,
-        "threads": 1,
+    image_out, video_out = tmp_path / "image", tmp_path / "video"
+    stage2 = {
+        **COMMON, "output_dir": str(image_out),
         "model": {"init": "pretrained", "path": str(checkpoint),
                   "voco": {"k": 1, "frames_per_segment": 2, "segment_seconds": 1.0}},
         "data": {"dataset": "llava_json", "options": {"json": str(data), "val_items": 1, "test_items": 1},
@@ -63,28 +90,41 @@ def test_onevision_trains_through_the_cli_saves_reloads_and_answers(tmp_path):
         "stages": [{"name": "voco", "steps": 8, "lr": 3e-3, "warmup_steps": 1,
                     "train": ["projector", "lm", "voco_embedding"]}],
     }
-    path = tmp_path / "tiny_onevision.yaml"
-    path.write_text(f"# python -m voco.train --config {path}\n" + yaml.safe_dump(config))
     with pytest.warns(UserWarning, match="not been VoCo-tuned"):  # a plain checkpoint gets a new <voco> token
-        assert main(["--config", str(path), "--no-progress"]) == 0
-
-    state = json.loads((out / "last" / "trainer_state.json").read_text())
-    losses = [h["loss"] for h in state["history"]]
+        _run(tmp_path, "stage2", stage2)
+    losses = _losses(image_out)
     assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3])  # it learned something
 
-    model = VoCoModel.from_pretrained(out / "final")
+    model = VoCoModel.from_pretrained(image_out / "final")
     assert type(model.config).model_type == "llava_onevision" and model.voco.voco_tuned
     plain = family_of(model.config).model_class.from_pretrained(checkpoint)
     lm_weight = model.lm.model.layers[0].self_attn.q_proj.weight
     theirs = plain.model.language_model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(lm_weight, theirs)  # the decoder trained and the trained weights were saved
-
     segments = decode_video_segments(tmp_path / "data" / "clip.mp4", segment_seconds=1.0, frames_per_segment=2)
     answer = model.answer("what moves?", model.compress(segments), max_new_tokens=6)
     assert isinstance(answer, str) and answer.strip()
     image = np.asarray(Image.open(tmp_path / "data" / "images" / "1.png").convert("RGB"))
-    said = model.answer("what color is it?", model.compress([np.stack([image, image])]), max_new_tokens=4)
-    assert said.strip()
+    assert model.answer("what color is it?", model.compress([np.stack([image, image])]), max_new_tokens=4).strip()
+
+    videos = _video_data(tmp_path / "videos")
+    split = {"val_items": 1, "test_items": 1}
+    stage3 = {
+        **COMMON, "output_dir": str(video_out),
+        "model": {"init": "pretrained", "path": str(image_out / "final")},
+        "data": {"dataset": "mix", "options": {"sources": [
+            {"dataset": "webvid", "options": {"folder": str(videos), **split}},
+            {"dataset": "videochatgpt", "options": {"json": str(videos / "instruct.json"),
+                                                    "video_folder": str(videos), **split}}]},
+                 "questions_per_video": 2, "videos_per_batch": 2, "val_videos": 1, "test_videos": 1,
+                 "train_videos": 2},
+        "stages": [{"name": "video", "steps": 3, "lr": 1e-3, "train": ["projector", "lm", "voco_embedding"]}],
+    }
+    _run(tmp_path, "stage3", stage3)
+    assert len(_losses(video_out)) == 3
+    video_model = VoCoModel.from_pretrained(video_out / "final")
+    assert video_model.fingerprint != model.fingerprint
+    assert video_model.answer("what moves?", video_model.compress(segments), max_new_tokens=6).strip()
 
 
 def test_cli_names_the_missing_data_path(tmp_path):

@@ -77,6 +77,7 @@ def llava_folder(tmp_path):
         {"id": "text-only", "conversations": _chat(("hello", "hi"), media="")},
         {"id": "upside-down", "image": "images/square.png",
          "conversations": [{"from": "gpt", "value": "hi"}, {"from": "human", "value": "hello"}]},
+        {"id": "two-images", "image": ["images/wide.png", "images/tall.jpg"], "conversations": _chat(("?", "!"))},
         "not an object",
     ]
     (root / "chat.json").write_text(json.dumps(items))
@@ -94,10 +95,10 @@ def test_llava_json_images_videos_and_bad_items(tmp_path, llava_folder, model, c
     with caplog.at_level(logging.WARNING, logger="voco.train.readers"):
         splits = {s: LlavaJsonData.build(config, model, None, s) for s in ("train", "val", "test")}
     problems = splits["train"].catalogue.problems
-    assert dict(problems.counts) == {MISSING: 1, NO_MEDIA: 1, BAD_ITEM: 2}
+    assert dict(problems.counts) == {MISSING: 1, NO_MEDIA: 1, BAD_ITEM: 3}
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3  # one line per kind, found when the file is read
-    assert any("skipped 2 item(s), bad item" in line and "upside-down" in line and "#9" in line for line in lines)
+    assert any("skipped 3 item(s), bad item" in line and "upside-down" in line and "#10" in line for line in lines)
     assert any("missing file" in line and "gone" in line for line in lines)
     ids = sorted(item.id for split in splits.values() for item in split.items)
     assert ids == ["broken", "clip", "empty", "square", "tall", "wide"]  # media problems show when loaded

@@ -138,8 +138,11 @@ def parse_llava_json(options: LlavaJsonOptions, problems: Problems, questions_pe
             problems.add(BAD_ITEM, item_id, str(err))
             continue
         kind = "video" if "video" in entry else "image" if "image" in entry else None
-        if kind is None or not isinstance(entry[kind], str):
+        if kind is None:
             problems.add(NO_MEDIA, item_id)  # text-only chats (e.g. ShareGPT in LLaVA-665K) have no caches to read
+            continue
+        if not isinstance(entry[kind], str) or not entry[kind]:
+            problems.add(BAD_ITEM, item_id, f"{kind} must be one file path (several per item are not supported)")
             continue
         media = Media(kind, (video_root if kind == "video" else image_root) / entry[kind], options.max_segments)
         if _exists(media, options.check_files, problems, item_id):
