@@ -140,3 +140,30 @@ def test_cli_names_the_missing_data_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data.options.json: no such file or folder .*LLaVA-665K.json"), \
             pytest.warns(UserWarning, match="not been VoCo-tuned"):
         main(["--config", str(path), "--no-progress"])
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_on_tiny_stand_ins(tmp_path, capsys):
+    """The README's path end to end: stage 2 -> stage 3 -> `python -m ingest` -> MSVD-QA evaluation (exact)."""
+    from evaluation.cli import main as evaluate
+    from ingest.__main__ import main as ingest
+
+    test_onevision_trains_through_the_cli_saves_reloads_and_answers(tmp_path)
+    model = str(tmp_path / "video" / "final")
+    msvd = tmp_path / "MSVD_Zero_Shot_QA"
+    (msvd / "videos").mkdir(parents=True)
+    questions, answers = [], []
+    for i in range(2):
+        write_video(msvd / "videos" / f"clip{i}.avi", pattern_frames(15, 48, 64, seed=i), fps=10, fmt="avi",
+                    codec="mpeg4")
+        questions.append({"video_name": f"clip{i}", "question_id": i, "question": "what moves?"})
+        answers.append({"question_id": i, "answer": "square"})
+    (msvd / "test_q.json").write_text(json.dumps(questions))
+    (msvd / "test_a.json").write_text(json.dumps(answers))
+    home = tmp_path / "home"
+    assert ingest([str(msvd / "videos"), "--home", str(home), "--model", model, "--no-progress"]) == 0
+    out = tmp_path / "eval"
+    assert evaluate(["--dataset", "msvd", "--root", str(msvd), "--model", model, "--home", str(home),
+                     "--judge", "exact", "--out", str(out), "--no-progress", "--max-new-tokens", "6"]) == 0
+    report = json.loads((out / "metrics-exact.json").read_text())
+    assert report["overall"]["questions"] == 2
