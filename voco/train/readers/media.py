@@ -112,7 +112,7 @@ def read_image(path: Path) -> np.ndarray:
         raise MediaError(MISSING, f"no file {path}")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise MediaError(UNDECODABLE, str(err)) from err
 
@@ -129,7 +129,9 @@ class MediaLoader:
         self.preprocess = frame_preprocessor(voco.image_resize, size, voco.image_mean, voco.image_std)
 
     def segments(self, media: Media) -> list[np.ndarray]:
-        raw = self._image(media.path) if media.kind == "image" else self._video(media.path)
+        if media.kind == "image":  # squared once, then repeated: a still segment
+            return [np.repeat(self.square(read_image(media.path)[None]), self.frames_per_segment, axis=0)]
+        raw = self._video(media.path)
         if media.max_segments and len(raw) > media.max_segments:  # a uniform subset, in time order
             keep = np.linspace(0, len(raw) - 1, media.max_segments).round().astype(int)
             raw = [raw[i] for i in keep]
@@ -140,10 +142,6 @@ class MediaLoader:
         with torch.no_grad():
             x = self.preprocess.square(torch.from_numpy(np.ascontiguousarray(frames)))  # [F, 3, S, S] in [0, 1]
         return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-    def _image(self, path: Path) -> list[np.ndarray]:
-        image = read_image(path)
-        return [np.repeat(image[None], self.frames_per_segment, axis=0)]
 
     def _video(self, path: Path) -> list[np.ndarray]:
         if not path.is_file():
