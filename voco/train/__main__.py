@@ -12,10 +12,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m voco.train",
         description="Train a VoCo model (the bundled tiny default on CPU, or a LLaVA-1.5 checkpoint on GPUs "
-                    "under torchrun) from a YAML config; resumes from OUTPUT_DIR/last when it exists.")
+                    "under torchrun) from a YAML config; resumes as the config's `resume` says "
+                    "(auto: from OUTPUT_DIR/last when it exists).")
     parser.add_argument("--config", required=True, help="YAML training config (see configs/)")
     parser.add_argument("--output-dir", help="override the config's output_dir")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT_DIR/last exists")
+    parser.add_argument("--resume", metavar="auto|PATH",
+                        help="override the config's resume: auto (OUTPUT_DIR/last if any) or a run's `last` folder")
     parser.add_argument("--max-steps", type=int, help="stop (saving a resumable state) at this global step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -26,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output_dir:
         config.output_dir = args.output_dir
+    if args.resume:
+        config.resume = args.resume
     from voco.train.loop import train
 
     train(config, resume=not args.no_resume, progress=not args.no_progress, max_steps=args.max_steps)

@@ -16,6 +16,7 @@ from voco.config import PromptTemplate
 from voco.data.questions import ANSWER_VOCAB
 from voco.data.synthetic import make_example
 from voco.model import VoCoModel
+from voco.pair import PairSpec, assemble_pair
 from voco.train.config import ModelSpec
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<voco>"]
@@ -81,6 +82,8 @@ def build_model(spec: ModelSpec, seed: int = 0) -> VoCoModel:
     voco = spec.voco_config()
     if spec.init == "assembled":  # pretrained parts from packages, fresh trained parts (voco.assembly)
         return assemble(AssemblySpec(**spec.assembly), voco, dtype=DTYPE[spec.dtype])
+    if spec.init == "pair":  # a pretrained vision encoder + a pretrained LM, a new projector (voco.pair)
+        return assemble_pair(PairSpec(vision=spec.vision, lm=spec.lm, seed=seed), voco, dtype=DTYPE[spec.dtype])
     if spec.init == "pretrained":
         overrides = {f.name: getattr(voco, f.name) for f in dataclasses.fields(voco) if f.name in spec.voco}
         return load_checkpoint(spec.path, dtype=DTYPE[spec.dtype], **overrides)

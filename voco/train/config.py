@@ -33,7 +33,7 @@ PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool", "adapters
 """Parameter groups a stage can train: the vision tower, the projector, the whole decoder LM (embeddings and
 head included), only the <voco> (and segment-start) embedding rows, the pool compressor's linear, and the LoRA
 adapters of an assembled model (`voco.lora`)."""
-INITS = ("new", "pretrained", "assembled")
+INITS = ("new", "pretrained", "assembled", "pair")
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full")
 OBJECTIVES = ("answers", "patches")
@@ -55,6 +55,10 @@ class ModelSpec:
     """`assembly.json` fields (`voco.assembly.AssemblySpec`) for `init: assembled`."""
     path: str | None = None
     """Checkpoint folder for `init: pretrained` (a VoCo checkpoint or a plain LLaVA folder; nothing is downloaded)."""
+    vision: str | None = None
+    """`init: pair`: a vision encoder folder (CLIP / SigLIP vision model, or a whole CLIP / SigLIP model)."""
+    lm: str | None = None
+    """`init: pair`: a causal LM folder with its tokenizer; joined to `vision` by a new projector (`voco.pair`)."""
     dtype: str = "float32"
     """Parameter dtype while training: float32 for the tiny model, bfloat16 for 7B."""
     voco: dict = field(default_factory=dict)
@@ -88,6 +92,9 @@ class ModelSpec:
                 raise ConfigError(f"model.assembly: {err}") from err
         if self.init == "pretrained" and not self.path:
             raise ConfigError("model.path is required when model.init is 'pretrained'")
+        if (self.init == "pair") != bool(self.vision and self.lm) or (self.init != "pair" and (self.vision or self.lm)):
+            raise ConfigError("model.vision and model.lm (two local folders) are required with model.init 'pair', "
+                              "and only there")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.image_size % self.patch_size:

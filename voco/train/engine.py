@@ -168,7 +168,7 @@ def weights_digest(model: nn.Module) -> str:
     for name, t in sorted(tensors.items()):
         t = t.detach().to("cpu", copy=True).contiguous()  # a copy: numpy() would pin the storage's size
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
