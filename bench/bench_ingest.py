@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import load_model, machine  # noqa: E402
 from ingest.config import VIDEO_EXTENSIONS, IngestConfig  # noqa: E402
-from ingest.decode import DecodeStats, FrameSizes, fetch_frames  # noqa: E402
-from ingest.frames import decode_side_cap, model_frame_size  # noqa: E402
-from ingest.plan import plan_segments, wanted_pts  # noqa: E402
-from ingest.probe import probe  # noqa: E402
-from ingest.rotation import swaps_axes  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
 from ingest.thumbs import encode_jpeg, thumbnail_size  # noqa: E402
+from voco.video.decode import DecodeStats, FrameSizes, fetch_frames  # noqa: E402
+from voco.video.frames import decode_side_cap, model_frame_size  # noqa: E402
+from voco.video.plan import plan_segments, wanted_pts  # noqa: E402
+from voco.video.probe import probe  # noqa: E402
+from voco.video.rotation import swaps_axes  # noqa: E402
 
 
 def synthetic_videos(folder: Path, count: int) -> list[Path]:

@@ -51,9 +51,9 @@ def throughput(videos: list[Path], model_dir: Path, tmp: Path, config: IngestCon
     import ray
 
     from ingest.executors.ray_executor import RayExecutor
-    from ingest.probe import probe
     from ingest.run import load_model as load_checkpoint
     from store import Store
+    from voco.video.probe import probe
 
     model = load_checkpoint(str(model_dir))
     video_s = sum(probe(v).duration for v in videos)
@@ -109,7 +109,7 @@ def _check(summary, expected: int) -> None:
 
 def stage_costs(videos: list[Path], model, config: IngestConfig, batch_size: int) -> dict:
     """CPU seconds (one thread) per second of video: decode and compress, measured apart."""
-    from ingest.probe import probe
+    from voco.video.probe import probe
 
     torch.set_num_threads(1)
     video_s = sum(probe(v).duration for v in videos)

@@ -10,7 +10,7 @@ The runner only needs `answer(video_path, question) -> str`. Optional extras it 
   description is refused).
 - `close()`.
 
-`ModelAnswerer` decodes each video with `ingest`'s decoder (`ingest.frames`) and compresses it in memory
+`ModelAnswerer` decodes each video with `ingest`'s decoder (`voco.video.frames`) and compresses it in memory
 with `voco` (caches kept in a small LRU, and the runner asks a video's questions one after another).
 `StoreAnswerer` takes caches from the store, ingesting the videos it lacks first (`ingest.run.ingest_paths`,
 `store.timelines.load_timeline`). Both answer through `voco.session.AnswerSession` (all segments, as
@@ -62,15 +62,15 @@ class _VocoAnswerer:
 
 
 class ModelAnswerer(_VocoAnswerer):
-    """`voco` directly: decode and split by timestamp (`ingest.frames`), `model.compress` once per video,
-    `model.answer`. A file that cannot be decoded raises `ingest.probe.VideoError` naming it."""
+    """`voco` directly: decode and split by timestamp (`voco.video.frames`), `model.compress` once per video,
+    `model.answer`. A file that cannot be decoded raises `voco.video.probe.VideoError` naming it."""
 
     kind = "model"
 
     def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
                  decode_max_side: int | None = None):
-        from ingest.frames import decode_side_cap
         from store.timelines import TimelineLRU
+        from voco.video.frames import decode_side_cap
 
         self.model = model
         self.max_new_tokens = max_new_tokens
@@ -88,8 +88,8 @@ class ModelAnswerer(_VocoAnswerer):
         return timeline, timings
 
     def _compress(self, video_path: Path, timings: dict[str, float | bool]):
-        from ingest.frames import decode_video_segments
         from voco.session import Timeline
+        from voco.video.frames import decode_video_segments
 
         voco = self.model.voco
         t0 = time.perf_counter()

@@ -37,7 +37,7 @@ class IngestConfig:
     max_duration_s: float | None = 24 * 3600.0
     """A video whose timestamps claim a longer duration is refused (with the reason) before any segment is
     planned: a few KB of damaged or crafted metadata can claim weeks, i.e. hours of compute and GBs of
-    caches. None: no limit (the plausibility checks in `ingest.probe` still apply)."""
+    caches. None: no limit (the plausibility checks in `voco.video.probe` still apply)."""
     thumbnail_side: int = 160
     """Longest side of the per-segment JPEG thumbnail."""
     lease_s: float = DEFAULT_LEASE_S

@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.frames import decode_side_cap
-from ingest.probe import VideoError
 from store import ModelInfo, Store, VideoKey
 from voco import identity
+from voco.video.frames import decode_side_cap
+from voco.video.probe import VideoError
 
 CHUNK = 1 << 20
 log = logging.getLogger(__name__)

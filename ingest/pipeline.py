@@ -25,17 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from ingest.config import IngestConfig
-from ingest.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
-from ingest.frames import decode_side_cap, model_frame_size
 from ingest.identify import identify, video_key
-from ingest.plan import SegmentPlan, plan_segments, wanted_pts
-from ingest.probe import VideoError, VideoProbe, probe
 from ingest.results import FAILED, PRESENT, FileResult
-from ingest.rotation import ops_rotation, swaps_axes
 from ingest.thumbs import encode_jpeg, thumbnail_size
 from store import Claim, ClaimLost, ProbeRecord, Store, StoreError
 from store.records import BUSY
 from store.records import PRESENT as CLAIM_PRESENT
+from voco.video.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
+from voco.video.frames import decode_side_cap, model_frame_size
+from voco.video.plan import SegmentPlan, plan_segments, wanted_pts
+from voco.video.probe import VideoError, VideoProbe, probe
+from voco.video.rotation import ops_rotation, swaps_axes
 
 log = logging.getLogger(__name__)
 

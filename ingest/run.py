@@ -23,7 +23,6 @@ from os import PathLike
 from pathlib import Path
 
 from ingest.config import IngestConfig
-from ingest.decode import decord_available
 from ingest.discover import discover, missing_paths
 from ingest.executors import Executor, IngestRequest, LocalExecutor
 from ingest.progress import ProgressCallback
@@ -31,6 +30,7 @@ from ingest.results import FAILED, FileResult, Summary
 from ingest.worker import model_info  # noqa: F401 - public here since the first version
 from store import Store
 from voco import VoCoModel
+from voco.video.decode import decord_available
 
 log = logging.getLogger(__name__)
 

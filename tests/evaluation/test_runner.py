@@ -256,8 +256,8 @@ def test_model_not_found_exits_1(synth_videos, tmp_path, capsys):
 def test_decoding_follows_the_project_sampling_rule(synth_videos):
     import av
 
-    from ingest.frames import decode_video_segments
     from voco.segments import split_frames
+    from voco.video.frames import decode_video_segments
 
     path = sorted((synth_videos / "videos").glob("*.mp4"))[0]
     with av.open(str(path)) as container:
@@ -272,8 +272,8 @@ def test_decoding_follows_the_project_sampling_rule(synth_videos):
 
 
 def test_model_answerer_reports_an_undecodable_video_as_that_question_error(tiny_checkpoint, tmp_path):
-    from ingest.probe import VideoError
     from voco import VoCoModel
+    from voco.video.probe import VideoError
 
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video\n" * 20)

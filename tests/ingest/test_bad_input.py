@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ingest.__main__ import main
-from ingest.plan import plan_segments
-from ingest.probe import VideoError, probe
 from store import Store
 from tests.fixtures.videos import pattern_frames, write_video
 from tests.ingest.test_discover import ROOT, run_without_root_file_access
+from voco.video.plan import plan_segments
+from voco.video.probe import VideoError, probe
 
 
 def cli(*args, home, model_dir=None):

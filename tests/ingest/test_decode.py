@@ -2,13 +2,13 @@ import av
 import numpy as np
 import pytest
 
-from ingest.decode import DecodeStats, FrameSizes, decode_pyav, decord_available, fetch_frames
-from ingest.plan import plan_segments, wanted_pts
-from ingest.probe import VideoError, probe
-from ingest.rotation import apply_ops, display_ops
 from ingest.thumbs import encode_jpeg, thumbnail_size
 from tests.fixtures.videos import CONTAINERS, decode_all, make_bad_files, pattern_frames, write_video
 from voco.segments import segment_frame_indices
+from voco.video.decode import DecodeStats, FrameSizes, decode_pyav, decord_available, fetch_frames
+from voco.video.plan import plan_segments, wanted_pts
+from voco.video.probe import VideoError, probe
+from voco.video.rotation import apply_ops, display_ops
 
 NATIVE = FrameSizes(model=None, thumb=(32, 24))
 
@@ -134,7 +134,7 @@ def test_both_decoders_share_one_resize_path(video_dir, size):
     """A PyAV frame becomes RGB at its native size, then takes the resize decord's RGB arrays take, so both
     decoders give the same pixels (they agree exactly at the native size); the cached swscale contexts
     give the pixels of a fresh reformat, and one frame's array never aliases the next's."""
-    from ingest.decode import Converter
+    from voco.video.decode import Converter
 
     with av.open(str(video_dir / "h264.mp4")) as container:
         frames = list(container.decode(video=0))[:6]
@@ -169,7 +169,7 @@ def test_jpeg_thumbnails_decode_back_close_to_the_source(video_dir):
 
 def test_small_frames_decode_on_one_thread_large_ones_on_ffmpegs_threads(video_dir, monkeypatch):
     """FFmpeg's per-frame thread hand-off costs more than decoding a small frame (see THREADED_DECODE_MIN_PIXELS)."""
-    import ingest.decode as decode
+    import voco.video.decode as decode
 
     assert decode.decode_threads(96, 96) == 1 and decode.decode_threads(64, 48) == 1
     assert decode.decode_threads(320, 240) == 0 and decode.decode_threads(1920, 1080) == 0

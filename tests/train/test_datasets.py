@@ -106,3 +106,37 @@ def test_dataset_configs_fail_loudly(tmp_path):
     with pytest.raises(ConfigError, match="not options"):
         config_from_dict({"model": {}, "data": {"options": {"x": 1}}, "stages": [{"name": "s", "steps": 1}]})
     assert SyntheticWorldData.synthetic_world and len(TINY_CLASSES) == 8
+
+
+RECIPES = {"configs/llava7b_voco_image.yaml": "llava_json", "configs/llava7b_voco_video.yaml": "mix"}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_7b_recipes_parse_validate_and_name_missing_paths(recipe, tmp_path, monkeypatch):
+    """The stage-2 / stage-3 recipes load as written (paths are resolved when training starts) and a missing
+    path fails with the option and the path it names."""
+    from voco.tiny import tiny_model
+    from voco.train.build import build_model
+    from voco.train.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / recipe)
+    assert config.command.startswith("torchrun") and recipe in config.command
+    assert config.data.dataset == RECIPES[recipe] and config.engine.kind == "fsdp"
+    assert config.engine.precision == "bf16" and config.engine.gradient_checkpointing and config.resume == "auto"
+    stage = config.stages[-1]
+    assert stage.lr == 2e-5 and stage.warmup_steps == round(0.03 * stage.steps)
+    monkeypatch.chdir(tmp_path)  # relative paths: nothing of the recipe exists here
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at '{config.model.path}'"):
+        build_model(config.model)
+    first = "data.options.json" if RECIPES[recipe] == "llava_json" else r"data.options.sources\[0\].options.csv"
+    with pytest.raises(FileNotFoundError, match=rf"{first}: no such file or folder 'data/"):
+        DATASETS[config.data.dataset].build(config, tiny_model(), None, "train")
+
+
+def test_image_recipe_is_two_epochs_of_llava_665k():
+    from voco.train.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs/llava7b_voco_image.yaml")
+    global_batch = 8 * config.data.videos_per_batch  # the command's --nproc_per_node 8
+    assert global_batch == 128 and config.stages[0].steps == -(-2 * config.data.train_videos // global_batch)  # ceil

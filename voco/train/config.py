@@ -4,7 +4,8 @@ A config has these parts::
 
     model:    what to train: a new small model (`init: new`, architecture below) or a checkpoint folder
               (`init: pretrained`, e.g. a LLaVA-1.5-7B folder), its VoCo settings and dtype
-    data:     the synthetic video-QA world (WorldConfig knobs), questions per video, batch size
+    data:     where videos and questions come from (`dataset`: the synthetic world, class mixtures, or real
+              files: LLaVA JSON, Video-ChatGPT, WebVid pairs, `voco.train.readers`; `options`), batch size
     stages:   a list of training stages (alignment, VoCo instruction tuning, video training), each with
               its own steps, learning rate and which parameter groups train
     engine:   how steps run: `kind` single | ddp | fsdp (`voco.train.engine.ENGINES`), `precision` fp32 | bf16
@@ -115,9 +116,11 @@ class ModelSpec:
 class DataSpec:
     dataset: str = "synthetic"
     """Where videos and questions come from: a name in `voco.train.datasets.DATASETS` (`synthetic`: the
-    synthetic world; `class_mixture`: classifier-output videos for an assembled model)."""
+    synthetic world; `class_mixture`: classifier-output videos for an assembled model; `llava_json`,
+    `videochatgpt`, `webvid`, `mix`: real files, `voco.train.readers`)."""
     options: dict = field(default_factory=dict)
-    """The dataset's own knobs (e.g. `voco.train.class_mixture.ClassMixtureSpec` fields)."""
+    """The dataset's own knobs (e.g. `voco.train.class_mixture.ClassMixtureSpec` fields, or a reader's options
+    such as `voco.train.readers.formats.LlavaJsonOptions`: json, image_folder, ...)."""
     world: dict = field(default_factory=dict)
     """WorldConfig knobs (size, fps, min_seconds, max_seconds, noise_std, ...); empty = the standard world."""
     base_seed: int = 0
@@ -155,6 +158,16 @@ class DataSpec:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.base_seed < 0 or self.workers < 0:
             raise ConfigError("data.base_seed and data.workers must be >= 0")
+
+    @staticmethod
+    def unknown_keys_hint(keys: list[str]) -> str:
+        """Where a reader option written directly under `data:` belongs (e.g. `data: {json: ...}`)."""
+        from voco.train.readers import SOURCES
+
+        fits = [name for name, source in SOURCES.items()
+                if set(keys) <= {f.name for f in dataclasses.fields(source.Options)}]
+        return (f"; {keys} are options of the {' / '.join(fits)} reader: write data.dataset: {fits[0]} and put "
+                f"them under data.options" if fits else "")
 
     def world_config(self, overrides: dict | None = None) -> WorldConfig:
         world = {**self.world, **(overrides or {})}
@@ -327,7 +340,8 @@ def _build(cls, data, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(fields)}")
+        hint = cls.unknown_keys_hint(unknown) if hasattr(cls, "unknown_keys_hint") else ""
+        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(fields)}{hint}")
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -33,6 +33,9 @@ class VideoExample:
     qas: list[QA]
     targets: np.ndarray | None = None
     """float32 [segments, probe.TARGETS]: what each segment shows (the cache probe's targets)."""
+    histories: list[list[tuple[str, str]]] | None = None
+    """Per question: the earlier (question, answer) turns of its conversation (multi-turn chats; their answers
+    are trained too); None: every question is single-turn."""
 
 
 @dataclass
@@ -47,7 +50,10 @@ class Batch:
     row_ids: list[list[int]] = field(default_factory=list)
     """Suffix (question + assistant tag) followed by the answer tokens (incl. the closing </s>)."""
     row_answer_start: list[int] = field(default_factory=list)
-    """Index in row_ids of the first answer token."""
+    """Index in row_ids of the last turn's first answer token (evaluation decodes from there)."""
+    row_answer_spans: list[list[tuple[int, int]]] = field(default_factory=list)
+    """[start, end) in row_ids of every answer of the row (the tokens the loss is on; one span unless the row
+    is a multi-turn conversation)."""
     row_types: list[str] = field(default_factory=list)
     row_answers: list[str] = field(default_factory=list)
     row_questions: list[str] = field(default_factory=list)
@@ -88,24 +94,54 @@ def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, qu
     return VideoExample(video.video_id, [video.frames[idx] for idx in indices], qas, targets)
 
 
+def history_answer_spans(model, history: Sequence[tuple[str, str]], question: str,
+                         suffix: list[int]) -> list[tuple[int, int]]:
+    """[start, end) token spans of the history's answers in `suffix` = `model.prompt_ids(question, history)[1]`.
+
+    The suffix is the text `prompt_ids` builds (earlier turns, then the question), tokenised as one string, as
+    at inference; an answer token is one whose characters overlap the answer's ` {answer}{answer_end}`."""
+    p = model.voco.prompt
+    text, chars = "", []
+    for i, (q, a) in enumerate([*history, (question, None)]):
+        text += (p.question if i == 0 else p.followup).format(question=q)
+        if a is not None:
+            chars.append((len(text), len(text) + len(f" {a}{p.answer_end}")))
+            text += f" {a}{p.answer_end}"
+    if not model.tokenizer.is_fast:
+        raise ValueError("multi-turn training needs a fast tokenizer (token offsets); this one is not")
+    encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if list(encoded["input_ids"]) != list(suffix):
+        raise ValueError("the conversation text no longer matches VoCoModel.prompt_ids; keep the two in step")
+    spans = []
+    for lo, hi in chars:
+        inside = [i for i, (s, e) in enumerate(encoded["offset_mapping"]) if s < hi and e > lo]
+        if inside:
+            spans.append((inside[0], inside[-1] + 1))
+    return spans
+
+
 def encode(model, examples: Sequence[VideoExample]) -> Batch:
-    """Token ids for every question of `examples` (the model's prompt template)."""
+    """Token ids for every question of `examples` (the model's prompt template); a question with a history is
+    one row holding the whole conversation, with the loss on every answer."""
     segments, counts = [], []
     prefix_ids = None
     batch = Batch(segments, counts, [])
     for v, example in enumerate(examples):
         segments.extend(example.segments)
         counts.append(len(example.segments))
-        for qa in example.qas:
-            prefix, suffix = model.prompt_ids(qa.question)
+        histories = example.histories or [[] for _ in example.qas]
+        for qa, history in zip(example.qas, histories, strict=True):
+            prefix, suffix = model.prompt_ids(qa.question, history)
             if prefix_ids is None:
                 prefix_ids = prefix
             elif prefix != prefix_ids:  # single-turn prompts share the prefix; fail loudly if a template varies
                 raise ValueError("questions of one batch have different prompt prefixes")
             answer = model.answer_ids(qa.answer)
+            spans = history_answer_spans(model, history, qa.question, suffix) if history else []
             batch.row_video.append(v)
             batch.row_ids.append(suffix + answer)
             batch.row_answer_start.append(len(suffix))
+            batch.row_answer_spans.append([*spans, (len(suffix), len(suffix) + len(answer))])
             batch.row_types.append(qa.type)
             batch.row_answers.append(qa.answer)
             batch.row_questions.append(qa.question)

@@ -7,9 +7,13 @@ the projector): datasets that simulate or cache features skip the vision tower.
 
     synthetic      the synthetic video-QA world (`voco.data`), rendered frames
     class_mixture  classifier-output videos for an assembled model (`voco.train.class_mixture`), features
+    llava_json     LLaVA conversation JSON, images and videos, multi-turn (`voco.train.readers`)
+    videochatgpt   Video-ChatGPT's instruction JSON (`voco.train.readers`)
+    webvid         (video, caption) pairs, a folder or a CSV (`voco.train.readers`)
+    mix            several real-data sources as one (`voco.train.readers`)
 
-A new source (easy-vqa, LLaVA-format JSON, Video-ChatGPT) is a class with the same three members, registered
-in `DATASETS` under the name a config's `data.dataset` uses.
+A new source (easy-vqa, ...) is a class with the same three members, registered in `DATASETS` under the name
+a config's `data.dataset` uses.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import ClassVar, Protocol
 
 from voco.train.class_mixture import ClassMixtureSpec, ClassMixtureWorld
 from voco.train.data import VideoExample, load_video
+from voco.train.readers import SOURCES, MixData
 
 
 class VideoQADataset(Protocol):
@@ -89,7 +94,8 @@ class ClassMixtureData:
         return self.world.load(self.split, index)
 
 
-DATASETS: dict[str, type[VideoQADataset]] = {"synthetic": SyntheticWorldData, "class_mixture": ClassMixtureData}
+DATASETS: dict[str, type[VideoQADataset]] = {"synthetic": SyntheticWorldData, "class_mixture": ClassMixtureData,
+                                             **SOURCES, MixData.name: MixData}
 
 
 def make_dataset(config, model, split: str, stage=None) -> VideoQADataset:

@@ -143,11 +143,13 @@ def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     return out.last_hidden_state
 
 
-def answer_targets(row_ids: Sequence[list[int]], answer_start: Sequence[int], Q: int) -> torch.Tensor:
-    """Next-token targets [R, Q]: position i predicts token i+1 when that token is an answer token, else -100."""
+def answer_targets(row_ids: Sequence[list[int]], answer_spans: Sequence[list[tuple[int, int]]], Q: int) -> torch.Tensor:
+    """Next-token targets [R, Q]: position i predicts token i+1 when that token is an answer token (inside one of
+    the row's [start, end) answer spans), else -100."""
     targets = torch.full((len(row_ids), Q), -100, dtype=torch.long)
-    for r, (row, a) in enumerate(zip(row_ids, answer_start, strict=True)):
-        targets[r, a - 1 : len(row) - 1] = torch.tensor(row[a:])
+    for r, (row, spans) in enumerate(zip(row_ids, answer_spans, strict=True)):
+        for a, end in spans:
+            targets[r, a - 1 : end - 1] = torch.tensor(row[a:end])
     return targets
 
 
@@ -159,7 +161,7 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     kv, layout = compress_segments(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
     hidden = rows_hidden(model, timeline, batch.row_video, batch.row_ids)
-    targets = answer_targets(batch.row_ids, batch.row_answer_start, hidden.shape[1]).to(hidden.device)
+    targets = answer_targets(batch.row_ids, batch.row_answer_spans, hidden.shape[1]).to(hidden.device)
     keep = targets != -100
     # the LM head (vocab-wide) only where an answer token is predicted: most of a row is question
     logits = model.lm.lm_head(hidden[keep]).float()

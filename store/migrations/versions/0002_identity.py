@@ -27,7 +27,7 @@ down_revision = "0001_initial"
 branch_labels = None
 depends_on = None
 
-DEFAULT_CAP_PER_IMAGE_SIZE = 2  # ingest.frames.decode_side_cap with decode_max_side=None
+DEFAULT_CAP_PER_IMAGE_SIZE = 2  # voco.video.frames.decode_side_cap with decode_max_side=None
 
 
 def _default_cap(config) -> int | None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.probe import VideoError, VideoProbe
 from voco.segments import frame_indices, sample_times, segment_spans
+from voco.video.probe import VideoError, VideoProbe
 
 
 @dataclass(frozen=True)

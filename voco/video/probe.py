@@ -23,11 +23,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ingest.rotation import display_ops, parse_display_matrix, swaps_axes
+from voco.video.rotation import display_ops, parse_display_matrix, swaps_axes
 
 
 class VideoError(Exception):
     """This file cannot be ingested; the message says why (and names no stack trace)."""
+
+
+class NoFramesError(VideoError):
+    """The file is a video container whose video stream holds no frames (or lasts 0 seconds)."""
 
 
 MAX_SECONDS_PER_FRAME = 60.0
@@ -67,7 +71,7 @@ class VideoProbe:
     pts: np.ndarray  # [N] int64, sorted, unique: presentation time of every frame in time_base units
     time_base: Fraction
     duration: float  # seconds, first frame's start to last frame's end
-    ops: tuple[str, ...] = field(default=())  # display orientation ops (ingest/rotation.py)
+    ops: tuple[str, ...] = field(default=())  # display orientation ops (voco/video/rotation.py)
     stream_index: int = 0
 
     @property
@@ -163,7 +167,7 @@ def probe(path: str | os.PathLike) -> VideoProbe:
             except av.error.FFmpegError:
                 pass
         if not pts:
-            raise VideoError(f"{path}: the video stream holds no frames (empty or truncated file)")
+            raise NoFramesError(f"{path}: the video stream holds no frames (empty or truncated file)")
         if first is None:
             codec = stream.codec_context.name if stream.codec_context else "?"
             raise VideoError(f"{path}: no frame of its {codec} video could be decoded "

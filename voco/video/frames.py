@@ -1,8 +1,9 @@
 """A whole video's model frames in memory, decoded the way the ingest pipeline decodes them.
 
-For callers that want a video's segments without the store (evaluation's in-memory answerer, scripts):
-the same probe (`ingest.probe`), timestamp plan (`ingest.plan`) and decode of only the sampled frames,
-rotation included (`ingest.decode.fetch_frames`), as the decoder thread in `ingest.pipeline`.
+For callers that want a video's segments without the store (evaluation's in-memory answerer, training data
+readers, scripts): the same probe (`voco.video.probe`), timestamp plan (`voco.video.plan`) and decode of only
+the sampled frames, rotation included (`voco.video.decode.fetch_frames`), as the decoder thread in
+`ingest.pipeline`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import os
 
 import numpy as np
 
-from ingest.decode import DecodeStats, FrameSizes, fetch_frames
-from ingest.plan import plan_segments, wanted_pts
-from ingest.probe import VideoError, probe
+from voco.video.decode import DecodeStats, FrameSizes, fetch_frames
+from voco.video.plan import plan_segments, wanted_pts
+from voco.video.probe import NoFramesError, VideoError, probe
 
 
 def decode_side_cap(image_size: int, decode_max_side: int | None) -> int:
@@ -43,7 +44,7 @@ def decode_video_segments(path: str | os.PathLike, *, segment_seconds: float, fr
     info = probe(path)
     plans = plan_segments(info, segment_seconds, frames_per_segment)
     if not plans:
-        raise VideoError(f"{path}: the video lasts 0 seconds")
+        raise NoFramesError(f"{path}: the video lasts 0 seconds")
     model_pts, _ = wanted_pts(plans)
     sizes = FrameSizes(model=model_frame_size(info.width, info.height, max_side), thumb=(0, 0))  # no thumbnails asked
     got = {d.pts: d.model for d in fetch_frames(info, model_pts, np.empty(0, np.int64), sizes, backend=backend,

@@ -20,8 +20,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from ingest.probe import VideoError, VideoProbe, open_container
-from ingest.rotation import apply_ops
+from voco.video.probe import VideoError, VideoProbe, open_container
+from voco.video.rotation import apply_ops
 
 log = logging.getLogger(__name__)
 
