@@ -195,7 +195,11 @@ class ClassEvidenceEmbedder:
             return np.zeros((0, self.dim), np.float32)
         probs = torch.cat([self.class_probabilities(frames[i:i + batch_size])
                            for i in range(0, len(frames), batch_size)])  # [T, C]
-        p, index = probs.topk(self.top, dim=-1)  # [T, top]
+        return self.vectors_from_probabilities(probs)
+
+    def vectors_from_probabilities(self, probs: torch.Tensor) -> np.ndarray:
+        """Class probabilities [T, C] -> unit search vectors [T, dim]."""
+        p, index = probs.float().topk(self.top, dim=-1)  # [T, top]
         weights = p / p.sum(-1, keepdim=True).clamp(min=1e-12)
         vectors = (weights[..., None] * self.name_vectors[index]).sum(1)  # [T, dim]
         return torch.nn.functional.normalize(vectors, dim=-1).numpy().astype(np.float32)
