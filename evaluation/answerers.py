@@ -132,10 +132,11 @@ class ModelAnswerer(_VocoAnswerer):
         (timeline, vectors), timings = self.video_caches(Path(video_path))
         scores = None
         if vectors is not None:
-            from voco.search import DEFAULT_NOVELTY_WEIGHT, video_scores
+            from voco.search import video_scores
 
             def scores():  # only when the selection must choose a subset (as the app)
-                return video_scores(vectors, self.embedder.query_vector(question), DEFAULT_NOVELTY_WEIGHT)
+                embedder = self.embedder
+                return video_scores(vectors, embedder.query_vector(question), embedder.novelty_weight)
         return self._answer(question, timeline, timings, scores)
 
 

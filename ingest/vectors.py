@@ -15,7 +15,7 @@ from store import Store
 from store.index import SegmentIndex, read_vectors, write_vectors
 from store.models import READY
 from voco import VoCoModel
-from voco.search import DEFAULT_NOVELTY_WEIGHT, SegmentEmbedder, make_embedder, video_scores
+from voco.search import SegmentEmbedder, make_embedder, video_scores
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,13 @@ class MomentSearch:
     """
 
     def __init__(self, store: Store, model: VoCoModel, embedder_name: str | None = None,
-                 novelty_weight: float = DEFAULT_NOVELTY_WEIGHT):
-        if novelty_weight < 0:
+                 novelty_weight: float | None = None):
+        if novelty_weight is not None and novelty_weight < 0:
             raise ValueError(f"novelty_weight must be >= 0, got {novelty_weight}")
         self.store, self.model = store, model
-        self.novelty_weight = novelty_weight  # within one video only (scores_for); search() ranks raw scores
         self.embedder = make_embedder(embedder_name, model)
+        # within one video only (scores_for); search() ranks raw scores. None: the embedder's own choice
+        self.novelty_weight = self.embedder.novelty_weight if novelty_weight is None else novelty_weight
         self.index = index_for(store, model, self.embedder)
 
     def search(self, text: str, top: int = 10) -> list[dict]:

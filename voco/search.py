@@ -42,6 +42,7 @@ class SegmentEmbedder(Protocol):
     name: str  # identifies the vector space (with the model fingerprint): an index is keyed by both
     dim: int
     reads_frames: bool  # True: segment_vectors needs the segments' frames (else the caches alone serve)
+    novelty_weight: float  # w of `video_scores` when ranking one video's segments for a question
 
     def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None) -> np.ndarray:
         """float32 [T, dim] for T segments (caches, and their uint8 frames [F, H, W, 3] when reads_frames)."""
@@ -54,6 +55,9 @@ class VoCoKeyEmbedder:
     """The `<voco>` tokens' un-rotated keys at one layer vs the question's un-rotated queries there."""
 
     reads_frames = False
+    novelty_weight = 2.0
+    """w in `video_scores` when answering from retrieved segments: chosen on the synthetic needle bench
+    (bench/bench_needle_qa.py, all colours and red-only), not on held-out data."""
 
     @classmethod
     def supports(cls, model: VoCoModel) -> bool:
@@ -116,6 +120,7 @@ class VisionMeanEmbedder:
     """
 
     name = "vision-mean"
+    novelty_weight = 0.0
 
     def __init__(self, model: VoCoModel):
         self.model = model
@@ -156,6 +161,11 @@ class ClassEvidenceEmbedder:
     """
 
     reads_frames = True
+    novelty_weight = 0.0
+    """w in `video_scores`: chosen on class-mixture videos (the model's training world, not the held-out photos;
+    bench/bench_class_novelty.py): within-video recall@1 of a scene's segments is 1.0 for w = 0 .. 0.5, 0.77 at
+    w = 1 and 0.54 at w = 2. The novelty term corrects the `<voco>` keys' content bias, which a cosine in
+    sentence space does not have; on videos of several distinct scenes it favours the unusual one."""
 
     @classmethod
     def supports(cls, model: VoCoModel) -> bool:
@@ -211,9 +221,7 @@ class ClassEvidenceEmbedder:
 EMBEDDERS: dict[str, type] = {"voco-keys": VoCoKeyEmbedder, "class-minilm": ClassEvidenceEmbedder}
 PREFERENCE: tuple[str, ...] = ("class-minilm", "voco-keys")
 """The embedder a model gets when no config names one: the first whose class supports the model."""
-# w in video_scores for answering from retrieved segments; chosen on the synthetic needle bench
-# (bench/bench_needle_qa.py, all colours and red-only), not on held-out data
-DEFAULT_NOVELTY_WEIGHT = 2.0
+DEFAULT_NOVELTY_WEIGHT = VoCoKeyEmbedder.novelty_weight  # each embedder carries its own (`novelty_weight`)
 
 
 def make_embedder(name: str | None, model: VoCoModel) -> SegmentEmbedder:

@@ -32,7 +32,7 @@ def _expected_tops(checkpoint: Path, root: Path, records: dict[str, dict]) -> di
     """Each question's most relevant segment, computed here from the model's own search vectors (as the app)."""
     from ingest.frames import decode_video_segments
     from voco import VoCoModel
-    from voco.search import DEFAULT_NOVELTY_WEIGHT, embedder_for, video_scores
+    from voco.search import embedder_for, video_scores
 
     model = VoCoModel.from_pretrained(str(checkpoint), segment_seconds=1.0)
     embedder = embedder_for(model)
@@ -43,7 +43,7 @@ def _expected_tops(checkpoint: Path, root: Path, records: dict[str, dict]) -> di
                                          max_side=2 * model.config.vision_config.image_size)
         vectors[video] = embedder.segment_vectors(model.compress(segments), frames=segments)
     return {qid: int(np.argmax(video_scores(vectors[r["video"]], embedder.query_vector(r["question"]),
-                                            DEFAULT_NOVELTY_WEIGHT))) for qid, r in records.items()}
+                                            embedder.novelty_weight))) for qid, r in records.items()}
 
 
 def test_segments_option_changes_the_segments_used(dataset_root, tiny_checkpoint, tmp_path):

@@ -93,7 +93,9 @@ def test_ingest_writes_class_vectors_that_a_rebuild_reproduces(assembled, tmp_pa
         embedder = ClassEvidenceEmbedder(assembled)
         at_ingest = read_vectors(store, info.uid, assembled.fingerprint, embedder.name)
         assert at_ingest is not None and at_ingest.shape == (4, 384)
-        hits = MomentSearch(store, assembled).search("a cat", top=4)
+        search = MomentSearch(store, assembled)
+        assert search.novelty_weight == ClassEvidenceEmbedder.novelty_weight == 0.0  # the embedder's own choice
+        hits = search.search("a cat", top=4)
         assert sorted(h["segment"] for h in hits) == [0, 1, 2, 3] and Path(hits[0]["path"]).name == "v.mp4"
         vectors_path(store, info.uid, assembled.fingerprint, embedder.name).unlink()
         assert rebuild_index(store, assembled)["vectors_computed"] == 1
