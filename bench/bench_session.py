@@ -7,8 +7,10 @@ retrieved subset.
 A video of `--minutes` at the model's segment length (one compressed segment repeated: the caches are
 position-free, so the cost does not depend on what they show). `all` answers from every segment;
 `retrieved` from `--subset` of them picked by `RetrievedSegments` from given scores (random here: the
-scorer's own cost is not included). TTFT is the session's (selection + prefill of the question over the
-placed caches + the first token), best of `--repeats`. Prints one JSON line.
+scorer's own cost is not included); `retrieved_scored` the same with the relevance the app computes inside the
+timed answer (the model's own search embedder embeds the question, `video_scores` ranks the video's stored
+vectors: one per segment, the repeated segment's vector plus a little noise). TTFT is the session's (selection
++ prefill of the question over the placed caches + the first token), best of `--repeats`. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import load_model, machine  # noqa: E402
+from voco.search import embedder_for, video_scores  # noqa: E402
 from voco.session import AnswerSession, RetrievedSegments  # noqa: E402
 
 QUESTION = "what color is the circle that moves left?"
@@ -53,10 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     all_ms, all_used = session_ttft_ms(model, caches, "all", None, args.repeats)
     sub_ms, sub_used = session_ttft_ms(model, caches, RetrievedSegments(max_segments=args.subset), scores,
                                        args.repeats)
+    embedder = embedder_for(model)
+    vectors = embedder.segment_vectors(caches[:1], frames=[frames]).repeat(segments, axis=0)
+    vectors += np.random.default_rng(2).normal(0, 0.01, vectors.shape).astype(np.float32)
+
+    def relevance():  # what the app runs when it must choose (MomentSearch.scores_for, vectors read)
+        return video_scores(vectors, embedder.query_vector(QUESTION), embedder.novelty_weight)
+    scored_ms, scored_used = session_ttft_ms(model, caches, RetrievedSegments(max_segments=args.subset), relevance,
+                                             args.repeats)
     print(json.dumps({"bench": "session", "model": args.model, "minutes": args.minutes, "segments": segments,
                       "k": model.k, "all": {"segments_used": all_used, "ttft_ms": round(all_ms, 1)},
                       "retrieved": {"segments_used": sub_used, "ttft_ms": round(sub_ms, 1)},
-                      "ttft_ratio": round(all_ms / sub_ms, 1), "machine": machine()}))
+                      "retrieved_scored": {"segments_used": scored_used, "ttft_ms": round(scored_ms, 1),
+                                           "embedder": embedder.name},
+                      "ttft_ratio": round(all_ms / sub_ms, 1), "ttft_ratio_scored": round(all_ms / scored_ms, 1),
+                      "machine": machine()}))
     return 0
 
 

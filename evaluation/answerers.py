@@ -13,8 +13,12 @@ The runner only needs `answer(video_path, question) -> str`. Optional extras it 
 `ModelAnswerer` decodes each video with `ingest`'s decoder (`voco.video.frames`) and compresses it in memory
 with `voco` (caches kept in a small LRU, and the runner asks a video's questions one after another).
 `StoreAnswerer` takes caches from the store, ingesting the videos it lacks first (`ingest.run.ingest_paths`,
-`store.timelines.load_timeline`). Both answer through `voco.session.AnswerSession` (all segments, as
-`model.answer`) and keep their videos in `store.timelines.TimelineLRU`, the app's LRU.
+`store.timelines.load_timeline`). Both answer through `voco.session.AnswerSession` with the app's segment
+selection by default (`segments="retrieved"`: all segments when they fit, else those most relevant to the
+question; `uniform`; `all`, which records a video too long for the context as that question's error), and keep
+their videos in `store.timelines.TimelineLRU`, the app's LRU. Relevance is the app's: `voco.search.video_scores`
+over the model's own search vectors (`StoreAnswerer`: `ingest.vectors.MomentSearch.scores_for`, the stored vectors;
+`ModelAnswerer`: computed beside the caches when a video is compressed).
 """
 
 from __future__ import annotations
@@ -36,21 +40,36 @@ def _key(path: Path) -> str:
 
 
 class _VocoAnswerer:
-    """What both answerers share: an `AnswerSession` over a video's timeline (all segments, greedy, as
-    `model.answer`), timed, and the run's description."""
+    """What both answerers share: an `AnswerSession` over a video's timeline with the run's segment selection
+    (greedy, as `model.answer`), timed, and the run's description."""
 
     kind: str
     model: Any
     max_new_tokens: int
-    last_timings: dict[str, float | bool]
+    selector: Any
+    last_timings: dict[str, float | bool | list]
 
-    def _answer(self, question: str, timeline, timings: dict[str, float | bool]) -> str:
+    def _init_selection(self, segments: str, max_segments: int | None) -> None:
+        from voco.session import make_selector
+
+        self.selector = make_selector(segments, **({"max_segments": max_segments} if max_segments else {}))
+
+    @property
+    def retrieves(self) -> bool:
+        from voco.session import RetrievedSegments
+
+        return isinstance(self.selector, RetrievedSegments)
+
+    def _answer(self, question: str, timeline, timings: dict, scores=None) -> str:
         from voco.session import AnswerSession
 
         t0 = time.perf_counter()
-        text, stats = AnswerSession(self.model, timeline, "all").answer(question, max_new_tokens=self.max_new_tokens)
+        text, stats = AnswerSession(self.model, timeline, self.selector).answer(
+            question, scores, max_new_tokens=self.max_new_tokens)
         timings["answer_s"] = round(time.perf_counter() - t0, 4)
         timings["ttft_s"] = round(stats.ttft_ms / 1000, 4)
+        timings["segments_used"] = [s.index for s in stats.segments_used]
+        timings["subset"] = stats.subset
         self.last_timings = timings
         return text
 
@@ -58,7 +77,8 @@ class _VocoAnswerer:
         voco = self.model.voco
         return {"answerer": self.kind, "model_fingerprint": self.model.fingerprint, "k": voco.k,
                 "compressor": voco.compressor, "segment_seconds": voco.segment_seconds,
-                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens}
+                "frames_per_segment": voco.frames_per_segment, "max_new_tokens": self.max_new_tokens,
+                "segments": self.selector.name, "max_segments": getattr(self.selector, "max_segments", None)}
 
 
 class ModelAnswerer(_VocoAnswerer):
@@ -68,11 +88,13 @@ class ModelAnswerer(_VocoAnswerer):
     kind = "model"
 
     def __init__(self, model, *, max_new_tokens: int = 32, lru_videos: int = 4, batch_size: int = 8,
-                 decode_max_side: int | None = None):
+                 decode_max_side: int | None = None, segments: str = "retrieved", max_segments: int | None = None):
         from store.timelines import TimelineLRU
         from voco.video.frames import decode_side_cap
 
         self.model = model
+        self._init_selection(segments, max_segments)
+        self.embedder = None  # the model's search vectors, made on the first video when the selection retrieves
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.decode_max_side = decode_side_cap(int(model.config.vision_config.image_size), decode_max_side)
@@ -80,12 +102,12 @@ class ModelAnswerer(_VocoAnswerer):
         self.last_timings: dict[str, float | bool] = {}
 
     def video_caches(self, video_path: Path):
-        """(timeline, timings) of a video, compressed now or taken from the LRU."""
+        """((timeline, search vectors or None), timings) of a video, compressed now or taken from the LRU."""
         key = _key(video_path)
         timings: dict[str, float | bool] = {"decode_s": 0.0, "compress_s": 0.0, "cached": key in self.timelines}
-        timeline = self.timelines.get(key, lambda: self._compress(video_path, timings))
-        timings["segments"] = len(timeline)
-        return timeline, timings
+        loaded = self.timelines.get(key, lambda: self._compress(video_path, timings))
+        timings["segments"] = len(loaded[0])
+        return loaded, timings
 
     def _compress(self, video_path: Path, timings: dict[str, float | bool]):
         from voco.session import Timeline
@@ -98,11 +120,24 @@ class ModelAnswerer(_VocoAnswerer):
         t1 = time.perf_counter()
         caches = self.model.compress(segments, batch_size=self.batch_size)
         timings.update(decode_s=round(t1 - t0, 4), compress_s=round(time.perf_counter() - t1, 4))
-        return Timeline.of(caches)
+        vectors = None
+        if self.retrieves:  # beside the caches, as ingest writes them (frames are at hand only now)
+            from voco.search import embedder_for
+
+            self.embedder = self.embedder or embedder_for(self.model)
+            vectors = self.embedder.segment_vectors(caches, frames=segments)
+        return Timeline.of(caches), vectors
 
     def answer(self, video_path: Path, question: str) -> str:
-        timeline, timings = self.video_caches(Path(video_path))
-        return self._answer(question, timeline, timings)
+        (timeline, vectors), timings = self.video_caches(Path(video_path))
+        scores = None
+        if vectors is not None:
+            from voco.search import video_scores
+
+            def scores():  # only when the selection must choose a subset (as the app)
+                embedder = self.embedder
+                return video_scores(vectors, embedder.query_vector(question), embedder.novelty_weight)
+        return self._answer(question, timeline, timings, scores)
 
 
 class StoreAnswerer(_VocoAnswerer):
@@ -116,11 +151,14 @@ class StoreAnswerer(_VocoAnswerer):
     kind = "store"
 
     def __init__(self, model, home, *, db_url: str | None = None, model_name: str = "default",
-                 max_new_tokens: int = 32, lru_videos: int = 4, show_progress: bool = True):
+                 max_new_tokens: int = 32, lru_videos: int = 4, show_progress: bool = True,
+                 segments: str = "retrieved", max_segments: int | None = None):
         from store import Store
         from store.timelines import TimelineLRU
 
         self.model = model
+        self._init_selection(segments, max_segments)
+        self._moments = None  # ingest.vectors.MomentSearch, made when a selection first needs relevance
         self.home = home
         self.db_url = db_url
         self.model_name = model_name
@@ -158,7 +196,15 @@ class StoreAnswerer(_VocoAnswerer):
         timings: dict[str, float | bool] = {"cached": key in self.timelines}
         timeline = self.timelines.get(key, lambda: self._load(Path(video_path), timings))
         timings["segments"] = len(timeline)
-        return self._answer(question, timeline, timings)
+        video_id = self.video_ids[key]
+
+        def scores():  # only when the selection must choose a subset: the app's relevance, stored vectors
+            if self._moments is None:
+                from ingest.vectors import MomentSearch
+
+                self._moments = MomentSearch(self.store, self.model)
+            return self._moments.scores_for(question, video_id)
+        return self._answer(question, timeline, timings, scores)
 
     def _load(self, video_path: Path, timings: dict[str, float | bool]):
         from store.timelines import load_timeline

@@ -89,6 +89,13 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
     model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="model dtype (default: float32)")
+    model.add_argument("--segments", choices=("retrieved", "uniform", "all"), default="retrieved",
+                       help="which segments answer (voco.session, as the app): retrieved = all when they fit the "
+                       "context, else those most relevant to the question with neighbours and a uniform sketch; "
+                       "uniform = an even subset; all = every one (a video too long is that question's error) "
+                       "(default: %(default)s)")
+    model.add_argument("--max-segments", type=int, metavar="N",
+                       help="with --segments retrieved or uniform: answer from at most N segments even when all fit")
     model.add_argument("--home", type=Path, metavar="DIR",
                        help="store home: take the videos' caches from the store there, ingesting the videos it "
                             "lacks (and keeping their caches); without it caches live in memory for the run only")
@@ -203,13 +210,14 @@ def build_answerer(args):
     print(f"loading model {args.model} ...", file=sys.stderr)
     model = VoCoModel.from_pretrained(args.model, dtype=dtype, device=args.device, **overrides)
     model.eval()
+    selection = {"segments": args.segments, "max_segments": args.max_segments}
     if args.home is None:
-        return ModelAnswerer(model, max_new_tokens=args.max_new_tokens)
+        return ModelAnswerer(model, max_new_tokens=args.max_new_tokens, **selection)
     from store import StoreError
 
     try:
         return StoreAnswerer(model, args.home, db_url=args.db, model_name=args.model,
-                             max_new_tokens=args.max_new_tokens, show_progress=not args.no_progress)
+                             max_new_tokens=args.max_new_tokens, show_progress=not args.no_progress, **selection)
     except StoreError as err:  # an unusable home or database ends the run
         raise RunError(f"--home {args.home}: cannot open the store ({err})") from err
 
@@ -236,6 +244,8 @@ def run(args) -> int:
                       "--shard/--merge and with --overwrite, or use a new --out")
     if args.limit is not None and args.limit < 1:
         return _error("--limit must be >= 1")
+    if args.max_segments is not None and (args.max_segments < 1 or args.segments == "all"):
+        return _error("--max-segments N needs N >= 1 and --segments retrieved or uniform")
     judging = args.shard is None
     if judging and args.judge == "openai" and not os.environ.get("OPENAI_API_KEY") \
             and args.judge_url.rstrip("/").startswith(OPENAI_URL):

@@ -51,8 +51,11 @@ class IngestConfig:
     """torch intra-op threads for the model (process-wide); None leaves torch's default. On a small or
     busy machine, fewer threads than cores leaves room for the decoder thread (and 1 is fastest for
     tiny models)."""
-    search_embedder: str | None = "voco-keys"
-    """Search vectors written beside each finished video's pack (voco/search.py `EMBEDDERS`); None: none."""
+    search_vectors: bool = True
+    """Write search vectors beside each finished video's pack (and keep the faiss index in step)."""
+    search_embedder: str | None = None
+    """Which search vector (a name in voco/search.py `EMBEDDERS`); None: the model's own (`embedder_for`:
+    class evidence for a model whose vision tower names classes, else the <voco> keys)."""
 
     def __post_init__(self) -> None:
         if self.segment_seconds is not None and self.segment_seconds <= 0:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -14,26 +15,55 @@ from store import Store
 from store.index import SegmentIndex, read_vectors, write_vectors
 from store.models import READY
 from voco import VoCoModel
-from voco.search import DEFAULT_EMBEDDER, DEFAULT_NOVELTY_WEIGHT, SegmentEmbedder, make_embedder, video_scores
+from voco.search import SegmentEmbedder, make_embedder, video_scores
 
 log = logging.getLogger(__name__)
 
 
-def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: str, video_id: int) -> np.ndarray:
-    """Compute a ready video's search vectors [T, dim] from its stored caches, write them beside its pack,
-    and return them."""
+def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: str, video_id: int,
+                        computed: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Compute a ready video's search vectors [T, dim], write them beside its pack, and return them.
+
+    From its stored caches; an embedder that reads frames takes the vectors ingest `computed` while it
+    compressed ({segment index: vector}), and when some are missing (a resumed video, --rebuild-index)
+    decodes the video's file again as ingest sampled it.
+    """
     info = store.get_video(video_id)
-    vectors = embedder.segment_vectors(store.load_caches(video_id, fingerprint))
+    caches = store.load_caches(video_id, fingerprint)
+    computed = computed or {}
+    if not embedder.reads_frames:
+        vectors = embedder.segment_vectors(caches)
+    elif len(caches) and all(i in computed for i in range(len(caches))):
+        vectors = np.stack([computed[i] for i in range(len(caches))]).astype(np.float32)
+    else:
+        vectors = embedder.segment_vectors(caches, frames=stored_video_frames(info, len(caches)))
     write_vectors(store, info.uid, fingerprint, embedder.name, vectors)
     return vectors
+
+
+def stored_video_frames(info, segments: int) -> list[np.ndarray]:
+    """A stored video's segments decoded again from its file, sampled as ingest sampled them."""
+    from ingest.probe import VideoError
+    from voco.video.frames import decode_video_segments
+
+    path = next((p for p in [info.path, *info.paths] if Path(p).is_file()), None)
+    if path is None:
+        raise VideoError(f"{info.path}: the file is gone, so search vectors that read frames cannot be computed "
+                         "for it; ingest it again from where it is now")
+    frames = decode_video_segments(path, segment_seconds=info.segment_seconds,
+                                   frames_per_segment=info.frames_per_segment, max_side=info.decode_max_side)
+    if len(frames) != segments:
+        raise VideoError(f"{path}: decodes to {len(frames)} segments, the store holds {segments}: the file changed")
+    return frames
 
 
 def index_for(store: Store, model: VoCoModel, embedder: SegmentEmbedder) -> SegmentIndex:
     return SegmentIndex(store, model.fingerprint, embedder.name, embedder.dim)
 
 
-def rebuild_index(store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER) -> dict[str, int]:
-    """Write the missing vector files of this model's videos, then rebuild the index."""
+def rebuild_index(store: Store, model: VoCoModel, embedder_name: str | None = None) -> dict[str, int]:
+    """Write the missing vector files of this model's videos, then rebuild the index (embedder_name None:
+    the model's own, `voco.search.embedder_for`)."""
     embedder = make_embedder(embedder_name, model)
     computed = 0
     for video in store.list_videos(status=READY):
@@ -54,13 +84,14 @@ class MomentSearch:
         search.scores_for("what colour is the car?", video_id)   # float32 [T], for Selector.select
     """
 
-    def __init__(self, store: Store, model: VoCoModel, embedder_name: str = DEFAULT_EMBEDDER,
-                 novelty_weight: float = DEFAULT_NOVELTY_WEIGHT):
-        if novelty_weight < 0:
+    def __init__(self, store: Store, model: VoCoModel, embedder_name: str | None = None,
+                 novelty_weight: float | None = None):
+        if novelty_weight is not None and novelty_weight < 0:
             raise ValueError(f"novelty_weight must be >= 0, got {novelty_weight}")
         self.store, self.model = store, model
-        self.novelty_weight = novelty_weight  # within one video only (scores_for); search() ranks raw scores
         self.embedder = make_embedder(embedder_name, model)
+        # within one video only (scores_for); search() ranks raw scores. None: the embedder's own choice
+        self.novelty_weight = self.embedder.novelty_weight if novelty_weight is None else novelty_weight
         self.index = index_for(store, model, self.embedder)
 
     def search(self, text: str, top: int = 10) -> list[dict]:

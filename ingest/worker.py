@@ -62,7 +62,7 @@ class VideoIngestor:
             segment_seconds=float(config.segment_seconds or model.voco.segment_seconds),
             frames_per_segment=model.voco.frames_per_segment,
             image_size=int(model.config.vision_config.image_size), owner=new_owner(), config=config)
-        self.embedder = None if config.search_embedder is None else make_embedder(config.search_embedder, model)
+        self.embedder = make_embedder(config.search_embedder, model) if config.search_vectors else None
 
     def ingest_one(self, path: str | Path) -> Summary:
         """Ingest one file (the unit of work of every executor); its `Summary` holds one `FileResult`."""
@@ -146,6 +146,9 @@ class Consumer:
         # job order -> compressed segments not yet written (records, caches); see IngestConfig.chunk_segments
         self.pending: dict[int, tuple[list[SegmentRecord], list]] = {}
         self.jobs: dict[int, Job] = {}  # job order -> job, for the pending segments
+        # job order -> {segment index: search vector}, for embedders that read frames (not kept on disk
+        # until the video is finished: a resumed video's earlier segments are decoded again then)
+        self.vectors: dict[int, dict[int, object]] = {}
 
     def emit(self, event: ProgressEvent) -> None:
         for listener in self.listeners:
@@ -191,6 +194,9 @@ class Consumer:
     def compress(self, batch: Batch) -> None:
         job = batch.job
         caches = self.model.compress(batch.frames, batch_size=self.settings.config.batch_size)
+        if self.embedder is not None and self.embedder.reads_frames:
+            vectors = self.embedder.segment_vectors(caches, frames=batch.frames)
+            self.vectors.setdefault(job.order, {}).update(zip((p.index for p in batch.plans), vectors, strict=True))
         records = [SegmentRecord(p.index, p.start_s, p.end_s, thumb, JPEG_MIME if thumb else None)
                    for p, thumb in zip(batch.plans, batch.thumbs, strict=True)]
         self.jobs[job.order] = job
@@ -227,7 +233,8 @@ class Consumer:
         segments = self.store.finish(job.claim, self.settings.owner)
         if self.embedder is not None:
             try:
-                store_video_vectors(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id)
+                store_video_vectors(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id,
+                                    computed=self.vectors.pop(job.order, {}))
             except Exception as err:  # noqa: BLE001 - the caches are stored; --rebuild-index recomputes these
                 log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s",
                             job.path, err)
@@ -236,6 +243,7 @@ class Consumer:
 
     def fail(self, order: int, path: Path, claim, error: str, job: Job | None, *, lost: bool = False) -> None:
         self.pending.pop(order, None)
+        self.vectors.pop(order, None)
         self.jobs.pop(order, None)
         if job is not None:
             job.cancelled.set()

@@ -11,7 +11,14 @@ keys at one middle layer, un-rotated to position 0 (heads concatenated); a query
 question tokens' attention queries at that layer, computed un-rotated too (query heads averaged per
 key/value head), so the score is the attention logit the question would give the segment with RoPE
 cancelled. No extra forward pass at ingest: the keys are already in the cache.
-An external embedder (class evidence, a sentence embedder) plugs in as another class with a name.
+`ClassEvidenceEmbedder` (external signal, for models whose vision tower gives class probabilities, e.g. the
+assembled "real" model): a segment is the probability-weighted mean of sentence embeddings of its frames' top
+class names; a query is the sentence embedding of the text (voco/text_encoders.py). It reads the frames, not
+the cache (`reads_frames`): ingest computes it from the batch it compresses.
+
+Which embedder a model uses is `embedder_for(model)`: the first class of `PREFERENCE` whose `supports(model)`
+holds (what the model provides: class names and probabilities, or a Llama-style attention), unless a config
+names one (`make_embedder(name, model)`).
 """
 
 from __future__ import annotations
@@ -34,14 +41,27 @@ class SegmentEmbedder(Protocol):
 
     name: str  # identifies the vector space (with the model fingerprint): an index is keyed by both
     dim: int
+    reads_frames: bool  # True: segment_vectors needs the segments' frames (else the caches alone serve)
+    novelty_weight: float  # w of `video_scores` when ranking one video's segments for a question
 
-    def segment_vectors(self, caches: Sequence[SegmentCache]) -> np.ndarray: ...
+    def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None) -> np.ndarray:
+        """float32 [T, dim] for T segments (caches, and their uint8 frames [F, H, W, 3] when reads_frames)."""
+        ...
 
     def query_vector(self, text: str) -> np.ndarray: ...
 
 
 class VoCoKeyEmbedder:
     """The `<voco>` tokens' un-rotated keys at one layer vs the question's un-rotated queries there."""
+
+    reads_frames = False
+    novelty_weight = 2.0
+    """w in `video_scores` when answering from retrieved segments: chosen on the synthetic needle bench
+    (bench/bench_needle_qa.py, all colours and red-only), not on held-out data."""
+
+    @classmethod
+    def supports(cls, model: VoCoModel) -> bool:
+        return hasattr(model.lm.model.layers[0].self_attn, "q_proj")
 
     def __init__(self, model: VoCoModel, layer: int | None = None):
         layers = model.lm.config.num_hidden_layers
@@ -61,7 +81,7 @@ class VoCoKeyEmbedder:
         self.dim = self.kv_heads * self.head_dim
         self.name = f"voco-keys-l{self.layer}"
 
-    def segment_vectors(self, caches: Sequence[SegmentCache]) -> np.ndarray:
+    def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None) -> np.ndarray:
         if not caches:
             return np.zeros((0, self.dim), np.float32)
         keys = torch.stack([c.kv[self.layer, 0] for c in caches]).float()  # [T, H, k, D]
@@ -100,6 +120,7 @@ class VisionMeanEmbedder:
     """
 
     name = "vision-mean"
+    novelty_weight = 0.0
 
     def __init__(self, model: VoCoModel):
         self.model = model
@@ -116,20 +137,115 @@ class VisionMeanEmbedder:
         return emb.mean(dim=0).float().cpu().numpy()
 
 
-EMBEDDERS = {"voco-keys": VoCoKeyEmbedder}
-# w in video_scores for answering from retrieved segments; chosen on the synthetic needle bench
-# (bench/bench_needle_qa.py, all colours and red-only), not on held-out data
-DEFAULT_NOVELTY_WEIGHT = 2.0
-DEFAULT_EMBEDDER = "voco-keys"
+def class_names(model: VoCoModel) -> list[str] | None:
+    """The names of the classes the model's vision tower gives probabilities for (an assembled model's
+    `assembly.class_names`), or None when its vision tower gives features, not classes."""
+    spec = getattr(model, "assembly", None)
+    if spec is None:
+        return None
+    from voco.vision import read_class_names
+
+    return read_class_names(spec.class_names_path())
 
 
-def make_embedder(name: str, model: VoCoModel) -> SegmentEmbedder:
-    """The embedder a config name resolves to."""
+_NAME_VECTORS: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # (encoder, names) -> [C, dim], per process
+
+
+class ClassEvidenceEmbedder:
+    """What the classifier sees, in sentence space: sum over a segment's `top` classes of p_c * text(name_c).
+
+    Segment: the vision tower's class probabilities averaged over the segment's frames, the `top` most likely
+    kept and renormalised, weighting the unit sentence embeddings of those class names; then unit length.
+    Query: the unit sentence embedding of the text. Score: cosine. `top` = 5 was fixed before any measurement
+    (not tuned on the held-out photos of bench/bench_real_search.py).
+    """
+
+    reads_frames = True
+    novelty_weight = 0.0
+    """w in `video_scores`: chosen on class-mixture videos (the model's training world, not the held-out photos;
+    bench/bench_class_novelty.py): within-video recall@1 of a scene's segments is 1.0 for w = 0 .. 0.5, 0.77 at
+    w = 1 and 0.54 at w = 2. The novelty term corrects the `<voco>` keys' content bias, which a cosine in
+    sentence space does not have; on videos of several distinct scenes it favours the unusual one."""
+
+    @classmethod
+    def supports(cls, model: VoCoModel) -> bool:
+        return class_names(model) is not None
+
+    def __init__(self, model: VoCoModel, text_encoder: str = "minilm", top: int = 5):
+        from voco.text_encoders import make_text_encoder
+
+        names = class_names(model)
+        if names is None:
+            raise TypeError("the class-evidence search vector needs a model whose vision tower gives class "
+                            "probabilities (an assembled model such as 'real'); use 'voco-keys'")
+        self.model, self.top = model, min(top, len(names))
+        self.encoder = make_text_encoder(text_encoder, model)
+        key = (self.encoder.name, tuple(names))
+        if key not in _NAME_VECTORS:
+            _NAME_VECTORS[key] = self.encoder.encode(names)
+        self.name_vectors = torch.from_numpy(_NAME_VECTORS[key])  # [C, dim]
+        self.dim = self.encoder.dim
+        self.name = f"class-{self.encoder.name}-top{self.top}"
+
+    @torch.inference_mode()
+    def class_probabilities(self, frames: Sequence) -> torch.Tensor:
+        """uint8 segments [B] x [F, H, W, 3] -> mean class probabilities per segment [B, C]."""
+        probs = self.model.vision_features(frames).float()  # [B * F, 1, C]
+        C = self.name_vectors.shape[0]
+        if probs.dim() != 3 or probs.shape[1:] != (1, C):
+            raise TypeError(f"the vision tower gave features {tuple(probs.shape)}, not class probabilities "
+                            f"[frames, 1, {C}]: use 'voco-keys'")
+        return probs.reshape(len(frames), -1, C).mean(dim=1).cpu()
+
+    def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None,
+                        batch_size: int = 32) -> np.ndarray:
+        if frames is None:
+            raise ValueError("the class-evidence search vector is computed from the segments' frames: pass frames=")
+        if not len(frames):
+            return np.zeros((0, self.dim), np.float32)
+        probs = torch.cat([self.class_probabilities(frames[i:i + batch_size])
+                           for i in range(0, len(frames), batch_size)])  # [T, C]
+        return self.vectors_from_probabilities(probs)
+
+    def vectors_from_probabilities(self, probs: torch.Tensor) -> np.ndarray:
+        """Class probabilities [T, C] -> unit search vectors [T, dim]."""
+        p, index = probs.float().topk(self.top, dim=-1)  # [T, top]
+        weights = p / p.sum(-1, keepdim=True).clamp(min=1e-12)
+        vectors = (weights[..., None] * self.name_vectors[index]).sum(1)  # [T, dim]
+        return torch.nn.functional.normalize(vectors, dim=-1).numpy().astype(np.float32)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        return self.encoder.encode([text])[0]
+
+
+EMBEDDERS: dict[str, type] = {"voco-keys": VoCoKeyEmbedder, "class-minilm": ClassEvidenceEmbedder}
+PREFERENCE: tuple[str, ...] = ("class-minilm", "voco-keys")
+"""The embedder a model gets when no config names one: the first whose class supports the model."""
+DEFAULT_NOVELTY_WEIGHT = VoCoKeyEmbedder.novelty_weight  # each embedder carries its own (`novelty_weight`)
+
+
+def make_embedder(name: str | None, model: VoCoModel) -> SegmentEmbedder:
+    """The embedder a config name resolves to; None: the model's own (`embedder_for`)."""
+    if name is None:
+        return embedder_for(model)
     try:
         cls = EMBEDDERS[name]
     except KeyError:
         raise ValueError(f"unknown search embedder {name!r}; known: {sorted(EMBEDDERS)}") from None
     return cls(model)
+
+
+def embedder_name_for(model: VoCoModel) -> str:
+    for name in PREFERENCE:
+        if EMBEDDERS[name].supports(model):
+            return name
+    raise TypeError(f"no search embedder supports this model ({type(model.lm).__name__}); known: {sorted(EMBEDDERS)}")
+
+
+def embedder_for(model: VoCoModel) -> SegmentEmbedder:
+    """The search embedder this model provides for: class evidence when its vision tower names classes,
+    else the `<voco>` keys."""
+    return EMBEDDERS[embedder_name_for(model)](model)
 
 
 def standardised(values: np.ndarray) -> np.ndarray:

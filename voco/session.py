@@ -115,14 +115,21 @@ class AllSegments(Selector):
         return list(range(n_segments))
 
 
+@dataclass
 class UniformSubset(Selector):
     """Every segment when they fit, else a uniform subset spanning the whole video."""
 
-    name = "uniform"
-    subset_note = "sampled uniformly"
+    name: ClassVar[str] = "uniform"
+    subset_note: ClassVar[str] = "sampled uniformly"
+    max_segments: int | None = None
+    """Answer from at most this many segments even when all would fit (None: only when they don't)."""
 
-    def select(self, n_segments: int, budget: int, scores: Sequence[float] | None = None) -> list[int]:
-        return uniform_indices(n_segments, budget)
+    def __post_init__(self) -> None:
+        if self.max_segments is not None and self.max_segments < 1:
+            raise ValueError(f"uniform: max_segments must be >= 1 or None, got {self.max_segments}")
+
+    def select(self, n_segments: int, budget: int, scores: Scores = None) -> list[int]:
+        return uniform_indices(n_segments, min(budget, self.max_segments or budget))
 
 
 @dataclass

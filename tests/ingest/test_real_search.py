@@ -1,0 +1,38 @@
+"""Text finds what real footage shows, with the assembled real-footage model, through ingest and moment search (slow:
+the 135M LM and the EfficientNet classifier load from their packages). The photos are the held-out ones of
+scripts/eval_real_footage.py, panned as it pans them."""
+
+import numpy as np
+import pytest
+
+from ingest.config import IngestConfig
+from tests.fixtures.videos import write_video
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
+    from ingest.run import ingest_paths
+    from ingest.vectors import MomentSearch
+    from scripts.eval_real_footage import FPS, PHOTOS, SCENE_SECONDS, pan, photo_pixels
+    from store import Store
+    from voco import VoCoModel
+    from voco.search import ClassEvidenceEmbedder
+
+    model = VoCoModel.from_pretrained("real")
+    by_word = {p.word: p for p in PHOTOS}
+    scenes = ["cat", "rocket", "coffee"]
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([pan(photo_pixels(by_word[w]), int(FPS * SCENE_SECONDS), rng) for w in scenes])
+    video = write_video(tmp_path / "three_scenes.mp4", frames, fps=FPS)
+    with Store(tmp_path / "home") as store:
+        summary = ingest_paths([str(video)], store=store, model=model, config=IngestConfig())
+        vid = summary.files[0].video_id
+        search = MomentSearch(store, model)
+        assert isinstance(search.embedder, ClassEvidenceEmbedder)  # chosen from what the model provides
+        for i, (word, query) in enumerate([("cat", "a cat"), ("rocket", "a rocket"), ("coffee", "a cup of coffee")]):
+            top = search.search(query, top=1)[0]
+            start, end = i * SCENE_SECONDS, (i + 1) * SCENE_SECONDS
+            assert top["video_id"] == vid and start <= top["start_s"] < end, (word, top)
+            scores = search.scores_for(query, vid)
+            assert start <= 2.0 * int(scores.argmax()) < end, (word, scores.round(2))
