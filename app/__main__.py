@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ingest.config import DTYPES
 from store import Store, StoreError, default_home
 
 AUTH_ENV = "VOCO_APP_AUTH"
@@ -32,6 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--home", help="folder with the database and caches (default: $VOCO_HOME or the default home)")
     p.add_argument("--db", help="SQLAlchemy URL of the database (default: SQLite in --home)")
     p.add_argument("--model", default="default", help="model name or checkpoint folder (default: the bundled one)")
+    p.add_argument("--device", default="cpu", help="torch device for the model, e.g. cuda (default: %(default)s)")
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="model weights' dtype (default: the checkpoint's); ingest with the same one, or the "
+                   "library's caches belong to another model identity")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public share link (off by default)")
@@ -84,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.service import ChatService, ServiceLimits
     from app.ui import build_ui, library_line
-    from voco import VoCoModel
+    from ingest.run import load_model
     from voco.session import make_selector
 
     try:
-        model = VoCoModel.from_pretrained(args.model).eval()
+        model = load_model(args.model, args.device, args.dtype)
         store = Store.open(args.home, args.db)
     except (FileNotFoundError, ValueError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from ingest.config import DECODERS, IngestConfig
+from ingest.config import DECODERS, DTYPES, IngestConfig
 from ingest.display import shown
 from ingest.results import EXIT_OK, EXIT_USAGE
 from store import HOME_ENV, NotFound, Store, StoreError, default_home
@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch threads for the model (default: the cores less one, left to the decoder "
                    "thread: %(default)s here)")
+    p.add_argument("--device", default=IngestConfig.device,
+                   help="torch device for the model, e.g. cuda (default: %(default)s; caches are stored from the CPU)")
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="model weights' dtype (default: the checkpoint's); part of the model identity, so caches of "
+                   "another dtype are kept apart")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where videos are ingested: this process (local, default) or Ray worker actors (ray: "
                    "pip install -e '.[ray]'); with many machines use --db postgresql+psycopg://... and a --cache-root "
@@ -197,7 +202,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                               decode_max_side=args.decode_max_side, decoder=args.decoder,
                               max_duration_s=args.max_duration or None,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
-                              torch_threads=args.threads)
+                              torch_threads=args.threads, device=args.device, dtype=args.dtype)
         executor = _executor(args)
     except (ValueError, ImportError) as err:
         print(f"error: {shown(err)}", file=sys.stderr)
@@ -222,7 +227,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ingest.vectors import MomentSearch, rebuild_index
 
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, args.device, args.dtype)
         with Store.open(args.home, args.db) as store:
             if args.rebuild_index:
                 report = rebuild_index(store, model)

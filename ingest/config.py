@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from store.claims import DEFAULT_LEASE_S
 
 DECODERS = ("auto", "pyav", "decord")
+DTYPES = ("float32", "bfloat16", "float16")
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv",
@@ -51,6 +52,11 @@ class IngestConfig:
     """torch intra-op threads for the model (process-wide); None leaves torch's default. On a small or
     busy machine, fewer threads than cores leaves room for the decoder thread (and 1 is fastest for
     tiny models)."""
+    device: str = "cpu"
+    """torch device the model runs on (`cuda`, `cuda:1`, ...); caches are moved to the CPU as they are stored."""
+    dtype: str | None = None
+    """Model weights' dtype (`float32`, `bfloat16`, `float16`); None: the checkpoint's own. It changes the cache
+    bytes, so it is part of the model's identity: a store keeps bf16 and fp32 caches of one video apart."""
     search_vectors: bool = True
     """Write search vectors beside each finished video's pack (and keep the faiss index in step)."""
     search_embedder: str | None = None
@@ -74,6 +80,9 @@ class IngestConfig:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
             raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or None: the checkpoint's), "
+                             f"got {self.dtype!r}")
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")
 

@@ -39,9 +39,13 @@ class UsageError(ValueError):
     """Bad arguments (e.g. a path that does not exist); nothing was done."""
 
 
-def load_model(name_or_path: str) -> VoCoModel:
-    """`VoCoModel.from_pretrained`; FileNotFoundError (with its message) when there is no such model."""
-    model = VoCoModel.from_pretrained(name_or_path)
+def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None) -> VoCoModel:
+    """`VoCoModel.from_pretrained` on `device` in `dtype` (None: the checkpoint's); FileNotFoundError (with its
+    message) when there is no such model."""
+    import torch
+
+    model = VoCoModel.from_pretrained(name_or_path, device=device,
+                                      dtype=None if dtype is None else getattr(torch, dtype))
     model.eval()
     return model
 

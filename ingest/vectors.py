@@ -43,8 +43,8 @@ def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: st
 
 def stored_video_frames(info, segments: int) -> list[np.ndarray]:
     """A stored video's segments decoded again from its file, sampled as ingest sampled them."""
-    from ingest.probe import VideoError
     from voco.video.frames import decode_video_segments
+    from voco.video.probe import VideoError
 
     path = next((p for p in [info.path, *info.paths] if Path(p).is_file()), None)
     if path is None:

@@ -53,7 +53,9 @@ class LocalExecutor:
         from ingest.worker import VideoIngestor
         from store import Store
 
-        model = load_model(request.model) if isinstance(request.model, str) else request.model
+        config = request.config
+        model = (load_model(request.model, config.device, config.dtype) if isinstance(request.model, str)
+                 else request.model)
         store = request.store or Store.open(request.home, request.db_url, lease_s=request.config.lease_s)
         try:
             ingestor = VideoIngestor(store, model, request.model_name, request.config)

@@ -83,3 +83,28 @@ def test_progress_bars_go_to_stderr(tmp_path, one_video, model_dir, capsys):
     assert cli(one_video, "--progress", home=tmp_path / "home", model_dir=model_dir) == 0
     err = capsys.readouterr().err
     assert "ingest" in err and "file" in err and "frames/s" in err
+
+
+def test_dtype_flag_stores_bf16_caches_apart_from_fp32(tmp_path, one_video, model_dir, capsys):
+    import torch
+
+    from ingest.run import load_model
+    from store import Store
+
+    home = tmp_path / "home"
+    assert cli(one_video, "--json", home=home, model_dir=model_dir) == 0
+    fp32_id = json.loads(capsys.readouterr().out)["files"][0]["video_id"]
+    assert cli(one_video, "--json", "--dtype", "bfloat16", home=home, model_dir=model_dir) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["files"]
+    assert entry["status"] == "ingested" and entry["video_id"] != fp32_id  # another identity, not "present"
+
+    bf16 = load_model(str(model_dir), dtype="bfloat16")
+    with Store.open(home) as store:
+        caches = store.load_caches(entry["video_id"], bf16.fingerprint)
+    assert len(caches) == 3 and all(c.kv.dtype == torch.bfloat16 for c in caches)
+
+
+def test_bad_dtype_is_a_usage_error(tmp_path, one_video, model_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(one_video, "--dtype", "float8", home=tmp_path / "home", model_dir=model_dir)
+    assert exit_info.value.code == 1 and "--dtype" in capsys.readouterr().err
