@@ -115,12 +115,12 @@ class QFormerCompressor(Compressor):
     module_name = "qformer"
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module:
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module:
         # initialised from its own seed: the global RNG (and so everything a training run draws after building
         # the model) stays as it is for the other compressors, so every row shares the same earlier stages
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
-            return QFormer(hidden, k)
+            return QFormer(text_config.hidden_size, k)
 
     def layout(self, n_vision: int) -> SegmentLayout:
         return SegmentLayout(length=1 + self.k, kept_start=1, kept=self.k)
