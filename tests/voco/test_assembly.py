@@ -53,9 +53,17 @@ def test_save_keeps_only_trained_parts_and_reloads_identically(tmp_path):
                                model.next_token_logits(QUESTION, model.compress(segments)), rtol=0, atol=0)
 
 
-def test_fresh_adapters_leave_the_pretrained_lm_unchanged(tmp_path):
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.mark.parametrize("targets", [None, ALL_LINEAR])  # the tiny spec's own (q/v), or every linear layer
+def test_fresh_adapters_leave_the_pretrained_lm_unchanged(tmp_path, targets):
     spec = tiny_assembly_spec(tmp_path)
+    if targets is not None:
+        spec.lora_targets = targets
     model = assemble(spec, VoCoConfig(**TINY_ASSEMBLY_VOCO))
+    wrapped = sum(type(m).__name__ == "LoRALinear" for m in model.lm.modules())
+    assert wrapped == len(spec.lora_targets) * model.lm.config.num_hidden_layers
     base = AutoModelForCausalLM.from_pretrained(spec.lm_folder).eval()
     ids = torch.tensor([[1, 40, 41, 42, 43]])
     old = [i for i in range(base.config.vocab_size) if i not in (model.voco_token_id, model.segment_start_id)]
