@@ -1,4 +1,5 @@
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -259,3 +260,39 @@ def test_compressed_segments_are_written_in_chunks_of_the_configured_size(tmp_pa
                                      max_side=2 * model.config.vision_config.image_size)
     expected = torch.stack([c.kv for c in model.compress(segments, batch_size=2)])
     torch.testing.assert_close(kv, expected, rtol=0, atol=1e-6)
+
+
+def test_decoder_end_marker_waits_for_a_consumer_slower_than_five_seconds():
+    """The end marker must reach a consumer whose batch takes long (the real model on a busy CPU): it was put
+    with a 5 s timeout and dropped, and ingest then waited on its queue for ever after storing every segment."""
+    import queue
+    import threading
+
+    from ingest.pipeline import DONE, Producer
+
+    items: queue.Queue = queue.Queue(maxsize=1)
+    items.put("a batch the consumer is still compressing")
+    stop = threading.Event()
+    producer = Producer([], None, None, items, stop)  # no files: it only has to say it is done
+    producer.start()
+    time.sleep(6.0)
+    assert items.get_nowait() == "a batch the consumer is still compressing"
+    assert items.get(timeout=5) is DONE
+    producer.join(timeout=5)
+    assert not producer.is_alive()
+
+
+def test_decoder_gives_up_the_end_marker_once_stopped():
+    import queue
+    import threading
+
+    from ingest.pipeline import Producer
+
+    items: queue.Queue = queue.Queue(maxsize=1)
+    items.put("never read")
+    stop = threading.Event()
+    producer = Producer([], None, None, items, stop)
+    producer.start()
+    stop.set()  # the consumer was interrupted and drains the queue itself
+    producer.join(timeout=5)
+    assert not producer.is_alive()
