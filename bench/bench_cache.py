@@ -3,7 +3,7 @@
     python bench/bench_cache.py --model default        # the bundled model
     python bench/bench_cache.py --model tiny --segments 600
 
-Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k) and full, computed and measured
+Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k), qformer (m = 1) and full, computed and measured
 (one cache as safetensors bytes; a whole video's pack file), and analytically for LLaVA-1.5-7B.
 Loading: a video of `--segments` segments written through the store, then loaded through it cold
 (page cache dropped for the file) and warm, against reading the same file's bytes raw; and warm with
@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_query import with_compressor  # noqa: E402
 from bench.common import load_model, machine  # noqa: E402
 from ingest.run import model_info  # noqa: E402
 from store import ProbeRecord, SegmentRecord, Store, VideoKey  # noqa: E402
 from voco.cache import SegmentCache  # noqa: E402
 from voco.cost import LLAVA_15_7B, DecoderShape, kv_bytes  # noqa: E402
+from voco.model import VoCoModel  # noqa: E402
 
 
 def drop_from_page_cache(path: Path) -> None:
@@ -89,13 +89,10 @@ def sizes(model) -> dict:
     frames = np.zeros((model.voco.frames_per_segment, size, size, 3), dtype=np.uint8)
     out = {}
     for name, compressor, k in (("voco-1", "voco", 1), ("voco-2", "voco", 2), ("pool-2", "pool", 2),
-                                ("full", "full", model.k)):
-        variant = with_compressor(model, compressor)
-        variant.voco = dataclasses.replace(variant.voco, k=k)
-        if compressor == "pool":
-            from voco.compressors import PoolCompressor
-
-            variant.pool = PoolCompressor(model.config.text_config.hidden_size, k).to(model.dtype)
+                                ("qformer-1", "qformer", 1), ("full", "full", model.k)):
+        # the same weights under another compressor (with a fresh module of its own, if it has one)
+        variant = VoCoModel(model.config, dataclasses.replace(model.voco, compressor=compressor, k=k),
+                            model.vision_tower, model.projector, model.lm, model.tokenizer).eval()
         (cache,) = variant.compress([frames])
         shape = DecoderShape.from_config(model.config.text_config, dtype_bytes=cache.kv.element_size())
         file_bytes = len(cache.to_bytes())

@@ -1,12 +1,13 @@
-"""Compression table: full vs pool (m = k) vs VoCo (k = 1, 2, 4) under one training budget, same data.
+"""Compression table: full vs pool (m = k) vs VoCo (k = 1, 2, 4) vs Q-Former under one training budget, same data.
 
     python scripts/compression_table.py --config configs/table.yaml [--steps N] [--variants full,pool-1,voco-1]
 
-Every row trains the config's model from the same seed on the same train videos for the same steps
-(only the compressor and k differ), then answers the same test videos (open-ended greedy decoding,
-exact match). A row whose `OUTPUT_DIR/<row>/final/metrics.json` exists is loaded, not retrained, so an
-interrupted table resumes (a half-trained row resumes from its `last/`). Prints a markdown table and
-writes JSON (`--json`, default OUTPUT_DIR/compression_table.json).
+A row is any registered compressor (`voco.compressors`): `full`, or `NAME-K` (`pool-1`, `voco-2`, `qformer-1`).
+Every row trains the config's model from the same seed on the same train videos for the same steps (only the
+compressor and k differ; a compressor's own weights train where the LM reads its caches), then answers the
+same test videos (open-ended greedy decoding, exact match). A row whose `OUTPUT_DIR/<row>/final/metrics.json`
+exists is loaded, not retrained, so an interrupted table resumes (a half-trained row resumes from its
+`last/`). Prints a markdown table and writes JSON (`--json`, default OUTPUT_DIR/compression_table.json).
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ import sys
 import time
 from pathlib import Path
 
+from voco.compressors import REGISTRY, compressor_class, load_builtin, module_names
 from voco.data.questions import QUESTION_TYPES
 from voco.train.config import ConfigError, TrainConfig, load_config
 
 DEFAULT_VARIANTS = ("full", "pool-1", "voco-1", "voco-2", "voco-4")
+load_builtin()  # every registered compressor names a row
 
 
 def parse_variant(name: str) -> tuple[str, int]:
-    """`full` | `pool-M` | `voco-K` -> (compressor, k)."""
-    if name == "full":
-        return "full", 1
+    """`NAME` for a compressor that does not use k (`full`), `NAME-K` for one that does (`voco-2`, `pool-1`,
+    `qformer-1`) -> (compressor, k)."""
     kind, _, k = name.partition("-")
-    if kind not in ("pool", "voco") or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"variant must be full, pool-M or voco-K (M, K >= 1), got {name!r}")
+    cls = REGISTRY.get(kind)
+    if cls is not None and not cls.uses_k and not k:
+        return kind, 1
+    if cls is None or not cls.uses_k or not k.isdigit() or int(k) < 1:
+        forms = [c.name if not c.uses_k else f"{c.name}-K" for c in REGISTRY.values()]
+        raise ValueError(f"variant must be one of {', '.join(forms)} (K >= 1), got {name!r}")
     return kind, int(k)
 
 
@@ -38,6 +44,7 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_
     """The row's config: the common budget with this compressor/k (optionally starting from `init_from`)."""
     config = copy.deepcopy(base)
     compressor, k = parse_variant(name)
+    cls = compressor_class(compressor)
     config.model.voco = {**config.model.voco, "compressor": compressor, "k": k}
     config.output_dir = str(Path(base.output_dir) / (f"from-full/{name}" if init_from else name))
     if init_from:  # the paper's setting: every compressor is fine-tuned from the same full-token model
@@ -47,13 +54,13 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_
         if steps is not None:
             stage.steps = steps
             stage.warmup_steps = min(stage.warmup_steps, steps)  # --steps sets every stage
-        # the pool compressor's linear trains wherever the LM reads the compressed caches; other compressors
-        # have no pool (and a `patches` stage trains the vision tower only)
+        # a compressor's own weights (pool's linear, the Q-Former) train wherever the LM reads the compressed
+        # caches; other compressors have none (and a `patches` stage trains the vision tower only)
         reads_caches = stage.objective == "answers" and stage.view == "cache"
-        if compressor == "full":  # the cache probe is a compression aid; `full` keeps every token
+        if cls.keeps_all_vision:  # the cache probe is a compression aid; `full` keeps every token
             stage.probe_weight = 0.0
-        stage.train = [g for g in stage.train if g != "pool"] + (["pool"] if compressor == "pool" and reads_caches
-                                                                 else [])
+        own = [cls.module_name] if cls.module_name and reads_caches else []
+        stage.train = [g for g in stage.train if g not in module_names()] + own
     return TrainConfig(**{f: getattr(config, f) for f in config.__dataclass_fields__})  # re-validate
 
 
@@ -62,7 +69,7 @@ def tokens_per_segment(config: TrainConfig) -> tuple[int, int]:
     m = config.model
     n = (m.image_size // m.patch_size) ** 2 * m.voco.get("frames_per_segment", 4)
     compressor, k = m.voco.get("compressor", "voco"), m.voco.get("k", 1)
-    return n, (n if compressor == "full" else k)
+    return n, compressor_class(compressor)(k).kept_tokens(n)
 
 
 def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool, init_from: str | None = None) -> dict:
@@ -78,14 +85,16 @@ def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool,
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     n, kept = tokens_per_segment(config)
     test = metrics["test"]
-    return {"variant": name, "compressor": config.model.voco["compressor"], "kept": kept, "vision_tokens": n,
+    compressor = config.model.voco["compressor"]
+    return {"variant": name, "compressor": compressor, "kept": kept, "vision_tokens": n,
+            "reference": compressor_class(compressor).keeps_all_vision,
             "accuracy": test["accuracy"], "count": test["count"], "average": test["average"],
             "overall": test["overall"], "steps": metrics["steps"], "train_seconds": metrics["train_seconds"],
             "blind_baseline": metrics.get("blind_baseline")}
 
 
 def add_retention(rows: list[dict]) -> None:
-    full = next((r for r in rows if r["compressor"] == "full"), None)
+    full = next((r for r in rows if r.get("reference")), None)  # the uncompressed row
     for r in rows:
         r["retention"] = r["average"] / full["average"] if full and full["average"] > 0 else None
 
@@ -105,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/table.yaml", help="the common budget (YAML training config)")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help="comma-separated rows: full, pool-M, voco-K")
+                        help="comma-separated rows: full, pool-M, voco-K, qformer-K (any registered compressor)")
     parser.add_argument("--steps", type=int, help="override the steps of every stage (the budget)")
     parser.add_argument("--output-dir", help="override the config's output_dir")
     parser.add_argument("--json", help="where to write the table as JSON (default OUTPUT_DIR/compression_table.json, "

@@ -3,7 +3,8 @@
 A checkpoint folder holds what the family's transformers class (`LlavaForConditionalGeneration`,
 `LlavaOnevisionForConditionalGeneration`, `LlavaNextVideoForConditionalGeneration`: voco/families.py,
 chosen by `config.model_type`) writes with `save_pretrained` (config, safetensors), the tokenizer
-files, `voco.json`, and for the `pool` compressor `voco_compressor.safetensors`. A plain LLaVA
+files, `voco.json`, and for a compressor with its own weights (`pool`, `qformer`) `voco_compressor.safetensors`
+(`voco.compressors.WEIGHTS_FILE`: the state dict of the compressor's module). A plain LLaVA
 checkpoint (no `voco.json`) loads too: the `<voco>` token is added and the embeddings grow with the
 mean of the existing rows.
 """
@@ -16,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer, LlavaConfig
 from transformers.utils import logging as hf_logging
 
@@ -27,7 +27,6 @@ from voco.identity import COMPRESSION_FIELDS, remember_source
 from voco.model import VoCoModel, build_lm, make_projector
 from voco.preprocess import llava_preprocessing
 
-POOL_WEIGHTS = "voco_compressor.safetensors"
 BUNDLED = Path(__file__).parent / "checkpoints"
 log = logging.getLogger(__name__)
 
@@ -90,13 +89,7 @@ def load_checkpoint(
         if bars:
             hf_logging.enable_progress_bar()
     model = from_llava(llava, tokenizer, voco, add_tokens=not has_voco)
-    if voco.compressor == "pool":
-        weights = path / POOL_WEIGHTS
-        if weights.is_file():
-            model.pool.load_state_dict(load_file(weights))
-        elif voco.voco_tuned:
-            warnings.warn(f"{path} has no {POOL_WEIGHTS}: the pool compressor starts as plain averaging",
-                          stacklevel=2)
+    model.compressor.load_weights(path, tuned=voco.voco_tuned)  # its own weights (pool, qformer), if any
     if not has_voco:
         warnings.warn(
             f"{path} is a plain LLaVA checkpoint that has not been VoCo-tuned: it has a new, untrained "
@@ -121,10 +114,7 @@ def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoM
         config.text_config.vocab_size = lm.get_input_embeddings().num_embeddings
     projector = family_of(config).frame_path(llava, make_projector(config, voco.projector,
                                                                    llava.model.multi_modal_projector))
-    model = VoCoModel(config, voco, llava.model.vision_tower, projector, lm, tokenizer)
-    if model.pool is not None:
-        model.pool.to(model.dtype)
-    return model
+    return VoCoModel(config, voco, llava.model.vision_tower, projector, lm, tokenizer)
 
 
 def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0) -> VoCoModel:
@@ -135,7 +125,7 @@ def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0
 
 
 def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
-    """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ pool weights)."""
+    """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ the compressor's own weights)."""
     if getattr(model, "assembly", None) is not None:
         save_assembled(model, path)
         return
@@ -146,8 +136,7 @@ def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     llava.save_pretrained(path)
     model.tokenizer.save_pretrained(path)
     model.voco.save(path)
-    if model.pool is not None:
-        save_file({k: v.contiguous() for k, v in model.pool.state_dict().items()}, path / POOL_WEIGHTS)
+    model.compressor.save_weights(path)
 
 
 def _wanted_tokens(tokenizer, voco: VoCoConfig) -> list[str]:

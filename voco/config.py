@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voco.compressors import compressor_class
 from voco.preprocess import ResizeMode
 
 VOCO_JSON = "voco.json"
-COMPRESSORS = ("voco", "full", "pool")
 PROJECTORS = ("mlp2x_gelu", "linear")
 
 
@@ -41,9 +41,10 @@ class VoCoConfig:
     """Settings of a VoCo model, saved as `voco.json` beside the transformers checkpoint."""
 
     k: int = 1
-    """Tokens kept per segment: `<voco>` tokens for `voco`, pooled tokens for `pool` (m = k)."""
+    """Tokens kept per segment: `<voco>` tokens for `voco`, pooled tokens for `pool`, queries for `qformer` (m = k)."""
     compressor: str = "voco"
-    """`voco` (keep the k <voco> tokens), `full` (keep every vision token), `pool` (avg-pool + linear)."""
+    """A compressor name (`voco.compressors`): `voco` (keep the k <voco> tokens), `full` (keep every vision token),
+    `pool` (avg-pool + linear), `qformer` (k learned queries outside the LM)."""
     projector: str = "mlp2x_gelu"
     """Vision-to-LM projector: LLaVA's `mlp2x_gelu` or a single `linear` layer."""
     frames_per_segment: int = 4
@@ -72,11 +73,10 @@ class VoCoConfig:
                              f"got {self.image_resize!r}") from err
         self.image_mean = tuple(float(x) for x in self.image_mean)
         self.image_std = tuple(float(x) for x in self.image_std)
-        if self.compressor not in COMPRESSORS:
-            raise ValueError(f"compressor must be one of {COMPRESSORS}, got {self.compressor!r}")
+        compressor = compressor_class(self.compressor)  # fails with the known names
         if self.projector not in PROJECTORS:
             raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
-        if self.compressor != "full" and self.k < 1:
+        if compressor.uses_k and self.k < 1:
             raise ValueError(f"k (tokens kept per segment) must be >= 1, got {self.k}")
         if self.frames_per_segment < 1:
             raise ValueError(f"frames_per_segment must be >= 1, got {self.frames_per_segment}")

@@ -1,8 +1,9 @@
 """`VoCoModel`: a LLaVA-family model that compresses video segments into VoCo caches and answers from them.
 
 Two plain causal passes, no custom mask (DESIGN.md):
-  1. compress: each segment's [<seg>, V_1..V_n, <voco>_1..<voco>_k] at positions 0..n+k; keep the
-     KV of the kept tokens -> `SegmentCache` (position-free).
+  1. compress: each segment's sequence as its compressor (`self.compressor`, voco/compressors/) writes it,
+     e.g. [<seg>, V_1..V_n, <voco>_1..<voco>_k] at positions 0..n+k; keep the KV of the kept tokens ->
+     `SegmentCache` (position-free).
   2. answer: [prefix KV, caches rotated onto the timeline] as the LM's `cache`; the question and the
      decoded tokens run as an ordinary causal pass.
 """
@@ -18,8 +19,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
 from voco import identity
-from voco.cache import SegmentCache, check_caches, place_on_timeline
-from voco.compressors import LinearProjector, PoolCompressor, SegmentLayout, segment_layout
+from voco.cache import SegmentCache, place_on_timeline
+from voco.compressors import Compressor, LinearProjector, SegmentLayout, make_compressor
 from voco.config import VoCoConfig
 from voco.preprocess import frame_preprocessor
 from voco.rope import rotary_inv_freq
@@ -46,8 +47,9 @@ class VoCoModel(nn.Module):
         self.projector = projector
         self.lm = lm
         self.tokenizer = tokenizer
-        hidden = config.text_config.hidden_size
-        self.pool = PoolCompressor(hidden, voco.k) if voco.compressor == "pool" else None
+        self.compressor: Compressor = make_compressor(voco.compressor, voco.k, config.text_config.hidden_size)
+        if self.compressor.module is not None:  # its own weights: `model.<module_name>`, part of the state dict
+            self.add_module(self.compressor.module_name, self.compressor.module.to(self.device, self.dtype))
         self.voco_token_id = _token_id(tokenizer, voco.voco_token)
         if voco.segment_start_token is None:
             if tokenizer.bos_token_id is None:
@@ -106,7 +108,7 @@ class VoCoModel(nn.Module):
         return self._fingerprint[1]
 
     def layout(self, n_vision: int) -> SegmentLayout:
-        return segment_layout(self.voco.compressor, n_vision, self.k)
+        return self.compressor.layout(n_vision)
 
     # ---- pass 1: segments -> caches -------------------------------------------------------------
 
@@ -148,15 +150,7 @@ class VoCoModel(nn.Module):
 
     def sequence_embeds(self, vision: torch.Tensor) -> torch.Tensor:
         """Vision embeddings [B, n, hidden] -> pass-1 input [B, L_seg, hidden] per the compressor."""
-        B = vision.shape[0]
-        embed = self.lm.get_input_embeddings()
-        start = embed(torch.full((B, 1), self.segment_start_id, device=vision.device))
-        if self.voco.compressor == "pool":
-            return torch.cat([start, self.pool(vision)], dim=1)
-        if self.voco.compressor == "full":
-            return torch.cat([start, vision], dim=1)
-        voco = embed(torch.full((B, self.k), self.voco_token_id, device=vision.device))
-        return torch.cat([start, vision, voco], dim=1)
+        return self.compressor.sequence_embeds(self, vision)
 
     def segment_embeds(self, frames: Frames) -> torch.Tensor:
         """The whole pass-1 input of one segment as the LM reads it: [L_seg, hidden]."""
@@ -185,10 +179,7 @@ class VoCoModel(nn.Module):
         caches: list[SegmentCache] = []
         for i in range(0, len(segments), batch_size):
             vision = self.vision_embeds(segments[i : i + batch_size])  # [B, n, hidden]
-            layout = self.layout(vision.shape[1])
-            kv = self.compress_embeds(self.sequence_embeds(vision), layout)  # [B, L, 2, H, k, D]
-            for seg_kv in kv.cpu():
-                caches.append(SegmentCache(seg_kv.clone(), layout.kept_start, fingerprint, self.voco.compressor))
+            caches.extend(self.compressor.compress_batch(self, vision, fingerprint))
         return caches
 
     # ---- pass 2: caches + question -> logits ----------------------------------------------------
@@ -241,12 +232,9 @@ class VoCoModel(nn.Module):
         return DynamicCache(ddp_cache_data=layers), len(prefix_ids) + keys.shape[2]
 
     def past_from_caches(self, caches: Sequence[SegmentCache], prefix_ids: list[int]) -> tuple[DynamicCache, int]:
-        """Check the caches belong to this model, then place them after the prefix."""
-        check_caches(caches, fingerprint=self.fingerprint, compressor=self.voco.compressor,
-                     k=None if self.voco.compressor == "full" else self.k)
-        kv = torch.stack([c.kv for c in caches])
-        source = torch.tensor([c.source_position for c in caches])
-        return self.past_from_kv(kv, source, prefix_ids)
+        """Check the caches belong to this model, then place them after the prefix (the compressor's hooks)."""
+        self.compressor.check_caches(caches, self.fingerprint)
+        return self.compressor.past_from_caches(self, caches, prefix_ids)
 
     def forward_tokens(self, ids: list[int], past: DynamicCache, position: int, last_only: bool = True) -> torch.Tensor:
         """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""

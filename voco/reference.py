@@ -10,7 +10,8 @@ segment. The tail continues at P + (all kept tokens).
 
 Nothing here uses the two-stage path's helpers (`sequence_embeds`, `layout`, `place_on_timeline`,
 `past_from_*`): sharing them would make a bug in them invisible to the parity tests. Only the vision
-tower + projector (`vision_embeds`), the token embeddings and the decoder are the model's own.
+tower + projector (`vision_embeds`), the compressor's own module (pool's linear, the Q-Former), the token
+embeddings and the decoder are the model's own; each compressor's row is its `design_row`.
 """
 
 from __future__ import annotations
@@ -32,32 +33,16 @@ class DesignSegment:
 
 
 def design_segments(model, segments: Sequence) -> list[DesignSegment]:
-    """The design's segment rows from raw frames (each uint8 [F, H, W, 3]):
+    """The design's segment rows from raw frames (each uint8 [F, H, W, 3]); each compressor writes its own row
+    (`Compressor.design_row`, from the design's table, not from its `sequence_embeds`):
 
     voco: [<seg>, V_1 .. V_n, <voco>_1 .. <voco>_k]  keep n+1 .. n+k
     full: [<seg>, V_1 .. V_n]                        keep 1 .. n
     pool: [<seg>, P_1 .. P_m]                        keep 1 .. m, P = linear(mean of V over m equal bins)
+    qformer: [<seg>, Q_1 .. Q_m]                     keep 1 .. m, Q = QFormer(queries, V)
     """
     vision = model.vision_embeds(segments)  # [T, n, hidden]
-    embed = model.lm.get_input_embeddings()
-    dev = vision.device
-    start = embed(torch.tensor([model.segment_start_id], device=dev))  # [1, hidden]
-    k, n = model.voco.k, vision.shape[1]
-    rows = []
-    for v in vision:
-        # a test oracle mirroring the design's table, hence one branch per row of it
-        if model.voco.compressor == "voco":
-            voco = embed(torch.tensor([model.voco_token_id] * k, device=dev))
-            rows.append(DesignSegment(torch.cat([start, v, voco]), range(n + 1, n + 1 + k)))
-        elif model.voco.compressor == "full":
-            rows.append(DesignSegment(torch.cat([start, v]), range(1, n + 1)))
-        elif model.voco.compressor == "pool":
-            bins = [v[(i * n) // k : -((-(i + 1) * n) // k)].mean(0) for i in range(k)]  # floor..ceil bin edges
-            pooled = model.pool.linear(torch.stack(bins))
-            rows.append(DesignSegment(torch.cat([start, pooled]), range(1, k + 1)))
-        else:
-            raise ValueError(f"the reference has no design row for compressor {model.voco.compressor!r}")
-    return rows
+    return [model.compressor.design_row(model, v) for v in vision]
 
 
 def block_mask_and_positions(P: int, segments: Sequence[tuple[int, range]],

@@ -38,7 +38,7 @@ def test_errors_name_the_key(tmp_path):
     assert "model.layers" in _error(tmp_path, model__layers="two")
     assert "data.videos_per_batch" in _error(tmp_path, data__videos_per_batch=0)
     assert "train must list" in _error(tmp_path, stages__0__train=["everything"])
-    assert "compressor" in _error(tmp_path, model__voco={"compressor": "qformer"})
+    assert "compressor" in _error(tmp_path, model__voco={"compressor": "bogus"})
     assert "data.world" in _error(tmp_path, data__world={"size": 33})
     assert "model.path is required" in _error(tmp_path, model__init="pretrained")
     assert "warmup_steps" in _error(tmp_path, stages__0__warmup_steps=99)

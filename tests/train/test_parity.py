@@ -29,7 +29,7 @@ def inference_path_loss(model, batch) -> torch.Tensor:
     return total / count
 
 
-@pytest.mark.parametrize("compressor,k", [("voco", 1), ("voco", 2), ("pool", 2), ("full", 1)])
+@pytest.mark.parametrize("compressor,k", [("voco", 1), ("voco", 2), ("pool", 2), ("full", 1), ("qformer", 2)])
 def test_training_loss_equals_inference_path_loss(tiny_config, compressor, k):
     config = tiny_config()
     config.model.voco.update(compressor=compressor, k=k)

@@ -48,7 +48,7 @@ def test_compression_table_tiny_budget(tmp_path, capsys):
 
 
 def test_bad_variant_is_an_error(capsys):
-    assert _script().main(["--config", str(REPO / "configs" / "table.yaml"), "--variants", "qformer-1"]) == 2
+    assert _script().main(["--config", str(REPO / "configs" / "table.yaml"), "--variants", "bogus-1"]) == 2
     assert "variant" in capsys.readouterr().err
 
 
@@ -63,6 +63,12 @@ def test_the_shipped_budget_pretrains_aligns_then_compresses_and_trains_pool_onl
     assert [s.train for s in pool.stages] == [["vision"], ["lm"], ["lm", "pool"]]
     assert pool.model.voco["compressor"] == "pool" and pool.output_dir.endswith("pool-1")
     assert [s.train for s in table.variant_config(base, "voco-4").stages] == [["vision"], ["lm"], ["lm"]]
+    qformer = table.variant_config(base, "qformer-1")  # the Q-Former trains with the LM where it reads caches
+    assert [s.train for s in qformer.stages] == [["vision"], ["lm"], ["lm", "qformer"]]
+    assert table.parse_variant("full") == ("full", 1) and table.parse_variant("qformer-2") == ("qformer", 2)
+    for bad in ("full-2", "voco", "voco-0", "bogus-1"):
+        with pytest.raises(ValueError, match="variant must be one of"):
+            table.parse_variant(bad)
 
 
 def test_probe_weight_reaches_compressed_rows_only(tmp_path):

@@ -10,12 +10,15 @@ from voco import VoCoModel
 from voco.tiny import tiny_config, tiny_model, tiny_tokenizer
 
 
-@pytest.mark.parametrize("compressor,projector", [("voco", "mlp2x_gelu"), ("pool", "linear")])
+@pytest.mark.parametrize("compressor,projector", [("voco", "mlp2x_gelu"), ("pool", "linear"),
+                                                  ("qformer", "mlp2x_gelu")])
 def test_save_and_load_round_trip(tmp_path, make_segments, compressor, projector):
     model = tiny_model("llama", compressor=compressor, projector=projector, k=2)
-    if model.pool is not None:
-        torch.nn.init.normal_(model.pool.linear.weight, std=0.3)
+    if model.compressor.module is not None:  # trained weights of its own (pool's linear, the Q-Former)
+        for p in model.compressor.module.parameters():
+            torch.nn.init.normal_(p, std=0.3)
     model.save_pretrained(tmp_path)
+    assert (tmp_path / "voco_compressor.safetensors").is_file() == (model.compressor.module is not None)
     assert (tmp_path / "voco.json").is_file() and (tmp_path / "model.safetensors").is_file()
     loaded = VoCoModel.from_pretrained(tmp_path)
     assert loaded.fingerprint == model.fingerprint

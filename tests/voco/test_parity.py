@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-import voco.model as voco_model
 from voco import reference
-from voco.compressors import SegmentLayout, segment_layout
+from voco.compressors import SegmentLayout
+from voco.compressors.dense import VoCoCompressor
 from voco.reference import block_mask_and_positions, reference_logits
 from voco.tiny import tiny_config, tiny_model
 
@@ -30,12 +30,13 @@ def test_voco_two_stage_matches_reference(lm, k, T, make_segments):
 
 
 @pytest.mark.parametrize("lm", ["llama", "qwen2"])
-@pytest.mark.parametrize("compressor,k", [("full", 1), ("pool", 1), ("pool", 4)])
+@pytest.mark.parametrize("compressor,k", [("full", 1), ("pool", 1), ("pool", 4), ("qformer", 1), ("qformer", 3)])
 @pytest.mark.parametrize("T", [1, 3, 8])
 def test_baseline_compressors_match_reference(lm, compressor, k, T, make_segments):
     model = tiny_model(lm, compressor=compressor, k=k)
-    if compressor == "pool":  # a trained pool linear is not the identity
-        torch.nn.init.normal_(model.pool.linear.weight, std=0.2)
+    if model.compressor.module is not None:  # trained weights are not the identity / zero they start as
+        for p in model.compressor.module.parameters():
+            torch.nn.init.normal_(p, std=0.2)
     assert _max_diff(model, make_segments(T, seed=T)) < TOL
 
 
@@ -99,18 +100,21 @@ def test_question_reads_no_vision_token(make_segments, monkeypatch):
     assert float((leaked[0] - leaked[1]).abs().max()) > 100 * TOL
 
 
-def _shifted_layout(compressor, n_vision, k):
+_right_layout = VoCoCompressor.layout
+
+
+def _shifted_layout(self, n_vision):
     """A layout bug: the voco kept window one token early (the last vision token and k-1 <voco> tokens)."""
-    right = segment_layout(compressor, n_vision, k)
+    right = _right_layout(self, n_vision)
     return SegmentLayout(right.length, right.kept_start - 1, right.kept)
 
 
-def _voco_first(self, vision):
+def _voco_first(self, model, vision):
     """A sequence bug: <voco> tokens before the vision tokens."""
     B = vision.shape[0]
-    embed = self.lm.get_input_embeddings()
-    start = embed(torch.full((B, 1), self.segment_start_id))
-    voco = embed(torch.full((B, self.k), self.voco_token_id))
+    embed = model.lm.get_input_embeddings()
+    start = embed(torch.full((B, 1), model.segment_start_id))
+    voco = embed(torch.full((B, self.k), model.voco_token_id))
     return torch.cat([start, voco, vision], dim=1)
 
 
@@ -121,7 +125,7 @@ def test_parity_catches_a_bug_in_the_two_stage_layout(bug, make_segments, monkey
     segments = make_segments(3)
     assert _max_diff(model, segments) < TOL
     if bug == "layout":
-        monkeypatch.setattr(voco_model, "segment_layout", _shifted_layout)
+        monkeypatch.setattr(VoCoCompressor, "layout", _shifted_layout)
     else:
-        monkeypatch.setattr(voco_model.VoCoModel, "sequence_embeds", _voco_first)
+        monkeypatch.setattr(VoCoCompressor, "sequence_embeds", _voco_first)
     assert _max_diff(model, segments) > 100 * TOL

@@ -44,7 +44,7 @@ def model_card(config, model, metrics: dict) -> str:
         + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
         + (f", world overrides {s.world}" if s.world else "")
         for s in config.stages)
-    kept = voco.k if voco.compressor != "full" else n
+    kept = model.compressor.kept_tokens(n)
     trained = {g for stage in config.stages for g in stage.train}
     pretrained = any(s.objective == "patches" for s in config.stages)
     answer_trained = {g for stage in config.stages if stage.objective == "answers" for g in stage.train}
@@ -57,9 +57,9 @@ def model_card(config, model, metrics: dict) -> str:
     return f"""# VoCo synthetic-world model (bundled as "{bundled}")
 
 A small LLaVA-style model trained from scratch on the synthetic video-QA world (`voco.data`) to answer
-questions about a video from **{kept} VoCo token(s) per segment**: each {voco.segment_seconds:g}-second
-segment ({voco.frames_per_segment} frames x {per_frame} patches = {n} vision tokens) is compressed into the KV
-cache of {kept} `<voco>` token(s): compression ratio {n // kept}:1.
+questions about a video from **{kept} cached token(s) per segment**: each {voco.segment_seconds:g}-second
+segment ({voco.frames_per_segment} frames x {per_frame} patches = {n} vision tokens) is compressed into
+{model.compressor.describe(n)}: compression ratio {n // kept}:1.
 
 Load it offline with `VoCoModel.from_pretrained("{bundled}")`.
 

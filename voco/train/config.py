@@ -22,13 +22,19 @@ from pathlib import Path
 
 import yaml
 
+from voco.compressors import compressor_class, module_names
 from voco.config import VoCoConfig
 from voco.data.world import WorldConfig
 
-PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "pool", "adapters")
+PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "adapters")
 """Parameter groups a stage can train: the vision tower, the projector, the whole decoder LM (embeddings and
-head included), only the <voco> (and segment-start) embedding rows, the pool compressor's linear, and the LoRA
-adapters of an assembled model (`voco.lora`)."""
+head included), only the <voco> (and segment-start) embedding rows, the LoRA adapters of an assembled model
+(`voco.lora`); and a compressor's own weights under its module name (`pool`'s linear, `qformer`: `param_groups`)."""
+
+
+def param_groups() -> list[str]:
+    """Every group a stage can train: `PARAM_GROUPS` and every registered compressor's module name."""
+    return [*PARAM_GROUPS, *sorted(module_names())]
 INITS = ("new", "pretrained", "assembled")
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full")
@@ -157,7 +163,7 @@ class StageSpec:
     steps: int
     lr: float = 1e-3
     train: list[str] = field(default_factory=lambda: ["projector", "lm", "voco_embedding"])
-    """Parameter groups that train in this stage (see PARAM_GROUPS); everything else is frozen."""
+    """Parameter groups that train in this stage (see `param_groups()`); everything else is frozen."""
     warmup_steps: int = 0
     min_lr_ratio: float = 0.05
     """Cosine decay ends at lr * min_lr_ratio."""
@@ -190,9 +196,9 @@ class StageSpec:
             raise ConfigError(f"{where}: steps must be >= 1, got {self.steps}")
         if not self.lr > 0:
             raise ConfigError(f"{where}: lr must be > 0, got {self.lr}")
-        unknown = sorted(set(self.train) - set(PARAM_GROUPS))
+        unknown = sorted(set(self.train) - set(param_groups()))
         if unknown or not self.train:
-            raise ConfigError(f"{where}: train must list some of {list(PARAM_GROUPS)}, got {self.train}")
+            raise ConfigError(f"{where}: train must list some of {param_groups()}, got {self.train}")
         if self.view not in VIEWS:
             raise ConfigError(f"{where}: view must be one of {VIEWS}, got {self.view!r}")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
@@ -257,9 +263,12 @@ class TrainConfig:
             if not world_data and (stage.objective == "patches" or stage.probe_weight > 0 or stage.world):
                 raise ConfigError(f"stage {stage.name!r}: the patches objective, the cache probe and world "
                                   f"overrides need the synthetic world, not data.dataset {self.data.dataset!r}")
-            if "pool" in stage.train and voco.compressor != "pool":
-                raise ConfigError(f"stage {stage.name!r} trains 'pool' but model.voco.compressor is "
-                                  f"{voco.compressor!r}")
+            own = compressor_class(voco.compressor).module_name
+            foreign = sorted(g for g in stage.train if g in module_names() and g != own)
+            if foreign:
+                raise ConfigError(f"stage {stage.name!r} trains {foreign} but model.voco.compressor is "
+                                  f"{voco.compressor!r}, " + (f"whose own weights train as {own!r}" if own else
+                                                                 "which has no weights of its own"))
             if stage.view == "full" and stage.kl_weight > 0:
                 raise ConfigError(f"stage {stage.name!r}: kl_weight needs view 'cache' (the teacher is the full view)")
             try:

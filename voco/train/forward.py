@@ -23,40 +23,46 @@ from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from voco.cache import place_on_timeline
-from voco.compressors import SegmentLayout, segment_layout
+from voco.compressors import Compressed, SegmentLayout
+from voco.compressors.dense import FullCompressor
 from voco.train.probe import probe_loss
 
 
 def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: int = 0,
                       checkpointing: bool = False) -> tuple[torch.Tensor, SegmentLayout]:
-    """Kept KV [S, layers, 2, kv_heads, kept, head_dim] of S segments (differentiable) and their layout.
+    """Kept KV [S, layers, 2, kv_heads, kept, head_dim] of S segments (differentiable) and their layout."""
+    compressed = compress_with_aux(model, segments, view=view, chunk=chunk, checkpointing=checkpointing)
+    return compressed.kv, compressed.layout
 
-    view `cache`: what the model keeps (k <voco> tokens / pooled tokens / all tokens for `full`);
+
+def compress_with_aux(model, segments: Sequence, *, view: str = "cache", chunk: int = 0,
+                      checkpointing: bool = False) -> Compressed:
+    """Kept KV [S, layers, 2, kv_heads, kept, head_dim] of S segments (differentiable), their layout, and the
+    compressor's extra losses (`Compressed.aux`, averaged over chunks).
+
+    view `cache`: what the model's compressor keeps (`model.compressor.compress_for_training`);
     view `full`: every vision token (alignment stage, or the teacher of the KL term).
     chunk: segments per pass (0 = all at once); checkpointing: recompute each chunk in the backward pass.
     """
+    compressor = VIEWS[view](model)
 
     def run(part):
-        vision = segment_vision_embeds(model, part)  # [B, n, hidden]
-        layout = _layout(model, vision.shape[1], view)
-        if view == "full":
-            start = model.lm.get_input_embeddings()(
-                torch.full((vision.shape[0], 1), model.segment_start_id, device=vision.device))
-            embeds = torch.cat([start, vision], dim=1)
-        else:
-            embeds = model.sequence_embeds(vision)
-        return model.compress_embeds(embeds, layout), vision.shape[1]
+        return compressor.compress_for_training(model, segment_vision_embeds(model, part))  # vision [B, n, hidden]
 
     size = chunk if chunk > 0 else len(segments)
-    parts = []
+    parts: list[Compressed] = []
     for i in range(0, len(segments), size):
         part = list(segments[i : i + size])
         if checkpointing and torch.is_grad_enabled():
             parts.append(checkpoint(run, part, use_reentrant=False))
         else:
             parts.append(run(part))
-    kv = torch.cat([p[0] for p in parts])
-    return kv, _layout(model, parts[0][1], view)
+    aux = {name: sum(p.aux[name] for p in parts) / len(parts) for name in parts[0].aux}
+    return Compressed(torch.cat([p.kv for p in parts]), parts[0].layout, aux)
+
+
+VIEWS = {"cache": lambda model: model.compressor, "full": lambda model: FullCompressor(model.k)}
+"""What a stage's `view` compresses with: the model's own compressor, or every vision token."""
 
 
 def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
@@ -67,10 +73,6 @@ def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
     feats = torch.stack([torch.as_tensor(s) for s in segments]).to(model.device, model.dtype)  # [B, F, p, d]
     embeds = model.projector(feats.flatten(0, 1))  # [B*F, tokens, hidden]
     return embeds.reshape(len(segments), -1, embeds.shape[-1])
-
-
-def _layout(model, n: int, view: str) -> SegmentLayout:
-    return segment_layout("full", n, model.k) if view == "full" else model.layout(n)
 
 
 @dataclass
@@ -155,9 +157,10 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
                chunk: int = 0, checkpointing: bool = False, probe=None,
                probe_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Mean cross-entropy over answer tokens of a `data.Batch`, + optional KL to the full-view teacher,
-    + optional cache-probe loss (`voco.train.probe`) on the kept KV."""
-    kv, layout = compress_segments(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
-    timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
+    + optional cache-probe loss (`voco.train.probe`) on the kept KV, + the compressor's own losses."""
+    compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
+    kv = compressed.kv
+    timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids)
     hidden = rows_hidden(model, timeline, batch.row_video, batch.row_ids)
     targets = answer_targets(batch.row_ids, batch.row_answer_start, hidden.shape[1]).to(hidden.device)
     keep = targets != -100
@@ -183,4 +186,7 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
         aux, probe_stats = probe_loss(probe, kv, torch.as_tensor(batch.segment_targets, device=kv.device))
         stats.update(probe_stats)
         loss = loss + probe_weight * aux
+    for name, term in compressed.aux.items():  # the compressor's own losses (e.g. a token budget), weighted
+        stats[name] = float(term.detach())
+        loss = loss + term
     return loss, stats

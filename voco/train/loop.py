@@ -67,8 +67,8 @@ def set_trainable(model, groups: list[str]) -> list[dict]:
         p.requires_grad_(False)
         p._voco_row_mask = None  # type: ignore[attr-defined]
     modules = {"vision": model.vision_tower, "projector": model.projector, "lm": model.lm}
-    if model.pool is not None:
-        modules["pool"] = model.pool
+    if model.compressor.module is not None:  # the compressor's own weights train as its module name
+        modules[model.compressor.module_name] = model.compressor.module
     for name in groups:
         if name in modules:
             for p in modules[name].parameters():

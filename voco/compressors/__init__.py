@@ -1,0 +1,41 @@
+"""Compressors behind one protocol (`voco.compressors.base`); a config name resolves to a class.
+
+    voco, full, pool   voco/compressors/dense.py
+    qformer            voco/qformer.py
+
+A new compressor: a `Compressor` subclass with a `name`, decorated with `@register`, in a module added to
+`MODULES` (imported on first lookup).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from voco.compressors.base import (
+    REGISTRY,
+    WEIGHTS_FILE,
+    Compressed,
+    Compressor,
+    LinearProjector,
+    SegmentLayout,
+    compressor_class,
+    module_names,
+    register,
+)
+
+MODULES = ("voco.compressors.dense", "voco.qformer")
+"""Modules whose import registers compressors."""
+
+
+def load_builtin() -> None:
+    for module in MODULES:
+        importlib.import_module(module)
+
+
+def make_compressor(name: str, k: int, hidden: int) -> Compressor:
+    """The compressor a config names, with a fresh module (if it has one) for an LM of width `hidden`."""
+    return compressor_class(name).for_model(k, hidden)
+
+
+__all__ = ["MODULES", "REGISTRY", "WEIGHTS_FILE", "Compressed", "Compressor", "LinearProjector", "SegmentLayout",
+           "compressor_class", "load_builtin", "make_compressor", "module_names", "register"]
