@@ -31,7 +31,7 @@ def pad_layers(prefix_k: torch.Tensor, prefix_v: torch.Tensor, keys: Sequence[to
                values: Sequence[torch.Tensor], lengths: Sequence[int]) -> BiasedCache:
     """prefix KV [layers, H, P, D] + per-layer segment KV [H, M_l, D] -> a BiasedCache, pads masked per layer."""
     M = max(lengths)
-    P = prefix_k.shape[1]
+    P = prefix_k.shape[2]
     layers, biases = [], []
     for pk, pv, k, v, m in zip(prefix_k, prefix_v, keys, values, lengths, strict=True):
         pad = M - m
