@@ -104,7 +104,8 @@ class AtpCompressor(_AtpBase):
         return round(self.budget() * n_vision)
 
     def compress_for_training(self, model, vision: torch.Tensor) -> Compressed:
-        cache, run = self.run_pass(model, vision, soft=True)
+        """Soft masks while the model trains; hard ones in eval mode (validation and test read what is stored)."""
+        cache, run = self.run_pass(model, vision, soft=model.training)
         n = vision.shape[1]
         kv = torch.stack([torch.stack((lay.keys[:, :, 1 : 1 + n], lay.values[:, :, 1 : 1 + n]), dim=1)
                           for lay in cache.layers], dim=1)  # [B, layers, 2, H, n, D]
@@ -158,7 +159,7 @@ class AtpVoCoCompressor(_AtpBase):
         return SegmentLayout(length=1 + n_vision + self.k, kept_start=1 + n_vision, kept=self.k)
 
     def compress_for_training(self, model, vision: torch.Tensor) -> Compressed:
-        cache, run = self.run_pass(model, vision, soft=True)
+        cache, run = self.run_pass(model, vision, soft=model.training)
         layout = self.layout(vision.shape[1])
         s, e = layout.kept_start, layout.kept_start + layout.kept
         kv = torch.stack([torch.stack((lay.keys[:, :, s:e], lay.values[:, :, s:e]), dim=1) for lay in cache.layers],

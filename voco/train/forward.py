@@ -125,7 +125,8 @@ def _timeline_key_bias(key_mask: torch.Tensor, counts: Sequence[int], P: int, lo
     """Per layer [V, P + longest]: 0 on the prefix and pads, log(mask) on each video's segment tokens."""
     from voco.atp import EPS
 
-    log_mask = key_mask.clamp_min(EPS).log()  # [S, layers, kept]
+    # [S, layers, kept]; a mask of exactly 0 (hard, eval mode) hides the token exactly
+    log_mask = key_mask.clamp_min(EPS).log().masked_fill(key_mask == 0, torch.finfo(torch.float32).min)
     per_video, start = [], 0
     for count in counts:
         seg = log_mask[start : start + count].permute(1, 0, 2).reshape(log_mask.shape[1], -1)  # [layers, count*kept]
