@@ -77,7 +77,8 @@ def measure(model, segments, question: str, segments_for_ttft: int, repeats: int
             "kv_bytes_per_segment": round(statistics.mean(kv_bytes)),
             "kv_bytes_full": shape.layers * 2 * shape.kv_heads * n * shape.head_dim * model.dtype.itemsize,
             "index_bytes_per_segment": round(statistics.mean(index_bytes)),
-            "compress_mflops": round(statistics.mean(flops) / 1e6, 2), "compress_mflops_full": round(full_flops / 1e6, 2),
+            "compress_mflops": round(statistics.mean(flops) / 1e6, 2),
+            "compress_mflops_full": round(full_flops / 1e6, 2),
             "ttft_ms": round(ragged_ms, 2), "ttft_ms_all_tokens": round(statistics.median(times), 2),
             "ttft_segments": len(timeline)}
 
@@ -93,14 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=100)
     parser.add_argument("--segments", type=int, default=8, help="segments on the timeline for time to first token")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compressor", help="read the checkpoint with this compressor instead (e.g. `atp` on a "
+                        "full-token model: training-free pruning, the ATP modules at their prior thresholds)")
+    parser.add_argument("--k", type=int, help="with --compressor: its k (for `atp`, the budget in percent)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also score the test questions (greedy exact match, as the table does)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model = load_checkpoint(args.checkpoint).eval()
+    overrides = {} if args.compressor is None else {"compressor": args.compressor, "k": args.k or 1}
+    model = load_checkpoint(args.checkpoint, **overrides).eval()
     config = load_config(args.config)
     examples = eval_examples(config, model, "test", args.videos)
+    out = {"checkpoint": args.checkpoint, "compressor": model.voco.compressor, "k": model.k}
+    if args.evaluate:
+        from voco.train.evaluate import evaluate
+
+        result = evaluate(model, examples, max_new_tokens=config.eval_max_new_tokens)
+        out["test"] = {key: result[key] for key in ("accuracy", "count", "average", "overall")}
     segments = [s for e in examples for s in e.segments]
-    question = examples[0].qas[0].question
-    print(json.dumps({"checkpoint": args.checkpoint, **measure(model, segments, question, args.segments, args.repeats)}))
+    if isinstance(model.compress(segments[:1])[0], RaggedSegmentCache):
+        out.update(measure(model, segments, examples[0].qas[0].question, args.segments, args.repeats))
+    print(json.dumps(out))
     return 0
 
 

@@ -1,6 +1,7 @@
 """ATP (voco/atp.py): two-stage ragged caches against the single-pass per-layer block-mask reference, and the
 pruning rule's own contracts (placement, budgets, grid, soft masks and their gradients)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -178,3 +179,20 @@ def test_eval_mode_training_path_reads_exactly_what_is_stored(make_segments):
     batched = rows_logits(model, timeline, [0], [suffix_ids])[0, -1].float()
     stored = model.next_token_logits(QUESTION, model.compress(segments))
     assert float((batched - stored).abs().max()) < TOL
+
+
+def test_question_time_variant_and_search_vectors(make_segments):
+    """A question known first replaces the fixed instruction in the cross-modality score (other kept sets, same
+    answering path); ragged caches give search vectors like dense ones (voco.search)."""
+    from voco.search import VoCoKeyEmbedder
+
+    model = _atp_model(k=30)
+    segments = make_segments(3, seed=9)
+    stored = model.compress(segments)
+    with torch.inference_mode():
+        asked = model.compressor.compress_batch(model, model.vision_embeds(segments), model.fingerprint,
+                                                question=QUESTION)
+    assert any(not torch.equal(a.positions, b.positions) for a, b in zip(asked, stored, strict=True))
+    assert torch.isfinite(model.next_token_logits(QUESTION, asked)).all()
+    vectors = VoCoKeyEmbedder(model).segment_vectors(stored)
+    assert vectors.shape == (3, VoCoKeyEmbedder(model).dim) and np.isfinite(vectors).all()
