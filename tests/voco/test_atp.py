@@ -47,7 +47,7 @@ def test_atp_voco_two_stage_matches_reference(make_segments):
     assert float(diff) < TOL
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def test_atp_greedy_decoding_matches_reference(make_segments):
     """Every decoding step over padded ragged layers equals the single pass re-run with the new tokens."""
     model = _atp_model(k=20)
