@@ -45,6 +45,9 @@ class VoCoConfig:
     compressor: str = "voco"
     """A compressor name (`voco.compressors`): `voco` (keep the k <voco> tokens), `full` (keep every vision token),
     `pool` (avg-pool + linear), `qformer` (k learned queries outside the LM)."""
+    compressor_options: dict = field(default_factory=dict)
+    """Options of the compressor's class (`Compressor.options`, e.g. where a pruning compressor prunes); left out
+    of voco.json and of the model identity when empty, so checkpoints without options stay byte-identical."""
     projector: str = "mlp2x_gelu"
     """Vision-to-LM projector: LLaVA's `mlp2x_gelu` or a single `linear` layer."""
     frames_per_segment: int = 4
@@ -74,6 +77,7 @@ class VoCoConfig:
         self.image_mean = tuple(float(x) for x in self.image_mean)
         self.image_std = tuple(float(x) for x in self.image_std)
         compressor = compressor_class(self.compressor)  # fails with the known names
+        compressor.check_options(self.compressor_options)
         if self.projector not in PROJECTORS:
             raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
         if compressor.uses_k and self.k < 1:
@@ -92,6 +96,8 @@ class VoCoConfig:
             # the mode every model had before the field existed: left out, so their voco.json and identity
             # (which hashes this dict) stay byte-identical and their caches stay valid
             del data["image_resize"]
+        if not self.compressor_options:  # likewise: the field is newer than most checkpoints
+            del data["compressor_options"]
         return data
 
     @classmethod

@@ -35,7 +35,7 @@ from voco.preprocess import ResizeMode
 log = logging.getLogger(__name__)
 
 IDENTITY_VERSION = "voco-identity/2"
-COMPRESSION_FIELDS = ("k", "compressor", "projector", "image_mean", "image_std", "image_resize")
+COMPRESSION_FIELDS = ("k", "compressor", "compressor_options", "projector", "image_mean", "image_std", "image_resize")
 """voco.json fields that change what the compress pass computes (beside the token ids, hashed too)."""
 OUTSIDE_IDENTITY = {
     "voco_token": "only the token id it resolves to counts (hashed as voco_token_id)",
@@ -63,6 +63,8 @@ def compression_settings(model, voco: dict | None = None) -> dict:
     # voco.json leaves default-valued fields out (image_resize: stretch): hash the value in force
     defaults = {"image_resize": ResizeMode.STRETCH.value}
     settings = {name: voco.get(name, defaults.get(name)) for name in COMPRESSION_FIELDS}
+    if not settings["compressor_options"]:  # only set options count: identities of models without stay as they were
+        del settings["compressor_options"]
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id
     return json.loads(json.dumps(settings))  # tuples and lists hash alike

@@ -47,7 +47,7 @@ class VoCoModel(nn.Module):
         self.projector = projector
         self.lm = lm
         self.tokenizer = tokenizer
-        self.compressor: Compressor = make_compressor(voco.compressor, voco.k, config.text_config.hidden_size)
+        self.compressor: Compressor = make_compressor(voco, config.text_config)
         if self.compressor.module is not None:  # its own weights: `model.<module_name>`, part of the state dict
             self.add_module(self.compressor.module_name, self.compressor.module.to(self.device, self.dtype))
         self.voco_token_id = _token_id(tokenizer, voco.voco_token)

@@ -13,9 +13,10 @@ about 16 width^2 parameters per layer (0.5 M for the table's hidden-128 model). 
 bigger or different (documented, not measured against it): no text branch (queries are not conditioned on
 a question, which caches made before any question cannot be), no image-text pretraining, the queries read the
 LLaVA projector's output rather than the raw vision features, and the untrained stack starts close to an
-attention-weighted average of the vision tokens (value and output projections of the cross-attention and the
-in/out projections start as the identity when the widths match; the self-attention and MLP branches start at
-zero), so it starts where `pool` starts and training moves it from there.
+attention-weighted average of the vision tokens plus the (small) query vector: the first block's cross-attention
+value and output projections and the in/out projections start as the identity when the widths match, every
+other residual branch (self-attention, MLP, later cross-attention) starts at zero. So it starts about where
+`pool` starts (one query: near a weighted average pool) and training moves it from there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from voco.compressors.dense import segment_start
 LAYERS = 2
 MAX_WIDTH = 768
 HEAD_DIM = 64
+INIT_SEED = 0
 
 
 class Attention(nn.Module):
@@ -89,10 +91,11 @@ class QFormer(nn.Module):
 
         identity(self.in_proj)
         identity(self.out_proj)
-        for block in self.blocks:
-            identity(block.cross_attn.v)
-            identity(block.cross_attn.o)
-            for zero in (block.self_attn.o, block.mlp[-1]):
+        identity(self.blocks[0].cross_attn.v)
+        identity(self.blocks[0].cross_attn.o)
+        for i, block in enumerate(self.blocks):  # every other residual branch adds nothing at the start
+            zeros = [block.self_attn.o, block.mlp[-1]] + ([block.cross_attn.o] if i > 0 else [])
+            for zero in zeros:
                 zero.weight.zero_()
                 zero.bias.zero_()
 
@@ -112,8 +115,12 @@ class QFormerCompressor(Compressor):
     module_name = "qformer"
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module:
-        return QFormer(hidden, k)
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module:
+        # initialised from its own seed: the global RNG (and so everything a training run draws after building
+        # the model) stays as it is for the other compressors, so every row shares the same earlier stages
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INIT_SEED)
+            return QFormer(text_config.hidden_size, k)
 
     def layout(self, n_vision: int) -> SegmentLayout:
         return SegmentLayout(length=1 + self.k, kept_start=1, kept=self.k)

@@ -38,10 +38,13 @@ class TailCompressor(Compressor):
 
     name = "tail"
     module_name = "tail_gain"
+    options = {"gain": 1.0}
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module:
-        return Gain(hidden)
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module:
+        gain = Gain(text_config.hidden_size)
+        gain.scale.data.fill_(options["gain"])
+        return gain
 
     def layout(self, n_vision: int) -> SegmentLayout:
         return SegmentLayout(length=1 + n_vision, kept_start=1 + n_vision - self.k, kept=self.k)
@@ -91,6 +94,22 @@ def test_a_registered_compressor_runs_end_to_end(tail, tmp_path, make_segments):
     # a voco model refuses the caches (by the compressor's check), naming the compressor
     with pytest.raises(ValueError, match="'tail' compressor"):
         tiny_model("llama", k=2, seed=3).compressor.check_caches(caches, caches[0].fingerprint)
+
+
+def test_compressor_options_reach_the_class_and_the_identity(tail, tmp_path):
+    plain = tiny_model("llama", compressor="tail", k=2)
+    assert plain.compressor.opts == {"gain": 1.0} and "compressor_options" not in plain.voco.to_dict()
+    set_ = tiny_model("llama", compressor="tail", k=2, compressor_options={"gain": 0.5})
+    assert torch.all(set_.tail_gain.scale == 0.5) and set_.compressor.opts == {"gain": 0.5}
+    set_.save_pretrained(tmp_path)
+    assert VoCoModel.from_pretrained(tmp_path).voco.compressor_options == {"gain": 0.5}
+    with torch.no_grad():
+        set_.tail_gain.scale.fill_(1.0)  # same weights as `plain`: only the options differ
+    assert set_.fingerprint != plain.fingerprint
+    with pytest.raises(ValueError, match="not options of the 'tail' compressor"):
+        tiny_model("llama", compressor="tail", compressor_options={"gian": 2.0})
+    with pytest.raises(ValueError, match="not options of the 'voco' compressor"):
+        tiny_model("llama", compressor_options={"gain": 2.0})
 
 
 def test_a_registered_compressor_trains(tail, tmp_path, make_segments):

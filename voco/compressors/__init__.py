@@ -32,9 +32,9 @@ def load_builtin() -> None:
         importlib.import_module(module)
 
 
-def make_compressor(name: str, k: int, hidden: int) -> Compressor:
-    """The compressor a config names, with a fresh module (if it has one) for an LM of width `hidden`."""
-    return compressor_class(name).for_model(k, hidden)
+def make_compressor(voco, text_config) -> Compressor:
+    """The compressor a `VoCoConfig` names, with a fresh module (if it has one) for the LM of `text_config`."""
+    return compressor_class(voco.compressor).for_model(voco.k, text_config, voco.compressor_options)
 
 
 __all__ = ["MODULES", "REGISTRY", "WEIGHTS_FILE", "Compressed", "Compressor", "LinearProjector", "SegmentLayout",

@@ -10,9 +10,11 @@ Hooks a compressor overrides (everything has a default that fits a dense, one-pa
 - `layout(n)` and `sequence_embeds(model, vision)`: the pass-1 sequence and the kept window (dense compressors
   only need these two; `compress_batch` and `compress_for_training` run one plain LM pass over the sequence and
   keep `layout.kept_start .. + kept`).
-- `build_module(hidden)`: the compressor's own trained weights (one `nn.Module`, or None). The model registers
-  it under `module_name`: that is its state-dict prefix (so it is part of the model identity), its parameter
-  group in training configs (`train: [lm, pool]`) and what `voco_compressor.safetensors` holds.
+- `options`: what `VoCoConfig.compressor_options` may set for this class (defaults; unknown keys fail).
+- `build_module(k, text_config, options)`: the compressor's own trained weights (one `nn.Module`, or None).
+  The model registers it under `module_name`: that is its state-dict prefix (so it is part of the model
+  identity), its parameter group in training configs (`train: [lm, pool]`) and what
+  `voco_compressor.safetensors` holds.
 - `design_row(model, vision)`: the single-pass reference's row for one segment (`voco/reference.py`), written
   from the design, not from `sequence_embeds` (sharing it would hide a bug in it from the parity tests).
 - **A compressor that runs its own per-layer loop inside the LM** (ATP prunes tokens between decoder layers):
@@ -20,6 +22,8 @@ Hooks a compressor overrides (everything has a default that fits a dense, one-pa
   one, as `model.lm.model.layers`, and return any `SegmentCache`-like objects) and `compress_for_training`
   for the differentiable pass (it returns a `Compressed` whose `aux` holds extra losses, e.g. a token budget,
   already weighted: `voco.train.forward.batch_loss` adds them to the loss and logs them).
+  Its single-pass reference (`design_row`) can return a `reference.DesignSegment` extended with per-layer kept
+  sets; `voco/reference.py`'s mask builder is where per-layer masks would go.
 - **A compressor whose kept KV is ragged** (per-layer lengths, per-token canonical positions): override
   `compress_batch` to return the ragged cache type, `check_caches` for what a model accepts and
   `past_from_caches(model, caches, prefix_ids)` for the move onto the timeline (each token shifted by its
@@ -95,18 +99,31 @@ class Compressor:
     module_name: ClassVar[str | None] = None
     """Attribute, state-dict prefix and training parameter group of the compressor's module."""
 
-    def __init__(self, k: int, module: nn.Module | None = None):
+    options: ClassVar[dict] = {}
+    """The options (`VoCoConfig.compressor_options`) the class takes, with their defaults."""
+
+    def __init__(self, k: int, module: nn.Module | None = None, options: dict | None = None):
         if self.uses_k and k < 1:
             raise ValueError(f"k (tokens kept per segment) must be >= 1 for the {self.name!r} compressor, got {k}")
+        self.check_options(options or {})
         self.k = k
         self.module = module
+        self.opts = {**self.options, **(options or {})}
 
     @classmethod
-    def for_model(cls, k: int, hidden: int) -> Compressor:
-        return cls(k, cls.build_module(k, hidden))
+    def check_options(cls, options: dict) -> None:
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f"compressor_options {unknown} are not options of the {cls.name!r} compressor "
+                             f"(it takes {sorted(cls.options) or 'none'})")
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module | None:
+    def for_model(cls, k: int, text_config, options: dict | None = None) -> Compressor:
+        """The compressor for an LM of this `text_config` (transformers config), with a fresh module."""
+        return cls(k, cls.build_module(k, text_config, {**cls.options, **(options or {})}), options)
+
+    @classmethod
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module | None:
         """The compressor's own trained weights, fresh (None: it has none)."""
         return None
 

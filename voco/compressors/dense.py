@@ -96,8 +96,8 @@ class PoolCompressor(Compressor):
     module_name = "pool"
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module:
-        return AvgPoolLinear(hidden, k)
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module:
+        return AvgPoolLinear(text_config.hidden_size, k)
 
     def layout(self, n_vision: int) -> SegmentLayout:
         if self.k > n_vision:
