@@ -8,7 +8,7 @@ Caches are made before any question exists, so something else stands for the tex
 `atp+voco` the `<voco>` tokens themselves (what the question will read). `question=` in `compress_batch` puts
 a known question there instead (the question-time variant: the cache then serves that question only).
 `atp` reads k as the budget in percent of the vision-token KV kept over all layers (`atp-30`: 30%);
-`atp+voco` reads k as its `<voco>` tokens and prunes to `VOCO_BUDGET`.
+`atp+voco` reads k as its `<voco>` tokens and prunes to `compressor_options: {budget_percent: ...}` (default 30).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class _AtpBase(Compressor):
     module_name = "atp"
 
     @classmethod
-    def build_module(cls, k: int, hidden: int) -> nn.Module:
+    def build_module(cls, k: int, text_config, options: dict) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             return AtpPruner()
@@ -148,9 +148,13 @@ class AtpVoCoCompressor(_AtpBase):
     """ATP pruning inside the compress pass, then only the k `<voco>` tokens' KV is kept (dense)."""
 
     name = "atp+voco"
+    options = {"budget_percent": round(100 * VOCO_BUDGET)}
 
     def budget(self) -> float:
-        return VOCO_BUDGET
+        percent = self.opts["budget_percent"]
+        if not 1 <= percent <= 100:
+            raise ValueError(f"atp+voco: compressor_options budget_percent must be in 1..100, got {percent}")
+        return percent / 100
 
     def text_ids(self, model, question: str | None) -> list[int]:
         return [model.voco_token_id] * self.k
@@ -178,4 +182,4 @@ class AtpVoCoCompressor(_AtpBase):
 
     def describe(self, n_vision: int) -> str:
         return (f"the KV cache of {self.k} `<voco>` token(s) read after the {n_vision} vision tokens, which ATP "
-                f"prunes inside the LM to {100 * VOCO_BUDGET:.0f}% of their KV")
+                f"prunes inside the LM to {100 * self.budget():.0f}% of their KV")
