@@ -148,22 +148,24 @@ def _tensor_entry(path: Path, header: dict, name: str, base: int, size: int) -> 
     return dtype, shape, base + begin, base + end
 
 
-def _parse_header(handle, path: Path) -> PackHeader:
+def _parse_header(handle, path: Path, fmt: str = PACK_FORMAT, names: tuple[str, ...] = ("kv", "source_position")
+                  ) -> PackHeader:
     st = os.fstat(handle.fileno())
     header_len, header = _read_header(handle, path, st.st_size)
     meta = header.get("__metadata__") or {}
-    if meta.get("format") != PACK_FORMAT:
-        raise ValueError(f"{path} is not a VoCo cache pack (format {meta.get('format')!r}, want {PACK_FORMAT!r})")
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path} is not a VoCo cache pack (format {meta.get('format')!r}, want {fmt!r})")
     base = 8 + header_len
-    tensors = {name: _tensor_entry(path, header, name, base, st.st_size) for name in ("kv", "source_position")}
+    tensors = {name: _tensor_entry(path, header, name, base, st.st_size) for name in names}
     stamp = FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     return PackHeader(path, stamp, meta, tensors)
 
 
-def read_pack_header(path: Path) -> PackHeader:
+def read_pack_header(path: Path, fmt: str = PACK_FORMAT, names: tuple[str, ...] = ("kv", "source_position")
+                     ) -> PackHeader:
     """The pack's header and layout checked against the file size; ValueError (naming the file) when not."""
     with open(path, "rb") as handle:
-        return _parse_header(handle, path)
+        return _parse_header(handle, path, fmt, names)
 
 
 def _read_tensor(handle, path: Path, entry: tuple[torch.dtype, list[int], int, int]) -> torch.Tensor:
@@ -213,3 +215,116 @@ def sweep_temp_files(folder: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+# ---- ragged packs (ATP: every segment keeps its own tokens per layer) -----------------------------------------
+#
+#     kv               [N, 2, kv_heads, head_dim]  every segment's tokens, segment by segment, layer by layer
+#     lengths          [T, layers] int64           tokens each segment keeps in each layer
+#     positions        [N] int64                   each token's canonical position
+#     source_position  [T] int64, span [T] int64   where each segment's span starts, and its length
+#     __metadata__     format=voco-ragged-pack/1, fingerprint, compressor, k, plus the writer's fields
+#
+# Segment t's kv bytes are one contiguous slice (rows point at it with offset / nbytes, as for dense packs); its
+# checksum covers those bytes and its lengths and positions, so a damaged index is caught as damaged KV is.
+# Dense packs keep their own format, byte for byte.
+
+RAGGED_PACK_FORMAT = "voco-ragged-pack/1"
+RAGGED_TENSORS = ("kv", "lengths", "positions", "source_position", "span")
+
+
+def ragged_checksum(kv: torch.Tensor, lengths: torch.Tensor, positions: torch.Tensor) -> str:
+    """Checksum of one segment: its kv bytes, then its per-layer lengths and token positions (int64)."""
+    return checksum(bytes(tensor_bytes(kv)) + bytes(tensor_bytes(lengths.to(torch.int64)))
+                    + bytes(tensor_bytes(positions.to(torch.int64))))
+
+
+@dataclass(frozen=True)
+class RaggedPack:
+    """A ragged pack read into memory (private copies of its tensors)."""
+
+    path: Path
+    kv: torch.Tensor  # [N, 2, kv_heads, head_dim]
+    lengths: torch.Tensor  # [T, layers]
+    positions: torch.Tensor  # [N]
+    source_positions: torch.Tensor  # [T]
+    spans: torch.Tensor  # [T]
+    metadata: dict[str, str]
+    kv_data_offset: int
+    stamp: FileStamp
+
+    @property
+    def num_segments(self) -> int:
+        return self.lengths.shape[0]
+
+    def token_range(self, t: int) -> tuple[int, int]:
+        totals = self.lengths.sum(1)
+        start = int(totals[:t].sum())
+        return start, start + int(totals[t])
+
+    def slice_of(self, t: int) -> tuple[int, int]:
+        """(offset, nbytes) of segment t's kv bytes in the file."""
+        a, b = self.token_range(t)
+        per = self.kv[0].numel() * self.kv.element_size() if len(self.kv) else 0
+        return self.kv_data_offset + a * per, (b - a) * per
+
+    def segment_checksum(self, t: int) -> str:
+        a, b = self.token_range(t)
+        return ragged_checksum(self.kv[a:b], self.lengths[t], self.positions[a:b])
+
+    def segment(self, t: int, fingerprint: str, compressor: str):
+        from voco.cache import RaggedSegmentCache
+
+        a, b = self.token_range(t)
+        return RaggedSegmentCache(self.kv[a:b], self.lengths[t], self.positions[a:b], int(self.source_positions[t]),
+                                  int(self.spans[t]), fingerprint, compressor)
+
+
+def write_ragged_pack(path: Path, caches: Sequence, metadata: dict[str, str]) -> list[Slice]:
+    """Write `RaggedSegmentCache`s as one ragged pack atomically (temp, fsync, rename); each segment's slice."""
+    if not caches:
+        raise ValueError("a ragged pack needs at least one segment")
+    tensors = {"kv": torch.cat([c.kv.detach().cpu() for c in caches]).contiguous(),
+               "lengths": torch.stack([c.lengths.to(torch.int64).cpu() for c in caches]),
+               "positions": torch.cat([c.positions.to(torch.int64).cpu() for c in caches]),
+               "source_position": torch.tensor([c.source_position for c in caches], dtype=torch.int64),
+               "span": torch.tensor([c.span for c in caches], dtype=torch.int64)}
+    meta = {**{k: str(v) for k, v in metadata.items()}, "format": RAGGED_PACK_FORMAT}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        with open(tmp, "rb") as handle:
+            header = _parse_header(handle, tmp, RAGGED_PACK_FORMAT, RAGGED_TENSORS)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
+    pack = RaggedPack(path, tensors["kv"], tensors["lengths"], tensors["positions"], tensors["source_position"],
+                      tensors["span"], meta, header.kv_data_offset, header.stamp)
+    return [Slice(*pack.slice_of(t), pack.segment_checksum(t)) for t in range(len(caches))]
+
+
+def read_ragged_pack(path: Path) -> RaggedPack:
+    """Read a ragged pack into memory (not memory-mapped: see `read_pack`); ValueError naming the file when bad."""
+    with open(path, "rb") as handle:
+        header = _parse_header(handle, path, RAGGED_PACK_FORMAT, RAGGED_TENSORS)
+        t = {name: _read_tensor(handle, path, header.tensors[name]) for name in RAGGED_TENSORS}
+    T = t["lengths"].shape[0] if t["lengths"].dim() == 2 else -1
+    if (t["kv"].dim() != 4 or T < 0 or int(t["lengths"].sum()) != t["kv"].shape[0]
+            or t["positions"].shape != (t["kv"].shape[0],) or t["source_position"].shape != (T,)
+            or t["span"].shape != (T,)):
+        raise ValueError(f"{path} is not a ragged cache pack (kv {tuple(t['kv'].shape)}, lengths "
+                         f"{tuple(t['lengths'].shape)}, positions {tuple(t['positions'].shape)})")
+    return RaggedPack(path, t["kv"], t["lengths"], t["positions"], t["source_position"], t["span"], header.metadata,
+                      header.kv_data_offset, header.stamp)
+
+
+def pack_format(path: Path) -> str:
+    """The format a pack file's header names (cheap: reads the header only)."""
+    with open(path, "rb") as handle:
+        _, header = _read_header(handle, path, os.fstat(handle.fileno()).st_size)
+    return (header.get("__metadata__") or {}).get("format", "")

@@ -14,6 +14,7 @@ from store.integrity import (
     PackDamaged,
     checksum_problem,
     header_problem,
+    layout_problem,
     mark_damaged,
     pack_problem,
     segment_checksums,
@@ -163,6 +164,12 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
     from store.packs import read_pack  # torch: only where caches are read
 
     with read() as s:
+        video, _ = _ready_video(s, video_id, fingerprint)
+        first = s.scalar(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
+                         .where(Segment.video_id == video_id, Cache.model_id == video.model_id).limit(1))
+    if first is not None and _is_ragged(home.absolute(first)):
+        return _load_ragged(read, write, home, video_id, fingerprint, verify=verify)
+    with read() as s:
         expected, file, compressor, source = _expected(s, video_id, fingerprint)
     path = home.absolute(file)
     try:
@@ -184,6 +191,61 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
                        source_positions=pack.source_positions)
 
 
+def _is_ragged(path) -> bool:
+    from store.packs import RAGGED_PACK_FORMAT, pack_format
+
+    try:
+        return pack_format(path) == RAGGED_PACK_FORMAT
+    except (OSError, ValueError):  # missing or unreadable: the dense path reports it
+        return False
+
+
+def _ragged_rows(s: Session, video_id: int, fingerprint: str):
+    """(expected, file, compressor, source path, rows (offset, nbytes, checksum) in index order) of a ragged video."""
+    video, model = _ready_video(s, video_id, fingerprint)
+    rows = s.execute(select(Segment.index, Cache.file, Cache.offset, Cache.nbytes, Cache.checksum, Cache.compressor,
+                            Cache.fingerprint).join(Cache, Cache.segment_id == Segment.id)
+                     .where(Segment.video_id == video_id, Cache.model_id == video.model_id)
+                     .order_by(Segment.index)).all()
+    n = video.num_segments or 0
+    if [r[0] for r in rows] != list(range(n)) or n == 0 or len({r[1] for r in rows}) != 1:
+        raise StoreError(f"video {video_id} is marked ready but its cache rows do not describe one pack; remove it "
+                         f"(python -m ingest --remove {video_id}) and ingest it again")
+    written = frozenset(r[6] for r in rows) | {model.fingerprint}
+    expected = Expected(video.id, video.uid, written, n, 0, 0)
+    return expected, rows[0][1], rows[0][5], video.path, [(r[2], r[3], r[4]) for r in rows]
+
+
+def _load_ragged(read: SessionFactory, write: SessionFactory, home: Home, video_id: int, fingerprint: str, *,
+                 verify: bool) -> VideoCaches:
+    """`load_video_caches` for a ragged pack: each row's slice and (first load, or verify) checksum checked."""
+    from store.packs import read_ragged_pack
+
+    with read() as s:
+        expected, file, compressor, source, rows = _ragged_rows(s, video_id, fingerprint)
+    path = home.absolute(file)
+    try:
+        pack = read_ragged_pack(path)
+    except FileNotFoundError:
+        raise _missing(video_id, path) from None
+    except ValueError as err:
+        raise _damaged(write, home, expected, source, path, str(err).removeprefix(f"{path} ")) from err
+    problem = layout_problem(pack.metadata, pack.num_segments, 0, 0, expected)
+    if problem is None and any(pack.slice_of(t) != (o, n) for t, (o, n, _) in enumerate(rows)):
+        problem = "its segments lie elsewhere than the database says"
+    seen = (str(path), expected.uid, pack.stamp)
+    if problem is None and (verify or seen not in VERIFIED):
+        bad = next((t for t, (_, _, c) in enumerate(rows) if pack.segment_checksum(t) != c), None)
+        if bad is not None:
+            problem = f"segment {bad} does not match its checksum (its bytes were changed on disk)"
+    if problem is not None:
+        raise _damaged(write, home, expected, source, path, problem)
+    VERIFIED.add(seen)
+    caches = [pack.segment(t, fingerprint, compressor) for t in range(pack.num_segments)]
+    return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=pack.kv,
+                       source_positions=pack.source_positions, ragged=caches)
+
+
 def check_pack_header(read: SessionFactory, write: SessionFactory, home: Home, video_id: int) -> str | None:
     """For a ready video: check its pack's header (cheap: no data read); a bad one marks the video damaged.
 
@@ -194,12 +256,20 @@ def check_pack_header(read: SessionFactory, write: SessionFactory, home: Home, v
                         .where(Video.id == video_id)).first()
         if row is None or row[0] != READY:
             return None
-        expected, file, _, source = _expected(s, video_id, row[1])
-    from store.packs import read_pack_header  # torch: only where caches are read
+        first = s.scalar(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
+                         .where(Segment.video_id == video_id).limit(1))
+        ragged = first is not None and _is_ragged(home.absolute(first))
+        expected, file, _, source = (_ragged_rows(s, video_id, row[1])[:4] if ragged
+                                     else _expected(s, video_id, row[1]))
+    from store.packs import RAGGED_PACK_FORMAT, RAGGED_TENSORS, read_pack_header  # torch: where caches are read
 
     path = home.absolute(file)
     try:
-        problem = header_problem(read_pack_header(path), expected)
+        if ragged:
+            header = read_pack_header(path, RAGGED_PACK_FORMAT, RAGGED_TENSORS)
+            problem = layout_problem(header.metadata, header.tensors["lengths"][1][0], 0, 0, expected)
+        else:
+            problem = header_problem(read_pack_header(path), expected)
     except FileNotFoundError:
         return None
     except ValueError as err:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # not imported at run time: listing videos needs no torch (python -m ingest --list)
     import torch
 
-    from voco.cache import SegmentCache
 
 # Claim.status values
 CLAIMED = "claimed"  # this process owns the video now: ingest it (resuming `done` segments)
@@ -135,11 +134,15 @@ class VideoCaches:
     video_id: int
     fingerprint: str
     compressor: str
-    kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]
+    kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]; ragged: the pack's [N, 2, kv_heads, head_dim]
     source_positions: torch.Tensor  # [T] int64
+    ragged: list | None = None
+    """A ragged pack's caches (`voco.cache.RaggedSegmentCache`, views of the pack), else None."""
 
-    def segment_caches(self) -> list[SegmentCache]:
+    def segment_caches(self) -> list:
         from voco.cache import SegmentCache
 
+        if self.ragged is not None:
+            return list(self.ragged)
         return [SegmentCache(self.kv[t], int(self.source_positions[t]), self.fingerprint, self.compressor)
                 for t in range(self.kv.shape[0])]

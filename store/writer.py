@@ -69,7 +69,8 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
     """Store one batch: chunk file first, then its rows in one transaction."""
     import torch
 
-    from store.packs import write_pack
+    from store.packs import write_pack, write_ragged_pack
+    from voco.cache import RaggedSegmentCache
 
     if len(segments) != len(caches) or not segments:
         raise ValueError(f"{len(segments)} segment records for {len(caches)} caches")
@@ -77,11 +78,13 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
         if cache.fingerprint != claim.fingerprint:
             raise StoreError(f"a cache made by model {cache.fingerprint[:12]} cannot be stored for video "
                              f"{claim.video_id}, which belongs to model {claim.fingerprint[:12]}")
-    kv = torch.stack([c.kv for c in caches])
     path = home.chunk_path(claim.uid, segments[0].index, segments[-1].index, owner)
     meta = {"fingerprint": claim.fingerprint, "compressor": caches[0].compressor, "k": caches[0].k,
             "video_uid": claim.uid}
-    slices = write_pack(path, kv, [c.source_position for c in caches], meta)
+    if isinstance(caches[0], RaggedSegmentCache):  # per-layer token sets (ATP): a ragged pack
+        slices = write_ragged_pack(path, caches, meta)
+    else:
+        slices = write_pack(path, torch.stack([c.kv for c in caches]), [c.source_position for c in caches], meta)
     try:
         with write() as s:
             _require_owner(s, claim, owner)
@@ -136,9 +139,7 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
     When one chunk already holds every segment in order (the usual case: chunks are large), the pack
     is a hard link to it, not a copy; the chunk name goes with the sweep after the commit.
     """
-    import torch
-
-    from store.packs import Slice, checksum, fsync_dir, read_pack, tensor_bytes, write_pack
+    from store.packs import RAGGED_PACK_FORMAT, pack_format
 
     with write() as s:
         video = _require_owner(s, claim, owner)
@@ -148,6 +149,72 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
     if expected is None or indices != list(range(expected)):
         missing = sorted(set(range(expected or 0)) - set(indices))
         raise StoreError(f"video {claim.video_id}: cannot finish, segments {missing[:10]} have no cache yet")
+    if pack_format(home.absolute(rows[0][1].file)) == RAGGED_PACK_FORMAT:
+        pack_path, slices = _consolidate_ragged(write, home, claim, owner, rows)
+    else:
+        pack_path, slices = _consolidate(write, home, claim, owner, rows)
+    for (index, cache), sl in zip(rows, slices, strict=True):
+        if sl.checksum != cache.checksum:
+            raise StoreError(f"{pack_path}: consolidated bytes of segment {index} differ from the chunks; "
+                             "nothing changed")
+    relative = home.relative(pack_path)
+    with write() as s:
+        video = _require_owner(s, claim, owner)
+        s.execute(update(Cache), [{"id": c.id, "file": relative, "offset": sl.offset, "nbytes": sl.nbytes}
+                                  for (_, c), sl in zip(rows, slices, strict=True)])
+        video.status, video.claimed_by, video.heartbeat_at, video.error = READY, None, None, None
+        s.commit()
+    sweep_video_dir(write, home, claim.video_id, claim.uid)
+    return len(rows)
+
+
+def _link_or_write(home: Home, claim: Claim, rows, in_place: bool, files: int, write_pack_fn):
+    """The video's pack: a hard link to its only chunk when that holds every segment in order, else written."""
+    from store.packs import Slice, fsync_dir
+
+    first = rows[0][1]
+    pack_path = home.pack_path(claim.uid, claim.fingerprint)
+    if in_place and files == 1:
+        pack_path.unlink(missing_ok=True)  # an uncommitted pack a killed run left
+        try:
+            os.link(home.absolute(first.file), pack_path)
+            fsync_dir(pack_path.parent)
+            return pack_path, [Slice(c.offset, c.nbytes, c.checksum) for _, c in rows]
+        except OSError:  # a file system without hard links: copy instead
+            pack_path.unlink(missing_ok=True)
+    meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k, "video_uid": claim.uid}
+    return pack_path, write_pack_fn(pack_path, meta)
+
+
+def _consolidate_ragged(write: SessionFactory, home: Home, claim: Claim, owner: str, rows):
+    """`_consolidate` for ragged chunks (store/packs.py: ragged packs)."""
+    from store.packs import read_ragged_pack, write_ragged_pack
+
+    packs, caches, in_place = {}, [], True
+    for index, cache in rows:
+        if cache.file not in packs:
+            pack = read_ragged_pack(home.absolute(cache.file))
+            packs[cache.file] = (pack, {pack.slice_of(t): t for t in range(pack.num_segments)})
+        pack, where = packs[cache.file]
+        t = where.get((cache.offset, cache.nbytes))
+        if t is None:
+            raise StoreError(f"{cache.file}: row of segment {index} does not match the file layout")
+        if pack.segment_checksum(t) != cache.checksum:
+            _drop_segments(write, claim, owner, file=cache.file)
+            raise StoreError(f"{cache.file} is corrupt (checksum of segment {index} differs); its segments were "
+                             "dropped and will be recomputed by the next run")
+        in_place = in_place and t == index and pack.num_segments == len(rows)
+        caches.append(pack.segment(t, claim.fingerprint, cache.compressor))
+    return _link_or_write(home, claim, rows, in_place, len(packs),
+                          lambda path, meta: write_ragged_pack(path, caches, meta))
+
+
+def _consolidate(write: SessionFactory, home: Home, claim: Claim, owner: str, rows):
+    """Check every row against its chunk and make the video's dense pack: (its path, each segment's slice)."""
+    import torch
+
+    from store.packs import checksum, read_pack, tensor_bytes, write_pack
+
     packs: dict[str, Pack] = {}
     kv_parts, positions, in_place = [], [], True
     for index, cache in rows:
@@ -165,35 +232,8 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
         in_place = in_place and t == index and pack.kv.shape[0] == len(rows)
         kv_parts.append(part)
         positions.append(cache.source_position)
-    first = rows[0][1]
-    pack_path = home.pack_path(claim.uid, claim.fingerprint)
-    slices = None
-    if in_place and len(packs) == 1:
-        pack_path.unlink(missing_ok=True)  # an uncommitted pack a killed run left
-        try:
-            os.link(home.absolute(first.file), pack_path)
-            fsync_dir(pack_path.parent)
-            slices = [Slice(c.offset, c.nbytes, c.checksum) for _, c in rows]
-        except OSError:  # a file system without hard links: copy instead
-            pack_path.unlink(missing_ok=True)
-    if slices is None:
-        meta = {"fingerprint": claim.fingerprint, "compressor": first.compressor, "k": first.k,
-                "video_uid": claim.uid}
-        slices = write_pack(pack_path, torch.stack(kv_parts), positions, meta)
-    del kv_parts, packs
-    for (index, cache), sl in zip(rows, slices, strict=True):
-        if sl.checksum != cache.checksum:
-            raise StoreError(f"{pack_path}: consolidated bytes of segment {index} differ from the chunks; "
-                             "nothing changed")
-    relative = home.relative(pack_path)
-    with write() as s:
-        video = _require_owner(s, claim, owner)
-        s.execute(update(Cache), [{"id": c.id, "file": relative, "offset": sl.offset, "nbytes": sl.nbytes}
-                                  for (_, c), sl in zip(rows, slices, strict=True)])
-        video.status, video.claimed_by, video.heartbeat_at, video.error = READY, None, None, None
-        s.commit()
-    sweep_video_dir(write, home, claim.video_id, claim.uid)
-    return len(rows)
+    return _link_or_write(home, claim, rows, in_place, len(packs),
+                          lambda path, meta: write_pack(path, torch.stack(kv_parts), positions, meta))
 
 
 def _drop_segments(write: SessionFactory, claim: Claim, owner: str, *, file: str) -> None:

@@ -118,3 +118,123 @@ def place_on_timeline(
     keys = keys.permute(1, 2, 0, 3, 4).reshape(layers, heads, T * k, dim)
     values = values.permute(1, 2, 0, 3, 4).reshape(layers, heads, T * k, dim)
     return keys, values
+
+
+RAGGED_FORMAT = "voco-ragged-cache/1"
+
+
+@dataclass(frozen=True)
+class RaggedSegmentCache:
+    """Kept KV of one segment when every layer keeps its own tokens (ATP): per-layer lengths, per-token positions.
+
+    kv:        [N, 2, kv_heads, head_dim], N = lengths.sum(): layer 0's tokens, then layer 1's, ... (token-major,
+               so one segment is one contiguous run of bytes in a pack)
+    lengths:   [layers] int64, tokens kept in each layer (>= 1)
+    positions: [N] int64, each token's canonical position in the segment's own sequence (keys are rotated there)
+    The segment occupies `span` timeline positions starting with canonical position `source_position`: token p
+    lands at start + (p - source_position), so kept tokens keep their original spacing.
+    """
+
+    kv: torch.Tensor
+    lengths: torch.Tensor
+    positions: torch.Tensor
+    source_position: int
+    span: int
+    fingerprint: str
+    compressor: str
+
+    def __post_init__(self) -> None:
+        if self.kv.dim() != 4 or self.kv.shape[1] != 2:
+            raise ValueError(f"RaggedSegmentCache.kv must be [N, 2, kv_heads, head_dim], got {tuple(self.kv.shape)}")
+        if self.lengths.dim() != 1 or int(self.lengths.sum()) != self.kv.shape[0] or int(self.lengths.min()) < 1:
+            raise ValueError(f"lengths {self.lengths.tolist()} must be >= 1 per layer and sum to the "
+                             f"{self.kv.shape[0]} tokens of kv")
+        if self.positions.shape != (self.kv.shape[0],):
+            raise ValueError(f"positions {tuple(self.positions.shape)} must give one position per token "
+                             f"({self.kv.shape[0]})")
+        lo, hi = int(self.positions.min()), int(self.positions.max())
+        if lo < self.source_position or hi >= self.source_position + self.span:
+            raise ValueError(f"positions {lo}..{hi} fall outside the segment's span {self.source_position}.."
+                             f"{self.source_position + self.span - 1}")
+
+    @property
+    def k(self) -> int:
+        """Timeline positions the segment occupies (what the context budget counts)."""
+        return self.span
+
+    @property
+    def layers(self) -> int:
+        return self.lengths.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.kv.numel() * self.kv.element_size()
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kv [len_i, 2, kv_heads, head_dim], positions [len_i]) of layer i."""
+        start = int(self.lengths[:i].sum())
+        end = start + int(self.lengths[i])
+        return self.kv[start:end], self.positions[start:end]
+
+    def to_bytes(self) -> bytes:
+        meta = {"format": RAGGED_FORMAT, "source_position": str(self.source_position), "span": str(self.span),
+                "fingerprint": self.fingerprint, "compressor": self.compressor}
+        tensors = {"kv": self.kv.detach().contiguous().cpu(), "lengths": self.lengths.to(torch.int64).cpu(),
+                   "positions": self.positions.to(torch.int64).cpu()}
+        return st_save(tensors, metadata=meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RaggedSegmentCache:
+        meta = _safetensors_metadata(data)
+        if meta.get("format") != RAGGED_FORMAT:
+            raise ValueError(f"not a ragged segment cache (format {meta.get('format')!r}, want {RAGGED_FORMAT!r})")
+        t = st_load(data)
+        return cls(t["kv"], t["lengths"], t["positions"], int(meta["source_position"]), int(meta["span"]),
+                   meta["fingerprint"], meta["compressor"])
+
+
+def check_ragged_caches(caches: Sequence[RaggedSegmentCache], *, fingerprint: str, compressor: str,
+                        layers: int) -> None:
+    """Fail loudly when ragged caches do not belong to the model about to read them."""
+    if not caches:
+        raise ValueError("no segment caches given: compress at least one segment first")
+    for i, cache in enumerate(caches):
+        if not isinstance(cache, RaggedSegmentCache):
+            raise ValueError(f"segment cache {i} is a {type(cache).__name__}; the {compressor!r} compressor reads "
+                             "ragged caches: re-compress the video with this model")
+        if cache.fingerprint != fingerprint or cache.compressor != compressor:
+            raise ValueError(f"segment cache {i} was made by model {cache.fingerprint[:12]} ({cache.compressor!r}), "
+                             f"not by this model ({fingerprint[:12]}, {compressor!r}): re-compress the video")
+        if cache.layers != layers or cache.kv.shape[2:] != caches[0].kv.shape[2:]:
+            raise ValueError(f"segment cache {i} has {cache.layers} layers of {tuple(cache.kv.shape[2:])}, "
+                             f"want {layers} like cache 0")
+
+
+def place_ragged_on_timeline(caches: Sequence[RaggedSegmentCache], start: int,
+                             inv_freq: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[int], int]:
+    """Put T ragged caches one after another on a timeline starting at `start`.
+
+    Segment t starts at start_t = start + sum of earlier spans; its token at canonical position p lands at
+    start_t + p - source_position_t, so every key of segment t rotates by delta_t = start_t - source_position_t.
+    Returns per layer keys and values [kv_heads, M_l, head_dim] (segments concatenated, M_l tokens),
+    the lengths M_l, and the position after the last segment.
+    """
+    layers = caches[0].layers
+    shifted = []
+    at = start
+    for cache in caches:
+        delta = torch.full((cache.kv.shape[0],), at - cache.source_position)
+        shifted.append(shift_keys(cache.kv[:, 0], delta, inv_freq))  # [N, H, D]
+        at += cache.span
+    keys, values, lengths = [], [], []
+    for i in range(layers):
+        ks, vs = [], []
+        for cache, k in zip(caches, shifted, strict=True):
+            a = int(cache.lengths[:i].sum())
+            b = a + int(cache.lengths[i])
+            ks.append(k[a:b])
+            vs.append(cache.kv[a:b, 1])
+        keys.append(torch.cat(ks).transpose(0, 1))  # [H, M_l, D]
+        values.append(torch.cat(vs).transpose(0, 1))
+        lengths.append(keys[-1].shape[1])
+    return keys, values, lengths, at

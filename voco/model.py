@@ -241,8 +241,9 @@ class VoCoModel(nn.Module):
         """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""
         input_ids = torch.tensor([ids], device=self.device)
         positions = torch.arange(position, position + len(ids), device=self.device)[None]
+        extra = {"key_bias": past.key_bias} if getattr(past, "key_bias", None) is not None else {}  # ragged
         out = self.lm(input_ids=input_ids, position_ids=positions, cache=past, use_cache=True,
-                      logits_to_keep=1 if last_only else 0)
+                      logits_to_keep=1 if last_only else 0, **extra)
         return out.logits[0].float()
 
     @torch.inference_mode()

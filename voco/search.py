@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from voco.cache import SegmentCache
+from voco.cache import RaggedSegmentCache, SegmentCache
 from voco.rope import shift_keys
 
 if TYPE_CHECKING:
@@ -84,9 +84,17 @@ class VoCoKeyEmbedder:
     def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None) -> np.ndarray:
         if not caches:
             return np.zeros((0, self.dim), np.float32)
+        if isinstance(caches[0], RaggedSegmentCache):  # ATP: this layer's kept tokens, each at its own position
+            return np.stack([self.ragged_vector(c) for c in caches])
         keys = torch.stack([c.kv[self.layer, 0] for c in caches]).float()  # [T, H, k, D]
         first = torch.tensor([c.source_position for c in caches])
         return self.vectors_from_keys(keys, first)
+
+    def ragged_vector(self, cache: RaggedSegmentCache) -> np.ndarray:
+        """Mean un-rotated key [H * D] of the tokens a ragged cache keeps at the search layer."""
+        kv, positions = cache.layer(self.layer)  # [len, 2, H, D], [len]
+        keys = shift_keys(kv[:, 0].float(), -positions, self.model.inv_freq.cpu())  # [len, H, D] at position 0
+        return keys.mean(dim=0).reshape(-1).numpy().astype(np.float32)
 
     def vectors_from_keys(self, keys: torch.Tensor, source_positions: torch.Tensor) -> np.ndarray:
         """keys [T, H, k, D] rotated at source_position + j -> vectors [T, H * D] (rotated back to 0)."""

@@ -23,7 +23,7 @@ from voco.compressors.base import (
     register,
 )
 
-MODULES = ("voco.compressors.dense", "voco.qformer")
+MODULES = ("voco.compressors.dense", "voco.qformer", "voco.compressors.atp")
 """Modules whose import registers compressors."""
 
 

@@ -70,6 +70,9 @@ class Compressed:
     layout: SegmentLayout
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
     """Named extra loss terms (already weighted), added to the training loss."""
+    key_mask: torch.Tensor | None = None
+    """[B, layers, kept] soft keep-mask of every kept token per layer (ATP), read by the question pass as a
+    per-layer key bias log(mask); None: every kept token is read in every layer."""
 
 
 REGISTRY: dict[str, type[Compressor]] = {}

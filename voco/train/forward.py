@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from voco.cache import place_on_timeline
 from voco.compressors import Compressed, SegmentLayout
 from voco.compressors.dense import FullCompressor
+from voco.key_bias import StaticKeyBias
 from voco.recompute import OnePassCache
 from voco.train.probe import probe_loss
 
@@ -58,7 +59,8 @@ def compress_with_aux(model, segments: Sequence, *, view: str = "cache", chunk: 
         else:
             parts.append(run(part))
     aux = {name: sum(p.aux[name] for p in parts) / len(parts) for name in parts[0].aux}
-    return Compressed(torch.cat([p.kv for p in parts]), parts[0].layout, aux)
+    key_mask = None if parts[0].key_mask is None else torch.cat([p.key_mask for p in parts])
+    return Compressed(torch.cat([p.kv for p in parts]), parts[0].layout, aux, key_mask)
 
 
 VIEWS = {"cache": lambda model: model.compressor, "full": lambda model: FullCompressor(model.k)}
@@ -83,11 +85,13 @@ class Timeline:
     values: list[torch.Tensor]
     lengths: torch.Tensor  # [V] real cached tokens per video (P + T_v * kept)
     prefix_len: int
+    key_bias: list[torch.Tensor] | None = None  # per layer [V, P + Tmax] log(keep mask) (ATP), or None
 
 
 def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Sequence[int],
-                   prefix_ids: list[int]) -> Timeline:
-    """[prefix, caches of video v] for every video; kv: [sum(counts), layers, 2, H, kept, D]."""
+                   prefix_ids: list[int], key_mask: torch.Tensor | None = None) -> Timeline:
+    """[prefix, caches of video v] for every video; kv: [sum(counts), layers, 2, H, kept, D];
+    key_mask: [sum(counts), layers, kept] soft keep-masks (ATP), read as per-layer key biases log(mask)."""
     P = len(prefix_ids)
     dev = model.device
     out = model.lm.model(input_ids=torch.tensor([prefix_ids], device=dev),
@@ -113,7 +117,22 @@ def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Seque
     V = len(counts)
     keys = [torch.cat((pk.expand(V, -1, -1, -1), sk), dim=2) for (pk, _), sk in zip(prefix, stacked_k, strict=True)]
     values = [torch.cat((pv.expand(V, -1, -1, -1), sv), dim=2) for (_, pv), sv in zip(prefix, stacked_v, strict=True)]
-    return Timeline(keys, values, torch.tensor(lengths), P)
+    bias = None if key_mask is None else _timeline_key_bias(key_mask, counts, P, longest)
+    return Timeline(keys, values, torch.tensor(lengths), P, bias)
+
+
+def _timeline_key_bias(key_mask: torch.Tensor, counts: Sequence[int], P: int, longest: int) -> list[torch.Tensor]:
+    """Per layer [V, P + longest]: 0 on the prefix and pads, log(mask) on each video's segment tokens."""
+    from voco.atp import EPS
+
+    # [S, layers, kept]; a mask of exactly 0 (hard, eval mode) hides the token exactly
+    log_mask = key_mask.clamp_min(EPS).log().masked_fill(key_mask == 0, torch.finfo(torch.float32).min)
+    per_video, start = [], 0
+    for count in counts:
+        seg = log_mask[start : start + count].permute(1, 0, 2).reshape(log_mask.shape[1], -1)  # [layers, count*kept]
+        start += count
+        per_video.append(F.pad(seg, (P, longest - seg.shape[1])))
+    return list(torch.stack(per_video, dim=1))  # layers x [V, P + longest]
 
 
 def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]]) -> torch.Tensor:
@@ -140,8 +159,9 @@ def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     dtype = timeline.keys[0].dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill(~allowed, torch.finfo(dtype).min)
     layers = [(k[video], v[video]) for k, v in zip(timeline.keys, timeline.values, strict=True)]
+    extra = {} if timeline.key_bias is None else {"key_bias": StaticKeyBias([b[video] for b in timeline.key_bias])}
     out = model.lm.model(input_ids=ids, attention_mask=mask[:, None], position_ids=positions,
-                         cache=OnePassCache(layers), use_cache=True)
+                         cache=OnePassCache(layers), use_cache=True, **extra)
     return out.last_hidden_state
 
 
@@ -162,7 +182,8 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     + optional cache-probe loss (`voco.train.probe`) on the kept KV, + the compressor's own losses."""
     compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     kv = compressed.kv
-    timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids)
+    timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids,
+                              compressed.key_mask)
     hidden = rows_hidden(model, timeline, batch.row_video, batch.row_ids)
     targets = answer_targets(batch.row_ids, batch.row_answer_spans, hidden.shape[1]).to(hidden.device)
     keep = targets != -100
