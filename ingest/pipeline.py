@@ -12,6 +12,7 @@ file, or a bug, becomes a `Failed` item naming the file, and the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -143,12 +144,8 @@ class Producer(threading.Thread):
         """Hand the consumer its end marker, however long its current batch takes (a 135M-parameter model can
         take a minute per batch on a busy CPU: a marker dropped after a timeout left it waiting for ever).
         Once `stop` is set the consumer no longer reads the queue for items, so the marker is not needed."""
-        while not self.stop.is_set():
-            try:
-                self.out.put(DONE, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        with contextlib.suppress(Stopped):
+            self.put(DONE)
 
     def safe_one(self, order: int, path: Path) -> bool:
         """`one`, with any unexpected error (a bug, a database hiccup) reported as this file's failure."""

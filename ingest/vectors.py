@@ -29,13 +29,14 @@ def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: st
     decodes the video's file again as ingest sampled it.
     """
     info = store.get_video(video_id)
-    caches = store.load_caches(video_id, fingerprint)
     computed = computed or {}
     if not embedder.reads_frames:
-        vectors = embedder.segment_vectors(caches)
-    elif len(caches) and all(i in computed for i in range(len(caches))):
-        vectors = np.stack([computed[i] for i in range(len(caches))]).astype(np.float32)
+        vectors = embedder.segment_vectors(store.load_caches(video_id, fingerprint))
+    elif info.num_segments and all(i in computed for i in range(info.num_segments)):
+        # what ingest computed while compressing: no need to read the pack back
+        vectors = np.stack([computed[i] for i in range(info.num_segments)]).astype(np.float32)
     else:
+        caches = store.load_caches(video_id, fingerprint)
         vectors = embedder.segment_vectors(caches, frames=stored_video_frames(info, len(caches)))
     write_vectors(store, info.uid, fingerprint, embedder.name, vectors)
     return vectors
