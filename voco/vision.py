@@ -116,6 +116,12 @@ class ClassEvidenceProjector(nn.Module):
     def tokens_per_frame(self) -> int:
         return self.top_k * self.name_embeds.shape[1]
 
+    def summary_index(self, probs: torch.Tensor) -> torch.Tensor:
+        """[N] index, within a frame's tokens, of the top class name's last token (where the LM holds the
+        whole word): what `voco.train.kv_distill` teaches `<voco>` to look like."""
+        top = probs[:, 0].argmax(dim=-1)  # [N]
+        return self.name_mask[top].sum(dim=-1) - 1
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         classes = self.name_embeds.shape[0]
         if probs.dim() != 3 or probs.shape[1] != 1 or probs.shape[2] != classes:

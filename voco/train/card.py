@@ -42,7 +42,10 @@ def model_card(config, model, metrics: dict) -> str:
         + ("objective `patches` (per-patch ground truth: object, colour, shape, background, region)"
            if s.objective == "patches" else f"view `{s.view}`")
         + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
+        + (f", KL to the full view {s.kl_weight:g}" if s.kl_weight > 0 else "")
+        + (f", KV distillation toward the summary token {s.kv_distill_weight:g}" if s.kv_distill_weight > 0 else "")
         + (f", world overrides {s.world}" if s.world else "")
+        + (f", data options {s.options}" if s.options else "")
         for s in config.stages)
     kept = model.compressor.kept_tokens(n)
     trained = {g for stage in config.stages for g in stage.train}

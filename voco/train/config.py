@@ -201,6 +201,9 @@ class StageSpec:
     kl_weight: float = 0.0
     """Weight of KL(teacher || student) on answer tokens, teacher = the same model seeing all vision tokens."""
     kl_temperature: float = 1.0
+    kv_distill_weight: float = 0.0
+    """Weight of the KV distillation (`voco.train.kv_distill`): each segment's kept `<voco>` KV is pulled
+    toward the KV its summary token (the top class name's last token) has in the same place."""
     world: dict = field(default_factory=dict)
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
     options: dict = field(default_factory=dict)
@@ -235,6 +238,9 @@ class StageSpec:
             raise ConfigError(f"{where}: probe_weight must be >= 0 and needs view 'cache' and objective 'answers'")
         if not 0 <= self.min_lr_ratio <= 1 or self.kl_weight < 0 or self.kl_temperature <= 0:
             raise ConfigError(f"{where}: need 0 <= min_lr_ratio <= 1, kl_weight >= 0, kl_temperature > 0")
+        if self.kv_distill_weight < 0 or (self.kv_distill_weight > 0 and self.view != "cache"):
+            raise ConfigError(f"{where}: kv_distill_weight must be >= 0 and needs view 'cache' (it shapes the "
+                              f"caches), got {self.kv_distill_weight} with view {self.view!r}")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from voco.compressors import Compressed, SegmentLayout
 from voco.compressors.dense import FullCompressor
 from voco.key_bias import StaticKeyBias
 from voco.recompute import OnePassCache
+from voco.train.kv_distill import kv_distill_loss
 from voco.train.probe import probe_loss
 
 
@@ -176,10 +177,11 @@ def answer_targets(row_ids: Sequence[list[int]], answer_spans: Sequence[list[tup
 
 
 def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_temperature: float = 1.0,
-               chunk: int = 0, checkpointing: bool = False, probe=None,
-               probe_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+               chunk: int = 0, checkpointing: bool = False, probe=None, probe_weight: float = 0.0,
+               kv_distill_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Mean cross-entropy over answer tokens of a `data.Batch`, + optional KL to the full-view teacher,
-    + optional cache-probe loss (`voco.train.probe`) on the kept KV, + the compressor's own losses."""
+    + optional cache-probe loss (`voco.train.probe`) on the kept KV, + optional KV distillation toward each
+    segment's summary token (`voco.train.kv_distill`), + the compressor's own losses."""
     compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     kv = compressed.kv
     timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids,
@@ -209,6 +211,10 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
         aux, probe_stats = probe_loss(probe, kv, torch.as_tensor(batch.segment_targets, device=kv.device))
         stats.update(probe_stats)
         loss = loss + probe_weight * aux
+    if kv_distill_weight > 0:
+        distill = kv_distill_loss(model, batch.segments, kv)
+        stats["kv_distill"] = float(distill.detach())
+        loss = loss + kv_distill_weight * distill
     for name, term in compressed.aux.items():  # the compressor's own losses (e.g. a token budget), weighted
         stats[name] = float(term.detach())
         loss = loss + term

@@ -133,8 +133,8 @@ class TrainModule(nn.Module):
             return patch_loss(self.model, self.heads, batch)
         return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
                           kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
-                          probe=self.heads,
-                          probe_weight=self.stage.probe_weight)
+                          probe=self.heads, probe_weight=self.stage.probe_weight,
+                          kv_distill_weight=self.stage.kv_distill_weight)
 
 
 # ---- state ------------------------------------------------------------------------------------------
