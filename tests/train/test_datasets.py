@@ -140,3 +140,31 @@ def test_image_recipe_is_two_epochs_of_llava_665k():
     config = load_config(Path(__file__).resolve().parents[2] / "configs/llava7b_voco_image.yaml")
     global_batch = 8 * config.data.videos_per_batch  # the command's --nproc_per_node 8
     assert global_batch == 128 and config.stages[0].steps == -(-2 * config.data.train_videos // global_batch)  # ceil
+
+
+def test_answers_name_a_class_by_its_one_token_word_when_asked():
+    """answer_names: word -> "A cat." for "Egyptian cat" when the LM reads " cat" as one token; whole names
+    otherwise; questions keep the full names."""
+    from voco.train.class_mixture import answer_name
+
+    vocabulary = {" cat", " mug", " shuttle", " stage"}  # what a BPE vocabulary might hold as single tokens
+
+    def tokenizer(text, add_special_tokens=False):  # the call answer_name makes of a transformers tokenizer
+        return {"input_ids": [0] if text in vocabulary else list(range(len(text)))}
+
+    expected = {"Egyptian cat": "cat", "tabby": "tabby", "espresso": "espresso", "coffee mug": "mug",
+                "moped": "moped", "space shuttle": "shuttle", "daisy": "daisy", "stage": "stage"}
+    assert {n: answer_name(n, tokenizer) for n in NAMES} == expected
+    head = torch.randn(len(NAMES), 64, generator=torch.Generator().manual_seed(0))
+    kinds = ("first", "exists")
+    world = ClassMixtureWorld(NAMES, head, 1, ClassMixtureSpec(answer_names="word", kinds=kinds),
+                              questions_per_video=2, seed=3, answer_names=[expected[n] for n in NAMES])
+    full = ClassMixtureWorld(NAMES, head, 1, ClassMixtureSpec(kinds=kinds), questions_per_video=2, seed=3)
+    for i in range(20):
+        asked, said = sorted(world.load("train", i).qas, key=lambda qa: qa.type)  # exists, first
+        asked_full, whole = sorted(full.load("train", i).qas, key=lambda qa: qa.type)
+        shown = next(n for n in NAMES if n.lower() in whole.answer.lower())
+        assert expected[shown] in said.answer and (shown == expected[shown] or shown not in said.answer)
+        assert asked.question == asked_full.question  # questions name things as before
+    with pytest.raises(ValueError, match="answer_names must be one of"):
+        ClassMixtureSpec(answer_names="short")

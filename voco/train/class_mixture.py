@@ -32,6 +32,7 @@ WHEN_QUESTIONS = ("When does {x} appear in the video?", "When is {x} shown?")
 WHEN_ANSWERS = ("At the beginning of the video.", "In the middle of the video.", "At the end of the video.")
 THROUGHOUT = "Throughout the video."
 KINDS = ("what", "happening", "exists", "first", "last", "when")
+ANSWER_NAMES = ("full", "word")
 
 
 @dataclass
@@ -51,9 +52,15 @@ class ClassMixtureSpec:
     """An absent thing asked about is never this similar to a class in the video (or it would be a trick)."""
     kinds: tuple[str, ...] = KINDS
     """Question kinds to ask (e.g. only the ones that name things, for a stage that teaches reading names)."""
+    answer_names: str = "full"
+    """How answers name a class: `full` ("an Egyptian cat"), or `word`: its last word when the LM reads that
+    word as one token ("a cat"), else the full name. One token is what one `<voco>` cache can hand the answer to
+    copy (`voco.train.kv_distill` pulls each cache toward the top name's last token)."""
 
     def __post_init__(self) -> None:
         self.sharpness, self.noise, self.kinds = tuple(self.sharpness), tuple(self.noise), tuple(self.kinds)
+        if self.answer_names not in ANSWER_NAMES:
+            raise ValueError(f"class_mixture: answer_names must be one of {ANSWER_NAMES}, got {self.answer_names!r}")
         if not self.kinds or set(self.kinds) - set(KINDS):
             raise ValueError(f"class_mixture: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
@@ -75,6 +82,12 @@ def mention(name: str, rng: np.random.Generator) -> str:
     return f"the {name}" if rng.random() < 0.3 else article(name)
 
 
+def answer_name(name: str, tokenizer) -> str:
+    """The class's last word when `tokenizer` reads it (after a space) as one token, else the whole name."""
+    word = name.split()[-1]
+    return word if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) == 1 else name
+
+
 def when_answer(spans: list[tuple[int, int]], scene: int, segments: int) -> str:
     start, end = spans[scene]
     if start == 0 and end == segments:
@@ -87,12 +100,15 @@ class ClassMixtureWorld:
     """Deterministic class-mixture videos: `load(split, index)` depends only on (seed, split, index)."""
 
     def __init__(self, names: list[str], head_weight: torch.Tensor, frames_per_segment: int,
-                 spec: ClassMixtureSpec, *, questions_per_video: int = 4, seed: int = 0):
+                 spec: ClassMixtureSpec, *, questions_per_video: int = 4, seed: int = 0,
+                 answer_names: list[str] | None = None):
         if len(names) != head_weight.shape[0]:
             raise ValueError(f"{len(names)} class names for a classifier head of {head_weight.shape[0]} classes")
         unit = torch.nn.functional.normalize(head_weight.detach().float(), dim=1)
         self.similarity = (unit @ unit.T).numpy()
         self.names = names
+        self.answer_names = answer_names or names
+        """How answers name each class (`ClassMixtureSpec.answer_names`); questions use the full names."""
         self.frames_per_segment = frames_per_segment
         self.spec = spec
         self.questions_per_video = questions_per_video
@@ -108,8 +124,9 @@ class ClassMixtureWorld:
             raise ValueError("class_mixture data needs an assembled model (model.init: assembled): it simulates "
                              "the model's own classifier")
         names = read_class_names(model.assembly.class_names_path())
+        answers = [answer_name(n, model.tokenizer) for n in names] if spec.answer_names == "word" else None
         return cls(names, model.vision_tower.net._fc.weight, model.voco.frames_per_segment, spec,
-                   questions_per_video=questions_per_video, seed=seed)
+                   questions_per_video=questions_per_video, seed=seed, answer_names=answers)
 
     def _rng(self, split: str, index: int) -> np.random.Generator:
         split_key = {"train": 0, "val": 1, "test": 2}[split]
@@ -156,7 +173,7 @@ class ClassMixtureWorld:
         return int(candidates[int(rng.integers(len(candidates)))])
 
     def question(self, kind: str, scenes: list[int], spans, segments: int, rng: np.random.Generator) -> QA:
-        names = [self.names[c] for c in scenes]
+        names = [self.answer_names[c] for c in scenes]
         pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
         listing = ", then ".join(article(n) for n in names)
         if kind == "what":
