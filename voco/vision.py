@@ -118,11 +118,14 @@ class ClassEvidenceProjector(nn.Module):
     def tokens_per_frame(self) -> int:
         return self.top_k * self.name_embeds.shape[1]
 
-    def summary_index(self, probs: torch.Tensor) -> torch.Tensor:
-        """[N] index, within a frame's tokens, of the top class name's last token (where the LM holds the
-        whole word): what `voco.train.kv_distill` teaches `<voco>` to look like."""
+    def summary_index(self, probs: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """[N, k] indices, within a frame's tokens, of the k tokens of the top class name that end at its last
+        token (where the LM holds the whole word), or the name's first k slots when it is shorter: what
+        `voco.train.kv_distill` teaches k `<voco>` tokens to look like."""
         top = probs[:, 0].argmax(dim=-1)  # [N]
-        return self.name_mask[top].sum(dim=-1) - 1
+        last = self.name_mask[top].sum(dim=-1) - 1  # [N]
+        start = (last - k + 1).clamp_min(0)
+        return (start[:, None] + torch.arange(k, device=probs.device)).clamp_max(self.tokens_per_frame - 1)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         classes = self.name_embeds.shape[0]

@@ -27,7 +27,7 @@ def test_summary_token_is_the_top_class_names_last_token(model_and_segments):
     for b, segment in enumerate(segments):
         top = int(np.argmax(segment[-1, 0]))  # the last frame's top class
         name_length = int(projector.name_mask[top].sum())
-        assert int(index[b]) == (len(segment) - 1) * per_frame + name_length - 1
+        assert index[b].tolist() == [(len(segment) - 1) * per_frame + name_length - 1]
     expected = projector(torch.as_tensor(np.stack(segments)).flatten(0, 1)).reshape(len(segments), -1,
                                                                                     vision.shape[-1])
     torch.testing.assert_close(vision, expected)
@@ -39,7 +39,7 @@ def test_teacher_is_the_compress_pass_with_the_summary_token_in_the_voco_slot(mo
     model, segments = model_and_segments
     vision, index = summary_vision(model, segments)
     with torch.no_grad():
-        model.lm.get_input_embeddings().weight[model.voco_token_id] = vision[0, index[0]]
+        model.lm.get_input_embeddings().weight[model.voco_token_id] = vision[0, index[0, 0]]
         kv, _ = compress_segments(model, segments)
         torch.testing.assert_close(kv[:1], teacher_kv(model, segments[:1]))
         assert float(kv_distill_loss(model, segments[:1], kv[:1])) < 1e-10
@@ -68,3 +68,12 @@ def test_needs_a_projector_that_names_a_summary_token_and_the_cache_view():
         summary_vision(model, frames)
     with pytest.raises(ConfigError, match="kv_distill_weight must be >= 0 and needs view 'cache'"):
         StageSpec(name="read", steps=1, view="full", kv_distill_weight=1.0)
+
+
+def test_k_summary_tokens_end_at_the_names_last_token(model_and_segments):
+    model, segments = model_and_segments
+    probs = torch.as_tensor(np.stack([s[-1] for s in segments]))  # [B, 1, classes]
+    last = model.projector.summary_index(probs)[:, 0]
+    two = model.projector.summary_index(probs, 2)
+    assert torch.equal(two[:, 1], torch.where(last >= 1, last, last + 1))
+    assert torch.equal(two[:, 0], (last - 1).clamp_min(0))

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import torch
 
 
-def summary_vision(model, segments: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vision tokens [B, n, hidden] of B segments and the index [B] of each one's summary token (in its last
-    frame). Segments are frames (uint8 [F, H, W, 3]) or precomputed vision features (float [F, p, d])."""
+def summary_vision(model, segments: Sequence, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vision tokens [B, n, hidden] of B segments and the indices [B, k] of each one's k summary tokens (in its
+    last frame). Segments are frames (uint8 [F, H, W, 3]) or precomputed vision features (float [F, p, d])."""
     summary_index = getattr(model.projector, "summary_index", None)
     if summary_index is None:
         raise ValueError(f"kv_distill_weight needs a projector that names each frame's summary token (the "
@@ -34,23 +34,23 @@ def summary_vision(model, segments: Sequence) -> tuple[torch.Tensor, torch.Tenso
     embeds = model.projector(feats)  # [B*F, tokens, hidden]
     per_frame = embeds.shape[1]
     last = feats.reshape(B, frames, *feats.shape[1:])[:, -1]  # [B, p, d]
-    index = (frames - 1) * per_frame + summary_index(last)  # [B]
+    index = (frames - 1) * per_frame + summary_index(last, k)  # [B, k]
     return embeds.reshape(B, frames * per_frame, -1), index
 
 
 def teacher_kv(model, segments: Sequence) -> torch.Tensor:
-    """[B, layers, 2, kv_heads, k, head_dim]: the compress pass with every `<voco>` slot holding a copy of the
-    segment's summary token (no gradients)."""
-    vision, index = summary_vision(model, segments)
+    """[B, layers, 2, kv_heads, k, head_dim]: the compress pass with the k `<voco>` slots holding copies of the
+    segment's k summary tokens (no gradients)."""
     compressor = model.compressor
+    vision, index = summary_vision(model, segments, model.k)
     layout = compressor.layout(vision.shape[1])
     embeds = compressor.sequence_embeds(model, vision)  # [B, L, hidden]
     s, e = layout.kept_start, layout.kept_start + layout.kept
     if e != embeds.shape[1]:
         raise ValueError(f"kv_distill_weight needs a compressor whose kept tokens end the segment sequence (as "
                          f"<voco> does); {compressor.name!r} keeps {s}..{e} of {embeds.shape[1]}")
-    summary = vision[torch.arange(len(segments), device=vision.device), index]  # [B, hidden]
-    embeds = torch.cat([embeds[:, :s], summary[:, None].expand(-1, e - s, -1)], dim=1)
+    summary = vision[torch.arange(len(segments), device=vision.device)[:, None], index]  # [B, k, hidden]
+    embeds = torch.cat([embeds[:, :s], summary], dim=1)
     with torch.no_grad():
         return model.compress_embeds(embeds, layout)
 
