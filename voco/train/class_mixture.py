@@ -32,7 +32,6 @@ WHEN_QUESTIONS = ("When does {x} appear in the video?", "When is {x} shown?")
 WHEN_ANSWERS = ("At the beginning of the video.", "In the middle of the video.", "At the end of the video.")
 THROUGHOUT = "Throughout the video."
 KINDS = ("what", "happening", "exists", "first", "last", "when")
-ANSWER_NAMES = ("full", "word")
 
 
 @dataclass
@@ -60,7 +59,8 @@ class ClassMixtureSpec:
     def __post_init__(self) -> None:
         self.sharpness, self.noise, self.kinds = tuple(self.sharpness), tuple(self.noise), tuple(self.kinds)
         if self.answer_names not in ANSWER_NAMES:
-            raise ValueError(f"class_mixture: answer_names must be one of {ANSWER_NAMES}, got {self.answer_names!r}")
+            raise ValueError(f"class_mixture: answer_names must be one of {sorted(ANSWER_NAMES)}, got "
+                             f"{self.answer_names!r}")
         if not self.kinds or set(self.kinds) - set(KINDS):
             raise ValueError(f"class_mixture: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
@@ -86,6 +86,10 @@ def answer_name(name: str, tokenizer) -> str:
     """The class's last word when `tokenizer` reads it (after a space) as one token, else the whole name."""
     word = name.split()[-1]
     return word if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) == 1 else name
+
+
+ANSWER_NAMES = {"full": lambda name, tokenizer: name, "word": answer_name}
+"""`ClassMixtureSpec.answer_names` -> how an answer names a class (its name, the LM's tokenizer)."""
 
 
 def when_answer(spans: list[tuple[int, int]], scene: int, segments: int) -> str:
@@ -124,7 +128,7 @@ class ClassMixtureWorld:
             raise ValueError("class_mixture data needs an assembled model (model.init: assembled): it simulates "
                              "the model's own classifier")
         names = read_class_names(model.assembly.class_names_path())
-        answers = [answer_name(n, model.tokenizer) for n in names] if spec.answer_names == "word" else None
+        answers = [ANSWER_NAMES[spec.answer_names](n, model.tokenizer) for n in names]
         return cls(names, model.vision_tower.net._fc.weight, model.voco.frames_per_segment, spec,
                    questions_per_video=questions_per_video, seed=seed, answer_names=answers)
 

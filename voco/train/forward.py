@@ -26,7 +26,6 @@ from voco.compressors import Compressed, SegmentLayout
 from voco.compressors.dense import FullCompressor
 from voco.key_bias import StaticKeyBias
 from voco.recompute import OnePassCache
-from voco.train.kv_distill import kv_distill_loss
 from voco.train.probe import probe_loss
 
 
@@ -68,13 +67,18 @@ VIEWS = {"cache": lambda model: model.compressor, "full": lambda model: FullComp
 """What a stage's `view` compresses with: the model's own compressor, or every vision token."""
 
 
-def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
-    """[B, n, hidden] of B segments given as frames (uint8 [F, H, W, 3], through the vision tower) or as
-    precomputed vision features (float [F, p, d], what `VoCoModel.vision_features` gives per frame)."""
+def segment_features(model, segments: Sequence) -> torch.Tensor:
+    """[B*F, p, d] vision features of B segments given as frames (uint8 [F, H, W, 3], through the vision tower)
+    or as precomputed features (float [F, p, d], what `VoCoModel.vision_features` gives per frame)."""
     if torch.as_tensor(segments[0]).dtype == torch.uint8:
-        return model.vision_embeds(segments)
+        return model.vision_features(segments)
     feats = torch.stack([torch.as_tensor(s) for s in segments]).to(model.device, model.dtype)  # [B, F, p, d]
-    embeds = model.projector(feats.flatten(0, 1))  # [B*F, tokens, hidden]
+    return feats.flatten(0, 1)
+
+
+def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
+    """[B, n, hidden] projected vision tokens of B segments (frames or features, as `segment_features`)."""
+    embeds = model.projector(segment_features(model, segments))  # [B*F, tokens, hidden]
     return embeds.reshape(len(segments), -1, embeds.shape[-1])
 
 
@@ -212,6 +216,8 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
         stats.update(probe_stats)
         loss = loss + probe_weight * aux
     if kv_distill_weight > 0:
+        from voco.train.kv_distill import kv_distill_loss  # it builds on this module
+
         distill = kv_distill_loss(model, batch.segments, kv)
         stats["kv_distill"] = float(distill.detach())
         loss = loss + kv_distill_weight * distill

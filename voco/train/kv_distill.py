@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from voco.train.forward import segment_features
+
 
 def summary_vision(model, segments: Sequence, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Vision tokens [B, n, hidden] of B segments and the indices [B, k] of each one's k summary tokens (in its
@@ -25,10 +27,7 @@ def summary_vision(model, segments: Sequence, k: int = 1) -> tuple[torch.Tensor,
         raise ValueError(f"kv_distill_weight needs a projector that names each frame's summary token (the "
                          f"class-evidence projector of an assembled model); {type(model.projector).__name__} "
                          "does not: set kv_distill_weight: 0")
-    if torch.as_tensor(segments[0]).dtype == torch.uint8:
-        feats = model.vision_features(segments)  # [B*F, p, d]
-    else:
-        feats = torch.stack([torch.as_tensor(s) for s in segments]).to(model.device, model.dtype).flatten(0, 1)
+    feats = segment_features(model, segments)  # [B*F, p, d]
     B = len(segments)
     frames = feats.shape[0] // B
     embeds = model.projector(feats)  # [B*F, tokens, hidden]
