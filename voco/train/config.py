@@ -43,7 +43,7 @@ def param_groups() -> list[str]:
 
 INITS = ("new", "pretrained", "assembled", "pair")
 DTYPES = ("float32", "bfloat16", "float16")
-VIEWS = ("cache", "full")
+VIEWS = ("cache", "full", "summary")
 OBJECTIVES = ("answers", "patches")
 ENGINE_KINDS = ("single", "ddp", "fsdp")
 """`voco.train.engine.ENGINES` maps each to its class (checked there too, so the two cannot drift)."""
@@ -197,13 +197,15 @@ class StageSpec:
     """Cosine decay ends at lr * min_lr_ratio."""
     view: str = "cache"
     """`cache`: questions read only the segment caches (VoCo training); `full`: questions see every vision
-    token of every segment (LLaVA-style alignment, what the paper's first stage trains)."""
+    token of every segment (LLaVA-style alignment, what the paper's first stage trains); `summary`: questions
+    read only each segment's summary tokens' full-view KV in the `<voco>` slots (`voco.train.kv_distill`: what
+    the caches are then distilled toward), so the LM learns to read that target before the caches chase it."""
     kl_weight: float = 0.0
     """Weight of KL(teacher || student) on answer tokens, teacher = the same model seeing all vision tokens."""
     kl_temperature: float = 1.0
     kv_distill_weight: float = 0.0
     """Weight of the KV distillation (`voco.train.kv_distill`): each segment's kept `<voco>` KV is pulled
-    toward the KV its summary token (the top class name's last token) has in the same place."""
+    toward the KV its summary tokens (the top class name's tokens ending at its last) have in the full view."""
     world: dict = field(default_factory=dict)
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
     options: dict = field(default_factory=dict)

@@ -41,14 +41,13 @@ def compress_with_aux(model, segments: Sequence, *, view: str = "cache", chunk: 
     """Kept KV [S, layers, 2, kv_heads, kept, head_dim] of S segments (differentiable), their layout, and the
     compressor's extra losses (`Compressed.aux`, averaged over chunks).
 
-    view `cache`: what the model's compressor keeps (`model.compressor.compress_for_training`);
-    view `full`: every vision token (alignment stage, or the teacher of the KL term).
+    view: one of `VIEWS`.
     chunk: segments per pass (0 = all at once); checkpointing: recompute each chunk in the backward pass.
     """
-    compressor = VIEWS[view](model)
+    compress_view = VIEWS[view]
 
     def run(part):
-        return compressor.compress_for_training(model, segment_vision_embeds(model, part))  # vision [B, n, hidden]
+        return compress_view(model, part)
 
     size = chunk if chunk > 0 else len(segments)
     parts: list[Compressed] = []
@@ -63,8 +62,25 @@ def compress_with_aux(model, segments: Sequence, *, view: str = "cache", chunk: 
     return Compressed(torch.cat([p.kv for p in parts]), parts[0].layout, aux, key_mask)
 
 
-VIEWS = {"cache": lambda model: model.compressor, "full": lambda model: FullCompressor(model.k)}
-"""What a stage's `view` compresses with: the model's own compressor, or every vision token."""
+def cache_view(model, segments: Sequence) -> Compressed:
+    """What the model's compressor keeps (VoCo training)."""
+    return model.compressor.compress_for_training(model, segment_vision_embeds(model, segments))
+
+
+def full_view(model, segments: Sequence) -> Compressed:
+    """Every vision token (alignment stage, or the teacher of the KL term)."""
+    return FullCompressor(model.k).compress_for_training(model, segment_vision_embeds(model, segments))
+
+
+def summary_view(model, segments: Sequence) -> Compressed:
+    """Only each segment's summary tokens, from the full view, where `<voco>` sits (`voco.train.kv_distill`)."""
+    from voco.train import kv_distill  # it reads features through this module
+
+    return kv_distill.summary_view(model, segments)
+
+
+VIEWS = {"cache": cache_view, "full": full_view, "summary": summary_view}
+"""A stage's `view` -> what its questions read of each segment (differentiable, `Compressed`)."""
 
 
 def segment_features(model, segments: Sequence) -> torch.Tensor:

@@ -1,13 +1,15 @@
-"""Distil each segment's kept `<voco>` KV toward the KV its summary token has in the same place.
+"""Distil each segment's kept `<voco>` KV toward the KV its summary tokens have in the full view.
 
 Why: the assembled default's LM (135M, LoRA) learns within ~60 steps to answer from every class-name token
 (the full view), yet from one `<voco>` cache per segment it kept answering a prior name ("a broliant") after
 60 more steps of answer loss + KL to the full view: the answer loss alone is too weak a signal for the
-compress pass to learn what to write. The answer pass already reads name tokens, so this loss teaches the
-compress pass to make `<voco>` look like one: the teacher is the same compress pass with the `<voco>` slot
-holding a copy of the segment's summary token (the projector names it; for class evidence, the last token of
-the top class's name, where the LM represents the whole word), run without gradients through the current
-weights. The loss is the relative squared error of K and V, per layer, averaged over layers.
+compress pass to learn what to write. So this loss gives the compress pass an exact target: the KV that the
+segment's summary tokens (the projector names them; for class evidence, the top class name's tokens ending at
+its last) have in the full view, each computed in its own context, keys rotated from their own positions to
+the `<voco>` positions. A copy of the same tokens appended after the evidence is not a usable target: placed
+in the `<voco>` slot it gave no names even to a model that named from the full view (issue 11 notes), while
+the in-context KV of the top name's 4 tokens alone kept 0.54 of its 0.58 accuracy. The teacher runs without
+gradients through the current weights; the loss is the relative squared error of K and V per layer, averaged.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Sequence
 
 import torch
 
+from voco.compressors import Compressed
+from voco.compressors.dense import FullCompressor
+from voco.rope import shift_keys
 from voco.train.forward import segment_features
 
 
@@ -37,21 +42,32 @@ def summary_vision(model, segments: Sequence, k: int = 1) -> tuple[torch.Tensor,
     return embeds.reshape(B, frames * per_frame, -1), index
 
 
+def summary_view(model, segments: Sequence) -> Compressed:
+    """The `summary` training view: each segment's k summary tokens' KV from the full view (each token in its own
+    context, differentiable), keys rotated to the k kept positions of the model's compressor, so the answer pass
+    reads them where it will read the `<voco>` caches. Kept KV [B, layers, 2, kv_heads, k, head_dim]."""
+    vision, index = summary_vision(model, segments, model.k)  # [B, n, hidden], [B, k]
+    kept = model.compressor.layout(vision.shape[1])
+    if kept.kept != model.k:
+        raise ValueError(f"the summary view needs a compressor that keeps k = {model.k} tokens per segment (as "
+                         f"<voco> does); {model.compressor.name!r} keeps {kept.kept}")
+    full = FullCompressor(model.k)
+    kv = full.compress_for_training(model, vision).kv  # [B, layers, 2, H, n, D]
+    B, k = index.shape
+    gather = index[:, None, None, None, :, None].expand(-1, *kv.shape[1:4], -1, kv.shape[-1])
+    target = kv.gather(4, gather)  # [B, layers, 2, H, k, D]
+    # token index i sits at full.kept_start + i in the full view; kept token j at kept.kept_start + j
+    source = full.layout(vision.shape[1]).kept_start + index  # [B, k]
+    delta = kept.kept_start + torch.arange(k, device=index.device)[None] - source
+    keys = target[:, :, 0].permute(0, 3, 1, 2, 4).flatten(0, 1)  # [B*k, layers, H, D]
+    keys = shift_keys(keys, delta.flatten(), model.inv_freq).unflatten(0, (B, k)).permute(0, 2, 3, 1, 4)
+    return Compressed(torch.stack([keys, target[:, :, 1]], dim=2), kept)
+
+
+@torch.no_grad()
 def teacher_kv(model, segments: Sequence) -> torch.Tensor:
-    """[B, layers, 2, kv_heads, k, head_dim]: the compress pass with the k `<voco>` slots holding copies of the
-    segment's k summary tokens (no gradients)."""
-    compressor = model.compressor
-    vision, index = summary_vision(model, segments, model.k)
-    layout = compressor.layout(vision.shape[1])
-    embeds = compressor.sequence_embeds(model, vision)  # [B, L, hidden]
-    s, e = layout.kept_start, layout.kept_start + layout.kept
-    if e != embeds.shape[1]:
-        raise ValueError(f"kv_distill_weight needs a compressor whose kept tokens end the segment sequence (as "
-                         f"<voco> does); {compressor.name!r} keeps {s}..{e} of {embeds.shape[1]}")
-    summary = vision[torch.arange(len(segments), device=vision.device)[:, None], index]  # [B, k, hidden]
-    embeds = torch.cat([embeds[:, :s], summary], dim=1)
-    with torch.no_grad():
-        return model.compress_embeds(embeds, layout)
+    """[B, layers, 2, kv_heads, k, head_dim]: the summary view's KV (`summary_view`), without gradients."""
+    return summary_view(model, segments).kv
 
 
 def kv_distill_loss(model, segments: Sequence, kv: torch.Tensor) -> torch.Tensor:
