@@ -4,11 +4,12 @@
     python scripts/probe_kept_names.py --model runs/real_kv_distill/last --keep 0 # every vision token
     python scripts/probe_kept_names.py --model runs/real_kv_distill/last --keep 4 # the top name's 4 tokens
     python scripts/probe_kept_names.py --model runs/real_kv_distill/last --keep 1 # its first token only
-    python scripts/probe_kept_names.py --model runs/real_kv_distill/last --target # kv_distill's target
+    python scripts/probe_kept_names.py --model runs/real_summary/last --view summary  # kv_distill's target
+    python scripts/probe_kept_names.py --model runs/real_summary/last --view cache    # the <voco> caches
 
---target answers from the training view `summary`: the KV that `voco.train.kv_distill` teaches the `<voco>`
-slots to hold (the summary tokens' in-context KV, moved to the `<voco>` positions), i.e. whether that target
-is readable at all.
+--view summary answers from the training view `summary`: the KV that `voco.train.kv_distill` teaches the
+`<voco>` slots to hold (the summary tokens' in-context KV, moved to the `<voco>` positions), i.e. whether that
+target is readable at all; --view cache from the model's own caches (what ingest stores).
 
 A diagnostic for issue 11. Each segment is compressed in the full view (every vision token's KV, computed in
 context), then only its first `--keep` kept tokens are placed on the timeline: for the class-evidence projector
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="an assembled checkpoint folder (or bundled name)")
     p.add_argument("--keep", type=int, default=0, help="kept tokens per segment, from the first (0: all)")
-    p.add_argument("--target", action="store_true", help="answer from kv_distill's target in the <voco> slots")
+    p.add_argument("--view", default="full", choices=("full", "summary", "cache"),
+                   help="full: the full view's first --keep tokens; summary: kv_distill's target in the <voco> "
+                        "slots; cache: the model's own caches")
     p.add_argument("--videos", type=int, default=8, help="class-mixture validation videos")
     p.add_argument("--answer-names", default="full", choices=("full", "word"),
                    help="how answers name classes (the model's training data.options.answer_names)")
@@ -60,11 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = ClassMixtureSpec(max_segments=4, kinds=("what", "first", "exists"), answer_names=args.answer_names)
     world = ClassMixtureWorld.for_model(model, spec, questions_per_video=3)
     examples = [world.load("val", i) for i in range(args.videos)]
-    if not args.target:
+    if args.view == "full":
         evaluation.compress_segments = keep_first(args.keep)  # the evaluation's one compress call
-    result = evaluation.evaluate(model, examples, max_new_tokens=14, view="summary" if args.target else "cache")
-    keep = "target" if args.target else args.keep
-    print(json.dumps({"model": args.model, "keep": keep, "accuracy": result["accuracy"],
+    result = evaluation.evaluate(model, examples, max_new_tokens=14, view="cache" if args.view == "full" else args.view)
+    print(json.dumps({"model": args.model, "view": args.view, "keep": args.keep, "accuracy": result["accuracy"],
                       "average": round(result["average"], 3),
                       "answers": [s["predicted"] for s in result["samples"][:6]]}))
     return 0
