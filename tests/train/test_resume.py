@@ -69,3 +69,26 @@ def test_rng_states_round_trip():
     set_rng_states(states)
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2] == again[2]
+
+
+TWO_STAGES = [{"name": "first", "steps": 4, "lr": 3e-3, "train": ["projector", "lm"]},
+              {"name": "second", "steps": 2, "lr": 1e-3, "train": ["projector"]}]
+
+
+def test_a_stage_shortened_to_the_saved_step_counts_as_finished(tiny_config, tmp_path):
+    """Saved mid-stage at step 2, then the stage's config cut to 2 steps: resuming goes on to the next stage
+    (whose parameter groups differ) instead of loading the old stage's optimizer into it."""
+    train(tiny_config(stages=TWO_STAGES), max_steps=2, **QUIET)
+    shortened = [{**TWO_STAGES[0], "steps": 2}, TWO_STAGES[1]]
+    lines = []
+    train(tiny_config(stages=shortened), progress=False, log=lines.append)
+    assert any("counts as finished" in line for line in lines)
+    history = TrainerState.load(tmp_path / "run" / "final").history
+    assert [(h["step"], h["stage"]) for h in history] == [(1, "first"), (2, "first"), (3, "second"), (4, "second")]
+
+
+def test_a_changed_train_list_mid_stage_fails_with_the_reason(tiny_config, tmp_path):
+    train(tiny_config(stages=TWO_STAGES), max_steps=2, **QUIET)
+    changed = [{**TWO_STAGES[0], "train": ["projector"]}, TWO_STAGES[1]]
+    with pytest.raises(ValueError, match="saved in the middle of stage 'first'.*was the stage's `train` list changed"):
+        train(tiny_config(stages=changed), **QUIET)

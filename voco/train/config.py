@@ -155,6 +155,8 @@ class DataSpec:
             raise ConfigError(f"data.dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
         try:
             DATASETS[self.dataset].check_options(self)
+        except ConfigError:
+            raise  # already names its key (data.options.<key>)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"data.options: {err}") from err
         try:

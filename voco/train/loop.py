@@ -201,6 +201,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
         model = load_checkpoint(source, dtype=DTYPE[config.model.dtype])
         set_rng_states(state.rng)
         log(f"resuming from {source}: stage {state.stage} step {state.step} (global step {state.global_step})")
+        _close_shortened_stage(config, state, log)
     else:
         state = TrainerState()
         model = build_model(config.model, seed=config.seed)
@@ -237,6 +238,15 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
     return metrics
 
 
+def _close_shortened_stage(config: TrainConfig, state: TrainerState, log) -> None:
+    """A stage saved mid-way whose config now ends at or before the saved step is finished: move on to the next
+    (its optimizer state belongs to the old stage and must not be loaded into the next one's groups)."""
+    if state.stage < len(config.stages) and state.step >= config.stages[state.stage].steps > 0:
+        stage = config.stages[state.stage]
+        log(f"stage {stage.name!r} now has {stage.steps} steps and {state.step} are done: it counts as finished")
+        state.stage, state.step = state.stage + 1, 0
+
+
 def throughput(run: Run) -> dict:
     return run.meter.summary(*run.engine.peak_memory_mb())
 
@@ -258,7 +268,12 @@ def _stage_module(run: Run, index: int, stage: StageSpec):
                                   weight_decay=config.weight_decay)
     if state.step > 0 and run.source is not None and (run.source / OPTIMIZER).is_file():
         saved = torch.load(run.source / OPTIMIZER, weights_only=True, map_location=engine.device)
-        engine.load_optimizer_state(module, optimizer, saved)
+        try:
+            engine.load_optimizer_state(module, optimizer, saved)
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise ValueError(f"{run.source / OPTIMIZER} was saved in the middle of stage {stage.name!r} and does "
+                             f"not fit its trained groups {list(stage.train)} now ({err}): was the stage's `train` "
+                             "list changed? restore it, or resume from a stage end") from err
     return module, engine.wrap(module), optimizer
 
 
