@@ -1,0 +1,57 @@
+"""Class-mixture validation accuracy by video length: does a question kind fail only on longer videos?
+
+    python scripts/probe_video_lengths.py --model real                      # 2-4, 6-9, 10-12 segments
+    python scripts/probe_video_lengths.py --model real --lengths 2-4 13-16 --videos 32
+
+Validation videos only (never the held-out photos). Each length range re-draws the recipe's validation videos
+with `min_segments`/`max_segments` set to it, asks the kinds that name things (what, exists, first, last), and
+answers from the `<voco>` caches by greedy decoding (`voco.train.evaluate`). Prints one line per range.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from voco import VoCoModel
+from voco.train.config import load_config
+from voco.train.evaluate import evaluate
+from voco.train.loop import eval_examples
+
+
+def length_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        low, high = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a length range is LOW-HIGH segments, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"need 1 <= LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="real", help="bundled model name or checkpoint folder")
+    parser.add_argument("--config", default="configs/real.yaml", help="the recipe whose validation videos to draw")
+    parser.add_argument("--lengths", nargs="+", type=length_range, default=[(2, 4), (6, 9), (10, 12)],
+                        help="segment-count ranges LOW-HIGH")
+    parser.add_argument("--videos", type=int, default=24, help="validation videos per range")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = VoCoModel.from_pretrained(args.model)
+    for low, high in args.lengths:
+        config = load_config(args.config)
+        config.data.options = {**config.data.options, "min_segments": low, "max_segments": high,
+                               "kinds": ["what", "exists", "first", "last"]}
+        result = evaluate(model, eval_examples(config, model, "val", args.videos), max_new_tokens=14)
+        kinds = " ".join(f"{k}={v:.2f}" for k, v in sorted(result["accuracy"].items()))
+        print(f"{low:>2}-{high:<2} segments: average {result['average']:.3f} | {kinds} | questions "
+              f"{sum(result['count'].values())}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
