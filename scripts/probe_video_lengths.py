@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = VoCoModel.from_pretrained(args.model)
+    config = load_config(args.config)
+    base = {**config.data.options, "kinds": ["what", "exists", "first", "last"]}
     for low, high in args.lengths:
-        config = load_config(args.config)
-        config.data.options = {**config.data.options, "min_segments": low, "max_segments": high,
-                               "kinds": ["what", "exists", "first", "last"]}
+        config.data.options = {**base, "min_segments": low, "max_segments": high}
         result = evaluate(model, eval_examples(config, model, "val", args.videos), max_new_tokens=14)
         kinds = " ".join(f"{k}={v:.2f}" for k, v in sorted(result["accuracy"].items()))
         print(f"{low:>2}-{high:<2} segments: average {result['average']:.3f} | {kinds} | questions "
