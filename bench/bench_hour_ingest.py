@@ -1,7 +1,7 @@
 """Ingest of one long 720p video, end to end (`ingest.run.ingest_paths`): wall time, source frames/s, peak RAM.
 
-    python bench/bench_hour_ingest.py --minutes 60 --fps 2 --model real     # one hour of 720p (cheap to make)
-    python bench/bench_hour_ingest.py --minutes 2 --fps 30 --model real     # full frame rate, to extrapolate
+    python bench/bench_hour_ingest.py --minutes 60 --fps 2 --model default     # one hour of 720p (cheap to make)
+    python bench/bench_hour_ingest.py --minutes 2 --fps 30 --model default     # full frame rate, to extrapolate
 
 The clip is synthesized here with PyAV (H.264, 1280x720, keyframe every --gop frames): a camera pans over a
 procedurally drawn picture that changes every 20 s. Making it is not timed. Ingest decodes only from the

@@ -1,7 +1,7 @@
 """The bundled models side by side: size, cache bytes per segment, ingest speed, time to first token, peak RAM.
 
-    python bench/bench_models.py                          # real (real-footage) vs default (synthetic world)
-    python bench/bench_models.py --models real,default --segments 64 --repeats 5
+    python bench/bench_models.py                          # default (real footage) vs synthetic (synthetic world)
+    python bench/bench_models.py --models default,synthetic --segments 64 --repeats 5
 
 Each model runs in its own process (so peak RAM is its own) and measures, on this machine:
   params          all parameters; `trained` the ones training changed (the rest come from installed packages)
@@ -95,7 +95,7 @@ def measure(name: str, segments: int, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="real,default", help="comma-separated bundled names or folders")
+    p.add_argument("--models", default="default,synthetic", help="comma-separated bundled names or folders")
     p.add_argument("--segments", type=int, default=64, help="cached segments the timed question reads")
     p.add_argument("--repeats", type=int, default=5, help="timed answers (best is reported)")
     p.add_argument("--threads", type=int, default=2)

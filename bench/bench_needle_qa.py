@@ -5,7 +5,7 @@
 
 A needle video of T segments: T - 1 plain-background segments (voco/data/needle.py, no object) and one
 needle segment showing a circle of one colour; the question is "what color is the circle?" and the answer
-the needle's colour, which the bundled model reads well from the needle alone (`alone_accuracy`); what it
+the needle's colour, which the bundled synthetic model reads well from the needle alone (`alone_accuracy`); what it
 answers with no circle in view is `no_needle_answer` (needles of that colour score right when missed).
 Caches are position-free, so a pool of distinct segments is compressed once and a long video is a list of
 those caches (the needle at a random place). Per T and selection:
@@ -14,7 +14,7 @@ those caches (the needle at a random place). Per T and selection:
   the <voco> keys of the caches vs the question's queries) mixed with each segment's novelty in the video
   by `video_scores` (voco/search.py; `--novelty-weight 0`: the question score alone);
 - `uniform`: a uniform subset of the same size (`UniformSubset` at that budget);
-- `all`: every segment (they fit the bundled model's positions up to ~4k segments).
+- `all`: every segment (they fit the synthetic model's positions up to ~4k segments).
 
 Reports accuracy, needle recall (share of answers whose selection held the needle) and mean/p50 TTFT (the
 session's: selection + prefill + first token; retrieval's scoring is timed apart as `score_ms`).
@@ -96,7 +96,8 @@ def run_length(model, embedder, hay, hay_vecs, needles, query, T: int, args, rng
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="synthetic",
+                   help="a model of the synthetic world (its needles are coloured shapes)")
     p.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256, 1024])
     p.add_argument("--colors", nargs="+", default=list(OBJECT_COLORS), choices=list(OBJECT_COLORS))
     p.add_argument("--needles-per-color", type=int, default=2)

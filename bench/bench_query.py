@@ -1,6 +1,6 @@
 """Query cost: time to first token and decode speed over T segments, voco vs full caches vs recompute.
 
-    python bench/bench_query.py --model default            # the bundled model on this machine
+    python bench/bench_query.py --model synthetic          # the README's figures (bundled synthetic-world model)
     python bench/bench_query.py --model tiny --segments 1,8,32
 
 Side by side in one run, for each T: `voco` answers from k cached tokens per segment, `full` from
@@ -60,7 +60,8 @@ def query_times(model: VoCoModel, caches, new_tokens: int, repeats: int, sync) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="'default', 'tiny', or a checkpoint folder")
+    parser.add_argument("--model", default="default",
+                        help="a bundled name ('default', 'synthetic'), 'tiny', or a checkpoint folder")
     parser.add_argument("--segments", default="1,8,32,128,512", help="comma-separated T values")
     parser.add_argument("--recompute-max", type=int, default=128, help="largest T to recompute from frames")
     parser.add_argument("--full-max-tokens", type=int, default=20000, help="largest full-cache context to time")

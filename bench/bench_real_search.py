@@ -1,7 +1,7 @@
 """Text finds what segments show, on real footage: recall@1/@5 and MRR per search embedder.
 
     python bench/bench_real_search.py                      # the assembled real-footage model
-    python bench/bench_real_search.py --model real --seed 0 --threads 2
+    python bench/bench_real_search.py --model default --seed 0 --threads 2
 
 Footage (held out: never used to train, tune or choose anything): the 24 videos of
 scripts/eval_real_footage.py (camera pans over 9 sample photos of scikit-image, scikit-learn and matplotlib,
@@ -88,7 +88,7 @@ def clip_library(model) -> list[tuple[str, list[np.ndarray], list[set[str]]]]:
                                          frames_per_segment=model.voco.frames_per_segment, max_side=448)
         if len(segments) != len(labels):
             raise SystemExit(f"error: {name} has {len(segments)} segments, the labels {len(labels)} "
-                             "(labelled for 2-second segments of one frame: use --model real)")
+                             "(labelled for 2-second segments of one frame: use --model default)")
         out.append((name, segments, labels))
     return out
 
@@ -161,7 +161,7 @@ def embedders(model) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="real", help="an assembled model (its vision tower names classes)")
+    p.add_argument("--model", default="default", help="an assembled model (its vision tower names classes)")
     p.add_argument("--seed", type=int, default=0, help="eval_real_footage's video seed")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """Segment search: recall of a needle segment, and faiss latency / build time / bytes at library scale.
 
-    python bench/bench_search.py                         # bundled model, 512 distractors, 100k random vectors
+    python bench/bench_search.py                         # bundled synthetic model, 512 distractors, 100k random vectors
     python bench/bench_search.py --distractors 128 --needles 8 --scale 10000   # quick
     python bench/bench_search.py --hard --scale 1000     # distractors share the needle's shape or colour
 
@@ -119,7 +119,8 @@ def scale(dim: int, n: int, seed: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="synthetic",
+                   help="a model of the synthetic world (its needles are coloured shapes)")
     p.add_argument("--layer", type=int, default=None, help="search layer (default: the embedder's)")
     p.add_argument("--distractors", type=int, default=512)
     p.add_argument("--needles", type=int, default=20)

@@ -1,7 +1,7 @@
 """Held-out real footage: camera pans over the sample photos of scikit-image, scikit-learn and matplotlib.
 
-    python scripts/eval_real_footage.py --model real               # the real-footage model
-    python scripts/eval_real_footage.py --model default            # the bundled default (synthetic world)
+    python scripts/eval_real_footage.py                              # the bundled default (real-footage) model
+    python scripts/eval_real_footage.py --model synthetic          # the synthetic-world model, for comparison
 
 These photos are never used to train or tune any model (they stand for the footage users bring). Each video
 pans across one photo per scene (8 fps, 6 s per scene, 320x240 frames); videos hold 1, 2 or 3 scenes. The

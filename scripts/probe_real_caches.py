@@ -1,7 +1,7 @@
 """Where an assembled (class-evidence) model loses what it sees: in the caches, or in reading them.
 
-    python scripts/probe_real_caches.py --model real                  # both checks (~5 min on one core)
-    python scripts/probe_real_caches.py --model real --val-videos 0   # only the cache check (~1 min)
+    python scripts/probe_real_caches.py --model default                  # both checks (~5 min on one core)
+    python scripts/probe_real_caches.py --model default --val-videos 0   # only the cache check (~1 min)
 
 1. Do the caches hold the segment? Two frames of each of --classes classifier classes (class-mixture frames,
    `voco.train.class_mixture`, independent noise) are compressed into their kept KV; each first frame's cache
@@ -51,7 +51,7 @@ def retrieval(model: VoCoModel, world: ClassMixtureWorld, classes: int, seed: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="real", help="an assembled model: bundled name or checkpoint folder")
+    parser.add_argument("--model", default="default", help="an assembled model: bundled name or checkpoint folder")
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--val-videos", type=int, default=16, help="class-mixture validation videos (0: skip)")
     parser.add_argument("--max-new-tokens", type=int, default=14)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = VoCoModel.from_pretrained(args.model).eval()
-    spec = ClassMixtureSpec(min_segments=2, max_segments=8, max_scenes=3)  # configs/real.yaml's data.options
+    spec = ClassMixtureSpec(min_segments=2, max_segments=8, max_scenes=3)  # configs/default.yaml's data.options
     world = ClassMixtureWorld.for_model(model, spec, questions_per_video=4, seed=0)
     result = {"model": args.model, "cache_retrieval": retrieval(model, world, args.classes, args.seed)}
     if args.val_videos:

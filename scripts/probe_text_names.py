@@ -23,7 +23,7 @@ QUESTIONS = ("What does the video show?", "What appears first in the video?", "I
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="real", help="an assembled checkpoint whose LM to load (default: %(default)s)")
+    p.add_argument("--model", default="default", help="an assembled checkpoint whose LM to load (default: %(default)s)")
     args = p.parse_args(argv)
     folder = prepare_lm(AssemblySpec.load(resolve_checkpoint(args.model)).lm_gguf)
     lm, tok = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)

@@ -1,7 +1,7 @@
 """Class-mixture validation accuracy by video length: does a question kind fail only on longer videos?
 
-    python scripts/probe_video_lengths.py --model real                      # 2-4, 6-9, 10-12 segments
-    python scripts/probe_video_lengths.py --model real --lengths 2-4 13-16 --videos 32
+    python scripts/probe_video_lengths.py --model default                      # 2-4, 6-9, 10-12 segments
+    python scripts/probe_video_lengths.py --model default --lengths 2-4 13-16 --videos 32
 
 Validation videos only (never the held-out photos). Each length range re-draws the recipe's validation videos
 with `min_segments`/`max_segments` set to it, asks the kinds that name things (what, exists, first, last), and
@@ -33,8 +33,8 @@ def length_range(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="real", help="bundled model name or checkpoint folder")
-    parser.add_argument("--config", default="configs/real.yaml", help="the recipe whose validation videos to draw")
+    parser.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
+    parser.add_argument("--config", default="configs/default.yaml", help="the recipe whose validation videos to draw")
     parser.add_argument("--lengths", nargs="+", type=length_range, default=[(2, 4), (6, 9), (10, 12)],
                         help="segment-count ranges LOW-HIGH")
     parser.add_argument("--videos", type=int, default=24, help="validation videos per range")

@@ -191,7 +191,7 @@ def read_pack(path: Path) -> Pack:
     Not memory-mapped on purpose: a mapped file truncated or rewritten by someone else turns the next
     touch of its pages into SIGBUS, which kills the whole process (every user of the app). A copy can
     only fail here, with a ValueError naming the file; once read, the tensors stay valid whatever
-    happens to the file. A pack of a 1-hour video is ~11 MB for the default model (see bench_cache).
+    happens to the file. A pack of a 1-hour video is ~11 MB for the synthetic model (see bench_cache).
     """
     with open(path, "rb") as handle:
         header = _parse_header(handle, path)

@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voco.assembly",
                                      description="Prepare the pretrained parts of an assembled model (set-up).")
     parser.add_argument("command", choices=["prepare"], help="convert the model's GGUF LM into the cache")
-    parser.add_argument("--model", default="real", help="assembled checkpoint name or folder")
+    parser.add_argument("--model", default="default", help="assembled checkpoint name or folder")
     args = parser.parse_args(argv)
     from voco.checkpoint import resolve_checkpoint
 

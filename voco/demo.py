@@ -1,6 +1,6 @@
 """A short tour of the library: generate a clip, compress it into VoCo caches, ask questions.
 
-    python -m voco.demo                 # the bundled default model (a tiny random one if none is bundled)
+    python -m voco.demo                 # the bundled `synthetic` model, trained on this clip's world
     python -m voco.demo --model tiny    # a tiny random model: shows the mechanics, answers are noise
     python -m voco.demo --model PATH    # your own checkpoint folder
 """
@@ -12,38 +12,31 @@ import time
 
 import torch
 
-from voco.checkpoint import BUNDLED
 from voco.data.synthetic import make_example
 from voco.model import VoCoModel
 from voco.reference import reference_logits
 from voco.segments import split_frames
 
 
-def load_model(name: str) -> tuple[VoCoModel, str]:
-    if name == "default" and not (BUNDLED / "default").is_dir():
-        name = "tiny"
-        note = "no bundled default model in this checkout yet: using a tiny random model (answers are noise)"
-    else:
-        note = ""
+def load_model(name: str) -> VoCoModel:
     if name == "tiny":
         from voco.tiny import tiny_config, tiny_model
 
-        return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1), note
-    return VoCoModel.from_pretrained(name), note
+        return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1)
+    return VoCoModel.from_pretrained(name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voco.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="'default', 'tiny', or a checkpoint folder")
+    parser.add_argument("--model", default="synthetic",
+                        help="a bundled name ('synthetic', 'default'), 'tiny', or a checkpoint folder")
     parser.add_argument("--seed", type=int, default=0, help="which synthetic test clip to generate")
     parser.add_argument("--questions", type=int, default=4, help="how many of the clip's questions to ask")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    model, note = load_model(args.model)
-    if note:
-        print(f"note: {note}")
+    model = load_model(args.model)
     video, qas = make_example("test", args.seed)
     segments = split_frames(video.frames, video.fps, model.voco.segment_seconds, model.voco.frames_per_segment)
     print(f"clip: {video.video_id}, {video.duration_s:.1f} s, {len(video.frames)} frames "

@@ -12,7 +12,7 @@ question tokens' attention queries at that layer, computed un-rotated too (query
 key/value head), so the score is the attention logit the question would give the segment with RoPE
 cancelled. No extra forward pass at ingest: the keys are already in the cache.
 `ClassEvidenceEmbedder` (external signal, for models whose vision tower gives class probabilities, e.g. the
-assembled "real" model): a segment is the probability-weighted mean of sentence embeddings of its frames' top
+assembled default model): a segment is the probability-weighted mean of sentence embeddings of its frames' top
 class names; a query is the sentence embedding of the text (voco/text_encoders.py). It reads the frames, not
 the cache (`reads_frames`): ingest computes it from the batch it compresses.
 
@@ -66,7 +66,7 @@ class VoCoKeyEmbedder:
     def __init__(self, model: VoCoModel, layer: int | None = None):
         layers = model.lm.config.num_hidden_layers
         # just below the middle, never layer 0 (its <voco> keys come from the token embedding alone: the
-        # same for every segment); on the bundled model layer 1 finds a needle at rank 1, layers 2-3 never
+        # same for every segment); on the bundled synthetic model layer 1 finds a needle at rank 1, layers 2-3 never
         self.layer = min(layers - 1, max(1, layers // 2 - 1)) if layer is None else layer
         if not 0 <= self.layer < layers:
             raise ValueError(f"search layer {self.layer} is outside the LM's {layers} layers")
@@ -185,7 +185,7 @@ class ClassEvidenceEmbedder:
         names = class_names(model)
         if names is None:
             raise TypeError("the class-evidence search vector needs a model whose vision tower gives class "
-                            "probabilities (an assembled model such as 'real'); use 'voco-keys'")
+                            "probabilities (an assembled model such as 'default'); use 'voco-keys'")
         self.model, self.top = model, min(top, len(names))
         self.encoder = make_text_encoder(text_encoder, model)
         key = (self.encoder.name, tuple(names))
@@ -268,7 +268,7 @@ def standardised(values: np.ndarray) -> np.ndarray:
 def video_scores(vectors: np.ndarray, query: np.ndarray, novelty_weight: float = 0.0) -> np.ndarray:
     """Per-segment relevance within ONE video: z(question score) + novelty_weight * z(novelty), float32 [T].
 
-    The question score alone favours some content over other (on the bundled model a red circle scores top,
+    The question score alone favours some content over other (on the bundled synthetic model a red circle scores top,
     green or yellow ones below plain backgrounds); novelty, the distance of a segment's vector from the
     video's mean vector, marks what differs from the rest of the video whatever it is. Both are standardised
     within the video so the weight means the same for any length. Only a within-video ranking: library-wide

@@ -19,7 +19,7 @@ def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
     from voco import VoCoModel
     from voco.search import ClassEvidenceEmbedder
 
-    model = VoCoModel.from_pretrained("real")
+    model = VoCoModel.from_pretrained("default")
     by_word = {p.word: p for p in PHOTOS}
     scenes = ["cat", "rocket", "coffee"]
     rng = np.random.default_rng(0)

@@ -18,10 +18,10 @@ QUERY = "is there a red circle?"
 
 
 @pytest.fixture(scope="module")
-def default_model():
+def synthetic_model():
     from voco import VoCoModel
 
-    return VoCoModel.from_pretrained("default").eval()
+    return VoCoModel.from_pretrained("synthetic").eval()
 
 
 def _write_segments(path: Path, segments: list[np.ndarray]) -> Path:
@@ -29,43 +29,44 @@ def _write_segments(path: Path, segments: list[np.ndarray]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory, default_model):
-    """A store with a haystack video and a needle video (red circle in one segment), ingested by the bundled model."""
+def library(tmp_path_factory, synthetic_model):
+    """A store with a haystack video and a needle video (red circle in one segment), ingested by
+    the bundled synthetic model."""
     from ingest.run import ingest_paths
     from store import Store
 
     folder = tmp_path_factory.mktemp("search")
-    fps = default_model.voco.frames_per_segment
+    fps = synthetic_model.voco.frames_per_segment
     hay, hay_needle = needle_segments(9, frames_per_segment=fps, seed=1)
     hay = [s for i, s in enumerate(hay) if i != hay_needle]  # no needle in the haystack video
     needle_video, needle = needle_segments(8, frames_per_segment=fps, seed=2)
     paths = [_write_segments(folder / "hay.mp4", hay), _write_segments(folder / "needle.mp4", needle_video)]
     store = Store(folder / "home")
-    summary = ingest_paths([str(p) for p in paths], store=store, model=default_model,
+    summary = ingest_paths([str(p) for p in paths], store=store, model=synthetic_model,
                            config=IngestConfig(segment_seconds=1.0))
     ids = {Path(f.path).stem: f.video_id for f in summary.files}
     yield store, ids, needle, paths
     store.close()
 
 
-def test_key_vectors_rank_the_needle_first(default_model):
-    """The <voco> keys of the bundled model vs the question's queries: the red circle is rank 1 of 32."""
+def test_key_vectors_rank_the_needle_first(synthetic_model):
+    """The <voco> keys of the bundled synthetic model vs the question's queries: the red circle is rank 1 of 32."""
     from voco.search import VoCoKeyEmbedder
 
-    embedder = VoCoKeyEmbedder(default_model)
+    embedder = VoCoKeyEmbedder(synthetic_model)
     for seed in (0, 1):
-        segments, needle = needle_segments(32, frames_per_segment=default_model.voco.frames_per_segment, seed=seed)
-        vectors = embedder.segment_vectors(default_model.compress(segments, batch_size=16))
+        segments, needle = needle_segments(32, frames_per_segment=synthetic_model.voco.frames_per_segment, seed=seed)
+        vectors = embedder.segment_vectors(synthetic_model.compress(segments, batch_size=16))
         scores = vectors @ embedder.query_vector(QUERY)
         others = np.delete(scores, needle)
         assert scores[needle] > others.max(), (seed, needle, np.argsort(-scores)[:5])  # strictly: no ties
 
 
-def test_search_finds_the_needle_moment_across_the_library(library, default_model):
+def test_search_finds_the_needle_moment_across_the_library(library, synthetic_model):
     from ingest.vectors import MomentSearch
 
     store, ids, needle, _ = library
-    search = MomentSearch(store, default_model)
+    search = MomentSearch(store, synthetic_model)
     hits = search.search(QUERY, top=5)
     assert (hits[0]["video_id"], hits[0]["segment"]) == (ids["needle"], needle)
     assert hits[0]["start_s"] == pytest.approx(needle, abs=0.01)
@@ -78,42 +79,43 @@ def test_search_cli_prints_the_needle_first(library, capsys):
     from ingest.__main__ import main
 
     store, ids, needle, _ = library
-    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3", "--json"]) == 0
+    search = ["--search", QUERY, "--home", str(store.home.root), "--model", "synthetic", "--top", "3"]
+    assert main([*search, "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(hits) == 3 and (hits[0]["video_id"], hits[0]["segment"]) == (ids["needle"], needle)
-    assert main(["--search", QUERY, "--home", str(store.home.root), "--top", "3"]) == 0
+    assert main(search) == 0
     assert f"video {ids['needle']:>4}  {float(needle):7.1f}-" in capsys.readouterr().out
 
 
-def test_index_follows_reingest_remove_and_rebuild(library, default_model, tmp_path):
+def test_index_follows_reingest_remove_and_rebuild(library, synthetic_model, tmp_path):
     from ingest.run import ingest_paths
     from ingest.vectors import MomentSearch, rebuild_index
 
     store, ids, needle, paths = library
-    search = MomentSearch(store, default_model)
+    search = MomentSearch(store, synthetic_model)
     before = search.search(QUERY, top=16)
     assert len(before) == 16  # both videos' 8 segments are indexed
     # re-ingesting the same files changes nothing
-    again = ingest_paths([str(p) for p in paths], store=store, model=default_model,
+    again = ingest_paths([str(p) for p in paths], store=store, model=synthetic_model,
                          config=IngestConfig(segment_seconds=1.0))
     assert {f.status for f in again.files} == {"present"}
     assert search.search(QUERY, top=16) == before
     # a deleted index file is rebuilt from the database + vector files with the same results
     search.index.path.unlink()
-    assert MomentSearch(store, default_model).search(QUERY, top=16) == before
-    assert rebuild_index(store, default_model)["segments"] == 16
-    assert MomentSearch(store, default_model).search(QUERY, top=16) == before
+    assert MomentSearch(store, synthetic_model).search(QUERY, top=16) == before
+    assert rebuild_index(store, synthetic_model)["segments"] == 16
+    assert MomentSearch(store, synthetic_model).search(QUERY, top=16) == before
     # --remove drops the video's rows from the index file at once
     from ingest.__main__ import main
     from store.index import SegmentIndex
 
     assert main(["--remove", str(ids["hay"]), "--home", str(store.home.root)]) == 0
-    on_disk = SegmentIndex(store, default_model.fingerprint, search.embedder.name, search.embedder.dim)
+    on_disk = SegmentIndex(store, synthetic_model.fingerprint, search.embedder.name, search.embedder.dim)
     on_disk._load()
     assert set(on_disk.rows) == {ids["needle"]} and on_disk._faiss.ntotal == 8
     after = search.search(QUERY, top=16)  # another process's index object notices on its next search
     assert [h for h in before if h["video_id"] == ids["needle"]] == after
-    ingest_paths([str(paths[0])], store=store, model=default_model, config=IngestConfig(segment_seconds=1.0))
+    ingest_paths([str(paths[0])], store=store, model=synthetic_model, config=IngestConfig(segment_seconds=1.0))
     assert len(search.search(QUERY, top=16)) == 16
 
 

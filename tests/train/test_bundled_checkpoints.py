@@ -1,5 +1,5 @@
-"""The bundled "real" model (assembled from installed packages + trained parts in the repo) is small in git,
-documented, and answers in words. The default (synthetic world) model: test_default_checkpoint.py."""
+"""The bundled default model (assembled from installed packages + trained parts in the repo) is small in git,
+documented, and answers in words. The synthetic-world model: test_synthetic_checkpoint.py."""
 
 from pathlib import Path
 
@@ -8,25 +8,25 @@ import pytest
 from voco import VoCoModel
 
 BUNDLED = Path(__file__).resolve().parents[2] / "voco" / "checkpoints"
-REAL = BUNDLED / "real"
+DEFAULT = BUNDLED / "default"
 
 
-def test_real_is_an_assembly_small_in_git():
-    assert sorted(p.name for p in REAL.iterdir() if p.suffix in (".json", ".safetensors")) == [
+def test_default_is_an_assembly_small_in_git():
+    assert sorted(p.name for p in DEFAULT.iterdir() if p.suffix in (".json", ".safetensors")) == [
         "assembly.json", "metrics.json", "trained.safetensors", "voco.json"]
-    size = sum(p.stat().st_size for p in REAL.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in DEFAULT.rglob("*") if p.is_file())
     assert size < 25 * 2**20
-    card = (REAL / "MODEL_CARD.md").read_text()
-    assert "python -m voco.train --config configs/real.yaml" in card
+    card = (DEFAULT / "MODEL_CARD.md").read_text()
+    assert "python -m voco.train --config configs/default.yaml" in card
 
 
 @pytest.mark.slow
-def test_real_answers_an_open_question_in_words():
+def test_default_answers_an_open_question_in_words():
     """The assembled model (135M LM, pretrained parts from packages: a slow test) never answers an open
     question with nothing."""
     import numpy as np
 
-    model = VoCoModel.from_pretrained("real")
+    model = VoCoModel.from_pretrained()
     frames = np.full((model.voco.frames_per_segment, 240, 320, 3), (230, 120, 20), dtype=np.uint8)
     caches = model.compress([frames, frames])
     assert caches[0].kv.shape[-2] == model.k == 1

@@ -122,7 +122,7 @@ def test_two_training_steps_on_easy_vqa_write_a_checkpoint(tmp_path):
 def test_recipe_loads_and_its_train_videos_is_one_epoch():
     config = load_config(ROOT / "configs/easy_vqa.yaml")
     assert config.command == "python -m voco.train --config configs/easy_vqa.yaml"
-    assert config.data.dataset == "easy_vqa" and config.model.init == "pretrained" and config.model.path == "default"
+    assert config.data.dataset == "easy_vqa" and config.model.init == "pretrained" and config.model.path == "synthetic"
     options = EasyVQAOptions(**config.data.options)
     catalogue = EasyVQAData.catalogue(options, config.data.questions_per_video)
     assert config.data.train_videos == len(catalogue.splits["train"])

@@ -1,6 +1,6 @@
 """Retrieval on a needle timeline longer than the answer's budget: the retrieved selection holds the needle
 and answers as the needle alone does; a uniform subset of the same size misses it and answers otherwise.
-Bundled model, real caches and search vectors (voco/search.py), a few seconds."""
+Bundled synthetic model, real caches and search vectors (voco/search.py), a few seconds."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def model():
     from voco import VoCoModel
 
     torch.manual_seed(0)
-    return VoCoModel.from_pretrained("default").eval()
+    return VoCoModel.from_pretrained("synthetic").eval()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_retrieved_selection_answers_the_needle_question_uniform_does_not(model,
 
 @torch.inference_mode()
 def test_novelty_finds_a_green_needle_the_question_score_misses(model):
-    """On the bundled model the question score ranks a green circle below plain backgrounds; mixed with the
+    """On the bundled synthetic model the question score ranks a green circle below plain backgrounds; mixed with the
     segment's novelty in the video (the default weight) it ranks first."""
     from voco.search import DEFAULT_NOVELTY_WEIGHT, video_scores
 
