@@ -29,7 +29,7 @@ def register_search(moments: MomentSearch) -> None:
                 for h in search(query, 10)]
 
     with gr.Accordion("Moment search", open=False):
-        box = gr.Textbox(label="find moments across the library", placeholder="a red circle")
+        box = gr.Textbox(label="find moments across the library", placeholder="a cat")
         table = gr.Dataframe(headers=["video", "file", "time", "score"], interactive=False)
         box.submit(shown, box, table, api_visibility="private")
     gr.api(search, api_name="search")

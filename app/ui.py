@@ -18,12 +18,12 @@ from store.models import READY  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "What shape appears first?",
-    "How many objects appear in the video?",
-    "What color is the circle?",
-    "Which direction does the square move?",
-    "What happens at the end of the video?",
+EXAMPLES = [  # kinds the bundled default model was trained on (what it can see: README, "The bundled default model")
+    "What is in the video?",
+    "What appears first in the video?",
+    "Is there a dog in the video?",
+    "When does the car appear?",
+    "What is happening in this video?",
 ]
 NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
 """What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""
@@ -167,7 +167,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                                       object_fit="contain", elem_id="timeline")
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=420, elem_id="chat")
-                question = gr.Textbox(label="Question", placeholder="What shape appears first?", elem_id="question")
+                question = gr.Textbox(label="Question", placeholder="What is in the video?", elem_id="question")
                 with gr.Row():
                     send = gr.Button("Ask", variant="primary", elem_id="ask")
                     stop = gr.Button("Stop")
