@@ -44,6 +44,21 @@ def test_class_mixture_videos_are_deterministic_and_consistent():
         assert by_kind["exists"].answer in ("Yes.", "No.")
 
 
+def test_drift_names_frames_by_nearby_classes_and_leaves_undrifted_videos_alone():
+    plain, zero = _world(similar=True), _world(similar=True, drift=0.0, drift_neighbours=3)
+    assert all(np.array_equal(x, y) for x, y in zip(plain.load("train", 4).segments, zero.load("train", 4).segments,
+                                                      strict=True))  # drift 0 draws nothing: old videos stay
+    sure = dict(sharpness=(40.0, 40.0), noise=(0.0, 0.0), second_object=0.0)
+    drifting = _world(similar=True, drift=1.0, drift_neighbours=1, **sure)
+    assert int(drifting.nearest[0, 0]) == 1  # "tabby" is the nearest class to "Egyptian cat"
+    rng = np.random.default_rng(0)
+    assert all(int(drifting.frame(0, rng).argmax()) == 1 for _ in range(10))  # always called "tabby"
+    assert int(_world(similar=True, **sure).frame(0, rng).argmax()) == 0
+    for bad in ({"drift": 1.5}, {"drift_neighbours": 0}):
+        with pytest.raises(ValueError, match="drift"):
+            ClassMixtureSpec(**bad)
+
+
 def test_absent_things_are_unlike_the_video():
     world = _world(similar=True)
     rng = np.random.default_rng(0)

@@ -47,6 +47,12 @@ class ClassMixtureSpec:
     """Range of the logit noise's standard deviation."""
     second_object: float = 0.2
     """Chance that a frame also shows a weaker second object (of a random other class)."""
+    drift: float = 0.0
+    """Chance that the classifier calls a frame by one of its scene class's nearest classes (by head-weight
+    similarity) instead: a real classifier's top class wanders from frame to frame of one scene (tabby, tiger
+    cat, Egyptian cat). 0 draws nothing extra, so videos without drift stay as they were."""
+    drift_neighbours: int = 5
+    """How many of the scene class's nearest classes a drifting frame picks from."""
     absent_max_similarity: float = 0.2
     """An absent thing asked about is never this similar to a class in the video (or it would be a trick)."""
     kinds: tuple[str, ...] = KINDS
@@ -65,6 +71,9 @@ class ClassMixtureSpec:
             raise ValueError(f"class_mixture: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
             raise ValueError("class_mixture: need 1 <= min_segments <= max_segments and max_scenes >= 1")
+        if not (0.0 <= self.drift <= 1.0 and self.drift_neighbours >= 1):
+            raise ValueError(f"class_mixture: need 0 <= drift <= 1 and drift_neighbours >= 1, got {self.drift} "
+                             f"and {self.drift_neighbours}")
         if not (0 < self.sharpness[0] <= self.sharpness[1] and 0 <= self.noise[0] <= self.noise[1]):
             raise ValueError("class_mixture: sharpness and noise are [low, high] ranges with low <= high")
 
@@ -110,6 +119,8 @@ class ClassMixtureWorld:
             raise ValueError(f"{len(names)} class names for a classifier head of {head_weight.shape[0]} classes")
         unit = torch.nn.functional.normalize(head_weight.detach().float(), dim=1)
         self.similarity = (unit @ unit.T).numpy()
+        self.nearest = np.argsort(-self.similarity, axis=1, kind="stable")[:, 1:spec.drift_neighbours + 1]
+        """[classes, drift_neighbours]: each class's nearest other classes, most similar first."""
         self.names = names
         self.answer_names = answer_names or names
         """How answers name each class (`ClassMixtureSpec.answer_names`); questions use the full names."""
@@ -140,7 +151,10 @@ class ClassMixtureWorld:
         """Class probabilities [1, classes] of one frame of `scene`."""
         s = self.spec
         beta = rng.uniform(*s.sharpness)
-        logits = beta * self.similarity[scene]
+        shown = scene
+        if s.drift and rng.random() < s.drift:
+            shown = int(self.nearest[scene, rng.integers(self.nearest.shape[1])])
+        logits = beta * self.similarity[shown]
         if rng.random() < s.second_object:  # always weaker than the scene's own class
             other = int(rng.integers(len(self.names)))
             logits = np.maximum(logits, rng.uniform(0.4, 0.8) * beta * self.similarity[other])
