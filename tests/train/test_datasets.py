@@ -59,6 +59,19 @@ def test_drift_names_frames_by_nearby_classes_and_leaves_undrifted_videos_alone(
             ClassMixtureSpec(**bad)
 
 
+def test_min_scenes_makes_first_and_last_differ():
+    world = _world(min_scenes=2, min_segments=2, max_segments=4)
+    for index in range(20):
+        by_kind = {q.type: q.answer for q in world.load("train", index).qas}
+        assert by_kind["first"] != by_kind["last"] and ", then " in by_kind["what"]
+    assert [q.answer for q in _world(min_scenes=1).load("train", 5).qas] == [
+        q.answer for q in _world().load("train", 5).qas]  # the default draws as before
+    with pytest.raises(ValueError, match="min_scenes"):
+        ClassMixtureSpec(min_scenes=3, min_segments=2)
+    with pytest.raises(ValueError, match="min_scenes"):
+        ClassMixtureSpec(min_scenes=4, max_scenes=3, min_segments=4)
+
+
 def test_absent_things_are_unlike_the_video():
     world = _world(similar=True)
     rng = np.random.default_rng(0)

@@ -41,6 +41,8 @@ class ClassMixtureSpec:
     min_segments: int = 2
     max_segments: int = 8
     max_scenes: int = 3
+    min_scenes: int = 1
+    """Fewest scenes in a video (2: every "what appears last?" differs from "first", a stage that teaches order)."""
     sharpness: tuple[float, float] = (6.0, 14.0)
     """Range of beta: how sure the classifier is (beta 6 -> top class ~0.3, 14 -> ~0.99)."""
     noise: tuple[float, float] = (0.3, 1.0)
@@ -69,8 +71,12 @@ class ClassMixtureSpec:
                              f"{self.answer_names!r}")
         if not self.kinds or set(self.kinds) - set(KINDS):
             raise ValueError(f"class_mixture: kinds must be some of {KINDS}, got {self.kinds}")
-        if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
-            raise ValueError("class_mixture: need 1 <= min_segments <= max_segments and max_scenes >= 1")
+        if not 1 <= self.min_segments <= self.max_segments or not 1 <= self.min_scenes <= self.max_scenes:
+            raise ValueError("class_mixture: need 1 <= min_segments <= max_segments and 1 <= min_scenes <= "
+                             "max_scenes")
+        if self.min_scenes > self.min_segments:
+            raise ValueError(f"class_mixture: min_scenes {self.min_scenes} needs min_segments >= it (a scene "
+                             f"takes at least one segment), got {self.min_segments}")
         if not (0.0 <= self.drift <= 1.0 and self.drift_neighbours >= 1):
             raise ValueError(f"class_mixture: need 0 <= drift <= 1 and drift_neighbours >= 1, got {self.drift} "
                              f"and {self.drift_neighbours}")
@@ -166,7 +172,7 @@ class ClassMixtureWorld:
         rng = self._rng(split, index)
         s = self.spec
         segments = int(rng.integers(s.min_segments, s.max_segments + 1))
-        scenes_n = int(rng.integers(1, min(s.max_scenes, segments) + 1))
+        scenes_n = int(rng.integers(s.min_scenes, min(s.max_scenes, segments) + 1))
         scenes = [int(c) for c in rng.choice(len(self.names), size=scenes_n, replace=False)]
         cuts = sorted(int(c) for c in rng.choice(np.arange(1, segments), size=scenes_n - 1, replace=False))
         bounds = [0, *cuts, segments]
