@@ -11,13 +11,14 @@ this: their default isolation does the same job through the same ORM code.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -128,6 +129,22 @@ def _migrate(engine: Engine, action: str, revision: str) -> None:
             config.attributes["connection"] = connection
             getattr(command, action)(config, revision)
         return
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return _migrate_sqlite(engine, config, action, revision)
+        except OperationalError as err:
+            # SQLite answers "database is locked" at once, without its busy wait, where waiting could deadlock:
+            # e.g. two processes opening a new database, one switching it to WAL while the other holds a write
+            # lock. Nothing was changed (the migration is one transaction), so wait a little and try again.
+            if "database is locked" not in str(err.orig) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _migrate_sqlite(engine: Engine, config, action: str, revision: str) -> None:
+    from alembic import command
+
     with engine.connect() as connection:
         # SQLite changes a constraint by rebuilding the table (copy, DROP, rename). With foreign keys on,
         # DROP TABLE deletes every row first and cascades: a rebuilt `videos` would take every segment

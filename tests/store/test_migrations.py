@@ -33,3 +33,27 @@ def test_down_and_up_again_keeps_every_row_and_the_caches_load(tmp_path):
         assert _counts(store) == before == {"models": 1, "videos": 1, "segments": 3, "caches": 3}
         assert torch.equal(store.load_video_caches(claim.video_id, FP, verify=True).kv,
                            torch.stack([c.kv for c in caches]))
+
+
+def test_opening_waits_for_a_writer_that_holds_a_new_database(tmp_path):
+    """A process that holds the write lock on a database not yet in WAL mode (another process creating it)
+    makes SQLite refuse the WAL switch at once, without its busy wait: opening retries until the lock is gone
+    (it failed with "database is locked" before; two ingest processes starting together hit it)."""
+    import sqlite3
+    import threading
+
+    home = tmp_path / "home"
+    home.mkdir()
+    holder = sqlite3.connect(home / "voco.db", isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.5, holder.execute, ("COMMIT",))
+    release.start()
+    try:
+        with Store.open(home) as store, store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT count(*) FROM other").scalar() == 1  # the writer's row kept
+    finally:
+        release.join()
+        holder.close()
