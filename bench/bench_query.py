@@ -60,7 +60,7 @@ def query_times(model: VoCoModel, caches, new_tokens: int, repeats: int, sync) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default",
+    parser.add_argument("--model", default="synthetic",
                         help="a bundled name ('default', 'synthetic'), 'tiny', or a checkpoint folder")
     parser.add_argument("--segments", default="1,8,32,128,512", help="comma-separated T values")
     parser.add_argument("--recompute-max", type=int, default=128, help="largest T to recompute from frames")

@@ -42,7 +42,7 @@ def session_ttft_ms(model, caches, selector, scores, repeats: int) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default", help="tiny, a bundled name or a checkpoint folder")
+    p.add_argument("--model", default="synthetic", help="tiny, a bundled name or a checkpoint folder")
     p.add_argument("--minutes", type=float, default=60.0, help="video length")
     p.add_argument("--subset", type=int, default=64, help="segments the retrieved answer uses")
     p.add_argument("--repeats", type=int, default=3)

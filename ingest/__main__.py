@@ -28,7 +28,7 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest ./videos --json                   machine-readable summary on stdout
   python -m ingest --list [--json]                   list stored videos
   python -m ingest --remove ID [ID ...]              delete videos and their cache files
-  python -m ingest --search "a red circle" [--top 10] ranked moments (video, start-end, score) in the library
+  python -m ingest --search "a cat" [--top 10]        ranked moments (video, start-end, score) in the library
   python -m ingest --rebuild-index                   recompute missing search vectors, rebuild the faiss index
   python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
                                                      Ray workers (one model each) on a shared store

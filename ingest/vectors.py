@@ -81,7 +81,7 @@ class MomentSearch:
     """Text -> ranked moments across the library, and per-segment scores of one video for a question.
 
         search = MomentSearch(store, model)
-        search.search("a red circle", top=10)   # [{"video_id", "path", "segment", "start_s", "end_s", "score"}]
+        search.search("a cat", top=10)   # [{"video_id", "path", "segment", "start_s", "end_s", "score"}]
         search.scores_for("what colour is the car?", video_id)   # float32 [T], for Selector.select
     """
 
@@ -97,7 +97,7 @@ class MomentSearch:
 
     def search(self, text: str, top: int = 10) -> list[dict]:
         if not isinstance(text, str) or not text.strip():
-            raise ValueError("the search text is empty: describe what the moment shows, e.g. 'a red circle'")
+            raise ValueError("the search text is empty: describe what the moment shows, e.g. 'a cat'")
         if not 1 <= top <= 1000:
             raise ValueError(f"top must be 1 .. 1000, got {top}")
         hits = self.index.search(self.embedder.query_vector(text), top)

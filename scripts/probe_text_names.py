@@ -1,10 +1,10 @@
-"""Can the real model's frozen LM (SmolLM2-135M-Instruct, no adapters) answer from class names given as plain text?
+"""Can the default model's frozen LM (SmolLM2-135M-Instruct, no adapters) answer from class names given as plain text?
 
     python scripts/probe_text_names.py
 
-A diagnostic for issue 11: the trained `real` model fails to say class names even from uncompressed name tokens
-(`scripts/probe_real_caches.py`), while the base LM, given the same names as words, often says them. Prints one
-line per (names, question): greedy answer, 16 new tokens. Names are ImageNet classes; no photos are involved.
+A diagnostic for issue 11: the first recipe's assembled model failed to say class names even from uncompressed
+name tokens (`scripts/probe_real_caches.py`), while the base LM, given the same names as words, often says them.
+Prints one line per (names, question): greedy answer, 16 new tokens. Names are ImageNet classes; no photos are involved.
 """
 
 from __future__ import annotations

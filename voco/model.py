@@ -72,7 +72,8 @@ class VoCoModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "default", **kwargs) -> VoCoModel:
-        """Load `"default"` (the bundled model), a VoCo checkpoint, or a plain LLaVA checkpoint folder."""
+        """Load a bundled model (`"default"`: real footage; `"synthetic"`), a VoCo checkpoint, or a plain LLaVA
+        checkpoint folder."""
         from voco.checkpoint import load_checkpoint
 
         return load_checkpoint(name_or_path, **kwargs)

@@ -7,8 +7,9 @@ vision model: `hidden_states[-1]` is one token per frame holding the classifier'
 [frames, 1, classes]. `ClassEvidenceProjector` reads the top classes of each frame and writes, per class,
 tokens = linear(the LM's own embeddings of the class name's tokens) + confidence + slot, starting as the
 identity, a small random confidence term and zero: the frozen LM reads class names in its own vocabulary.
-Training the linear (an earlier configs/real.yaml) scrambled the names: that model says "a bray" for a flamingo
-even from every uncompressed token; left as assembled (configs/real_kv_distill.yaml) the LM reads them (0.58 vs 0.29).
+Training the linear (the first recipe, configs/real.yaml, since removed) scrambled the names: that model says
+"a bray" for a flamingo even from every uncompressed token; left as assembled (configs/real_kv_distill.yaml) the
+LM reads them (0.58 vs 0.29).
 
 Why class evidence rather than the 1280 x 7 x 7 feature map: no captioned photos install offline, so the LM
 can learn to read the classifier only through what the classifier says (class mixtures, `voco.train.datasets`),

@@ -26,7 +26,7 @@ def test_default_answers_an_open_question_in_words():
     question with nothing."""
     import numpy as np
 
-    model = VoCoModel.from_pretrained()
+    model = VoCoModel.from_pretrained("default")
     frames = np.full((model.voco.frames_per_segment, 240, 320, 3), (230, 120, 20), dtype=np.uint8)
     caches = model.compress([frames, frames])
     assert caches[0].kv.shape[-2] == model.k == 1

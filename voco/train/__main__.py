@@ -11,7 +11,7 @@ from voco.train.config import ConfigError, load_config
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m voco.train",
-        description="Train a VoCo model (the bundled tiny default on CPU, or a LLaVA-1.5 checkpoint on GPUs "
+        description="Train a VoCo model (the bundled models on CPU, or a LLaVA-1.5 checkpoint on GPUs "
                     "under torchrun) from a YAML config; resumes as the config's `resume` says "
                     "(auto: from OUTPUT_DIR/last when it exists).")
     parser.add_argument("--config", required=True, help="YAML training config (see configs/)")

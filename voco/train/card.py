@@ -110,8 +110,9 @@ Average over types: **{test['average']:.3f}** (local types {test.get('local', fl
 ## Limits
 
 A toy: it only knows the synthetic world (coloured shapes on plain backgrounds, one-word answers); it is
-here for tests, the demo app and the ingest pipeline on CPU, not for real videos. `curves.png` shows the
-training loss and validation accuracy.
+here for the demo (`python -m voco.demo`), tests, benches and the compression table on CPU, and for the app on
+synthetic videos (`python -m app.quickstart --model synthetic --synthetic-videos 4`), not for real videos.
+`curves.png` shows the training loss and validation accuracy.
 """
 
 
@@ -126,7 +127,11 @@ def assembled_card(config, model, metrics: dict) -> str:
     lm = spec.lm_gguf.package + "/" + spec.lm_gguf.file if spec.lm_gguf else spec.lm_folder
     vision = spec.vision_weights.package if spec.vision_weights else "random (test stand-in)"
     stages = "\n".join(f"- `{s.name}`: {s.steps} steps, lr {s.lr:g}, trains {s.train}" for s in config.stages)
-    return f"""# VoCo model card (assembled)
+    bundled = Path(config.export_dir).name if config.export_dir else "path/to/checkpoint"
+    return f"""# VoCo model card (assembled; bundled as "{bundled}")
+
+Load it offline with `VoCoModel.from_pretrained("{bundled}")` (after `./setup.sh`, which installs the pretrained
+parts and converts the LM once into `~/.cache/voco`).
 
 Trained with `{config.command}`.
 
