@@ -66,6 +66,11 @@ def test_min_scenes_makes_first_and_last_differ():
         assert by_kind["first"] != by_kind["last"] and ", then " in by_kind["what"]
     assert [q.answer for q in _world(min_scenes=1).load("train", 5).qas] == [
         q.answer for q in _world().load("train", 5).qas]  # the default draws as before
+    world = _world(kinds=("exists", "exists", "what", "last"))
+    world.questions_per_video = 4  # as many as listed kinds: each listed kind once, so "exists" twice
+    for index in range(5):
+        qas = world.load("train", index).qas
+        assert sorted(q.type for q in qas) == ["exists", "exists", "last", "what"]
     with pytest.raises(ValueError, match="min_scenes"):
         ClassMixtureSpec(min_scenes=3, min_segments=2)
     with pytest.raises(ValueError, match="min_scenes"):

@@ -58,7 +58,8 @@ class ClassMixtureSpec:
     absent_max_similarity: float = 0.2
     """An absent thing asked about is never this similar to a class in the video (or it would be a trick)."""
     kinds: tuple[str, ...] = KINDS
-    """Question kinds to ask (e.g. only the ones that name things, for a stage that teaches reading names)."""
+    """Question kinds to ask (e.g. only the ones that name things, for a stage that teaches reading names); a kind
+    listed twice is asked twice per video (two yes/no questions that differ only in the thing asked about)."""
     answer_names: str = "full"
     """How answers name a class: `full` ("an Egyptian cat"), or `word`: its last word when the LM reads that
     word as one token ("a cat"), else the full name. One token is what one `<voco>` cache can hand the answer to
