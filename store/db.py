@@ -10,6 +10,7 @@ this: their default isolation does the same job through the same ORM code.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -137,7 +138,7 @@ def _migrate(engine: Engine, action: str, revision: str) -> None:
             # SQLite answers "database is locked" at once, without its busy wait, where waiting could deadlock:
             # e.g. two processes opening a new database, one switching it to WAL while the other holds a write
             # lock. Nothing was changed (the migration is one transaction), so wait a little and try again.
-            if "database is locked" not in str(err.orig) or time.monotonic() > deadline:
+            if getattr(err.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
 

@@ -56,7 +56,7 @@ def model_card(config, model, metrics: dict) -> str:
                     if pretrained else "trained from scratch" if "vision" in trained else
                     f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
     minutes = metrics["train_seconds"] / 60
-    bundled = Path(config.export_dir).name if config.export_dir else "path/to/checkpoint"
+    bundled = _bundled_name(config)
     return f"""# VoCo synthetic-world model (bundled as "{bundled}")
 
 A small LLaVA-style model trained from scratch on the synthetic video-QA world (`voco.data`) to answer
@@ -116,6 +116,11 @@ synthetic videos (`python -m app.quickstart --model synthetic --synthetic-videos
 """
 
 
+def _bundled_name(config) -> str:
+    """The name `from_pretrained` loads an exported model by: its export folder's name."""
+    return Path(config.export_dir).name if config.export_dir else "path/to/checkpoint"
+
+
 def assembled_card(config, model, metrics: dict) -> str:
     """The card of an assembled model (pretrained parts from packages + trained parts in the folder)."""
     from voco.assembly import trained_state
@@ -127,7 +132,7 @@ def assembled_card(config, model, metrics: dict) -> str:
     lm = spec.lm_gguf.package + "/" + spec.lm_gguf.file if spec.lm_gguf else spec.lm_folder
     vision = spec.vision_weights.package if spec.vision_weights else "random (test stand-in)"
     stages = "\n".join(f"- `{s.name}`: {s.steps} steps, lr {s.lr:g}, trains {s.train}" for s in config.stages)
-    bundled = Path(config.export_dir).name if config.export_dir else "path/to/checkpoint"
+    bundled = _bundled_name(config)
     return f"""# VoCo model card (assembled; bundled as "{bundled}")
 
 Load it offline with `VoCoModel.from_pretrained("{bundled}")` (after `./setup.sh`, which installs the pretrained

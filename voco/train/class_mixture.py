@@ -15,6 +15,7 @@ forward pass feeds them to the projector directly (`voco.train.forward.segment_v
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -126,8 +127,6 @@ class ClassMixtureWorld:
             raise ValueError(f"{len(names)} class names for a classifier head of {head_weight.shape[0]} classes")
         unit = torch.nn.functional.normalize(head_weight.detach().float(), dim=1)
         self.similarity = (unit @ unit.T).numpy()
-        self.nearest = np.argsort(-self.similarity, axis=1, kind="stable")[:, 1:spec.drift_neighbours + 1]
-        """[classes, drift_neighbours]: each class's nearest other classes, most similar first."""
         self.names = names
         self.answer_names = answer_names or names
         """How answers name each class (`ClassMixtureSpec.answer_names`); questions use the full names."""
@@ -149,6 +148,12 @@ class ClassMixtureWorld:
         answers = [ANSWER_NAMES[spec.answer_names](n, model.tokenizer) for n in names]
         return cls(names, model.vision_tower.net._fc.weight, model.voco.frames_per_segment, spec,
                    questions_per_video=questions_per_video, seed=seed, answer_names=answers)
+
+    @cached_property
+    def nearest(self) -> np.ndarray:
+        """[classes, drift_neighbours]: each class's nearest other classes, most similar first (sorted on first
+        use: only a world with drift needs it)."""
+        return np.argsort(-self.similarity, axis=1, kind="stable")[:, 1:self.spec.drift_neighbours + 1]
 
     def _rng(self, split: str, index: int) -> np.random.Generator:
         split_key = {"train": 0, "val": 1, "test": 2}[split]
