@@ -101,17 +101,25 @@ def check_caches(caches: Sequence[SegmentCache], *, fingerprint: str, compressor
 
 
 def place_on_timeline(
-    kv: torch.Tensor, source_positions: torch.Tensor, start: int, inv_freq: torch.Tensor
+    kv: torch.Tensor, source_positions: torch.Tensor, start: int, inv_freq: torch.Tensor,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Put T segment caches one after another on a timeline starting at position `start`.
 
     kv: [T, layers, 2, kv_heads, k, head_dim]; source_positions: [T]
     Segment t's token j lands at `start + t * k + j`: its keys rotate by
     delta_t = start + t * k - source_positions[t]. Values do not move.
+    targets: [T] the position of each segment's first token instead (e.g. with time labels between segments,
+    `voco.timeline.place`); delta_t = targets[t] - source_positions[t].
     Returns (keys, values), each [layers, kv_heads, T * k, head_dim].
     """
     T, layers, _, heads, k, dim = kv.shape
-    targets = start + torch.arange(T, device=kv.device) * k
+    if targets is None:
+        targets = start + torch.arange(T, device=kv.device) * k
+    elif targets.shape != (T,):
+        raise ValueError(f"targets {tuple(targets.shape)} must give one position per segment ({T})")
+    else:
+        targets = targets.to(kv.device)
     keys = shift_keys(kv[:, :, 0], targets - source_positions.to(kv.device), inv_freq)  # [T, L, H, k, D]
     values = kv[:, :, 1]
     # [T, L, H, k, D] -> [L, H, T, k, D] -> [L, H, T*k, D]

@@ -30,10 +30,22 @@ class PromptTemplate:
     """Text for each later question of a multi-turn chat."""
     answer_end: str = "</s>"
     """What closes an assistant answer in the history, and a stop string while decoding."""
+    segment_label: str | None = None
+    """Text after each placed segment's cache saying when the segment starts, a format string with `{start}`
+    (`voco.timeline.clock`: "1:15", "1:02:05"), e.g. " {start}"; None: caches follow each other with nothing
+    between them (every model before the field existed). Left out of voco.json when None."""
 
     def __post_init__(self) -> None:
         if "{question}" not in self.question or "{question}" not in self.followup:
             raise ValueError("prompt templates 'question' and 'followup' must contain '{question}'")
+        if self.segment_label is not None:
+            try:
+                ok = "{start}" in self.segment_label and self.segment_label.format(start="0:00") != ""
+            except (KeyError, IndexError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"prompt segment_label must be a format string with '{{start}}' and no other "
+                                 f"field (e.g. ' {{start}}'), got {self.segment_label!r}")
 
 
 @dataclass
@@ -88,6 +100,18 @@ class VoCoConfig:
             raise ValueError(f"segment_seconds must be > 0, got {self.segment_seconds}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             raise ValueError("image_mean and image_std need three values each, std > 0")
+        self.check_segment_label()
+
+    def check_segment_label(self) -> None:
+        """Time labels between caches need caches of one length in every layer (a dense compressor)."""
+        compressor = compressor_class(self.compressor)
+        if self.prompt.segment_label is not None and not compressor.dense_caches:
+            from voco.compressors import REGISTRY
+
+            dense = sorted(name for name, cls in REGISTRY.items() if cls.dense_caches)
+            raise ValueError(f"prompt.segment_label needs a dense compressor ({', '.join(dense)}): the "
+                             f"{self.compressor!r} compressor's caches are ragged; set prompt.segment_label to "
+                             "null or use a dense compressor")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -98,6 +122,8 @@ class VoCoConfig:
             del data["image_resize"]
         if not self.compressor_options:  # likewise: the field is newer than most checkpoints
             del data["compressor_options"]
+        if self.prompt.segment_label is None:  # likewise
+            del data["prompt"]["segment_label"]
         return data
 
     @classmethod

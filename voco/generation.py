@@ -50,26 +50,32 @@ def position_budget(model) -> int:
 
 
 def segments_that_fit(model, text_tokens: int, per_segment: int) -> int:
-    """How many segments of `per_segment` cache tokens fit beside `text_tokens` prompt, question and answer
-    positions (0 when not even the text fits)."""
+    """How many segments of `per_segment` positions (cache tokens + time-label tokens) fit beside `text_tokens`
+    prompt, question and answer positions (0 when not even the text fits)."""
     return max(0, (position_budget(model) - text_tokens) // max(1, per_segment))
 
 
 def check_position_budget(model, prefix_ids: Sequence[int], caches: Sequence[SegmentCache],
-                          suffix_ids: Sequence[int], new_tokens: int) -> None:
+                          suffix_ids: Sequence[int], new_tokens: int, starts: Sequence[float] | None = None) -> None:
     """Raise `ContextTooLong` (saying what was needed, the budget and how many segments fit) when
-    prompt + caches + question + `new_tokens` answer tokens do not fit in `position_budget(model)`."""
+    prompt + caches (+ each segment's time label, when the model has them) + question + `new_tokens` answer
+    tokens do not fit in `position_budget(model)`. starts: the segments' start seconds (the labels' text)."""
     budget = position_budget(model)
-    cache_tokens = sum(c.k for c in caches)
+    labels = model.segment_labels(len(caches), starts) or []
+    cache_tokens = sum(c.k for c in caches) + sum(len(ids) for ids in labels)
     text = len(prefix_ids) + len(suffix_ids) + new_tokens
     needed = text + cache_tokens
     if needed <= budget:
         return
-    per_segment = max((c.k for c in caches), default=1)
-    fit = segments_that_fit(model, text, per_segment)
+    per_cache = max((c.k for c in caches), default=1)
+    per_label = max((len(ids) for ids in labels), default=0)
+    fit = segments_that_fit(model, text, per_cache + per_label)
+    per_segment = f"{per_cache} cache tokens"
+    if labels:
+        per_segment = f"({per_segment} + up to {per_label} time-label tokens)"
     raise ContextTooLong(
         f"this answer needs {needed} positions (prompt {len(prefix_ids)} + {len(caches)} segments x "
-        f"{per_segment} cache tokens + question {len(suffix_ids)} + up to {new_tokens} answer tokens) but the "
+        f"{per_segment} + question {len(suffix_ids)} + up to {new_tokens} answer tokens) but the "
         f"model's budget is {budget} (max_position_embeddings in its config.json): answer from at most {fit} "
         "segments (e.g. a uniform subset of the video), or shorten the question, the chat history or "
         "max_new_tokens")
@@ -130,11 +136,13 @@ class StopText:
 
 
 @torch.inference_mode()
-def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig) -> Iterator[int]:
-    """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings)."""
+def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
+                    starts: Sequence[float] | None = None) -> Iterator[int]:
+    """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings).
+    starts: each segment's start seconds, read by a model with time labels (None: index * segment_seconds)."""
     prefix_ids, suffix_ids = model.prompt_ids(question, cfg.history)
-    check_position_budget(model, prefix_ids, caches, suffix_ids, cfg.max_new_tokens)
-    past, position = model.past_from_caches(caches, prefix_ids)
+    check_position_budget(model, prefix_ids, caches, suffix_ids, cfg.max_new_tokens, starts)
+    past, position = model.past_from_caches(caches, prefix_ids, starts)
     logits = model.forward_tokens(suffix_ids, past, position)[-1]
     position += len(suffix_ids)
     generator = None
@@ -152,12 +160,15 @@ def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: G
 
 
 @torch.inference_mode()
-def score(model, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
-    """Sum of log-probabilities of each candidate's tokens after the prompt; the prompt runs once."""
+def score(model, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str],
+          starts: Sequence[float] | None = None) -> list[float]:
+    """Sum of log-probabilities of each candidate's tokens after the prompt; the prompt runs once.
+    starts: as `generate_tokens`."""
     prefix_ids, suffix_ids = model.prompt_ids(question)
     candidate_ids = [model.answer_ids(cand) for cand in candidates]
-    check_position_budget(model, prefix_ids, caches, suffix_ids, max((len(c) for c in candidate_ids), default=0))
-    past, position = model.past_from_caches(caches, prefix_ids)
+    check_position_budget(model, prefix_ids, caches, suffix_ids, max((len(c) for c in candidate_ids), default=0),
+                          starts)
+    past, position = model.past_from_caches(caches, prefix_ids, starts)
     first = torch.log_softmax(model.forward_tokens(suffix_ids, past, position)[-1], dim=-1)
     position += len(suffix_ids)
     scores = []

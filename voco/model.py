@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
-from voco import identity
+from voco import identity, timeline
 from voco.cache import SegmentCache, place_on_timeline
 from voco.compressors import Compressor, LinearProjector, SegmentLayout, make_compressor
 from voco.config import VoCoConfig
@@ -67,6 +67,8 @@ class VoCoModel(nn.Module):
         rotary_inv_freq(lm)  # fail now, not at the first question, on a decoder we cannot move keys in
         self._fingerprint: tuple[tuple, str] | None = None
         self._prefix_memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._timeline_memo: tuple | None = None  # (key, caches, per-layer (keys, values), next position)
+        self._label_budget_memo: tuple | None = None  # ((template, starts), longest label)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -217,26 +219,69 @@ class VoCoModel(nn.Module):
             self._prefix_memo = {key: (keys, values)}
         return keys, values
 
-    def past_from_kv(
-        self, kv: torch.Tensor, source_positions: torch.Tensor, prefix_ids: list[int]
-    ) -> tuple[DynamicCache, int]:
-        """[prefix KV, T segment caches placed after it] as a transformers cache, and the next position.
+    def segment_labels(self, count: int, starts: Sequence[float] | None = None) -> list[list[int]] | None:
+        """Token ids of the time label after each of `count` placed segments (`prompt.segment_label`), or None
+        when the model has none. starts: each segment's start seconds (None: index * segment_seconds)."""
+        template = self.voco.prompt.segment_label
+        if template is None:
+            return None
+        return timeline.label_ids(self.tokenizer, template,
+                                  timeline.segment_starts(count, self.voco.segment_seconds, starts))
 
-        kv: [T, layers, 2, kv_heads, k, head_dim] (differentiable); source_positions: [T]
+    def longest_segment_label(self, starts: Sequence[float]) -> int:
+        """Tokens of the longest time label among `starts` (0 without labels): what the context budget counts
+        per segment beside its cache tokens."""
+        key = (self.voco.prompt.segment_label, tuple(starts))
+        if self._label_budget_memo is None or self._label_budget_memo[0] != key:  # same video, next question
+            self._label_budget_memo = (key, timeline.longest_label(self.tokenizer, key[0], starts))
+        return self._label_budget_memo[1]
+
+    def past_from_kv(
+        self, kv: torch.Tensor, source_positions: torch.Tensor, prefix_ids: list[int],
+        starts: Sequence[float] | None = None,
+    ) -> tuple[DynamicCache, int]:
+        """[prefix KV, T segment caches placed after it, each followed by its time label when the model has
+        them (voco/timeline.py)] as a transformers cache, and the next position.
+
+        kv: [T, layers, 2, kv_heads, k, head_dim] (differentiable); source_positions: [T];
+        starts: [T] start seconds of the segments (None: index * segment_seconds; read only with labels)
         """
         prefix_k, prefix_v = self._prefix_kv(prefix_ids)
-        keys, values = place_on_timeline(kv.to(self.device, self.dtype), source_positions, len(prefix_ids),
-                                         self.inv_freq)
+        P, T, k = len(prefix_ids), kv.shape[0], kv.shape[4]
+        labels = self.segment_labels(T, starts)
+        placement = timeline.place(P, [k] * T, labels or [[]] * T)
+        targets = None if labels is None else torch.tensor(placement.cache_targets)
+        keys, values = place_on_timeline(kv.to(self.device, self.dtype), source_positions, P, self.inv_freq,
+                                         targets)
         layers = [
             (torch.cat((pk, sk), dim=1)[None], torch.cat((pv, sv), dim=1)[None])  # [1, H, P + T*k, D]
             for pk, sk, pv, sv in zip(prefix_k, keys, prefix_v, values, strict=True)
         ]
-        return DynamicCache(ddp_cache_data=layers), len(prefix_ids) + keys.shape[2]
+        past = DynamicCache(ddp_cache_data=layers)
+        if labels is not None:
+            self.voco.check_segment_label()
+            timeline.append_labels(self, past, [placement], T * k)  # past: [1, H, P + T*k + labels, D]
+        return past, placement.end
 
-    def past_from_caches(self, caches: Sequence[SegmentCache], prefix_ids: list[int]) -> tuple[DynamicCache, int]:
-        """Check the caches belong to this model, then place them after the prefix (the compressor's hooks)."""
+    def past_from_caches(self, caches: Sequence[SegmentCache], prefix_ids: list[int],
+                         starts: Sequence[float] | None = None) -> tuple[DynamicCache, int]:
+        """Check the caches belong to this model, then place them after the prefix (the compressor's hooks),
+        each followed by its time label when the model has them; starts: each segment's start seconds (None:
+        index * segment_seconds). With labels, the placed timeline of the last selection is memoised."""
         self.compressor.check_caches(caches, self.fingerprint)
-        return self.compressor.past_from_caches(self, caches, prefix_ids)
+        if self.voco.prompt.segment_label is None:
+            return self.compressor.past_from_caches(self, caches, prefix_ids)
+        starts = timeline.segment_starts(len(caches), self.voco.segment_seconds, starts)
+        key = (self.fingerprint, self.voco.prompt.segment_label, tuple(prefix_ids), tuple(starts),
+               tuple(_cache_token(c) for c in caches))
+        memo, reuse = self._timeline_memo, not torch.is_grad_enabled()
+        if reuse and memo is not None and memo[0] == key and all(a is b for a, b in zip(memo[1], caches,
+                                                                                       strict=True)):
+            return DynamicCache(ddp_cache_data=memo[2]), memo[3]
+        past, position = self.compressor.past_from_caches(self, caches, prefix_ids, starts)
+        if reuse:  # the label pass costs an LM pass: repeated questions about the same selection reuse it
+            self._timeline_memo = (key, tuple(caches), [(lay.keys, lay.values) for lay in past.layers], position)
+        return past, position
 
     def forward_tokens(self, ids: list[int], past: DynamicCache, position: int, last_only: bool = True) -> torch.Tensor:
         """Run token ids after `past` (extending it) at positions `position ..`; logits [L or 1, vocab]."""
@@ -249,32 +294,57 @@ class VoCoModel(nn.Module):
 
     @torch.inference_mode()
     def next_token_logits(
-        self, question: str, caches: Sequence[SegmentCache], history: Sequence[tuple[str, str]] = ()
+        self, question: str, caches: Sequence[SegmentCache], history: Sequence[tuple[str, str]] = (),
+        starts: Sequence[float] | None = None,
     ) -> torch.Tensor:
-        """Logits [vocab] after prefix + caches + question + assistant tag."""
+        """Logits [vocab] after prefix + caches (+ time labels) + question + assistant tag."""
         prefix_ids, suffix_ids = self.prompt_ids(question, history)
-        past, position = self.past_from_caches(caches, prefix_ids)
+        past, position = self.past_from_caches(caches, prefix_ids, starts)
         return self.forward_tokens(suffix_ids, past, position)[-1]
 
     # ---- generation (see voco/generation.py) ----------------------------------------------------
 
-    def stream(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> Iterator[str]:
+    def _timeline(self, caches: Sequence[SegmentCache], starts: Sequence[float] | None):
+        from voco.session import SegmentSpan, Timeline
+
+        if starts is None:
+            return Timeline.of(caches)
+        starts = timeline.segment_starts(len(caches), self.voco.segment_seconds, starts)
+        return Timeline(tuple(caches), tuple(SegmentSpan(i, s) for i, s in enumerate(starts)))
+
+    def stream(self, question: str, caches: Sequence[SegmentCache], starts: Sequence[float] | None = None,
+               **kwargs) -> Iterator[str]:
         """Yield the answer in pieces as it is decoded from all `caches` (`voco.session.AnswerSession`, which
-        also selects segments and reports stats); kwargs as `voco.generation.GenerationConfig`."""
+        also selects segments and reports stats); starts: each segment's start seconds (None: index *
+        segment_seconds); kwargs as `voco.generation.GenerationConfig`."""
         from voco.session import AnswerSession
 
-        return (p.text for p in AnswerSession(self, caches).stream(question, **kwargs) if p.text)
+        session = AnswerSession(self, self._timeline(caches, starts))
+        return (p.text for p in session.stream(question, **kwargs) if p.text)
 
-    def answer(self, question: str, caches: Sequence[SegmentCache], **kwargs) -> str:
+    def answer(self, question: str, caches: Sequence[SegmentCache], starts: Sequence[float] | None = None,
+               **kwargs) -> str:
         from voco.session import AnswerSession
 
-        return AnswerSession(self, caches).answer(question, **kwargs)[0]
+        return AnswerSession(self, self._timeline(caches, starts)).answer(question, **kwargs)[0]
 
-    def score(self, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str]) -> list[float]:
+    def score(self, question: str, caches: Sequence[SegmentCache], candidates: Sequence[str],
+              starts: Sequence[float] | None = None) -> list[float]:
         """Log-likelihood of each candidate answer (with its closing text), for multiple choice."""
         from voco.generation import score
 
-        return score(self, question, caches, candidates)
+        return score(self, question, caches, candidates, starts)
+
+
+def _cache_token(cache) -> tuple:
+    """What tells one cache object from another for the timeline memo (the memo also holds the objects, so an
+    id is never reused while it is there); the version counter catches an in-place change where torch keeps one
+    (inference tensors keep none and cannot be changed outside inference mode)."""
+    try:
+        version = cache.kv._version
+    except RuntimeError:  # an inference tensor
+        version = None
+    return id(cache), id(cache.kv), version
 
 
 def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:

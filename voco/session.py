@@ -82,6 +82,11 @@ class Timeline:
     def __len__(self) -> int:
         return len(self.caches)
 
+    def starts(self, segment_seconds: float) -> list[float]:
+        """Each segment's start seconds: its span's, or index * segment_seconds where the span has none (what a
+        model with time labels writes after each cache; a subset keeps each segment's own start)."""
+        return [s.start_s if s.start_s is not None else s.index * segment_seconds for s in self.spans]
+
 
 # ---- segment selection -----------------------------------------------------------------------------
 
@@ -231,14 +236,21 @@ class AnswerSession:
         self.timeline = timeline if isinstance(timeline, Timeline) else Timeline.of(timeline)
         self.selector = make_selector(selector) if isinstance(selector, str) else selector
 
+    def starts(self) -> list[float]:
+        """Every segment's start seconds (see `Timeline.starts`)."""
+        return self.timeline.starts(self.model.voco.segment_seconds)
+
     def select(self, question: str, cfg: GenerationConfig, scores: Scores = None) -> list[int]:
-        """Indices of the segments this question is answered from; `ContextTooLong` when none fit."""
+        """Indices of the segments this question is answered from; `ContextTooLong` when none fit.
+        Each segment counts its cache tokens and, with time labels, the longest label the video has."""
         caches = self.timeline.caches
         prefix, suffix = self.model.prompt_ids(question, cfg.history)
         text_tokens = len(prefix) + len(suffix) + cfg.max_new_tokens
-        budget = segments_that_fit(self.model, text_tokens, max((c.k for c in caches), default=1))
+        starts = self.starts()
+        per_segment = max((c.k for c in caches), default=1) + self.model.longest_segment_label(starts)
+        budget = segments_that_fit(self.model, text_tokens, per_segment)
         if budget < 1 and caches:  # not even one segment fits: say so rather than answer blind
-            check_position_budget(self.model, prefix, caches, suffix, cfg.max_new_tokens)
+            check_position_budget(self.model, prefix, caches, suffix, cfg.max_new_tokens, starts)
         return self.selector.select(len(caches), budget, scores)
 
     def stream(self, question: str, scores: Scores = None, **kwargs) -> Iterator[AnswerPiece]:
@@ -248,10 +260,11 @@ class AnswerSession:
         start = time.perf_counter()
         used = self.select(question, cfg, scores)
         chosen = [self.timeline.caches[i] for i in used]
+        starts = self.starts()
         stopper = StopText(self.model.tokenizer, stop_strings(self.model, cfg))
         ids: list[int] = []
         first = None
-        for token in generate_tokens(self.model, question, chosen, cfg):
+        for token in generate_tokens(self.model, question, chosen, cfg, [starts[i] for i in used]):
             first = first or time.perf_counter()
             ids.append(token)
             piece = stopper.feed(ids)

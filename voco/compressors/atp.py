@@ -86,6 +86,7 @@ class AtpCompressor(_AtpBase):
     """ATP-LLaVA's pruning; the cache keeps each layer's kept vision tokens (ragged), k = budget in percent."""
 
     name = "atp"
+    dense_caches = False
 
     def budget(self) -> float:
         if not 1 <= self.k <= 100:
@@ -133,9 +134,12 @@ class AtpCompressor(_AtpBase):
         check_ragged_caches(caches, fingerprint=fingerprint, compressor=self.name, layers=len(caches[0].lengths)
                             if caches and isinstance(caches[0], RaggedSegmentCache) else -1)
 
-    def past_from_caches(self, model, caches: Sequence[RaggedSegmentCache], prefix_ids: list[int]):
+    def past_from_caches(self, model, caches: Sequence[RaggedSegmentCache], prefix_ids: list[int],
+                         starts: Sequence[float] | None = None):
+        """Ragged caches carry no time labels (`starts` is not read; `VoCoConfig` refuses `segment_label`)."""
         from voco.ragged import past_from_ragged
 
+        model.voco.check_segment_label()
         return past_from_ragged(model, caches, prefix_ids)
 
     def describe(self, n_vision: int) -> str:

@@ -26,8 +26,9 @@ Hooks a compressor overrides (everything has a default that fits a dense, one-pa
   sets; `voco/reference.py`'s mask builder is where per-layer masks would go.
 - **A compressor whose kept KV is ragged** (per-layer lengths, per-token canonical positions): override
   `compress_batch` to return the ragged cache type, `check_caches` for what a model accepts and
-  `past_from_caches(model, caches, prefix_ids)` for the move onto the timeline (each token shifted by its
-  segment's delta); the default stacks dense caches and calls `VoCoModel.past_from_kv`.
+  `past_from_caches(model, caches, prefix_ids, starts)` for the move onto the timeline (each token shifted by its
+  segment's delta); the default stacks dense caches and calls `VoCoModel.past_from_kv`. Set `dense_caches =
+  False`: such caches cannot carry time labels (`PromptTemplate.segment_label`), which a config then refuses.
 - `kept_tokens(n)` and `describe(n)`: counts and text for the model card, the table and the benches.
 """
 
@@ -98,6 +99,9 @@ class Compressor:
     probe is added to it."""
     module_name: ClassVar[str | None] = None
     """Attribute, state-dict prefix and training parameter group of the compressor's module."""
+    dense_caches: ClassVar[bool] = True
+    """Whether its caches keep the same tokens in every layer (`SegmentCache`); False for ragged caches, which
+    cannot carry time labels between them (`PromptTemplate.segment_label`)."""
 
     options: ClassVar[dict] = {}
     """The options (`VoCoConfig.compressor_options`) the class takes, with their defaults."""
@@ -160,11 +164,13 @@ class Compressor:
         """Fail loudly when caches do not belong to a model with this compressor."""
         check_caches(caches, fingerprint=fingerprint, compressor=self.name, k=self.k if self.uses_k else None)
 
-    def past_from_caches(self, model, caches: Sequence[SegmentCache], prefix_ids: list[int]):
-        """[prefix KV, caches on the timeline] as the LM's cache, and the next position."""
+    def past_from_caches(self, model, caches: Sequence[SegmentCache], prefix_ids: list[int],
+                         starts: Sequence[float] | None = None):
+        """[prefix KV, caches on the timeline (each followed by its time label when the model has them)] as the
+        LM's cache, and the next position; starts: each segment's start seconds (None: index * segment_seconds)."""
         kv = torch.stack([c.kv for c in caches])
         source = torch.tensor([c.source_position for c in caches])
-        return model.past_from_kv(kv, source, prefix_ids)
+        return model.past_from_kv(kv, source, prefix_ids, starts)
 
     # ---- the single-pass reference (voco/reference.py) ----------------------------------------------------
 

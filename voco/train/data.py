@@ -36,6 +36,9 @@ class VideoExample:
     histories: list[list[tuple[str, str]]] | None = None
     """Per question: the earlier (question, answer) turns of its conversation (multi-turn chats; their answers
     are trained too); None: every question is single-turn."""
+    times: list[float] | None = None
+    """Start seconds of each segment (what a model with time labels writes after its cache); None: index *
+    the model's segment_seconds."""
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Batch:
     row_questions: list[str] = field(default_factory=list)
     segment_targets: np.ndarray | None = None
     """[len(segments), probe.TARGETS] when every example has them (train batches), else None."""
+    segment_starts: list[list[float] | None] = field(default_factory=list)
+    """Per video its segments' start seconds (`VideoExample.times`), None where unknown (index * the model's
+    segment_seconds): the time labels of a model with `prompt.segment_label`."""
 
     @property
     def num_questions(self) -> int:
@@ -91,7 +97,8 @@ def load_video(split: str, index: int, *, world: WorldConfig, base_seed: int, qu
     if captions:
         qas.append(QA(CAPTION_QUESTION, caption(video), CAPTION_TYPE))
     targets = np.stack([segment_targets(video, idx) for idx in indices]) if probe_targets else None
-    return VideoExample(video.video_id, [video.frames[idx] for idx in indices], qas, targets)
+    times = [i * segment_seconds for i in range(len(indices))]  # segment i spans [i * S, (i + 1) * S)
+    return VideoExample(video.video_id, [video.frames[idx] for idx in indices], qas, targets, times=times)
 
 
 def history_answer_spans(model, history: Sequence[tuple[str, str]], question: str,
@@ -129,6 +136,10 @@ def encode(model, examples: Sequence[VideoExample]) -> Batch:
     for v, example in enumerate(examples):
         segments.extend(example.segments)
         counts.append(len(example.segments))
+        if example.times is not None and len(example.times) != len(example.segments):
+            raise ValueError(f"video {example.video_id}: {len(example.segments)} segments but "
+                             f"{len(example.times)} start times")
+        batch.segment_starts.append(None if example.times is None else [float(t) for t in example.times])
         histories = example.histories or [[] for _ in example.qas]
         for qa, history in zip(example.qas, histories, strict=True):
             prefix, suffix = model.prompt_ids(qa.question, history)

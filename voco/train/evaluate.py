@@ -30,7 +30,8 @@ def normalise(text: str) -> str:
 def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache") -> list[str]:
     """Greedy answers to every question row of `batch` (answers in the batch are ignored)."""
     kv, layout = compress_segments(model, batch.segments, view=view)
-    timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids)
+    timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids,
+                              starts=batch.segment_starts)
     prompts = [ids[:a] for ids, a in zip(batch.row_ids, batch.row_answer_start, strict=True)]
     generated: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))

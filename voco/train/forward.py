@@ -8,6 +8,9 @@ It is the inference path (DESIGN.md), batched:
   3. questions: every question row (suffix + answer tokens) runs as one causal pass over its video's
      timeline, batched with a 4D additive mask (padding slots and padding tokens hidden) and per-row
      position ids continuing at P + T_v * k.
+With time labels (`PromptTemplate.segment_label`, voco/timeline.py) each video's caches are placed with room for
+their labels and one batched label pass (padding masked) appends every video's label KV before step 3; the
+questions then continue after the last label.
 tests/train/test_parity.py holds the loss of this path to the loss computed through
 `VoCoModel.past_from_kv` + `forward_tokens` (the unbatched inference path) on the same example.
 """
@@ -26,6 +29,7 @@ from voco.compressors import Compressed, SegmentLayout
 from voco.compressors.dense import FullCompressor
 from voco.key_bias import StaticKeyBias
 from voco.recompute import OnePassCache
+from voco.timeline import Placement, append_labels, place
 from voco.train.probe import probe_loss
 
 
@@ -100,32 +104,42 @@ def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
 
 @dataclass
 class Timeline:
-    """Per video: prefix KV + rotated segment caches, padded to the longest video."""
+    """Per video: prefix KV + rotated segment caches (+ their time labels' KV), padded to the longest video."""
 
-    keys: list[torch.Tensor]  # per layer [V, kv_heads, P + Tmax, head_dim]
+    keys: list[torch.Tensor]  # per layer [V, kv_heads, P + Tmax (+ Lmax), head_dim]
     values: list[torch.Tensor]
-    lengths: torch.Tensor  # [V] real cached tokens per video (P + T_v * kept)
+    lengths: torch.Tensor  # [V] real cached tokens per video (P + T_v * kept + L_v): where its questions start
     prefix_len: int
     key_bias: list[torch.Tensor] | None = None  # per layer [V, P + Tmax] log(keep mask) (ATP), or None
+    valid: torch.Tensor | None = None
+    """[V, P + Tmax + Lmax] bool, the slots holding real KV, when time labels make them non-contiguous
+    ([prefix, caches, pads, labels, pads]); None: the first `lengths[v]` slots."""
 
 
 def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Sequence[int],
-                   prefix_ids: list[int], key_mask: torch.Tensor | None = None) -> Timeline:
-    """[prefix, caches of video v] for every video; kv: [sum(counts), layers, 2, H, kept, D];
-    key_mask: [sum(counts), layers, kept] soft keep-masks (ATP), read as per-layer key biases log(mask)."""
+                   prefix_ids: list[int], key_mask: torch.Tensor | None = None,
+                   starts: Sequence[Sequence[float] | None] | None = None) -> Timeline:
+    """[prefix, caches of video v (each followed by its time label when the model has them)] for every video;
+    kv: [sum(counts), layers, 2, H, kept, D]; key_mask: [sum(counts), layers, kept] soft keep-masks (ATP), read
+    as per-layer key biases log(mask); starts: per video its segments' start seconds (None: index *
+    segment_seconds), as `VoCoModel.past_from_kv` reads them."""
     P = len(prefix_ids)
     dev = model.device
     out = model.lm.model(input_ids=torch.tensor([prefix_ids], device=dev),
                          position_ids=torch.arange(P, device=dev)[None], cache=OnePassCache(), use_cache=True)
     prefix = [(lay.keys[0], lay.values[0]) for lay in out.cache.layers]  # [H, P, D] each
+    placements = video_placements(model, counts, layout.kept, P, starts)
+    if placements is not None and key_mask is not None:
+        model.voco.check_segment_label()  # ragged (ATP) caches carry no labels: says so
     longest = max(counts) * layout.kept
     per_video_k, per_video_v, lengths = [], [], []
     start = 0
-    for count in counts:
+    for v, count in enumerate(counts):
         seg = kv[start : start + count].to(dev, model.dtype)
         start += count
         source = torch.full((count,), layout.kept_start)
-        keys, values = place_on_timeline(seg, source, P, model.inv_freq)  # [layers, H, count*kept, D]
+        targets = None if placements is None else torch.tensor(placements[v].cache_targets)
+        keys, values = place_on_timeline(seg, source, P, model.inv_freq, targets)  # [layers, H, count*kept, D]
         pad = longest - keys.shape[2]
         if pad:
             keys = F.pad(keys, (0, 0, 0, pad))
@@ -139,7 +153,24 @@ def build_timeline(model, kv: torch.Tensor, layout: SegmentLayout, counts: Seque
     keys = [torch.cat((pk.expand(V, -1, -1, -1), sk), dim=2) for (pk, _), sk in zip(prefix, stacked_k, strict=True)]
     values = [torch.cat((pv.expand(V, -1, -1, -1), sv), dim=2) for (_, pv), sv in zip(prefix, stacked_v, strict=True)]
     bias = None if key_mask is None else _timeline_key_bias(key_mask, counts, P, longest)
-    return Timeline(keys, values, torch.tensor(lengths), P, bias)
+    if placements is None:
+        return Timeline(keys, values, torch.tensor(lengths), P, bias)
+    cache = OnePassCache(list(zip(keys, values, strict=True)))
+    valid = append_labels(model, cache, placements, longest)  # one pass: every video's labels
+    keys, values = [lay.keys for lay in cache.layers], [lay.values for lay in cache.layers]
+    return Timeline(keys, values, torch.tensor([p.end for p in placements]), P, bias, valid)
+
+
+def video_placements(model, counts: Sequence[int], kept: int, P: int,
+                     starts: Sequence[Sequence[float] | None] | None) -> list[Placement] | None:
+    """Each video's `voco.timeline.Placement` (caches and time labels), or None when the model has no labels."""
+    if model.voco.prompt.segment_label is None:
+        return None
+    starts = starts or [None] * len(counts)  # None or an empty list: every video index * segment_seconds
+    if len(starts) != len(counts):
+        raise ValueError(f"{len(counts)} videos but start times for {len(starts)}")
+    return [place(P, [kept] * count, model.segment_labels(count, video_starts))
+            for count, video_starts in zip(counts, starts, strict=True)]
 
 
 def _timeline_key_bias(key_mask: torch.Tensor, counts: Sequence[int], P: int, longest: int) -> list[torch.Tensor]:
@@ -168,13 +199,16 @@ def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     Q = max(len(r) for r in row_ids)
     video = torch.tensor(row_video, device=dev)
     past_len = timeline.keys[0].shape[2]
-    lengths = timeline.lengths.to(dev)[video]  # [R]
+    lengths = timeline.lengths.to(dev)[video]  # [R]: where each row's positions start
     ids = torch.full((R, Q), model.tokenizer.pad_token_id or 0, dtype=torch.long, device=dev)
     for r, row in enumerate(row_ids):
         ids[r, : len(row)] = torch.tensor(row, device=dev)
-    # positions continue after each row's own timeline: P + T_v * kept + 0 .. Q - 1
+    # positions continue after each row's own timeline: P + T_v * kept (+ L_v label tokens) + 0 .. Q - 1
     positions = lengths[:, None] + torch.arange(Q, device=dev)[None]
-    allowed_past = torch.arange(past_len, device=dev)[None, :] < lengths[:, None]  # [R, past]
+    if timeline.valid is None:
+        allowed_past = torch.arange(past_len, device=dev)[None, :] < lengths[:, None]  # [R, past]
+    else:
+        allowed_past = timeline.valid.to(dev)[video]  # [R, past]
     causal = torch.ones(Q, Q, dtype=torch.bool, device=dev).tril()
     allowed = torch.cat([allowed_past[:, None, :].expand(R, Q, past_len), causal[None].expand(R, Q, Q)], dim=2)
     dtype = timeline.keys[0].dtype
@@ -205,7 +239,7 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     kv = compressed.kv
     timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids,
-                              compressed.key_mask)
+                              compressed.key_mask, batch.segment_starts)
     hidden = rows_hidden(model, timeline, batch.row_video, batch.row_ids)
     targets = answer_targets(batch.row_ids, batch.row_answer_spans, hidden.shape[1]).to(hidden.device)
     keep = targets != -100
@@ -217,8 +251,9 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     if kl_weight > 0:
         with torch.no_grad():
             tkv, tlayout = compress_segments(model, batch.segments, view="full", chunk=chunk)
-            teacher_hidden = rows_hidden(model, build_timeline(model, tkv, tlayout, batch.segment_counts,
-                                                               batch.prefix_ids), batch.row_video, batch.row_ids)
+            teacher_timeline = build_timeline(model, tkv, tlayout, batch.segment_counts, batch.prefix_ids,
+                                              starts=batch.segment_starts)
+            teacher_hidden = rows_hidden(model, teacher_timeline, batch.row_video, batch.row_ids)
             teacher = model.lm.lm_head(teacher_hidden[keep]).float()
         t = kl_temperature
         kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1),
