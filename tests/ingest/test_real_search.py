@@ -1,6 +1,6 @@
 """Text finds what real footage shows, with the assembled real-footage model, through ingest and moment search (slow:
 the 135M LM and the EfficientNet classifier load from their packages). The photos are the held-out ones of
-scripts/eval_real_footage.py, panned as it pans them."""
+scripts/eval_real_footage.py, panned as it pans them (evaluation/footage.py)."""
 
 import numpy as np
 import pytest
@@ -12,18 +12,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
+    from evaluation.footage import FPS, load_footage, pan, photo_pixels
     from ingest.run import ingest_paths
     from ingest.vectors import MomentSearch
-    from scripts.eval_real_footage import FPS, PHOTOS, SCENE_SECONDS, pan, photo_pixels
     from store import Store
     from voco import VoCoModel
     from voco.search import ClassEvidenceEmbedder
 
     model = VoCoModel.from_pretrained("default")
-    by_word = {p.word: p for p in PHOTOS}
+    footage = load_footage()
+    scene_seconds = 6
     scenes = ["cat", "rocket", "coffee"]
     rng = np.random.default_rng(0)
-    frames = np.concatenate([pan(photo_pixels(by_word[w]), int(FPS * SCENE_SECONDS), rng) for w in scenes])
+    frames = np.concatenate([pan(photo_pixels(footage.by_id(w)), int(FPS * scene_seconds), rng) for w in scenes])
     video = write_video(tmp_path / "three_scenes.mp4", frames, fps=FPS)
     with Store(tmp_path / "home") as store:
         summary = ingest_paths([str(video)], store=store, model=model, config=IngestConfig())
@@ -32,7 +33,7 @@ def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
         assert isinstance(search.embedder, ClassEvidenceEmbedder)  # chosen from what the model provides
         for i, (word, query) in enumerate([("cat", "a cat"), ("rocket", "a rocket"), ("coffee", "a cup of coffee")]):
             top = search.search(query, top=1)[0]
-            start, end = i * SCENE_SECONDS, (i + 1) * SCENE_SECONDS
+            start, end = i * scene_seconds, (i + 1) * scene_seconds
             assert top["video_id"] == vid and start <= top["start_s"] < end, (word, top)
             scores = search.scores_for(query, vid)
             assert start <= 2.0 * int(scores.argmax()) < end, (word, scores.round(2))
