@@ -98,6 +98,12 @@ class AssemblySpec:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    evidence: dict | None = None
+    """`voco.evidence.tower.EvidenceConfig` fields: the LM reads evidence slots (everyday names, hypernyms,
+    colour, count, people) instead of the top_k class names (`top_k` and `name_tokens` then unused). None: class
+    names, as the `classnames` model."""
+    concepts: str = "imagenet_concepts.tsv"
+    """With `evidence`: the class -> everyday name and hypernyms table, a file in voco/assets or an absolute path."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lm_gguf, dict):
@@ -112,9 +118,16 @@ class AssemblySpec:
         if min(self.top_k, self.name_tokens, self.lora_rank) < 1 or self.lora_alpha <= 0 or not self.lora_targets:
             raise ValueError("assembly: need top_k, name_tokens and lora_rank >= 1, lora_alpha > 0 and some "
                              "lora_targets")
+        if self.evidence is not None:
+            from voco.evidence.tower import EvidenceConfig
+
+            EvidenceConfig(**self.evidence)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.evidence is None:  # newer than the class-name models: their assembly.json stays as it was
+            del data["evidence"], data["concepts"]
+        return data
 
     @classmethod
     def load(cls, folder: str | Path) -> AssemblySpec:
@@ -129,6 +142,10 @@ class AssemblySpec:
 
     def class_names_path(self) -> Path:
         path = Path(self.class_names)
+        return path if path.is_absolute() else ASSETS / path
+
+    def concepts_path(self) -> Path:
+        path = Path(self.concepts)
         return path if path.is_absolute() else ASSETS / path
 
 
@@ -196,14 +213,17 @@ def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | N
     if len(names) != vision_config.num_classes:
         raise ValueError(f"{spec.class_names_path()} names {len(names)} classes, the classifier has "
                          f"{vision_config.num_classes}")
-    projector = ClassEvidenceProjector(*name_embeddings(lm, tokenizer, names, spec.name_tokens), spec.top_k)
-    _add_special_tokens(lm, tokenizer, voco)
-    add_lora(lm.model, spec.lora_targets, spec.lora_rank, spec.lora_alpha)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a classifier without weights (the tiny stand-in) is the same on every load
         tower = EfficientNetLiteTower(vision_config)
     if spec.vision_weights is not None:
         tower.load_weights(spec.vision_weights.path())
+    if spec.evidence is None:
+        projector = ClassEvidenceProjector(*name_embeddings(lm, tokenizer, names, spec.name_tokens), spec.top_k)
+    else:
+        tower, projector = _evidence_parts(spec, voco, tower, lm, tokenizer)
+    _add_special_tokens(lm, tokenizer, voco)
+    add_lora(lm.model, spec.lora_targets, spec.lora_rank, spec.lora_alpha)
     attention = lm.config._attn_implementation
     config = LlavaConfig(vision_config=vision_config, text_config=lm.config, vision_feature_layer=-1,
                          vision_feature_select_strategy="full")
@@ -213,6 +233,23 @@ def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | N
     if checkpoint is not None and (checkpoint / TRAINED).is_file():
         load_trained(model, checkpoint / TRAINED)
     return model.to(dtype).eval()
+
+
+def _evidence_parts(spec: AssemblySpec, voco: VoCoConfig, classifier: EfficientNetLiteTower, lm, tokenizer):
+    """The evidence tower around the classifier, and the slot projector over the LM's own word embeddings."""
+    from voco.evidence.concepts import ConceptTable
+    from voco.evidence.projector import SlotProjector
+    from voco.evidence.tower import EvidenceConfig, EvidenceTower
+
+    concepts = ConceptTable.load(spec.concepts_path())
+    if concepts.num_classes != classifier.config.num_classes:
+        raise ValueError(f"{spec.concepts_path()} covers {concepts.num_classes} classes, the classifier has "
+                         f"{classifier.config.num_classes}")
+    config = EvidenceConfig(**spec.evidence)
+    tower = EvidenceTower(classifier, concepts, config, classifier.config.image_size, voco.image_mean,
+                          voco.image_std)
+    table = lm.get_input_embeddings().weight.detach().float()
+    return tower, SlotProjector(tower.words, table, tokenizer, config.slots)
 
 
 def new_token_ids(model: VoCoModel) -> list[int]:

@@ -44,6 +44,7 @@ OUTSIDE_IDENTITY = {
     "segment_seconds": "segment sampling: part of the stored video's key",
     "frames_per_segment": "segment sampling: part of the stored video's key",
     "voco_tuned": "only decides whether loading warns",
+    "answer_segments": "read only when answering (how many segments one answer reads)",
 }
 DIGEST_CACHE_ENV = "VOCO_DIGEST_CACHE"
 _NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures"}
@@ -67,6 +68,9 @@ def compression_settings(model, voco: dict | None = None) -> dict:
         del settings["compressor_options"]
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id
+    reading = getattr(model.vision_tower, "identity", None)
+    if callable(reading):  # a tower whose output depends on more than its weights (the evidence tower's tables)
+        settings["vision_reading"] = reading()
     return json.loads(json.dumps(settings))  # tuples and lists hash alike
 
 

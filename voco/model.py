@@ -116,9 +116,8 @@ class VoCoModel(nn.Module):
 
     # ---- pass 1: segments -> caches -------------------------------------------------------------
 
-    def pixel_values(self, frames: Sequence[Frames]) -> torch.Tensor:
-        """uint8 segments [B] x [F, H, W, 3] -> normalised pixels [B * F, 3, S, S]."""
-        size = self.config.vision_config.image_size
+    def checked_segments(self, frames: Sequence[Frames]) -> list[torch.Tensor]:
+        """Each segment as a uint8 tensor [F, H, W, 3]; a clear error naming the segment otherwise."""
         batch = []
         for i, seg in enumerate(frames):
             seg = torch.as_tensor(seg)
@@ -129,11 +128,24 @@ class VoCoModel(nn.Module):
                     f"got {seg.dtype} {tuple(seg.shape)}"
                 )
             batch.append(seg)
+        return batch
+
+    def pixel_values(self, frames: Sequence[Frames]) -> torch.Tensor:
+        """uint8 segments [B] x [F, H, W, 3] -> normalised pixels [B * F, 3, S, S]."""
+        size = self.config.vision_config.image_size
+        batch = self.checked_segments(frames)
         preprocess = frame_preprocessor(self.voco.image_resize, size, self.voco.image_mean, self.voco.image_std)
         return preprocess(torch.cat(batch).to(self.device)).to(self.dtype)
 
     def vision_features(self, frames: Sequence[Frames]) -> torch.Tensor:
-        """The vision tower's features LLaVA projects: [B * F, p, vision] (feature layer(s), CLS dropped)."""
+        """The vision tower's features LLaVA projects: [B * F, p, vision] (feature layer(s), CLS dropped).
+        A tower that reads frames itself (`reads_frames`, the evidence tower) gets the uint8 frames, one segment
+        at a time (segments of one batch may differ in size when a stream changes resolution)."""
+        if getattr(self.vision_tower, "reads_frames", False):  # evidence slots stay float32 (they hold ids)
+            segments = self.checked_segments(frames)
+            if len({tuple(seg.shape) for seg in segments}) == 1:
+                return self.vision_tower(torch.cat(segments)).to(self.device)
+            return torch.cat([self.vision_tower(seg) for seg in segments]).to(self.device)
         pixels = self.pixel_values(frames)  # [B*F, 3, S, S]
         out = self.vision_tower(pixel_values=pixels, output_hidden_states=True)
         layer = self.config.vision_feature_layer

@@ -11,10 +11,12 @@ keys at one middle layer, un-rotated to position 0 (heads concatenated); a query
 question tokens' attention queries at that layer, computed un-rotated too (query heads averaged per
 key/value head), so the score is the attention logit the question would give the segment with RoPE
 cancelled. No extra forward pass at ingest: the keys are already in the cache.
-`ClassEvidenceEmbedder` (external signal, for models whose vision tower gives class probabilities, e.g. the
-assembled default model): a segment is the probability-weighted mean of sentence embeddings of its frames' top
-class names; a query is the sentence embedding of the text (voco/text_encoders.py). It reads the frames, not
-the cache (`reads_frames`): ingest computes it from the batch it compresses.
+`ConceptEvidenceEmbedder` (the default model's: its evidence tower's slots, "brown cat animal", as sentence
+embeddings) and `ClassEvidenceEmbedder` (external signal, for models whose vision tower gives class
+probabilities, e.g. the assembled `classnames` model): a segment is the probability-weighted mean of sentence
+embeddings of its frames' top class names; a query is the sentence embedding of the text
+(voco/text_encoders.py). Both read the frames, not the cache (`reads_frames`): ingest computes them from the
+batch it compresses.
 
 Which embedder a model uses is `embedder_for(model)`: the first class of `PREFERENCE` whose `supports(model)`
 holds (what the model provides: class names and probabilities, or a Llama-style attention), unless a config
@@ -177,7 +179,9 @@ class ClassEvidenceEmbedder:
 
     @classmethod
     def supports(cls, model: VoCoModel) -> bool:
-        return class_names(model) is not None
+        from voco.vision import EfficientNetLiteTower
+
+        return class_names(model) is not None and isinstance(model.vision_tower, EfficientNetLiteTower)
 
     def __init__(self, model: VoCoModel, text_encoder: str = "minilm", top: int = 5):
         from voco.text_encoders import make_text_encoder
@@ -226,8 +230,79 @@ class ClassEvidenceEmbedder:
         return self.encoder.encode([text])[0]
 
 
-EMBEDDERS: dict[str, type] = {"voco-keys": VoCoKeyEmbedder, "class-minilm": ClassEvidenceEmbedder}
-PREFERENCE: tuple[str, ...] = ("class-minilm", "voco-keys")
+class ConceptEvidenceEmbedder:
+    """What the evidence tower read, in sentence space: sum over a segment's slots of score * text(slot phrase).
+
+    A slot's phrase is the text the LM reads for it ("brown cat animal", "two people"; `SlotProjector.describe`),
+    so a query such as "a vehicle" or "a red car" meets the hypernyms and colours the tower wrote. Segment:
+    the score-weighted sum of its frames' phrase embeddings, unit length; query: the unit sentence embedding of
+    the text; score: cosine. Phrase embeddings are memoised per process.
+    """
+
+    reads_frames = True
+    novelty_weight = 0.0
+    """As `ClassEvidenceEmbedder`'s: the question score alone ranks a scene's segments."""
+
+    @classmethod
+    def supports(cls, model: VoCoModel) -> bool:
+        from voco.evidence.tower import EvidenceTower
+
+        return isinstance(model.vision_tower, EvidenceTower)
+
+    def __init__(self, model: VoCoModel, text_encoder: str = "minilm"):
+        from voco.text_encoders import make_text_encoder
+
+        if not self.supports(model):
+            raise TypeError("the concept-evidence search vector needs a model with the evidence tower (an assembled "
+                            "model with `evidence` in its assembly.json, such as 'default'); use 'voco-keys'")
+        self.model = model
+        self.encoder = make_text_encoder(text_encoder, model)
+        self.dim = self.encoder.dim
+        self.name = f"concept-{self.encoder.name}"
+        self._phrases: dict[str, np.ndarray] = {}
+
+    def phrase_vectors(self, phrases: Sequence[str]) -> np.ndarray:
+        new = sorted({p for p in phrases if p not in self._phrases})
+        if new:
+            self._phrases.update(zip(new, self.encoder.encode(new), strict=True))
+        return np.stack([self._phrases[p] for p in phrases]) if phrases else np.zeros((0, self.dim), np.float32)
+
+    def vectors_from_slots(self, slots: torch.Tensor) -> np.ndarray:
+        """Evidence slots [T, F * S, FIELDS] (a segment's frames' slots together) -> unit vectors [T, dim]."""
+        from voco.evidence.tower import NAME, SCORE
+
+        out = np.zeros((len(slots), self.dim), np.float32)
+        phrase = self.model.projector.phrase
+        for t, segment in enumerate(slots):
+            filled = segment[segment[:, NAME] >= 0]
+            if not len(filled):
+                continue
+            weights = filled[:, SCORE].clamp_min(0).cpu().numpy()[:, None]
+            out[t] = (weights * self.phrase_vectors([phrase(row) for row in filled])).sum(0)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+    @torch.inference_mode()
+    def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None,
+                        batch_size: int = 32) -> np.ndarray:
+        if frames is None:
+            raise ValueError("the concept-evidence search vector is computed from the segments' frames: pass frames=")
+        if not len(frames):
+            return np.zeros((0, self.dim), np.float32)
+        parts = []
+        for i in range(0, len(frames), batch_size):
+            batch = frames[i:i + batch_size]
+            slots = self.model.vision_features(batch).float().cpu()  # [B * F, S, FIELDS]
+            parts.append(self.vectors_from_slots(slots.reshape(len(batch), -1, slots.shape[-1])))
+        return np.concatenate(parts)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        return self.encoder.encode([text])[0]
+
+
+EMBEDDERS: dict[str, type] = {"voco-keys": VoCoKeyEmbedder, "class-minilm": ClassEvidenceEmbedder,
+                              "concept-minilm": ConceptEvidenceEmbedder}
+PREFERENCE: tuple[str, ...] = ("concept-minilm", "class-minilm", "voco-keys")
 """The embedder a model gets when no config names one: the first whose class supports the model."""
 DEFAULT_NOVELTY_WEIGHT = VoCoKeyEmbedder.novelty_weight  # each embedder carries its own (`novelty_weight`)
 

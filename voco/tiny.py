@@ -189,3 +189,23 @@ def tiny_assembled_model(folder, *, seed: int = 0, **voco_fields):
             if name.endswith("lora_B") or name.startswith("projector."):
                 p.add_(torch.randn_like(p) * 0.05)
     return model
+
+
+TINY_CONCEPTS = {"cat": ("cat", "animal"), "dog": ("dog", "animal"), "red car": ("car", "vehicle"),
+                 "coffee cup": ("cup", "container"), "rocket": ("rocket", ""), "flower": ("flower", "plant"),
+                 "tree": ("tree", "plant"), "boat": ("boat", "vehicle")}
+"""The tiny classifier's classes -> (everyday name, hypernym), as voco/assets/imagenet_concepts.tsv says it."""
+
+
+def tiny_evidence_spec(folder, *, seed: int = 0, faces: bool = False):
+    """The tiny stand-in with the evidence tower and slot projector (the bundled default's composition since
+    issue 30): `tiny_assembly_spec` plus a concept table of `TINY_CONCEPTS` and `evidence` settings."""
+    from pathlib import Path
+
+    spec = tiny_assembly_spec(folder, seed=seed)
+    table = Path(folder).resolve() / "tiny_concepts.tsv"
+    rows = [f"{i}\t{c}\t{TINY_CONCEPTS[c][0]}\t{TINY_CONCEPTS[c][1]}" for i, c in enumerate(TINY_CLASSES)]
+    table.write_text("index\timagenet_name\tname\thypernyms\n" + "\n".join(rows) + "\n")
+    spec.evidence = {"slots": 3, "min_score": 0.05, "faces": faces}
+    spec.concepts = str(table)
+    return spec
