@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(auto: from OUTPUT_DIR/last when it exists).")
     parser.add_argument("--config", required=True, help="YAML training config (see configs/)")
     parser.add_argument("--output-dir", help="override the config's output_dir")
+    parser.add_argument("--no-export", action="store_true",
+                        help="do not write the config's export_dir (e.g. keep the bundled model while experimenting)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT_DIR/last exists")
     parser.add_argument("--resume", metavar="auto|PATH",
                         help="override the config's resume: auto (OUTPUT_DIR/last if any) or a run's `last` folder")
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output_dir:
         config.output_dir = args.output_dir
+    if args.no_export:
+        config.export_dir = None
     if args.resume:
         config.resume = args.resume
     from voco.train.loop import train

@@ -141,9 +141,8 @@ parts and converts the LM once into `~/.cache/voco`).
 Trained with `{config.command}`.
 
 - LM: `{lm}` (frozen; LoRA rank {spec.lora_rank} on {spec.lora_targets})
-- Vision: EfficientNet `{spec.vision.get("variant", "efficientnet-lite0")}` classifier from `{vision}` (frozen); each
-  frame becomes its top-{spec.top_k} classes as tokens in the LM's own name embeddings (`voco.vision`)
-- Compression: k = {model.k} `<voco>` token(s) per segment of {model.voco.frames_per_segment} frames
+- Vision: EfficientNet `{spec.vision.get("variant", "efficientnet-lite0")}` classifier from `{vision}` (frozen); {_reads(spec)}
+- Compression: k = {model.k} `<voco>` token(s) per segment of {model.voco.frames_per_segment} frames{_labels(model)}
 - Parameters: {sum(p.numel() for p in model.parameters()):,} in all, {trained:,} trained (stored in this folder)
 - Data: `{config.data.dataset}` {config.data.options or ""}
 
@@ -156,7 +155,32 @@ Validation-style test on {config.data.dataset} videos (greedy decoding, exact ma
 |---|---|---|
 {rows}
 
-What it can see: what the ImageNet-1k classifier recognises in each frame (objects, animals, scenes among 1000
-classes), kept per segment in one `<voco>` token. What it cannot: colours, counts, positions, actions, text, or
-anything outside ImageNet's classes (people are described by what they wear or hold).
+{_sight(spec)}
 """
+
+
+def _reads(spec) -> str:
+    if spec.evidence is None:
+        return (f"each\n  frame becomes its top-{spec.top_k} classes as tokens in the LM's own name embeddings "
+                "(`voco.vision`)")
+    slots = spec.evidence.get("slots", 4)
+    return (f"the evidence\n  tower (`voco.evidence`) turns each frame into {slots} slots of everyday words (count, "
+            "colour, name, hypernyms; people from OpenCV's face detector), read as the LM's own word embeddings")
+
+
+def _labels(model) -> str:
+    label = model.voco.prompt.segment_label
+    return "" if label is None else f"; each placed segment's start time follows its cache (`{label.strip()}`)"
+
+
+def _sight(spec) -> str:
+    if spec.evidence is None:
+        return ("What it can see: what the ImageNet-1k classifier recognises in each frame (objects, animals, scenes "
+                "among 1000\nclasses), kept per segment in one `<voco>` token. What it cannot: colours, counts, "
+                "positions, actions, text, or\nanything outside ImageNet's classes (people are described by what "
+                "they wear or hold).")
+    return ("What it can see: things the ImageNet-1k classifier recognises (named in everyday words, with WordNet "
+            "hypernyms:\na tabby is a cat, an animal), the colour of what it found, roughly how many, frontal "
+            "faces (people), and when\neach segment starts. What it cannot: actions, speech or sound, text, "
+            "positions, who someone is, or men from\nwomen; things outside ImageNet's classes it misses or names "
+            "as something near. Asked what it cannot see, it\nis trained to say \"I can't tell from the video.\"")

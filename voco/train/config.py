@@ -212,6 +212,8 @@ class StageSpec:
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
     options: dict = field(default_factory=dict)
     """Overrides of data.options for this stage (datasets other than the synthetic world)."""
+    videos_per_batch: int | None = None
+    """Overrides data.videos_per_batch for this stage (e.g. fewer, longer videos)."""
     probe_weight: float = 0.0
     """Weight of the cache probe (`voco.train.probe`): linear heads read each segment's kept KV and predict what
     the segment shows, which keeps compression from collapsing while the LM learns to read the caches."""
@@ -229,6 +231,8 @@ class StageSpec:
                               f"and has no KL term; got train {self.train}, kl_weight {self.kl_weight}")
         if self.steps < 1:
             raise ConfigError(f"{where}: steps must be >= 1, got {self.steps}")
+        if self.videos_per_batch is not None and self.videos_per_batch < 1:
+            raise ConfigError(f"{where}: videos_per_batch must be >= 1, got {self.videos_per_batch}")
         if not self.lr > 0:
             raise ConfigError(f"{where}: lr must be > 0, got {self.lr}")
         unknown = sorted(set(self.train) - set(param_groups()))

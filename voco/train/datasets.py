@@ -7,6 +7,8 @@ the projector): datasets that simulate or cache features skip the vision tower.
 
     synthetic      the synthetic video-QA world (`voco.data`), rendered frames
     class_mixture  classifier-output videos for an assembled model (`voco.train.class_mixture`), features
+    stamp_scenes   photo stamps over wallpapers, read by the evidence tower once (`voco.train.scene_videos`),
+                   features; needs `scripts/get_training_data.sh`
     llava_json     LLaVA conversation JSON, images and videos, multi-turn (`voco.train.readers`)
     videochatgpt   Video-ChatGPT's instruction JSON (`voco.train.readers`)
     webvid         (video, caption) pairs, a folder or a CSV (`voco.train.readers`)
@@ -96,8 +98,42 @@ class ClassMixtureData:
         return self.world.load(self.split, index)
 
 
+class StampScenesData:
+    """Videos of stamp scenes (real photo cut-outs over wallpaper photos) as the evidence tower reads them."""
+
+    synthetic_world = False
+
+    def __init__(self, videos):
+        self.videos = videos
+
+    @classmethod
+    def check_options(cls, data, stage_options: dict | None = None) -> None:
+        from voco.train.scene_videos import SceneVideoSpec
+
+        SceneVideoSpec(**{**data.options, **(stage_options or {})})
+        if data.world or data.captions:
+            raise ValueError("stamp_scenes has no synthetic world: leave data.world and data.captions unset")
+
+    @classmethod
+    def build(cls, config, model, stage, split: str) -> StampScenesData:
+        from voco.evidence.tower import EvidenceTower
+        from voco.train.scene_bank import SceneBank
+        from voco.train.scene_videos import SceneVideos, SceneVideoSpec
+
+        tower = model.vision_tower
+        if not isinstance(tower, EvidenceTower):
+            raise ValueError("stamp_scenes needs an assembled model with the evidence tower (model.assembly.evidence)")
+        spec = SceneVideoSpec(**{**config.data.options, **(stage.options if stage else {})})
+        bank = SceneBank.build_or_load(tower, spec.bank_spec(), spec.cache)
+        return cls(SceneVideos(bank, spec, split, tower.person_id, config.data.questions_per_video,
+                               config.data.base_seed))
+
+    def load(self, index: int) -> VideoExample:
+        return self.videos.load(index)
+
+
 DATASETS: dict[str, type[VideoQADataset]] = {"synthetic": SyntheticWorldData, "class_mixture": ClassMixtureData,
-                                             **SOURCES, MixData.name: MixData}
+                                             "stamp_scenes": StampScenesData, **SOURCES, MixData.name: MixData}
 
 
 def make_dataset(config, model, split: str, stage=None) -> VideoQADataset:

@@ -284,7 +284,8 @@ def run_stage(run: Run, index: int, stage: StageSpec, first_global: int, progres
     module, wrapped, optimizer = _stage_module(run, index, stage)
     patches = stage.objective == "patches"
     model.train()
-    stream = TrainStream(num_videos=config.data.train_videos, videos_per_batch=config.data.videos_per_batch,
+    stream = TrainStream(num_videos=config.data.train_videos,
+                         videos_per_batch=stage.videos_per_batch or config.data.videos_per_batch,
                          seed=config.seed, rank=engine.dist.rank, world_size=engine.dist.world)
     # the stream is indexed by the global step, so every stage sees fresh videos
     batches = Prefetcher(_loader(config, model, "train", stage), stream, first_global + state.step,

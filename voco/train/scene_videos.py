@@ -1,0 +1,148 @@
+"""The `stamp_scenes` dataset: videos assembled from the scene bank, with questions of every kind (issue 30).
+
+A video is a few scenes of the bank in a row, each over a run of 2-second segments; each segment is one of its
+scene's views as the evidence tower read it (features: float32 [1, S, FIELDS] per segment). Some scenes get people
+(the person slot, first, as the tower fills it from the face detector: stamps show no faces). Segment start times
+are those of a whole short video, or, half the time, of a subset of a long one (a random offset up to an hour and
+gaps between segments, as retrieval hands the model), so the model learns to read any time label.
+
+Questions (`voco.train.scene_questions`): `kinds` are drawn with replacement for each video (a kind listed twice is
+drawn twice as often); some questions carry one or two earlier turns of the same video as chat history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from voco.evidence.concepts import Vocabulary
+from voco.evidence.tower import COUNT, FIELDS, HYPERNYMS, NAME, SCORE
+from voco.train.data import VideoExample
+from voco.train.scene_bank import BankSpec, SceneBank
+from voco.train.scene_questions import KINDS, SceneTruth, VideoTruth, ask
+
+SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class SceneVideoSpec:
+    """Knobs of the `stamp_scenes` dataset (YAML `data.options`; stages may override any)."""
+
+    min_segments: int = 2
+    max_segments: int = 12
+    max_scenes: int = 4
+    people: float = 0.2
+    """Chance that a scene shows people (one, sometimes two or three)."""
+    subset: float = 0.5
+    """Chance that the segment times are a retrieved subset of a long video (offset and gaps) rather than 0, 2, ..."""
+    history: float = 0.25
+    """Chance that a question carries one or two earlier turns about the same video."""
+    kinds: tuple[str, ...] = KINDS
+    bank: dict = dataclasses.field(default_factory=dict)
+    """`voco.train.scene_bank.BankSpec` fields (stamps and background folders, scene counts)."""
+    cache: str = "~/.cache/voco/scene_bank"
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
+        if not self.kinds or set(self.kinds) - set(KINDS):
+            raise ValueError(f"stamp_scenes: kinds must be some of {KINDS}, got {self.kinds}")
+        if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
+            raise ValueError("stamp_scenes: need 1 <= min_segments <= max_segments and max_scenes >= 1")
+        for name in ("people", "subset", "history"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"stamp_scenes: {name} is a chance in [0, 1], got {getattr(self, name)}")
+        BankSpec(**self.bank)
+
+    def bank_spec(self) -> BankSpec:
+        return BankSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.bank.items()})
+
+
+@lru_cache(maxsize=2)
+def _vocabulary() -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    vocab = Vocabulary.load()
+    return {w: (w, vocab.plurals[w], vocab.synonyms[w]) for w in vocab.words}
+
+
+class SceneVideos:
+    """Deterministic videos: `load(index)` depends only on (seed, split, index)."""
+
+    def __init__(self, bank: SceneBank, spec: SceneVideoSpec, split: str, person_id: int,
+                 questions_per_video: int, seed: int = 0):
+        source = "val" if split != "train" else "train"
+        self.slots, self.truths = bank.slots[source], bank.truths[source]
+        self.mentioned = bank.mentioned[source]
+        self.usable = [i for i, t in enumerate(self.truths) if t.things]
+        self.spec, self.split, self.person_id, self.words = spec, split, person_id, bank.words
+        self.questions_per_video, self.seed = questions_per_video, seed
+        self.vocabulary = _vocabulary()
+        names = {t.name for truth in self.truths for t in truth.things}
+        self.absent_pool = tuple(sorted(names | set(self.vocabulary) | {"person"}))
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(entropy=self.seed,
+                                                            spawn_key=(SPLIT_SEED[self.split], index)))
+
+    def _layout(self, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """Scene bank indices and how many segments each lasts."""
+        s = self.spec
+        total = int(rng.integers(s.min_segments, s.max_segments + 1))
+        n = int(rng.integers(1, min(s.max_scenes, total) + 1))
+        cuts = sorted(int(c) for c in rng.choice(np.arange(1, total), size=n - 1, replace=False)) if n > 1 else []
+        lengths = np.diff([0, *cuts, total]).tolist()
+        scenes = [self.usable[int(i)] for i in rng.choice(len(self.usable), size=n, replace=False)]
+        return scenes, lengths
+
+    def _starts(self, count: int, rng: np.random.Generator) -> list[float]:
+        if rng.random() >= self.spec.subset:
+            return [2.0 * i for i in range(count)]
+        offset = 2.0 * int(rng.integers(0, 1800))
+        gaps = np.where(rng.random(count) < 0.3, rng.integers(1, 60, size=count), 1) * 2.0
+        gaps[0] = 0.0
+        return (offset + np.cumsum(gaps)).tolist()
+
+    def _segment(self, scene: int, people: int, rng: np.random.Generator) -> np.ndarray:
+        """One segment's evidence [1, S, FIELDS]: a random view of the scene, with the person slot filled."""
+        slots = self.slots[scene, int(rng.integers(self.slots.shape[1]))].copy()
+        if people:  # as the tower fills it: first, the things after it (the last one drops out)
+            person = np.full_like(slots[:1], -1.0)
+            person[0, NAME], person[0, SCORE], person[0, COUNT] = self.person_id, 1.0, people
+            slots = np.concatenate([person, slots[:-1]])
+        return slots[None]
+
+    def shown(self, segments: list[np.ndarray]) -> set[str]:
+        """Every name and hypernym the video's evidence shows: never asked about as absent (a "No." there would
+        teach the model to deny what it reads)."""
+        ids = np.concatenate([s[0][:, [NAME, *range(HYPERNYMS, FIELDS)]].reshape(-1) for s in segments])
+        return {self.words[int(i)] for i in np.unique(ids) if i >= 0}
+
+    def load(self, index: int) -> VideoExample:
+        rng = self._rng(index)
+        scenes, lengths = self._layout(rng)
+        truths, segments, scene_of = [], [], []
+        for k, (scene, length) in enumerate(zip(scenes, lengths, strict=True)):
+            people = 0
+            if rng.random() < self.spec.people:
+                people = int(rng.choice([1, 1, 1, 2, 3]))
+            truths.append(SceneTruth(self.truths[scene].things, people))
+            segments += [self._segment(scene, people, rng) for _ in range(length)]
+            scene_of += [k] * length
+        starts = self._starts(len(segments), rng)
+        mentioned = set().union(*(self.mentioned[s] for s in scenes)) | self.shown(segments)
+        video = VideoTruth(truths, scene_of, starts, self.vocabulary,
+                           tuple(w for w in self.absent_pool if w not in mentioned))
+        qas, histories = [], []
+        for kind in rng.choice(self.spec.kinds, size=self.questions_per_video * 2):
+            qa = ask(str(kind), video, rng)
+            if qa is None:
+                continue
+            earlier = [(q.question, q.answer) for q in qas]
+            take = int(rng.integers(1, 3)) if earlier and rng.random() < self.spec.history else 0
+            histories.append([earlier[int(i)] for i in rng.choice(len(earlier), size=min(take, len(earlier)),
+                                                                    replace=False)])
+            qas.append(qa)
+            if len(qas) == self.questions_per_video:
+                break
+        return VideoExample(f"scenes-{self.split}-{index}", segments, qas, histories=histories, times=starts)
