@@ -77,6 +77,9 @@ class VoCoConfig:
     prompt: PromptTemplate = field(default_factory=PromptTemplate)
     voco_tuned: bool = True
     """False for a plain LLaVA checkpoint that has not been trained to compress into <voco> yet."""
+    answer_segments: int | None = None
+    """The most segments one answer reads (what the model was trained to read); a longer video is answered from
+    a subset (retrieved or uniform, `voco.session`). None: as many as fit the context."""
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, dict):
@@ -94,6 +97,8 @@ class VoCoConfig:
             raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
         if compressor.uses_k and self.k < 1:
             raise ValueError(f"k (tokens kept per segment) must be >= 1, got {self.k}")
+        if self.answer_segments is not None and self.answer_segments < 1:
+            raise ValueError(f"answer_segments must be >= 1 or null, got {self.answer_segments}")
         if self.frames_per_segment < 1:
             raise ValueError(f"frames_per_segment must be >= 1, got {self.frames_per_segment}")
         if self.segment_seconds <= 0:
@@ -122,6 +127,8 @@ class VoCoConfig:
             del data["image_resize"]
         if not self.compressor_options:  # likewise: the field is newer than most checkpoints
             del data["compressor_options"]
+        if self.answer_segments is None:
+            del data["answer_segments"]
         if self.prompt.segment_label is None:  # likewise
             del data["prompt"]["segment_label"]
         return data

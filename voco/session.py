@@ -251,6 +251,7 @@ class AnswerSession:
         budget = segments_that_fit(self.model, text_tokens, per_segment)
         if budget < 1 and caches:  # not even one segment fits: say so rather than answer blind
             check_position_budget(self.model, prefix, caches, suffix, cfg.max_new_tokens, starts)
+        budget = min(budget, self.model.voco.answer_segments or budget)  # what the model was trained to read
         return self.selector.select(len(caches), budget, scores)
 
     def stream(self, question: str, scores: Scores = None, **kwargs) -> Iterator[AnswerPiece]:

@@ -124,3 +124,19 @@ def test_retrieved_session_answers_from_the_scored_segments(make_segments):
     text, stats = session.answer(QUESTION, scores=[0, 0, 7, 0, 0, 9], max_new_tokens=8)
     assert [s.index for s in stats.segments_used] == [2, 5] and stats.selection == "retrieved"
     assert text == _reference_text(model, [segments[2], segments[5]], 8)
+
+
+def test_answer_segments_caps_what_one_answer_reads(make_segments):
+    """A model trained to read at most N segments answers a longer video from N (voco.json answer_segments)."""
+    model = tiny_model("llama", k=2, seed=5)
+    caches = model.compress(make_segments(6))
+    times = [(2.0 * i, 2.0 * i + 2) for i in range(6)]
+    model.voco.answer_segments = 3
+    try:
+        _, stats = AnswerSession(model, Timeline.of(caches, times), UniformSubset()).answer(QUESTION, max_new_tokens=2)
+        assert [s.index for s in stats.segments_used] == [0, 2, 5] and stats.subset
+        _, stats = AnswerSession(model, Timeline.of(caches[:3], times[:3]), "uniform").answer(QUESTION,
+                                                                                              max_new_tokens=2)
+        assert not stats.subset
+    finally:
+        model.voco.answer_segments = None
