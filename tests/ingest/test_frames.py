@@ -39,15 +39,15 @@ def test_timestamps_and_display_orientation_are_followed(video_dir, name):
         np.testing.assert_array_equal(segment, np.stack([apply_ops(frames[i], info.ops) for i in indices]))
 
 
-def test_max_side_caps_each_side_as_the_pipeline_does(video_dir):
+def test_max_side_caps_the_longer_side_keeping_the_aspect_as_the_pipeline_does(video_dir):
     (stored,) = decode_video_segments(video_dir / "h264.mp4", segment_seconds=5.0, frames_per_segment=2)
     assert stored.shape == (2, 48, 64, 3)
     (small,) = decode_video_segments(video_dir / "h264.mp4", segment_seconds=5.0, frames_per_segment=2,
                                      max_side=32)
-    assert small.shape == (2, 32, 32, 3)  # the model squares frames anyway: keep the rows
+    assert small.shape == (2, 24, 32, 3)  # 64x48 -> 32x24: faces keep their shape
     (upright,) = decode_video_segments(video_dir / "sub" / "rotated.mp4", segment_seconds=5.0,
                                        frames_per_segment=2, max_side=32)
-    assert upright.shape == (2, 32, 32, 3)  # stored 64x48, capped 32x32, then turned upright
+    assert upright.shape == (2, 32, 24, 3)  # stored 64x48, capped 32x24, then turned upright
     (same,) = decode_video_segments(video_dir / "h264.mp4", segment_seconds=5.0, frames_per_segment=2,
                                     max_side=64)
     np.testing.assert_array_equal(same, stored)

@@ -23,15 +23,17 @@ def decode_side_cap(image_size: int, decode_max_side: int | None) -> int:
 
 
 def model_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    """(w, h) with each side capped at `max_side`; None: native size.
+    """(w, h) scaled so that neither side exceeds `max_side`, keeping the aspect ratio; None: native size.
 
-    Each side is capped on its own (not aspect-preserving): the model resizes every frame to its
-    square input anyway, and this keeps the most rows and columns for that last resize. The ingest
-    pipeline and `decode_video_segments` share this rule, so stored and in-memory caches agree.
+    The aspect ratio is kept because what reads the frame may care (the default model's face detector finds no
+    face squashed to 56% of its width, as a 16:9 frame capped side by side would be); square-input towers still
+    resize the frame themselves. The ingest pipeline and `decode_video_segments` share this rule, so stored and
+    in-memory caches agree.
     """
     if not max_side or (width <= max_side and height <= max_side):
         return None
-    return min(width, max_side), min(height, max_side)
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def decode_video_segments(path: str | os.PathLike, *, segment_seconds: float, frames_per_segment: int,
