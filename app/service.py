@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.times import TimeLink, time_links
 from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request
 from app.validation import video_id as checked_video_id
@@ -40,7 +41,7 @@ USED_MARK = "▶ used · "
 """Starts the timeline caption of each segment the last answer used."""
 
 __all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits",
-           "UploadJob"]
+           "TimeLink", "UploadJob"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class AnswerUpdate:
     """The answer so far."""
     stats: AnswerStats | None = None
     """Set on the last update."""
+    times: tuple[TimeLink, ...] = ()
+    """Set on the last update: each clock time in the answer and the segment of the video it falls in."""
 
 
 @dataclass
@@ -176,6 +179,16 @@ class ChatService:
         return [(s.thumbnail, f"{USED_MARK if s.index in used else ''}#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
                 for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
 
+    def timeline_position(self, video_id: object, segment_index: int) -> int | None:
+        """Where segment `segment_index` is in `timeline`'s list (None: it has no thumbnail, so it is not shown)."""
+        shown = [s.index for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
+        return shown.index(segment_index) if segment_index in shown else None
+
+    def times(self, video_id: object, text: str) -> list[TimeLink]:
+        """Each clock time in `text` with the video's segment it falls in (the nearest one in a gap or past the
+        end), among all the video's segments: what the timeline shows, used by the answer or not."""
+        return time_links(text, self.loaded(video_id).spans)
+
     def loaded(self, video_id: object) -> Timeline:
         """The video's caches and segment times, from the LRU or one memory-mapped read of the store."""
         video_id = checked_video_id(video_id)
@@ -243,11 +256,18 @@ class ChatService:
                 f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
-        yield AnswerUpdate(text, AnswerStats.of(stats, self.vision_tokens_per_segment(), note))
+        yield AnswerUpdate(text, AnswerStats.of(stats, self.vision_tokens_per_segment(), note),
+                           tuple(time_links(text, timeline.spans)))
 
     def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, AnswerStats]:
         *_, last = self.ask(video_id, question, **kwargs)
         return last.text, last.stats
+
+    def answer_dict(self, video_id: object, question: object, **kwargs) -> dict:
+        """The `/ask` API's answer: {"answer", the stats (`AnswerStats.to_dict`), "times": [{"text", "seconds",
+        "segment": {"index", "start_s", "end_s"}}] for each clock time in the answer}."""
+        *_, last = self.ask(video_id, question, **kwargs)
+        return {"answer": last.text, **last.stats.to_dict(), "times": [t.to_dict() for t in last.times]}
 
     def vision_tokens_per_segment(self) -> int:
         if self._vision_tokens is None:

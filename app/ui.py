@@ -12,9 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import gradio as gr  # noqa: E402
 
 from app.search import register_search  # noqa: E402
-from app.service import NO_ANSWER, ChatService, ServiceError  # noqa: E402
+from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
 from store.models import READY  # noqa: E402
+from voco.timeline import clock  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ EXAMPLES = [  # kinds the bundled default model was trained on (what it can see:
 ]
 NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
 """What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""
+TIME_OPTION = "⏱ "
+"""Starts the label of each time button under the last answer (its value is the time as written, "0:04")."""
 
 
 def _label(service: ChatService, v) -> str:
@@ -78,15 +81,26 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
     def select(video_id):
         if video_id is None:
-            return "Pick a video on the left, or upload one.", [], []
+            return "Pick a video on the left, or upload one.", [], [], ""
         try:
             info = service.video(video_id)
             frames = gallery(info.id)
             text = (f"**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
                     f"of {info.segment_seconds:g} s · {info.width}x{info.height}")
-            return text, frames, []
+            return text, frames, [], ""
         except ServiceError as err:
-            return f"⚠️ {err}", [], []
+            return f"⚠️ {err}", [], [], ""
+
+    def show_time(video_id, evt: gr.SelectData):
+        """A time button under the last answer was clicked: select its segment on the timeline, say which."""
+        try:
+            links = [] if video_id is None else service.times(video_id, str(evt.value))
+            if not links:
+                return gr.update(), ""
+            position = service.timeline_position(video_id, links[0].segment.index)
+        except ServiceError as err:
+            return gr.update(), f"⚠️ {err}"
+        return gr.update(selected_index=position), moment_line(links[0])
 
     def respond(question: str, history: list, video_id, max_tokens: int, temperature: float):
         history = list(history or [])
@@ -106,7 +120,8 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                 history[-1] = {"role": "assistant", "content": shown}
                 if update.stats is None:
                     yield history, "", "answering…", gr.update()
-                else:  # the timeline marks the segments this answer used
+                else:  # the timeline marks the segments this answer used; its times become buttons
+                    history[-1] = {**history[-1], **time_options(update.times)}
                     used = {s.index for s in update.stats.segments_used}
                     yield history, "", update.stats.summary(), gallery(video_id, used)
         except ServiceError as err:
@@ -165,6 +180,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                 # whole thumbnails (16:9 or 4:3 or portrait), letterboxed in their cells, never cropped
                 timeline = gr.Gallery(label="Timeline (one thumbnail per segment)", columns=4,
                                       object_fit="contain", elem_id="timeline")
+                moment = gr.Markdown(elem_id="moment")  # the segment of the answer time clicked last
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=420, elem_id="chat")
                 question = gr.Textbox(label="Question", placeholder="What is in the video?", elem_id="question")
@@ -182,13 +198,14 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
         search.change(refresh, search, [videos, library], api_visibility="private")
         refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
-        videos.change(select, videos, [info, timeline, chat], api_visibility="private")
+        videos.change(select, videos, [info, timeline, chat, moment], api_visibility="private")
+        chat.option_select(show_time, videos, [timeline, moment], api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]
         answered = [chat, question, stats, timeline]
         asked = [send.click(respond, inputs, answered, api_visibility="private"),
                  question.submit(respond, inputs, answered, api_visibility="private")]
         stop.click(None, cancels=asked, api_visibility="private")
-        clear.click(lambda: ([], ""), None, [chat, stats], api_visibility="private")
+        clear.click(lambda: ([], "", ""), None, [chat, stats, moment], api_visibility="private")
         upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
         cancel.click(cancel_upload, job_id, upload_status, api_visibility="private")
         timer.tick(poll_upload, [job_id, search], [videos, library, upload_status, timer, job_id, cancel],
@@ -198,15 +215,16 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             """Answer a question about a stored video (greedy decoding).
 
             Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
-            "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...}:
-            an empty answer comes with the note "the model gave no answer"; a bad request raises its reason."""
+            "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...,
+            "times": [{"text": "0:04", "seconds": 4.0, "segment": {"index", "start_s", "end_s"}}, ...] for each
+            clock time in the answer, with the segment it falls in}: an empty answer comes with the note
+            "the model gave no answer"; a bad request raises its reason."""
             try:
-                text, stats = service.answer(video_id, question, max_new_tokens=max_new_tokens)
+                return service.answer_dict(video_id, question, max_new_tokens=max_new_tokens)
             except ServiceError as err:
                 raise _refused("/ask", err) from err
             except Exception as err:  # noqa: BLE001 - a bug in one request must not stop the app
                 raise _failed("/ask", err) from err
-            return {"answer": text, **stats.to_dict()}
 
         def list_videos(query: str = "") -> list[dict]:
             """Videos ready to be asked about: id, file name, duration, segments, status."""
@@ -220,6 +238,18 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         gr.api(list_videos, api_name="videos")
         register_search(service.moments)  # the /search endpoint and box (app/search.py)
     return demo
+
+
+def time_options(times: tuple[TimeLink, ...]) -> dict:
+    """Chat message options (buttons under the last answer), one per distinct time in it, in order."""
+    written = dict.fromkeys(t.text for t in times)
+    return {"options": [{"label": f"{TIME_OPTION}{text}", "value": text} for text in written]} if written else {}
+
+
+def moment_line(link: TimeLink) -> str:
+    """What a clicked time selects: "**0:04** · segment #4 · 0:04-0:05"."""
+    span = link.segment
+    return f"**{link.text}** · segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
 
 
 def _pairs(messages: list) -> list[tuple[str, str]]:

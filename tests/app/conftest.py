@@ -13,6 +13,7 @@ from store import Store
 from tests.fixtures.videos import pattern_frames, write_video
 from voco import VoCoModel
 from voco.data.synthetic import write_dataset
+from voco.session import AnswerPiece, AnswerSession
 from voco.tiny import tiny_model
 
 
@@ -63,3 +64,21 @@ def own_home(library, tmp_path):
 def new_video(path: Path, seconds: int, seed: int) -> Path:
     """A 10 fps video of `seconds` one-second segments whose bytes no other test has ingested."""
     return write_video(path, pattern_frames(10 * seconds, seed=seed), fps=10)
+
+
+@pytest.fixture
+def scripted_answer(monkeypatch):
+    """`scripted_answer(text)`: the service's answers say `text` (word by word, as if streamed), with the stats of
+    a real decoding; a random tiny model never writes clock times itself."""
+
+    def script(text: str) -> None:
+        class Scripted(AnswerSession):
+            def stream(self, question, scores=None, **kwargs):
+                *_, last = super().stream(question, scores, **kwargs)
+                for word in text.split(" "):
+                    yield AnswerPiece(f"{word} ")
+                yield AnswerPiece("", last.stats)
+
+        monkeypatch.setattr("app.service.AnswerSession", Scripted)
+
+    return script

@@ -2,10 +2,11 @@
 
 import logging
 
+import gradio as gr
 import pytest
 
 from app.service import NO_ANSWER, USED_MARK, ChatService
-from app.ui import NO_ANSWER_BUBBLE, _pairs, build_ui
+from app.ui import NO_ANSWER_BUBBLE, TIME_OPTION, _pairs, build_ui
 from store import Store
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -97,6 +98,44 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
     assert stats.endswith(NO_ANSWER)
     assert _pairs(history) == [("What is happening in this video?", "")]
+
+
+ANSWER_WITH_TIMES = "From 0:02 to 0:04 and at 0:02 again, then 1:02:05."  # the last one past the video's end
+
+
+def test_the_ask_endpoint_lists_the_answers_times_with_their_segments(app_url, scripted_answer):
+    url, service, _ = app_url
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    spans = service.loaded(video.id).spans
+    scripted_answer(ANSWER_WITH_TIMES)
+    result = gradio_client.Client(url, verbose=False).predict(video_id=video.id, question="when?", max_new_tokens=2,
+                                                              api_name="/ask")
+    assert result["answer"] == ANSWER_WITH_TIMES
+    assert result["times"] == [{"text": text, "seconds": seconds, "segment": spans[i].to_dict()} for text, seconds, i
+                               in [("0:02", 2.0, 2), ("0:04", 4.0, 4), ("0:02", 2.0, 2), ("1:02:05", 3725.0, -1)]]
+
+
+def test_time_buttons_under_the_answer_select_their_segment_on_the_timeline(app_url, scripted_answer):
+    _, service, demo = app_url
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    last = service.loaded(video.id).spans[-1]
+    scripted_answer(ANSWER_WITH_TIMES)
+    fns = {getattr(f.fn, "__name__", ""): f for f in demo.fns.values()}
+    *_, (history, _, _, timeline) = fns["respond"].fn("when?", [], video.id, 2, 0.0)
+    assert history[-1]["options"] == [{"label": f"{TIME_OPTION}{t}", "value": t} for t in ("0:02", "0:04", "1:02:05")]
+    assert sum(caption.startswith(USED_MARK) for _, caption in timeline) == video.num_segments  # still marked
+    assert _pairs(history) == [("when?", ANSWER_WITH_TIMES)]
+
+    show_time = fns["show_time"]  # wired: a click on a chat option -> the timeline's selected thumbnail
+    chat, gallery = (next(b for b in demo.blocks.values() if b.elem_id == name) for name in ("chat", "timeline"))
+    assert (chat._id, "option_select") in [tuple(t[:2]) for t in show_time.targets]
+    assert show_time.outputs[0]._id == gallery._id
+    update, moment = show_time.fn(video.id, gr.SelectData(None, {"index": 1, "value": "0:04"}))
+    assert update["selected_index"] == 4 and moment == "**0:04** · segment #4 · 0:04-0:05"
+    update, moment = show_time.fn(video.id, gr.SelectData(None, {"index": 2, "value": "1:02:05"}))
+    assert update["selected_index"] == video.num_segments - 1
+    assert moment.startswith(f"**1:02:05** · segment #{last.index} · ")
+    assert show_time.fn(None, gr.SelectData(None, {"index": 0, "value": "0:04"}))[1] == ""
 
 
 def test_chat_messages_become_question_answer_turns():

@@ -148,3 +148,32 @@ def test_an_empty_answer_says_the_model_gave_none(silent_library, tmp_path):
         text, stats = service.answer(video.id, "What is happening in this video?", max_new_tokens=4)
     assert text == ""
     assert stats.note == NO_ANSWER and stats.summary().endswith(f"· {NO_ANSWER}")
+
+
+def test_the_answers_times_select_segments_of_the_whole_timeline(service, scripted_answer):
+    video = max(service.videos(), key=lambda v: v.num_segments)
+    spans = service.loaded(video.id).spans
+    last = spans[-1]
+    scripted_answer("From 0:01 to 0:02 and at 1:02:05.")  # the last time is past the video's end
+    updates = list(service.ask(video.id, "when does the circle appear?", max_new_tokens=2))
+    assert all(u.times == () for u in updates[:-1])  # the times come with the final text
+    final = updates[-1]
+    assert final.text == "From 0:01 to 0:02 and at 1:02:05."
+    assert [(t.text, t.seconds, t.segment) for t in final.times] == [
+        ("0:01", 1.0, spans[1]), ("0:02", 2.0, spans[2]), ("1:02:05", 3725.0, last)]
+    assert service.times(video.id, final.text) == list(final.times)
+    assert service.timeline_position(video.id, last.index) == len(service.timeline(video.id)) - 1
+
+
+def test_the_api_answer_lists_each_time_with_its_segment(service, scripted_answer):
+    video = service.videos()[0]
+    scripted_answer("At 0:01.")
+    result = service.answer_dict(video.id, "when?", max_new_tokens=2)
+    segment = service.loaded(video.id).spans[1]
+    assert result["answer"] == "At 0:01."
+    assert result["times"] == [{"text": "0:01", "seconds": 1.0, "segment": segment.to_dict()}]
+    _, stats = service.answer(video.id, "when?", max_new_tokens=2)
+    assert {k: v for k, v in result.items() if k not in ("answer", "times", "ttft_ms", "tokens_per_s")} == {
+        k: v for k, v in stats.to_dict().items() if k not in ("ttft_ms", "tokens_per_s")}  # the other fields as before
+    scripted_answer("A red circle.")
+    assert service.answer_dict(video.id, "what?", max_new_tokens=2)["times"] == []
