@@ -3,6 +3,7 @@ with exact truth, the scene bank read by the (tiny) evidence tower, and videos a
 wallpapers here are tiny stand-ins written by the tests (the real ones come from scripts/get_training_data.sh)."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,37 @@ def test_bank_and_videos(stamp_world, tiny_evidence, tmp_path):
         for qa in example.qas:
             if qa.type == "exists" and qa.answer == "No.":
                 assert not any(f" {w}" in qa.question for w in shown if len(w) > 3), (qa.question, shown)
+
+
+def test_the_default_recipe_runs_end_to_end_on_stand_ins(stamp_world, tmp_path):
+    """configs/default.yaml's stages (full view, summary view, compress with KV distillation, long videos) and
+    its data, on the tiny evidence stand-in and tiny stamps: trains, validates, exports a loadable model whose
+    answers carry the time labels."""
+    import yaml
+
+    from voco import VoCoModel
+    from voco.tiny import tiny_evidence_spec
+    from voco.train.config import config_from_dict
+    from voco.train.loop import train
+
+    recipe = yaml.safe_load((Path(__file__).parents[2] / "configs" / "default.yaml").read_text())
+    spec = tiny_evidence_spec(tmp_path / "parts")
+    recipe["model"]["assembly"] = {k: v for k, v in spec.to_dict().items() if v is not None}
+    recipe["model"]["voco"]["frames_per_segment"] = 1
+    bank = {"stamps": str(stamp_world), "stamp_table": str(stamp_world / "catalogue.tsv"),
+            "backgrounds": [str(stamp_world / "walls")], "train_scenes": 24, "val_scenes": 6}
+    recipe["data"].update(options={**recipe["data"]["options"], "bank": bank, "cache": str(tmp_path / "bank")},
+                          videos_per_batch=2, val_videos=2, test_videos=2, questions_per_video=3)
+    for stage in recipe["stages"]:
+        stage["steps"] = 1
+        stage["warmup_steps"] = 0
+        if "options" in stage:
+            stage["options"].update(min_segments=4, max_segments=6)
+    recipe.update(output_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "export"), threads=1,
+                  eval_max_new_tokens=3)
+    metrics = train(config_from_dict(recipe), progress=False, log=lambda *a: None)
+    assert set(metrics["test"]["accuracy"]) <= {"what", "exists", "first", "last", "after", "when", "colour",
+                                                 "count", "cant_tell"}
+    model = VoCoModel.from_pretrained(tmp_path / "export")
+    assert model.voco.prompt.segment_label == " {start}" and model.voco.answer_segments == 64
+    assert (tmp_path / "export" / "MODEL_CARD.md").read_text().count("evidence") >= 1

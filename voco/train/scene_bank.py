@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from voco.evidence.concepts import ASSETS
-from voco.evidence.tower import FIELDS, HYPERNYMS, NAME, EvidenceTower
+from voco.evidence.tower import FIELDS, HYPERNYMS, NAME, SCORE, EvidenceTower
 from voco.train.scene_questions import SceneTruth, Thing
 from voco.train.stamps import Backgrounds, SceneSpec, StampCatalogue, render_scene
 
@@ -87,6 +87,27 @@ def bank_key(tower: EvidenceTower, spec: BankSpec) -> str:
     head = tower.classifier.net._fc.weight
     digest.update(head.detach().float().cpu().numpy().tobytes()[:1 << 20])
     return digest.hexdigest()[:16]
+
+
+def named_as_read(truth: SceneTruth, slots: np.ndarray, words: tuple[str, ...]) -> SceneTruth:
+    """A thing kept under a hypernym (`grounded`: a hippo the classifier read as a buffalo, an animal) takes the
+    name of the best slot that shows that hypernym, as the model will say it: the model is taught to report what
+    the evidence names when the evidence is right about what kind of thing it is, not to fall back on "an
+    animal" (which no viewer would answer) whenever a name might be wrong."""
+    rows = slots.reshape(-1, slots.shape[-1])
+    named = {words[int(i)] for i in rows[:, NAME] if i >= 0}
+    things = []
+    for thing in truth.things:
+        if thing.name not in named:
+            fits = [r for r in rows if r[NAME] >= 0 and thing.name in
+                    {words[int(i)] for i in (r[NAME], *r[HYPERNYMS:FIELDS]) if i >= 0}]
+            if fits:
+                best = max(fits, key=lambda r: r[SCORE])
+                hyps = tuple(words[int(i)] for i in best[HYPERNYMS:FIELDS] if i >= 0)
+                thing = Thing(words[int(best[NAME])], hyps, thing.colour, thing.count)
+        if all(thing.name != t.name for t in things):
+            things.append(thing)
+    return SceneTruth(tuple(things), truth.people)
 
 
 class SceneBank:

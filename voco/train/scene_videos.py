@@ -21,7 +21,7 @@ import numpy as np
 from voco.evidence.concepts import Vocabulary
 from voco.evidence.tower import COUNT, FIELDS, HYPERNYMS, NAME, SCORE
 from voco.train.data import VideoExample
-from voco.train.scene_bank import BankSpec, SceneBank
+from voco.train.scene_bank import BankSpec, SceneBank, named_as_read
 from voco.train.scene_questions import KINDS, SceneTruth, VideoTruth, ask
 
 SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
@@ -72,7 +72,8 @@ class SceneVideos:
     def __init__(self, bank: SceneBank, spec: SceneVideoSpec, split: str, person_id: int,
                  questions_per_video: int, seed: int = 0):
         source = "val" if split != "train" else "train"
-        self.slots, self.truths = bank.slots[source], bank.truths[source]
+        self.slots = bank.slots[source]
+        self.truths = [named_as_read(t, v, bank.words) for t, v in zip(bank.truths[source], self.slots, strict=True)]
         self.mentioned = bank.mentioned[source]
         self.usable = [i for i, t in enumerate(self.truths) if t.things]
         self.spec, self.split, self.person_id, self.words = spec, split, person_id, bank.words
