@@ -192,8 +192,35 @@ def rows_logits(model, timeline: Timeline, row_video: Sequence[int], row_ids: Se
     return model.lm.lm_head(rows_hidden(model, timeline, row_video, row_ids))
 
 
-def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]]) -> torch.Tensor:
-    """The decoder's last hidden states [R, Q, hidden] of every row (what the LM head reads)."""
+def rows_hidden(model, timeline: Timeline, row_video: Sequence[int], row_ids: Sequence[list[int]],
+                waste: float = 0.2) -> torch.Tensor:
+    """The decoder's last hidden states [R, Q, hidden] of every row (what the LM head reads; zeros past each row's
+    end). Rows run in groups of similar length, each padded to its own longest, so that padding adds at most
+    `waste` of a group's real tokens: one row with a chat history no longer makes every row of the batch as long."""
+    order = sorted(range(len(row_ids)), key=lambda r: len(row_ids[r]))
+    groups: list[list[int]] = []
+    for r in order:
+        group = groups[-1] if groups else None
+        longest = len(row_ids[r])
+        if group is not None and longest * (len(group) + 1) <= (1 + waste) * (sum(len(row_ids[g]) for g in group)
+                                                                              + longest):
+            group.append(r)
+        else:
+            groups.append([r])
+    Q = max(len(r) for r in row_ids)
+    out = None
+    for group in groups:
+        hidden = _padded_rows_hidden(model, timeline, [row_video[r] for r in group], [row_ids[r] for r in group])
+        if out is None:
+            out = hidden.new_zeros(len(row_ids), Q, hidden.shape[-1])
+        padded = F.pad(hidden, (0, 0, 0, Q - hidden.shape[1]))
+        out = out.index_copy(0, torch.tensor(group, device=hidden.device), padded)
+    return out
+
+
+def _padded_rows_hidden(model, timeline: Timeline, row_video: Sequence[int],
+                        row_ids: Sequence[list[int]]) -> torch.Tensor:
+    """Hidden states [R, Q, hidden] of rows padded to the longest, Q (one decoder pass)."""
     dev = model.device
     R = len(row_ids)
     Q = max(len(r) for r in row_ids)
