@@ -78,6 +78,8 @@ class Thing:
     hypernyms: tuple[str, ...] = ()
     colour: str | None = None
     count: int = 1
+    counted: bool = True
+    """Whether the evidence shows the count (else "How many?" is not asked about it)."""
 
     @property
     def words(self) -> set[str]:
@@ -110,9 +112,13 @@ class VideoTruth:
     vocabulary: dict[str, tuple[str, str, tuple[str, ...]]] = field(default_factory=dict)
     """word -> (singular, plural, synonyms) for the words questions may use."""
     absent_pool: tuple[str, ...] = ()
+    segment_words: list[set[str]] | None = None
+    """Per segment, the words its own evidence shows (None: every segment shows all its scene's words)."""
 
     def segments_with(self, word: str) -> list[int]:
-        return [i for i, s in enumerate(self.scene_of_segment) if word in self.scenes[s].words]
+        """Segments whose scene has `word` and (when known) whose own evidence shows it: when a thing is seen."""
+        return [i for i, s in enumerate(self.scene_of_segment) if word in self.scenes[s].words
+                and (self.segment_words is None or word in self.segment_words[i] or word == "person")]
 
     @property
     def words(self) -> set[str]:
@@ -139,7 +145,7 @@ def plural_of(word: str, video: VideoTruth) -> str:
 
 
 def thing_phrase(thing: Thing, video: VideoTruth) -> str:
-    if thing.count >= 2:
+    if thing.count >= 2 and thing.counted:
         return f"{NUMBER_WORDS[min(thing.count, 10)].lower()} {plural_of(thing.name, video)}"
     return article(thing.name)
 
@@ -147,6 +153,16 @@ def thing_phrase(thing: Thing, video: VideoTruth) -> str:
 def scene_phrase(scene: SceneTruth, video: VideoTruth) -> str:
     parts = [thing_phrase(t, video) for t in scene.listed]
     return " and ".join(parts) if parts else "nothing I can name"
+
+
+def scene_phrases(video: VideoTruth) -> list[str]:
+    """Each scene's phrase, a scene that reads like the one before merged into it (a viewer sees one scene)."""
+    out: list[str] = []
+    for scene in video.scenes:
+        phrase = scene_phrase(scene, video)
+        if not out or phrase != out[-1]:
+            out.append(phrase)
+    return out
 
 
 def sentence(text: str) -> str:
@@ -223,7 +239,8 @@ def _ask_about_thing(kind: str, video: VideoTruth, rng: np.random.Generator) -> 
         if kind == "count":
             return QA(_pick(COUNT, rng).format(plural=plural_of(word, video)), "None.", kind)
         return QA(_pick(WHEN if kind == "when" else COLOUR, rng).format(the=the), absent_answer(word), kind)
-    things = [t for s in video.scenes for t in s.listed if kind != "colour" or t.colour]
+    things = [t for s in video.scenes for t in s.listed
+              if (kind != "colour" or t.colour) and (kind != "count" or t.counted)]
     if not things:
         return None
     thing = _pick(things, rng)
@@ -233,7 +250,7 @@ def _ask_about_thing(kind: str, video: VideoTruth, rng: np.random.Generator) -> 
     if kind == "colour":
         return QA(_pick(COLOUR, rng).format(the=f"the {_unique_word(thing, video, rng)}"), sentence(thing.colour),
                   kind)
-    total = sum(t.count for s in video.scenes for t in s.listed if t.name == thing.name)
+    total = max(t.count for s in video.scenes for t in s.listed if t.name == thing.name)
     return QA(_pick(COUNT, rng).format(plural=plural_of(thing.name, video)), sentence(NUMBER_WORDS[min(total, 10)]),
               kind)
 
@@ -248,10 +265,12 @@ def _unique_word(thing: Thing, video: VideoTruth, rng: np.random.Generator) -> s
 
 
 def _ask_order(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
-    scenes = video.scenes
+    phrases = scene_phrases(video)
     if kind in ("first", "last"):
-        scene = scenes[0] if kind == "first" else scenes[-1]
-        return QA(_pick(FIRST if kind == "first" else LAST, rng), sentence(scene_phrase(scene, video)), kind)
+        phrase = phrases[0] if kind == "first" else phrases[-1]
+        return QA(_pick(FIRST if kind == "first" else LAST, rng), sentence(phrase), kind)
+    scenes = [s for i, s in enumerate(video.scenes) if i == 0 or scene_phrase(s, video) !=
+              scene_phrase(video.scenes[i - 1], video)]  # as merged in `scene_phrases`
     if len(scenes) < 2:
         return None
     i = int(rng.integers(len(scenes)))
@@ -263,7 +282,7 @@ def _ask_order(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | N
     the = f"the {thing.name}"
     neighbour = i + 1 if after else i - 1
     if 0 <= neighbour < len(scenes):
-        answer = sentence(scene_phrase(scenes[neighbour], video))
+        answer = sentence(phrases[neighbour])
     else:
         answer = f"Nothing comes {'after' if after else 'before'} {the}."
     return QA(_pick(AFTER if after else BEFORE, rng).format(the=the), answer, "after")
@@ -284,8 +303,7 @@ def _ask_cant_tell(video: VideoTruth, rng: np.random.Generator) -> QA:
 def ask(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
     """One question of `kind` about the video and its answer (None when the video has nothing to ask it about)."""
     if kind == "what":
-        listing = ", then ".join(scene_phrase(s, video) for s in video.scenes)
-        return QA(_pick(WHAT, rng), sentence(listing), kind)
+        return QA(_pick(WHAT, rng), sentence(", then ".join(scene_phrases(video))), kind)
     if kind == "exists":
         return _ask_exists(video, rng)
     if kind in ("first", "last", "after"):

@@ -18,11 +18,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from voco.colours import COLOURS
 from voco.evidence.concepts import Vocabulary
-from voco.evidence.tower import COUNT, FIELDS, HYPERNYMS, NAME, SCORE
+from voco.evidence.tower import COLOUR, COUNT, FIELDS, HYPERNYMS, NAME, SCORE
 from voco.train.data import VideoExample
-from voco.train.scene_bank import BankSpec, SceneBank, named_as_read
-from voco.train.scene_questions import KINDS, SceneTruth, VideoTruth, ask
+from voco.train.scene_bank import BankSpec, SceneBank, grounded, named_as_read
+from voco.train.scene_questions import KINDS, SceneTruth, Thing, VideoTruth, ask
 
 SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
 
@@ -72,11 +73,17 @@ class SceneVideos:
     def __init__(self, bank: SceneBank, spec: SceneVideoSpec, split: str, person_id: int,
                  questions_per_video: int, seed: int = 0):
         source = "val" if split != "train" else "train"
-        self.slots = bank.slots[source]
-        self.truths = [named_as_read(t, v, bank.words) for t, v in zip(bank.truths[source], self.slots, strict=True)]
+        self.slots, self.truths = bank.slots[source], bank.truths[source]
         self.mentioned = bank.mentioned[source]
-        self.usable = [i for i, t in enumerate(self.truths) if t.things]
-        self.spec, self.split, self.person_id, self.words = spec, split, person_id, bank.words
+        self.words = bank.words
+        self.good_views = [[v for v in range(self.slots.shape[1]) if self._reads_right(i, v)]
+                           for i in range(len(self.truths))]
+        self.usable = [i for i, views in enumerate(self.good_views) if views]
+        if not self.usable:
+            raise ValueError(f"no {source} scene of the scene bank has a view whose leading slot names one of its "
+                             "things: the bank is too small, or the tower reads nothing right (check its classifier "
+                             "weights and concept table)")
+        self.spec, self.split, self.person_id = spec, split, person_id
         self.questions_per_video, self.seed = questions_per_video, seed
         self.vocabulary = _vocabulary()
         names = {t.name for truth in self.truths for t in truth.things}
@@ -104,9 +111,20 @@ class SceneVideos:
         gaps[0] = 0.0
         return (offset + np.cumsum(gaps)).tolist()
 
-    def _segment(self, scene: int, people: int, rng: np.random.Generator) -> np.ndarray:
-        """One segment's evidence [1, S, FIELDS]: a random view of the scene, with the person slot filled."""
-        slots = self.slots[scene, int(rng.integers(self.slots.shape[1]))].copy()
+    def _reads_right(self, scene: int, view: int) -> bool:
+        """Whether the tower's most confident slot in this view is one of the scene's things (in name, or in kind
+        and then named as the slot names it): the views a video shows. The stamps are pasted photos and cartoons
+        on wallpapers, where the classifier's top class is often something else entirely; footage of real scenes
+        reads right far more often, and a model taught on views that read wrong learns to ignore what it reads."""
+        used = self.slots[scene, view][None]
+        first = used[0, 0, NAME]
+        names = {t.name for t in named_as_read(grounded(self.truths[scene], used, self.words), used,
+                                               self.words).things}
+        return first >= 0 and self.words[int(first)] in names
+
+    def _segment(self, scene: int, people: int, view: int) -> np.ndarray:
+        """One segment's evidence [1, S, FIELDS]: a view of the scene, with the person slot filled."""
+        slots = self.slots[scene, view].copy()
         if people:  # as the tower fills it: first, the things after it (the last one drops out)
             person = np.full_like(slots[:1], -1.0)
             person[0, NAME], person[0, SCORE], person[0, COUNT] = self.person_id, 1.0, people
@@ -119,21 +137,31 @@ class SceneVideos:
         ids = np.concatenate([s[0][:, [NAME, *range(HYPERNYMS, FIELDS)]].reshape(-1) for s in segments])
         return {self.words[int(i)] for i in np.unique(ids) if i >= 0}
 
+    def _scene(self, scene: int, length: int, rng: np.random.Generator):
+        """A scene's segments (a random view each), its truth as those views show it, and each segment's words."""
+        people = int(rng.choice([1, 1, 1, 2, 3])) if rng.random() < self.spec.people else 0
+        good = self.good_views[scene]
+        views = [good[int(i)] for i in rng.integers(len(good), size=length)]
+        segments = [self._segment(scene, people, v) for v in views]
+        used = np.stack([self.slots[scene, v] for v in views])  # [length, S, FIELDS], without the person slot
+        truth = as_shown(self.truths[scene], used, self.words, people)
+        words = [self.shown([s]) for s in segments]
+        return segments, truth, words
+
     def load(self, index: int) -> VideoExample:
         rng = self._rng(index)
         scenes, lengths = self._layout(rng)
-        truths, segments, scene_of = [], [], []
+        truths, segments, scene_of, segment_words = [], [], [], []
         for k, (scene, length) in enumerate(zip(scenes, lengths, strict=True)):
-            people = 0
-            if rng.random() < self.spec.people:
-                people = int(rng.choice([1, 1, 1, 2, 3]))
-            truths.append(SceneTruth(self.truths[scene].things, people))
-            segments += [self._segment(scene, people, rng) for _ in range(length)]
+            parts, truth, words = self._scene(scene, length, rng)
+            truths.append(truth)
+            segments += parts
+            segment_words += words
             scene_of += [k] * length
         starts = self._starts(len(segments), rng)
         mentioned = set().union(*(self.mentioned[s] for s in scenes)) | self.shown(segments)
         video = VideoTruth(truths, scene_of, starts, self.vocabulary,
-                           tuple(w for w in self.absent_pool if w not in mentioned))
+                           tuple(w for w in self.absent_pool if w not in mentioned), segment_words)
         qas, histories = [], []
         for kind in rng.choice(self.spec.kinds, size=self.questions_per_video * 2):
             qa = ask(str(kind), video, rng)
@@ -147,3 +175,24 @@ class SceneVideos:
             if len(qas) == self.questions_per_video:
                 break
         return VideoExample(f"scenes-{self.split}-{index}", segments, qas, histories=histories, times=starts)
+
+
+def as_shown(truth: SceneTruth, used: np.ndarray, words: tuple[str, ...], people: int) -> SceneTruth:
+    """A scene's truth as the evidence of the segments a video shows of it can tell it (`used`: their slots
+    [segments, S, FIELDS], the person slot left out): things named (or renamed) by those views only (`grounded`,
+    `named_as_read`) in one of their two leading slots, a colour only where some view reads the same colour for
+    it, a count only where some view reads the same count. So every answer the model is taught can be read from
+    what it is given."""
+    shown = named_as_read(grounded(truth, used, words), used, words)
+    rows = used.reshape(-1, used.shape[-1])
+    leading = {words[int(i)] for i in used[:, :2, NAME].reshape(-1) if i >= 0}
+    things = []
+    for thing in shown.things:
+        if thing.name not in leading:  # named only by a weak slot: the model is taught to name the leading ones
+            continue
+        mine = [r for r in rows if r[NAME] >= 0 and words[int(r[NAME])] == thing.name]
+        colour = thing.colour if any(r[COLOUR] >= 0 and COLOURS[int(r[COLOUR])] == thing.colour for r in mine) \
+            else None
+        counted = any(int(r[COUNT]) == thing.count for r in mine)
+        things.append(Thing(thing.name, thing.hypernyms, colour, thing.count if counted else 1, counted))
+    return SceneTruth(tuple(things), people)
