@@ -1,6 +1,6 @@
 """The bundled models side by side: size, cache bytes per segment, ingest speed, time to first token, peak RAM.
 
-    python bench/bench_models.py                          # default (evidence tower) vs classnames (the previous default)
+    python bench/bench_models.py                     # default (evidence tower) vs classnames (the previous default)
     python bench/bench_models.py --models default,classnames --segments 64,1800 --repeats 5
 
 Each model runs in its own process (so peak RAM is its own) and measures, on this machine:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
+from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_resolution_changes, write_video
 from voco.segments import segment_frame_indices, split_frames
 from voco.video.frames import decode_video_segments
 from voco.video.probe import VideoError, probe
@@ -68,3 +68,17 @@ def test_a_truncated_file_keeps_what_decodes(tmp_path):
     cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
     segments = decode_video_segments(cut, segment_seconds=1.0, frames_per_segment=2)
     assert 1 <= len(segments) < 4 and all(s.shape == (2, 48, 64, 3) for s in segments)
+
+
+def test_a_stream_that_changes_resolution_twice_gives_frames_of_its_first_size(tmp_path):
+    """Each part's frames are brought to the first frame's size (no cap, and under a cap), so segments stack."""
+    sizes = [(48, 64), (64, 96), (36, 48)]
+    path = write_resolution_changes(tmp_path / "changes.ts", sizes)
+    assert (probe(path).width, probe(path).height) == (64, 48)
+    segments = decode_video_segments(path, segment_seconds=1.0, frames_per_segment=2)
+    assert len(segments) == 9 and {s.shape for s in segments} == {(2, 48, 64, 3)}
+    first = pattern_frames(30, 48, 64, seed=0)[0].astype(int)
+    assert np.abs(segments[0][0] - first).mean() < 15  # the first part itself, not a stretched later one
+    assert np.abs(segments[4][0] - first).mean() > 25  # the second part, shrunk to the first size
+    capped = decode_video_segments(path, segment_seconds=1.0, frames_per_segment=2, max_side=32)
+    assert {s.shape for s in capped} == {(2, 24, 32, 3)}

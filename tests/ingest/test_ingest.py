@@ -9,7 +9,7 @@ from ingest.config import IngestConfig
 from ingest.progress import ProgressEvent
 from ingest.run import UsageError, ingest_paths
 from store import Store, StoreError
-from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_video
+from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_resolution_changes, write_video
 from tests.ingest.conftest import SEGMENT_SECONDS
 from voco.segments import segment_frame_indices
 from voco.video.decode import decord_available
@@ -38,6 +38,23 @@ def test_every_container_codec_and_oddity_is_ingested(tmp_path, video_dir, model
         segments = store.segments(rotated.id)
         assert all(s.thumbnail[:2] == b"\xff\xd8" and s.thumbnail_mime == "image/jpeg" for s in segments)
         assert [(s.start_s, s.end_s) for s in segments] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+
+
+def test_a_stream_that_changes_resolution_is_ingested_whole(tmp_path, model):
+    """A live-style recording whose resolution changes twice: every segment stored (was: 'Sizes of tensors must
+    match'), each cache what the model computes on the first-size frames."""
+    path = write_resolution_changes(tmp_path / "live.ts", [(48, 64), (64, 96), (36, 48)], frames_each=15)
+    config = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=2, decode_max_side=0)
+    summary = run([path], tmp_path / "home", model, config)
+    assert summary.exit_code == 0, summary.text()
+    (result,) = summary.files
+    assert result.segments == 5  # 4.5 s; segments 1 and 3 straddle a change
+    segments = decode_video_segments(path, segment_seconds=SEGMENT_SECONDS, frames_per_segment=2)
+    expected = model.compress(segments, batch_size=2)
+    with Store.open(tmp_path / "home") as store:
+        caches = store.load_caches(result.video_id, model.fingerprint, verify=True)
+    for got, want in zip(caches, expected, strict=True):
+        torch.testing.assert_close(got.kv, want.kv, rtol=1e-5, atol=1e-6)
 
 
 def test_stored_caches_are_what_the_model_computes_on_the_sampled_frames(tmp_path, video_dir, model):

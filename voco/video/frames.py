@@ -22,16 +22,18 @@ def decode_side_cap(image_size: int, decode_max_side: int | None) -> int:
     return 2 * image_size if decode_max_side is None else decode_max_side
 
 
-def model_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    """(w, h) scaled so that neither side exceeds `max_side`, keeping the aspect ratio; None: native size.
+def model_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(w, h) every model frame of a video of first-frame size `width` x `height` is brought to: scaled so that
+    neither side exceeds `max_side` (None or 0: no cap), keeping the aspect ratio.
 
-    The aspect ratio is kept because what reads the frame may care (the default model's face detector finds no
-    face squashed to 56% of its width, as a 16:9 frame capped side by side would be); square-input towers still
-    resize the frame themselves. The ingest pipeline and `decode_video_segments` share this rule, so stored and
-    in-memory caches agree.
+    Always a concrete size, never "native": a stream whose resolution changes part-way (live recordings, adaptive
+    streams) still gives frames of one size, so a segment's frames stack. The aspect ratio is kept because what
+    reads the frame may care (the default model's face detector finds no face squashed to 56% of its width, as a
+    16:9 frame capped side by side would be); square-input towers still resize the frame themselves. The ingest
+    pipeline and `decode_video_segments` share this rule, so stored and in-memory caches agree.
     """
     if not max_side or (width <= max_side and height <= max_side):
-        return None
+        return width, height
     scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
