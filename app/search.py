@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from ingest.vectors import MomentSearch
+from store import StoreError
 
 
 def register_search(moments: MomentSearch) -> None:
@@ -18,6 +19,8 @@ def register_search(moments: MomentSearch) -> None:
             hits = moments.search(query, int(top))
         except ValueError as err:
             raise gr.Error(f"/search refused the request: {err}") from err
+        except StoreError as err:  # a damaged vector or index file: say which, never a generic exception
+            raise gr.Error(f"/search could not read the library's search data: {err}") from err
         # no "path" key: gradio_client would take the dict for a file to download (as /videos)
         return [{"video_id": h["video_id"], "name": Path(h["path"]).name,
                  **{k: h[k] for k in ("segment", "start_s", "end_s", "score")}} for h in hits]

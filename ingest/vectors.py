@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import Store
+from store import NotFound, Store
 from store.index import SegmentIndex, read_vectors, write_vectors
 from store.models import READY
 from voco import VoCoModel
@@ -106,11 +106,15 @@ class MomentSearch:
                         len(self.index.missing))
         spans: dict[int, tuple[str, dict[int, tuple[float, float]]]] = {}
         for vid in {h.video_id for h in hits}:
-            spans[vid] = (self.store.get_video(vid).path,
-                          {s.index: (s.start_s, s.end_s) for s in self.store.segments(vid)})
+            try:
+                info = self.store.get_video(vid)
+            except NotFound:  # removed since the index was read: its hits are dropped below
+                continue
+            spans[vid] = (info.path, {s.index: (s.start_s, s.end_s) for s in self.store.segments(vid)})
         return [{"video_id": h.video_id, "path": spans[h.video_id][0], "segment": h.segment,
                  "start_s": spans[h.video_id][1][h.segment][0], "end_s": spans[h.video_id][1][h.segment][1],
-                 "score": round(h.score, 4)} for h in hits]
+                 "score": round(h.score, 4)} for h in hits
+                if h.video_id in spans and h.segment in spans[h.video_id][1]]
 
     def scores_for(self, question: str, video_id: int):
         """Relevance of each of a ready video's segments to `question`: float32 [T] (higher: more relevant).

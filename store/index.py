@@ -11,6 +11,11 @@ row set it holds, written in one atomic replace) is a derived cache of the datab
 or drops the difference, under a lock file, so two ingest processes (or an ingest and a search)
 never lose each other's rows. Deleting it is always safe: the next sync rebuilds it. Faiss ids are
 `video_id << 20 | segment index`, so a removed video's rows go with one id range.
+
+A row set names each video by its id *and* uid (the uid is random per stored video): a database may give a
+removed video's id to a new one (SQLite does), and an index file copied from another home holds other videos
+under the same ids; rows whose uid or segment count differ from the database's are dropped and re-added. A
+searcher re-reads the file when another process has replaced it (its size or modification time changed).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from store.store import Store
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
 
 VECTORS_FORMAT = "voco-search-vectors/1"
-INDEX_FORMAT = "voco-search-index/1"
+INDEX_FORMAT = "voco-search-index/2"  # /2: rows name uid and segments (/1 files are rebuilt)
 _SEGMENT_BITS = 20  # up to ~1M segments per video
 
 
@@ -94,9 +99,10 @@ class SegmentIndex:
         folder = store.home.root / "index"
         self.path = folder / f"{fingerprint[:16]}-{embedder}.safetensors"
         self.lock_path = folder / f"{fingerprint[:16]}-{embedder}.lock"
-        self.rows: dict[int, int] = {}  # video id -> segments in the index
+        self.rows: dict[int, tuple[str, int]] = {}  # video id -> (uid, segments) in the index
         self.missing: list[int] = []  # ready videos without a vector file at the last sync
         self._faiss = None
+        self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file as last read or written
 
     # ---- the derived file ---------------------------------------------------------------------
 
@@ -118,7 +124,8 @@ class SegmentIndex:
             if meta.get("format") != INDEX_FORMAT or int(meta.get("dim", -1)) != self.dim:
                 return  # another layout: rebuilt by the sync that follows
             self._faiss = faiss.deserialize_index(blob)
-            self.rows = {int(k): v for k, v in json.loads(meta["rows"]).items()}
+            self.rows = {int(k): (str(uid), int(n)) for k, (uid, n) in json.loads(meta["rows"]).items()}
+            self._stamp = self._file_stamp()
         except Exception:  # noqa: BLE001 - a derived cache: unreadable means rebuild, never fail the search
             self._faiss, self.rows = self._empty(), {}
 
@@ -129,6 +136,14 @@ class SegmentIndex:
         meta = {"format": INDEX_FORMAT, "dim": str(self.dim), "fingerprint": self.fingerprint,
                 "embedder": self.embedder, "rows": json.dumps(self.rows)}
         _atomic_save(self.path, {"index": blob}, meta)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
 
     @contextmanager
     def _locked(self):
@@ -155,19 +170,19 @@ class SegmentIndex:
             else:
                 self._load()
             want = self.ready_videos()
-            gone = [vid for vid in self.rows if vid not in want]
+            gone = [vid for vid, row in self.rows.items() if want.get(vid) != row]  # removed, or another video now
             self._remove(gone)
             added, self.missing = 0, []
             for vid, (uid, _) in sorted(want.items()):
                 if vid in self.rows:
                     continue
                 vectors = read_vectors(self.store, uid, self.fingerprint, self.embedder)
-                if vectors is None:
+                if vectors is None or len(vectors) != want[vid][1]:  # none yet, or stale: --rebuild-index
                     self.missing.append(vid)
                     continue
                 ids = (vid << _SEGMENT_BITS) + np.arange(len(vectors), dtype=np.int64)
                 self._faiss.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-                self.rows[vid] = len(vectors)
+                self.rows[vid] = (uid, len(vectors))
                 added += 1
             if rebuild or gone or added or not self.path.exists():
                 self._save()
@@ -193,8 +208,8 @@ class SegmentIndex:
 
     def search(self, query: np.ndarray, top: int = 10) -> list[Hit]:
         """The `top` segments of the library with the highest inner product with `query` [dim]."""
-        if self._faiss is None or set(self.rows) != set(self.ready_videos()):
-            self.sync()
+        if self._faiss is None or self._stamp != self._file_stamp() or self.rows != self.ready_videos():
+            self.sync()  # first use, another process rewrote the file, or the library changed
         if self._faiss.ntotal == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)

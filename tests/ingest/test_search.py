@@ -119,6 +119,51 @@ def test_index_follows_reingest_remove_and_rebuild(library, synthetic_model, tmp
     assert len(search.search(QUERY, top=16)) == 16
 
 
+def test_a_reused_video_id_or_a_foreign_index_file_never_misleads_a_running_search(tmp_path, synthetic_model):
+    """SQLite gives a removed video's id to the next one: a search object that lived through the removal and the
+    new ingest answers with the new video's segments (was: KeyError, and stale rows under the new name); an index
+    file copied in from another home is detected and rebuilt."""
+    import shutil
+
+    from ingest.__main__ import main
+    from ingest.run import ingest_paths
+    from ingest.vectors import MomentSearch
+    from store import Store
+
+    fps = synthetic_model.voco.frames_per_segment
+    cfg = IngestConfig(segment_seconds=1.0)
+    keep, hidden = needle_segments(7, frames_per_segment=fps, seed=3)
+    keep = [s for i, s in enumerate(keep) if i != hidden]  # no red circle: the newcomer holds the only one
+    removed, _ = needle_segments(8, frames_per_segment=fps, seed=4)
+    newcomer, needle = needle_segments(4, frames_per_segment=fps, seed=5)
+    paths = {name: _write_segments(tmp_path / f"{name}.mp4", segs)
+             for name, segs in (("keep", keep), ("removed", removed), ("newcomer", newcomer))}
+    with Store(tmp_path / "home") as store:
+        ids = {Path(f.path).stem: f.video_id for f in ingest_paths(
+            [str(paths["keep"]), str(paths["removed"])], store=store, model=synthetic_model, config=cfg).files}
+        search = MomentSearch(store, synthetic_model)
+        assert len(search.search(QUERY, top=100)) == 14
+        assert main(["--remove", str(ids["removed"]), "--home", str(store.home.root)]) == 0
+        (new,) = ingest_paths([str(paths["newcomer"])], store=store, model=synthetic_model, config=cfg).files
+        assert new.video_id == ids["removed"]  # the id is reused: what used to break the running search
+        hits = search.search(QUERY, top=100)
+        by_video = {vid: sorted(h["segment"] for h in hits if h["video_id"] == vid)
+                    for vid in {h["video_id"] for h in hits}}
+        assert by_video == {ids["keep"]: list(range(6)), new.video_id: list(range(4))}
+        assert {Path(h["path"]).stem for h in hits if h["video_id"] == new.video_id} == {"newcomer"}
+        assert (hits[0]["video_id"], hits[0]["segment"]) == (new.video_id, needle)
+        index_file = search.index.path
+    # another home whose videos have the same ids: its index file copied over this one's
+    with Store(tmp_path / "other") as other:
+        ingest_paths([str(paths["removed"]), str(paths["keep"])], store=other, model=synthetic_model, config=cfg)
+        foreign = MomentSearch(other, synthetic_model)
+        foreign.search(QUERY, top=1)
+        shutil.copyfile(foreign.index.path, index_file)
+    with Store(tmp_path / "home") as store:
+        hits = MomentSearch(store, synthetic_model).search(QUERY, top=100)
+        assert len(hits) == 10 and {Path(h["path"]).stem for h in hits} == {"keep", "newcomer"}
+
+
 def test_two_ingest_processes_share_one_index(tmp_path, model_dir):
     """Two processes ingesting at once into one home: the index holds both, the same as a rebuild."""
     from store import Store
