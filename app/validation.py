@@ -56,20 +56,32 @@ def real_number(name: str, value: object, *, low: float, high: float, low_open: 
     return float(value)
 
 
+MAX_ID = 2**63 - 1
+"""The largest id a database integer holds (a larger one would overflow in the query, not be "not found")."""
+
+
 def video_id(value: object) -> int:
     """A video id as the store numbers them (1, 2, ...)."""
-    return whole_number("video_id", value, low=1)
+    return whole_number("video_id", value, low=1, high=MAX_ID)
 
 
-def question_text(value: object, *, max_chars: int) -> str:
+def question_text(value: object, *, max_chars: int, name: str = "question") -> str:
+    """Non-empty text of at most `max_chars` characters, stripped; `name` is the field the caller sees."""
     if not isinstance(value, str):
-        raise ServiceError(f"question must be text, got {type(value).__name__} {_shown(value)}")
-    question = value.strip()
-    if not question:
-        raise ServiceError("ask a question first (the question is empty)")
-    if len(question) > max_chars:
-        raise ServiceError(f"question longer than {max_chars} characters ({len(question)})")
-    return question
+        raise ServiceError(f"{name} must be text, got {type(value).__name__} {_shown(value)}")
+    text = value.strip()
+    if not text:
+        raise ServiceError("ask a question first (the question is empty)" if name == "question"
+                           else f"{name} is empty")
+    if len(text) > max_chars:
+        raise ServiceError(f"{name} longer than {max_chars} characters ({len(text)})")
+    return text
+
+
+def search_request(query: object, top: object, *, max_top: int = 1000, max_chars: int = 500) -> tuple[str, int]:
+    """The text and hit count of a moment search; `ServiceError` naming the bad field (top=1.9 is refused, not 1)."""
+    return (question_text(query, max_chars=max_chars, name="query"),
+            whole_number("top", top, low=1, high=max_top))
 
 
 def history_turns(value: object) -> tuple[tuple[str, str], ...]:

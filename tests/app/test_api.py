@@ -58,10 +58,11 @@ def test_videos_and_ask_endpoints(app_url):
 
 BAD_REQUESTS = [
     ({"video_id": 999}, "no video with id 999"),
-    ({"video_id": 0}, "video_id must be 1 or more, got 0"),
-    ({"video_id": -1}, "video_id must be 1 or more, got -1"),
+    ({"video_id": 0}, "video_id must be from 1 to 9223372036854775807, got 0"),
+    ({"video_id": -1}, "video_id must be from 1 to 9223372036854775807, got -1"),
     ({"video_id": "abc"}, "video_id must be a whole number, got str 'abc'"),
     ({"video_id": 1.5}, "video_id must be a whole number, got 1.5"),
+    ({"video_id": 2**63}, f"video_id must be from 1 to {2**63 - 1}, got {2**63}"),  # was: OverflowError
     ({"question": 5}, "question must be text, got int 5"),
     ({"question": "  "}, "ask a question first"),
     ({"max_new_tokens": "x"}, "max_new_tokens must be a whole number, got str 'x'"),

@@ -23,8 +23,11 @@ def test_search_endpoint_ranks_the_librarys_segments(library, tmp_path_factory):
         assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
         assert {h["video_id"] for h in hits} <= {v.id for v in service.videos()}
         assert all(h["end_s"] > h["start_s"] for h in hits)
-        with pytest.raises(Exception, match="search text is empty"):
-            client.predict(query="  ", top=5, api_name="/search")
+        for query, top, reason in (("  ", 5, "query is empty"), ("a cat", None, "top must be a whole number, got "
+                                   "NoneType"), ("a cat", 1.9, "top must be a whole number, got 1.9"),
+                                   ("a cat", 0, "top must be from 1 to 1000")):
+            with pytest.raises(Exception, match=reason):  # the reason reaches the caller, not a generic error
+                client.predict(query=query, top=top, api_name="/search")
     finally:
         demo.close()
         service.store.close()

@@ -18,10 +18,12 @@ def test_a_good_request_is_typed():
 
 
 @pytest.mark.parametrize(("video", "reason"), [
-    (999_999_999_999, None), (0, "video_id must be 1 or more, got 0"), (-1, "video_id must be 1 or more, got -1"),
+    (999_999_999_999, None), (0, "video_id must be from 1 to 9223372036854775807, got 0"),
+    (-1, "video_id must be from 1 to 9223372036854775807, got -1"),
     ("3", "video_id must be a whole number, got str '3'"), ("abc", "got str 'abc'"),
     (1.5, "video_id must be a whole number, got 1.5"), (True, "got bool True"), (None, "got NoneType None"),
-    (math.nan, "got nan"), (math.inf, "got inf"), ([1], "got list"),
+    (math.nan, "got nan"), (math.inf, "got inf"), ([1], "got list"), (2**63 - 1, None),
+    (2**63, f"video_id must be from 1 to {2**63 - 1}, got {2**63}"),  # was: OverflowError in the database query
 ])
 def test_video_ids_are_whole_positive_numbers(video, reason):
     if reason is None:
@@ -61,3 +63,18 @@ def test_sampling_settings_and_history_are_checked():
     with pytest.raises(ServiceError, match="history must be a list"):
         history_turns("q: a")
     assert whole_number("n", 7, low=1, high=7) == 7
+
+
+@pytest.mark.parametrize(("query", "top", "reason"), [
+    ("a cat", 10, None), ("  a cat ", 1000, None), ("", 10, "query is empty"), (3, 10, "query must be text"),
+    ("a cat", None, "top must be a whole number, got NoneType"), ("a cat", 1.9, "top must be a whole number, got 1.9"),
+    ("a cat", 2.0, None), ("a cat", 1001, "top must be from 1 to 1000, got 1001"), ("a cat", True, "got bool"),
+])
+def test_search_requests_are_checked_not_coerced(query, top, reason):
+    from app.validation import search_request
+
+    if reason is None:
+        assert search_request(query, top) == ("a cat", int(top))
+        return
+    with pytest.raises(ServiceError, match=reason):
+        search_request(query, top)
