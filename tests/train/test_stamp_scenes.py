@@ -46,6 +46,16 @@ def test_when_answers_name_each_run_of_segments():
     assert when_answer(_video(starts=[3600, 3602, 3700, 3702, 3704, 3990]), "person") == "From 1:01:40 to 1:01:44."
 
 
+def test_when_is_asked_only_about_what_some_segment_reads():
+    """A thing listed for its scene whose name (or hypernym) no segment's own evidence reads has no time to give:
+    "when" falls back to its name, else is not asked (was: IndexError building an empty answer)."""
+    video = _video(segment_words=[{"cat"}, {"cat"}, {"car"}, {"car"}, {"car"}, set()])
+    when = _answers("when", video, 200)
+    assert when and all(re.search(r"\d:\d\d", qa.answer) or qa.answer.startswith("There is no") for qa in when)
+    assert not any("vehicle" in qa.question or "animal" in qa.question for qa in when if "There is no" not in qa.answer)
+    assert {qa.answer for qa in when if "car" in qa.question or "automobile" in qa.question} <= {"From 0:04 to 0:08."}
+
+
 def _answers(kind: str, video: VideoTruth, n: int = 60) -> list:
     rng = np.random.default_rng(0)
     return [qa for qa in (ask(kind, video, rng) for _ in range(n)) if qa is not None]

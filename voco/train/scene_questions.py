@@ -186,6 +186,7 @@ def runs(indices: list[int]) -> list[tuple[int, int]]:
 
 
 def when_answer(video: VideoTruth, word: str) -> str:
+    """"From 0:04 to 0:10." over the segments whose own evidence reads `word` (at least one)."""
     parts = []
     for a, b in runs(video.segments_with(word)):
         start, end = clock(video.starts[a]), clock(video.starts[b])
@@ -246,6 +247,10 @@ def _ask_about_thing(kind: str, video: VideoTruth, rng: np.random.Generator) -> 
     thing = _pick(things, rng)
     word = thing.name if kind != "when" or rng.random() < 0.8 or not thing.hypernyms else _pick(thing.hypernyms, rng)
     if kind == "when":
+        if not video.segments_with(word):  # a hypernym no single segment's own evidence reads
+            word = thing.name
+        if not video.segments_with(word):  # listed from the scene, read in no segment alone: no time to give
+            return None
         return QA(_pick(WHEN, rng).format(the=f"the {spoken(word, video, rng)}"), when_answer(video, word), kind)
     if kind == "colour":
         return QA(_pick(COLOUR, rng).format(the=f"the {_unique_word(thing, video, rng)}"), sentence(thing.colour),
