@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from store import claims, reader, rekey, writer
 from store.claims import DEFAULT_LEASE_S
@@ -62,6 +62,23 @@ class Store:
         except OperationalError as err:
             self.engine.dispose()
             raise StoreError(f"cannot open the database {self.engine.url!r}: {err.orig}") from err
+
+    def check_writable(self) -> None:
+        """`StoreError` naming the reason when this process cannot write the database or the home folder: checked
+        before work starts (a model load, a first file) rather than found by every file's first write."""
+        try:
+            with self.write() as s:
+                s.execute(text("UPDATE models SET id = id WHERE 1 = 0"))  # takes the write lock, changes nothing
+                s.rollback()
+        except DBAPIError as err:
+            url = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"the database {url} is unusable: it cannot be written ({err.orig})") from err
+        probe = self.home.root / f".write-check-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise StoreError(f"the home folder {self.home.root} cannot be written: {err.strerror}") from err
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, db_url: str | None = None, **kwargs) -> Store:

@@ -54,10 +54,11 @@ class LocalExecutor:
         from store import Store
 
         config = request.config
-        model = (load_model(request.model, config.device, config.dtype) if isinstance(request.model, str)
-                 else request.model)
         store = request.store or Store.open(request.home, request.db_url, lease_s=request.config.lease_s)
         try:
+            store.check_writable()  # before the model loads (seconds to minutes): a read-only store fails at once
+            model = (load_model(request.model, config.device, config.dtype) if isinstance(request.model, str)
+                     else request.model)
             ingestor = VideoIngestor(store, model, request.model_name, request.config)
             return ingestor.run(request.files, request.listeners, show_progress=request.show_progress)
         finally:

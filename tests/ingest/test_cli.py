@@ -108,3 +108,20 @@ def test_bad_dtype_is_a_usage_error(tmp_path, one_video, model_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(one_video, "--dtype", "float8", home=tmp_path / "home", model_dir=model_dir)
     assert exit_info.value.code == 1 and "--dtype" in capsys.readouterr().err
+
+
+def test_a_read_only_database_is_refused_before_the_model_loads(tmp_path, one_video, capsys):
+    """Exit 1 with the reason, before any model work (the model named here does not exist, so loading it first
+    would report that instead); was: the model loaded, then every file failed with "internal error", exit 2."""
+    from store import Store
+
+    home = tmp_path / "home"
+    Store(home).close()
+    read_only = f"sqlite:///file:{home / 'voco.db'}?mode=ro&uri=true"
+    code = main([str(one_video), "--home", str(home), "--db", read_only, "--model", str(tmp_path / "no-model")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "is unusable: it cannot be written (attempt to write a readonly database)" in err
+    assert "no checkpoint" not in err
+    with Store(home) as store:
+        assert store.list_videos() == []  # nothing half-recorded
