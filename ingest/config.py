@@ -39,6 +39,9 @@ class IngestConfig:
     """A video whose timestamps claim a longer duration is refused (with the reason) before any segment is
     planned: a few KB of damaged or crafted metadata can claim weeks, i.e. hours of compute and GBs of
     caches. None: no limit (the plausibility checks in `voco.video.probe` still apply)."""
+    max_frame_pixels: int | None = 40_000_000
+    """A video whose frames hold more pixels is refused (with the reason) before any frame is decoded: one
+    16000x16000 frame takes 2.6 GB as it decodes. The default passes 8K (7680x4320, 33 MP). None: no limit."""
     thumbnail_side: int = 160
     """Longest side of the per-segment JPEG thumbnail."""
     lease_s: float = DEFAULT_LEASE_S
@@ -78,6 +81,8 @@ class IngestConfig:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.max_frame_pixels is not None and self.max_frame_pixels <= 0:
+            raise ValueError(f"max_frame_pixels must be > 0 (or None: no limit), got {self.max_frame_pixels}")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
             raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
         if self.dtype is not None and self.dtype not in DTYPES:

@@ -131,6 +131,26 @@ def test_a_refused_duration_fails_that_file_only(tmp_path, one_video, model_dir,
     assert "max_duration_s must be > 0" in capsys.readouterr().err
 
 
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, one_video, model_dir, capsys):
+    """A frame too large to decode cheaply (16000x16000 takes 2.6 GB) is refused by name with its size and the
+    flag; the good file beside it is ingested; 0 lifts the limit."""
+    big = write_video(tmp_path / "big.mp4", pattern_frames(4, height=96, width=128))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(one_video, folder / "good.mp4")  # 64x48 = 3,072 pixels
+    shutil.copy(big, folder / "big.mp4")  # 128x96 = 12,288 pixels
+    home = tmp_path / "home"
+    assert cli(folder, "--json", "--max-frame-pixels", "5000", home=home, model_dir=model_dir) == 2
+    files = by_name(json.loads(capsys.readouterr().out))
+    assert files["good.mp4"]["status"] == "ingested"
+    assert files["big.mp4"]["status"] == "failed"
+    assert "its frames are 128x96 = 12,288 pixels, more than the limit of 5,000" in files["big.mp4"]["error"]
+    assert "--max-frame-pixels" in files["big.mp4"]["error"]
+    assert cli(folder / "big.mp4", "--json", "--max-frame-pixels", "0", home=home, model_dir=model_dir) == 0
+    assert cli(one_video, "--max-frame-pixels", "-5", home=home, model_dir=model_dir) == 1
+    assert "max_frame_pixels must be > 0" in capsys.readouterr().err
+
+
 def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS`, reporting which heavy modules it imported (on stderr, after its own output)."""
     code = ("import runpy, sys\n"
