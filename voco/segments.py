@@ -1,7 +1,8 @@
 """Cutting a video into segments and sampling each segment's frames by timestamp.
 
 One rule for training, ingest and evaluation: segment i spans [i * S, min((i + 1) * S, D)) of a
-video of duration D; the last, partial segment is kept. Its F frames are taken at the centres of
+video of duration D; the last, partial segment is kept, unless it is a sliver (under a tenth of S), which joins
+the segment before it. Its F frames are taken at the centres of
 F equal slices of that span, and each time maps to the frame on screen then (the last frame whose
 timestamp is <= t), which is right for variable frame rates too.
 """
@@ -12,15 +13,21 @@ import math
 
 import numpy as np
 
+MIN_TAIL_SHARE = 0.1
+"""A last segment shorter than this share of `segment_seconds` joins the one before it: it holds a frame or two
+(carphone's 4 ms after 4 s) and would otherwise count as a segment of its own in answers and search."""
+
 
 def segment_spans(duration: float, segment_seconds: float) -> list[tuple[float, float]]:
-    """[(start, end)] of every segment; the last one may be shorter."""
+    """[(start, end)] of every segment; the last one may be shorter (or up to MIN_TAIL_SHARE longer)."""
     if segment_seconds <= 0:
         raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
     if duration <= 0:
         return []
     count = max(1, math.ceil(duration / segment_seconds - 1e-9))
-    return [(i * segment_seconds, min((i + 1) * segment_seconds, duration)) for i in range(count)]
+    if count > 1 and duration - (count - 1) * segment_seconds < MIN_TAIL_SHARE * segment_seconds:
+        count -= 1  # the sliver joins the segment before it
+    return [(i * segment_seconds, (i + 1) * segment_seconds if i < count - 1 else duration) for i in range(count)]
 
 
 def sample_times(start: float, end: float, frames_per_segment: int) -> np.ndarray:

@@ -8,6 +8,10 @@ def test_spans_cover_the_video_and_keep_the_last_partial_segment():
     assert segment_spans(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
     assert segment_spans(4.0, 2.0) == [(0.0, 2.0), (2.0, 4.0)]
     assert segment_spans(0.5, 2.0) == [(0.0, 0.5)]
+    # a sliver of a last segment (carphone: 4.004 s in 2 s segments) joins the one before it
+    assert segment_spans(4.004, 2.0) == [(0.0, 2.0), (2.0, 4.004)]
+    assert segment_spans(4.2, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 4.2)]  # a tenth of a segment: kept
+    assert segment_spans(0.01, 2.0) == [(0.0, 0.01)]  # the only segment stays
     assert segment_spans(0.0, 2.0) == []
     with pytest.raises(ValueError):
         segment_spans(1.0, 0)

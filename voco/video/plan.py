@@ -1,6 +1,7 @@
 """Which frames each segment needs: `voco.segments`' timestamp rule applied to a probed video.
 
-Segment i spans [i * S, min((i + 1) * S, D)) (the last, partial one is kept); its F model frames are
+Segment i spans [i * S, min((i + 1) * S, D)) (`voco.segments.segment_spans`: the last, partial one is kept unless a
+sliver, which joins the one before); its F model frames are
 the frames on screen at the centres of F equal slices of that span, and its thumbnail the frame on
 screen at its middle. Frames are named by their presentation timestamp (`pts`), so a decoder that
 drops or reorders frames still hands each segment the frame a player would show at that time.
