@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -84,9 +85,25 @@ def login_pair(flag: str | None, file: str | None, env: str | None) -> tuple[str
     return user, password
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on host:port (in use, not allowed), or None when it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no problem
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = port_problem(args.host, args.port)  # before the model loads: one line, not a traceback after it
+    if problem:
+        print(f"error: cannot listen on {args.host}:{args.port} ({problem}): pass a free port with --port N, or stop "
+              "what uses it", file=sys.stderr)
+        return 1
     from app.service import ChatService, ServiceLimits
     from app.ui import build_ui, library_line
     from ingest.run import load_model
@@ -116,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth:
         print(f"note: --auth shows the password to anyone who can list processes; use --auth-file or ${AUTH_ENV}",
               file=sys.stderr)
-    print(f"VoCo Video QA: {library_line(service)} in {home}; open http://{args.host}:{args.port}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the app like Ctrl-C: cleanup runs
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.login,
-                    max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False)
+                    max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False,
+                    prevent_thread_lock=True, quiet=True)
+        # the address only once the server listens (a failed launch has raised by now)
+        print(f"VoCo Video QA: {library_line(service)} in {home}; open http://{args.host}:{args.port}", flush=True)
+        demo.block_thread()
     finally:
         shutil.rmtree(thumbs, ignore_errors=True)  # this run's thumbnails; the next run writes its own
     return 0

@@ -60,6 +60,7 @@ def test_the_app_answers_long_videos_from_retrieved_segments_by_default(library,
     monkeypatch.setattr(app.ui, "build_ui",
                         lambda service, thumbs: built.append(service) or real_build(service, thumbs))
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     home = own_home.home.root
     assert main(["--home", str(home), "--model", str(root / "model"), "--no-upload", "--retrieve-always", "1"]) == 0
     (service,) = built
@@ -76,3 +77,21 @@ def test_uniform_segments_and_retrieve_always_are_checked(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--segments", "uniform", "--retrieve-always", "2"])
     assert "--retrieve-always N needs --segments retrieved" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_line_naming_port_before_the_model_loads(tmp_path, capsys):
+    """The model named does not exist: the port is checked first, and the message names --port (was: the address
+    printed, then a traceback about GRADIO_SERVER_PORT)."""
+    import socket
+
+    from app.__main__ import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["--home", str(tmp_path / "home"), "--model", str(tmp_path / "no-model"), "--port", str(port)])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert f"error: cannot listen on 127.0.0.1:{port} (Address already in use): pass a free port with --port N" in err
+    assert "no checkpoint" not in err and "GRADIO_SERVER_PORT" not in err
