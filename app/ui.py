@@ -104,12 +104,13 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
     def respond(question: str, history: list, video_id, max_tokens: int, temperature: float):
         history = list(history or [])
-        if video_id is None:
-            gr.Warning("Pick a video first.")
-            yield history, "", "", gr.update()
+        if video_id is None:  # the typed question and the last answer's stats stay where they are
+            gr.Warning("Pick a video first: your question is kept.")
+            yield history, question, gr.update(), gr.update()
             return
         if not (question or "").strip():
-            yield history, "", "", gr.update()
+            gr.Warning("Type a question first (the question is empty).")
+            yield history, question, gr.update(), gr.update()
             return
         pairs = _pairs(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]

@@ -101,6 +101,21 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert _pairs(history) == [("What is happening in this video?", "")]
 
 
+def test_a_chat_warning_keeps_the_typed_question_and_the_stats(silent_app):
+    """No video picked: the question stays in the box (was: wiped); an empty question: stats untouched (was:
+    cleared silently); both say why in a warning."""
+    demo, _, service = silent_app
+    respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
+    earlier = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    for question, video_id in (("What is in the video?", None), ("   ", service.videos()[0].id)):
+        with pytest.warns(UserWarning) as warned:
+            (history, box, stats, timeline), = list(respond(question, earlier, video_id, 4, 0.0))
+        assert history == earlier and box == question
+        assert stats == timeline == {"__type__": "update"}  # left as they were
+        assert any(("Pick a video first" if video_id is None else "question is empty") in str(w.message)
+                   for w in warned)
+
+
 ANSWER_WITH_TIMES = "From 0:02 to 0:04 and at 0:02 again, then 1:02:05."  # the last one past the video's end
 
 
