@@ -197,6 +197,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         job_id = gr.State(None)
         timer = gr.Timer(1.0, active=False)
 
+        demo.load(refresh, search, [videos, library], api_visibility="private")  # a page opened after a CLI ingest
         search.change(refresh, search, [videos, library], api_visibility="private")
         refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
         videos.change(select, videos, [info, timeline, chat, moment], api_visibility="private")

@@ -175,3 +175,21 @@ def test_the_upload_panel_reports_a_failed_upload_and_cleans_gradios_copy(app_ur
     _, library, status, _, job_state, cancel = fns["poll_upload"](job_id, "")
     assert status.startswith("⚠️ upload failed: clip.mp4: ") and job_state is None and cancel["visible"] is False
     assert "ready" in library and "failed" not in library  # the failed upload's row is gone with its file
+
+
+def test_a_page_load_shows_the_library_as_it_is_now(library, own_home, tmp_path):
+    """A video ingested by the CLI after the app started is in the picker of the next page load (was: only after
+    Refresh)."""
+    from app.service import ChatService
+    from app.ui import build_ui
+    from ingest.run import ingest_paths
+    from tests.app.conftest import new_video
+
+    _, model = library
+    service = ChatService(own_home, model, model_name="tiny")
+    demo = build_ui(service, tmp_path / "thumbs")
+    (on_load,) = [f for f in demo.fns.values() if any(event == "load" for _, event in f.targets)]
+    ingest_paths([str(new_video(tmp_path / "later.mp4", 3, seed=91))], store=own_home, model=model, model_name="tiny")
+    choices, line = on_load.fn("")
+    assert len(choices["choices"]) == 4 and any("later.mp4" in str(c) for c in choices["choices"])
+    assert line.startswith("4 videos ready"), line
