@@ -103,6 +103,7 @@ class SegmentIndex:
         self.missing: list[int] = []  # ready videos without a vector file at the last sync
         self._faiss = None
         self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file as last read or written
+        self._synced_with: dict[int, tuple[str, int]] | None = None  # the ready videos the last sync saw
 
     # ---- the derived file ---------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ class SegmentIndex:
                 added += 1
             if rebuild or gone or added or not self.path.exists():
                 self._save()
+            self._synced_with = want
         return {"videos": len(self.rows), "segments": int(self._faiss.ntotal), "added": added,
                 "removed": len(gone), "missing_vectors": len(self.missing)}
 
@@ -208,8 +210,9 @@ class SegmentIndex:
 
     def search(self, query: np.ndarray, top: int = 10) -> list[Hit]:
         """The `top` segments of the library with the highest inner product with `query` [dim]."""
-        if self._faiss is None or self._stamp != self._file_stamp() or self.rows != self.ready_videos():
-            self.sync()  # first use, another process rewrote the file, or the library changed
+        if self._stamp != self._file_stamp() or self._synced_with != self.ready_videos():
+            self.sync()  # first use, another process rewrote the file, or the library changed (not merely: a
+            # video still lacks vectors, which would re-read every file on every search)
         if self._faiss.ntotal == 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
