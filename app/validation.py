@@ -65,14 +65,15 @@ def video_id(value: object) -> int:
     return whole_number("video_id", value, low=1, high=MAX_ID)
 
 
-def question_text(value: object, *, max_chars: int, name: str = "question") -> str:
-    """Non-empty text of at most `max_chars` characters, stripped; `name` is the field the caller sees."""
+def question_text(value: object, *, max_chars: int, name: str = "question",
+                  empty: str = "ask a question first (the question is empty)") -> str:
+    """Non-empty text of at most `max_chars` characters, stripped; `name` is the field the caller sees, `empty`
+    what an empty one is told."""
     if not isinstance(value, str):
         raise ServiceError(f"{name} must be text, got {type(value).__name__} {_shown(value)}")
     text = value.strip()
     if not text:
-        raise ServiceError("ask a question first (the question is empty)" if name == "question"
-                           else f"{name} is empty")
+        raise ServiceError(empty)
     if len(text) > max_chars:
         raise ServiceError(f"{name} longer than {max_chars} characters ({len(text)})")
     return text
@@ -80,7 +81,7 @@ def question_text(value: object, *, max_chars: int, name: str = "question") -> s
 
 def search_request(query: object, top: object, *, max_top: int = 1000, max_chars: int = 500) -> tuple[str, int]:
     """The text and hit count of a moment search; `ServiceError` naming the bad field (top=1.9 is refused, not 1)."""
-    return (question_text(query, max_chars=max_chars, name="query"),
+    return (question_text(query, max_chars=max_chars, name="query", empty="query is empty"),
             whole_number("top", top, low=1, high=max_top))
 
 

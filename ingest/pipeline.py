@@ -213,9 +213,8 @@ class Producer(threading.Thread):
     def begin_job(self, order: int, path: Path, claim: Claim) -> Job:
         s = self.settings
         info = probe(path)
-        limit = s.config.max_frame_pixels
-        if limit is not None and info.width * info.height > limit:
-            pixels = info.width * info.height
+        limit, pixels = s.config.max_frame_pixels, info.width * info.height
+        if limit is not None and pixels > limit:
             raise VideoError(f"{path}: its frames are {info.width}x{info.height} = {pixels:,} pixels, more than the "
                              f"limit of {limit:,}; raise it with --max-frame-pixels N "
                              "(IngestConfig.max_frame_pixels) to ingest it")

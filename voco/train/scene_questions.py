@@ -155,14 +155,19 @@ def scene_phrase(scene: SceneTruth, video: VideoTruth) -> str:
     return " and ".join(parts) if parts else "nothing I can name"
 
 
-def scene_phrases(video: VideoTruth) -> list[str]:
-    """Each scene's phrase, a scene that reads like the one before merged into it (a viewer sees one scene)."""
-    out: list[str] = []
+def merged_scenes(video: VideoTruth) -> list[tuple[SceneTruth, str]]:
+    """(scene, phrase) in order, a scene that reads like the one before merged into it (a viewer sees one scene)."""
+    out: list[tuple[SceneTruth, str]] = []
     for scene in video.scenes:
         phrase = scene_phrase(scene, video)
-        if not out or phrase != out[-1]:
-            out.append(phrase)
+        if not out or phrase != out[-1][1]:
+            out.append((scene, phrase))
     return out
+
+
+def scene_phrases(video: VideoTruth) -> list[str]:
+    """Each merged scene's phrase (`merged_scenes`)."""
+    return [phrase for _, phrase in merged_scenes(video)]
 
 
 def sentence(text: str) -> str:
@@ -270,12 +275,11 @@ def _unique_word(thing: Thing, video: VideoTruth, rng: np.random.Generator) -> s
 
 
 def _ask_order(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
-    phrases = scene_phrases(video)
+    merged = merged_scenes(video)
+    scenes, phrases = [s for s, _ in merged], [p for _, p in merged]
     if kind in ("first", "last"):
         phrase = phrases[0] if kind == "first" else phrases[-1]
         return QA(_pick(FIRST if kind == "first" else LAST, rng), sentence(phrase), kind)
-    scenes = [s for i, s in enumerate(video.scenes) if i == 0 or scene_phrase(s, video) !=
-              scene_phrase(video.scenes[i - 1], video)]  # as merged in `scene_phrases`
     if len(scenes) < 2:
         return None
     i = int(rng.integers(len(scenes)))
