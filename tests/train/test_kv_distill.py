@@ -53,7 +53,7 @@ def test_teacher_is_the_summary_tokens_kv_in_its_own_context_at_the_voco_positio
                 torch.testing.assert_close(target[b, layer, 1, :, 0], cached.values[0, :, j], atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         kv, _ = compress_segments(model, segments)
-        assert float(kv_distill_loss(model, segments, kv)) > 1e-3  # an untrained <voco> is not there yet
+        assert float(kv_distill_loss(kv, target)[0]) > 1e-3  # an untrained <voco> is not there yet
 
 
 def test_training_on_the_loss_pulls_voco_toward_the_summary_token(model_and_segments):
@@ -62,8 +62,9 @@ def test_training_on_the_loss_pulls_voco_toward_the_summary_token(model_and_segm
     optimizer = torch.optim.Adam(params, lr=1e-2)
     losses = []
     for _ in range(15):
+        target = teacher_kv(model, segments)
         kv, _ = compress_segments(model, segments)
-        loss = kv_distill_loss(model, segments, kv)
+        loss, _ = kv_distill_loss(kv, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -97,3 +98,57 @@ def test_summary_view_is_the_teacher_with_gradients(model_and_segments):
         model.projector.tokens_per_frame * model.voco.frames_per_segment)
     torch.testing.assert_close(kv.detach(), teacher_kv(model, segments))
     assert StageSpec(name="read_summary", steps=1, view="summary").view == "summary"
+
+
+def test_frozen_teacher_keeps_the_stage_start_targets_and_restores_the_weights(model_and_segments):
+    from voco.train.kv_distill import FrozenTeacher
+    from voco.train.loop import set_trainable
+
+    model, segments = model_and_segments
+    set_trainable(model, ["adapters", "projector"])
+    before = teacher_kv(model, segments)
+    teacher = FrozenTeacher(model)
+    assert teacher.weights and all(n.endswith(("lora_A", "lora_B")) or n.startswith("projector.")
+                                   for n in teacher.weights)
+    with torch.no_grad():  # the stage trains: the adapters move
+        for n, p in model.named_parameters():
+            if n.endswith("lora_B"):
+                p.add_(torch.randn_like(p) * 0.5)
+    moved = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert not torch.allclose(teacher_kv(model, segments), before, atol=1e-4)  # the live teacher moved too
+    torch.testing.assert_close(teacher_kv(model, segments, teacher), before)
+    for n, p in model.named_parameters():  # and the trained weights are back, bit for bit
+        if n in moved:
+            assert torch.equal(p, moved[n]), n
+    with pytest.raises(ValueError, match="was the stage's `train` list changed"):
+        teacher.load_state_dict({"lm.other": torch.zeros(1)})
+
+
+def test_frozen_teacher_targets_leave_the_answer_pass_trainable(model_and_segments):
+    """The teacher swaps weights in place; computed before the pass, the pass still backpropagates."""
+    from voco.train.kv_distill import FrozenTeacher
+    from voco.train.loop import set_trainable
+
+    model, segments = model_and_segments
+    set_trainable(model, ["adapters"])
+    teacher = FrozenTeacher(model)
+    target = teacher_kv(model, segments, teacher)
+    kv, _ = compress_segments(model, segments)
+    loss, _ = kv_distill_loss(kv, target, spread=True)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+
+
+def test_spread_scale_charges_a_cache_that_ignores_its_frame_in_full():
+    torch.manual_seed(0)
+    base = torch.randn(1, 3, 2, 2, 1, 8) * 10  # [B, layers, 2, H, k, D]: a large shared part ...
+    target = base + torch.randn(6, 3, 2, 2, 1, 8)  # ... and a small part per segment
+    constant = target.mean(0, keepdim=True).expand_as(target)
+    by_norm, stats = kv_distill_loss(constant, target)
+    by_spread, _ = kv_distill_loss(constant, target, spread=True)
+    assert float(by_norm) < 0.02 and float(by_spread) == pytest.approx(1.0, abs=1e-5)
+    assert stats["cache_spread"] == pytest.approx(0.0, abs=1e-6)
+    exact, stats = kv_distill_loss(target, target, spread=True)
+    assert float(exact) == 0.0 and stats["cache_spread"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ConfigError, match="set kv_distill_weight > 0"):
+        StageSpec(name="compress", steps=1, kv_distill_spread=True)

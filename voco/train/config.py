@@ -208,6 +208,12 @@ class StageSpec:
     kv_distill_weight: float = 0.0
     """Weight of the KV distillation (`voco.train.kv_distill`): each segment's kept `<voco>` KV is pulled
     toward the KV its summary tokens (the top class name's tokens ending at its last) have in the full view."""
+    kv_distill_frozen_teacher: bool = False
+    """Compute the KV-distillation targets with the trainable weights as they were when the stage began, not the
+    current ones (which the stage moves along with the caches: `voco.train.kv_distill`)."""
+    kv_distill_spread: bool = False
+    """Scale the KV-distillation error by the targets' spread around their batch mean, not their norm: a cache
+    that ignores its frame then costs 1 instead of a few thousandths."""
     world: dict = field(default_factory=dict)
     """Overrides of data.world for this stage (e.g. short clips for instruction tuning, long videos after)."""
     options: dict = field(default_factory=dict)
@@ -249,6 +255,9 @@ class StageSpec:
         if self.kv_distill_weight < 0 or (self.kv_distill_weight > 0 and self.view != "cache"):
             raise ConfigError(f"{where}: kv_distill_weight must be >= 0 and needs view 'cache' (it shapes the "
                               f"caches), got {self.kv_distill_weight} with view {self.view!r}")
+        if (self.kv_distill_frozen_teacher or self.kv_distill_spread) and self.kv_distill_weight == 0:
+            raise ConfigError(f"{where}: kv_distill_frozen_teacher and kv_distill_spread shape the KV distillation; "
+                              "set kv_distill_weight > 0 or leave them false")
 
 
 @dataclass

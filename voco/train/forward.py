@@ -259,10 +259,16 @@ def answer_targets(row_ids: Sequence[list[int]], answer_spans: Sequence[list[tup
 
 def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_temperature: float = 1.0,
                chunk: int = 0, checkpointing: bool = False, probe=None, probe_weight: float = 0.0,
-               kv_distill_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+               kv_distill_weight: float = 0.0, kv_teacher=None, kv_distill_spread: bool = False
+               ) -> tuple[torch.Tensor, dict]:
     """Mean cross-entropy over answer tokens of a `data.Batch`, + optional KL to the full-view teacher,
     + optional cache-probe loss (`voco.train.probe`) on the kept KV, + optional KV distillation toward each
-    segment's summary token (`voco.train.kv_distill`), + the compressor's own losses."""
+    segment's summary token (`voco.train.kv_distill`; `kv_teacher` a `FrozenTeacher` or None for the current
+    weights, `kv_distill_spread` its scale), + the compressor's own losses."""
+    if kv_distill_weight > 0:  # first: a frozen teacher swaps weights in place, which a built graph forbids
+        from voco.train.kv_distill import kv_distill_loss, teacher_kv  # they build on this module
+
+        distill_target = teacher_kv(model, batch.segments, kv_teacher)
     compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     kv = compressed.kv
     timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids,
@@ -294,10 +300,8 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
         stats.update(probe_stats)
         loss = loss + probe_weight * aux
     if kv_distill_weight > 0:
-        from voco.train.kv_distill import kv_distill_loss  # it builds on this module
-
-        distill = kv_distill_loss(model, batch.segments, kv)
-        stats["kv_distill"] = float(distill.detach())
+        distill, distill_stats = kv_distill_loss(kv, distill_target, spread=kv_distill_spread)
+        stats.update(distill_stats)
         loss = loss + kv_distill_weight * distill
     for name, term in compressed.aux.items():  # the compressor's own losses (e.g. a token budget), weighted
         stats[name] = float(term.detach())

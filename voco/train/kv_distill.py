@@ -9,12 +9,20 @@ its last) have in the full view, each computed in its own context, keys rotated 
 the `<voco>` positions. A copy of the same tokens appended after the evidence is not a usable target: placed
 in the `<voco>` slot it gave no names even to a model that named from the full view (issue 11 notes), while
 the in-context KV of the top name's 4 tokens alone kept 0.54 of its 0.58 accuracy. The teacher runs without
-gradients through the current weights; the loss is the relative squared error of K and V per layer, averaged.
+gradients; the loss is the relative squared error of K and V per layer, averaged.
+
+Two stage options (issue 30's evidence experiment): with the live teacher (the current weights) the LoRA adapters
+being trained also move the targets, and they moved them together: targets of different photos ended 7-8% apart
+(20-22% with the adapters off) and caches 1.5%, so every cache answered alike. `kv_distill_frozen_teacher`
+computes the targets with the trainable weights as they were when the stage began (`FrozenTeacher`);
+`kv_distill_spread` divides the error by the targets' spread around their batch mean instead of their norm, so a
+cache that ignores its frame scores 1 rather than the spread's share of the norm (~0.005 there).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -64,15 +72,62 @@ def summary_view(model, segments: Sequence) -> Compressed:
     return Compressed(torch.stack([keys, target[:, :, 1]], dim=2), kept)
 
 
+class FrozenTeacher:
+    """The model's trainable weights as a KV-distillation stage began: its targets are computed with them, so the
+    weights being trained cannot move the targets (`kv_distill_frozen_teacher`). Built after the stage's groups
+    are set trainable; resumable (`state_dict`)."""
+
+    def __init__(self, model):
+        self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        if not self.weights:
+            raise ValueError("a frozen KV-distillation teacher needs the stage's trainable weights set first")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.weights
+
+    def load_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
+        if weights.keys() != self.weights.keys():
+            raise ValueError(f"the saved KV-distillation teacher holds {sorted(weights)[:3]}..., this stage trains "
+                             f"{sorted(self.weights)[:3]}...: was the stage's `train` list changed?")
+        self.weights = {n: w.to(self.weights[n].device) for n, w in weights.items()}
+
+    @contextmanager
+    def applied(self, model) -> Iterator[None]:
+        """The model with the stage-start weights in place (restored after, also on error)."""
+        params = dict(model.named_parameters())
+        current = {n: params[n].detach().clone() for n in self.weights}
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                params[n].copy_(w)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, w in current.items():
+                    params[n].copy_(w)
+
+
 @torch.no_grad()
-def teacher_kv(model, segments: Sequence) -> torch.Tensor:
-    """[B, layers, 2, kv_heads, k, head_dim]: the summary view's KV (`summary_view`), without gradients."""
-    return summary_view(model, segments).kv
+def teacher_kv(model, segments: Sequence, teacher: FrozenTeacher | None = None) -> torch.Tensor:
+    """[B, layers, 2, kv_heads, k, head_dim]: the summary view's KV (`summary_view`), without gradients, with the
+    current weights or a frozen teacher's."""
+    if teacher is None:
+        return summary_view(model, segments).kv
+    with teacher.applied(model):
+        return summary_view(model, segments).kv
 
 
-def kv_distill_loss(model, segments: Sequence, kv: torch.Tensor) -> torch.Tensor:
-    """Mean over layers and K/V of |kv - teacher|^2 / |teacher|^2; kv: [B, layers, 2, kv_heads, k, head_dim]."""
-    target = teacher_kv(model, segments).to(kv.dtype)
-    error = (kv - target).pow(2).sum(dim=(0, 3, 4, 5))  # [layers, 2]
-    scale = target.pow(2).sum(dim=(0, 3, 4, 5)).clamp_min(1e-12)
-    return (error / scale).mean()
+def kv_distill_loss(kv: torch.Tensor, target: torch.Tensor, *, spread: bool = False) -> tuple[torch.Tensor, dict]:
+    """Mean over layers and K/V of |kv - target|^2 / |target|^2 (or / |target - batch mean|^2 with `spread`);
+    kv, target (`teacher_kv`, computed before the pass that made kv: a frozen teacher swaps weights in place):
+    [B, layers, 2, kv_heads, k, head_dim]. Stats: the loss and `cache_spread`, how far the caches sit from their
+    batch mean relative to how far the targets do (near 0: every segment gets the same cache)."""
+    target = target.to(kv.dtype)
+    dims = (0, 3, 4, 5)
+    error = (kv - target).pow(2).sum(dim=dims)  # [layers, 2]
+    centred = target - target.mean(0, keepdim=True)
+    scale = (centred if spread else target).pow(2).sum(dim=dims).clamp_min(1e-12)
+    loss = (error / scale).mean()
+    with torch.no_grad():
+        moved = (kv - kv.mean(0, keepdim=True)).norm() / centred.norm().clamp_min(1e-12)
+    return loss, {"kv_distill": float(loss.detach()), "cache_spread": float(moved)}

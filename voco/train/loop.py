@@ -43,10 +43,11 @@ from voco.train.datasets import DATASETS, make_dataset
 from voco.train.engine import Engine, make_engine
 from voco.train.evaluate import blind_baseline, evaluate
 from voco.train.forward import batch_loss
+from voco.train.kv_distill import FrozenTeacher
 from voco.train.meter import StepMeter
 from voco.train.patches import PatchHeads, feature_size, load_patch_example, patch_loss
 from voco.train.probe import CacheProbe, cache_numel
-from voco.train.state import AUX_HEADS, OPTIMIZER, TrainerState, resume_from, save_state, set_rng_states
+from voco.train.state import AUX_HEADS, KV_TEACHER, OPTIMIZER, TrainerState, resume_from, save_state, set_rng_states
 
 # ---- schedule and parameter groups -----------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class TrainModule(nn.Module):
         self.stage = stage
         self.config = config
         self.heads = None
+        # built after the stage's groups are set trainable: the weights it freezes are those the stage trains
+        self.kv_teacher = FrozenTeacher(model) if stage.kv_distill_frozen_teacher else None
         with torch.random.fork_rng(devices=[]):  # the heads' init must not move the resumable RNG stream
             torch.manual_seed(config.seed + 1000 + index)
             if stage.objective == "patches":
@@ -134,7 +137,8 @@ class TrainModule(nn.Module):
         return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
                           kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
                           probe=self.heads, probe_weight=self.stage.probe_weight,
-                          kv_distill_weight=self.stage.kv_distill_weight)
+                          kv_distill_weight=self.stage.kv_distill_weight, kv_teacher=self.kv_teacher,
+                          kv_distill_spread=self.stage.kv_distill_spread)
 
 
 # ---- state ------------------------------------------------------------------------------------------
@@ -261,6 +265,10 @@ def _stage_module(run: Run, index: int, stage: StageSpec):
         if state.step > 0 and run.source is not None and (run.source / AUX_HEADS).is_file():
             module.heads.load_state_dict(torch.load(run.source / AUX_HEADS, weights_only=True,
                                                     map_location=engine.device))
+    if module.kv_teacher is not None and state.step > 0 and run.source is not None \
+            and (run.source / KV_TEACHER).is_file():
+        module.kv_teacher.load_state_dict(torch.load(run.source / KV_TEACHER, weights_only=True,
+                                                     map_location=engine.device))
     for g in groups:
         if g["weight_decay"] is None:
             g["weight_decay"] = config.weight_decay
@@ -372,7 +380,8 @@ def checkpoint(run: Run, module: TrainModule, optimizer) -> None:
     with engine.full_model(run.model):
         if engine.dist.main:
             state.elapsed_s = time.perf_counter() - run.started
-            save_state(run.last, engine.saveable(run.model), optimizer_state, state, module.heads)
+            save_state(run.last, engine.saveable(run.model), optimizer_state, state, module.heads,
+                       module.kv_teacher)
             plot_curves(state, run.out / "curves.png")
     run.source = run.last
 

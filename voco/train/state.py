@@ -23,6 +23,7 @@ from voco.train.config import TrainConfig
 STATE_JSON = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
 AUX_HEADS = "aux_heads.pt"
+KV_TEACHER = "kv_teacher.pt"
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _atomic_replace_dir(tmp: Path, final: Path) -> None:
 
 
 def save_state(folder: Path, model, optimizer_state: dict | None, state: TrainerState,
-               heads: nn.Module | None = None) -> None:
+               heads: nn.Module | None = None, kv_teacher=None) -> None:
     """Write model + optimizer + state to `folder` atomically (a crash mid-write keeps the previous one)."""
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
@@ -113,6 +114,8 @@ def save_state(folder: Path, model, optimizer_state: dict | None, state: Trainer
         torch.save(optimizer_state, tmp / OPTIMIZER)
         if heads is not None:  # a stage with auxiliary heads in progress: they are part of the resumable state
             torch.save(heads.state_dict(), tmp / AUX_HEADS)
+        if kv_teacher is not None:  # a frozen KV-distillation teacher: the stage-start weights, resumable too
+            torch.save(kv_teacher.state_dict(), tmp / KV_TEACHER)
     state.rng = rng_states()
     state.save(tmp)
     _atomic_replace_dir(tmp, folder)
