@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     login.add_argument("--auth", metavar="USER:PASSWORD",
                        help="require a login (the password shows in the process list: prefer --auth-file)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest upload accepted (default 512 MiB)")
+    p.add_argument("--max-upload-minutes", type=float, default=120,
+                   help="longest upload accepted, in minutes (default 120; 0: no limit; python -m ingest takes any)")
+    p.add_argument("--concurrent-uploads", type=int, default=1,
+                   help="uploads ingesting at once (default 1); the rest wait in line and see their place")
     p.add_argument("--concurrency", type=int, default=1, help="answers computed at once; the rest queue")
     p.add_argument("--no-upload", action="store_true", help="switch uploads off")
     p.add_argument("--segments", choices=("retrieved", "uniform"), default="retrieved",
@@ -56,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retrieve-always", type=int, metavar="N",
                    help="with --segments retrieved: answer every question from at most N segments, even when all fit")
     args = p.parse_args(argv)
+    if args.concurrent_uploads < 1 or args.max_upload_minutes < 0:
+        p.error("--concurrent-uploads must be >= 1 and --max-upload-minutes >= 0")
     if args.retrieve_always is not None and (args.segments != "retrieved" or args.retrieve_always < 1):
         p.error("--retrieve-always N needs --segments retrieved and N >= 1")
     try:
@@ -116,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     home = Path(args.home) if args.home else default_home()
-    limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20)
+    limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20,
+                           max_upload_seconds=args.max_upload_minutes * 60 or None,
+                           concurrent_uploads=args.concurrent_uploads)
     options = {"max_segments": args.retrieve_always} if args.segments == "retrieved" else {}
     service = ChatService(store, model, model_name=args.model, limits=limits,
                           upload_dir=None if args.no_upload else home / "uploads",

@@ -116,6 +116,10 @@ class ServiceLimits:
     cached_videos: int = 8
     """Videos whose caches stay loaded (LRU)."""
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_upload_seconds: float | None = 2 * 3600.0
+    """Longest upload accepted; longer videos go through `python -m ingest` (None: no limit)."""
+    concurrent_uploads: int = 1
+    """Uploads ingesting at once (each runs the model beside the answers); the rest wait in line."""
     max_new_tokens: int = 256
     max_question_chars: int = 2000
 
@@ -138,7 +142,8 @@ class ChatService:
         self._model_lock = threading.Lock()  # one answer decodes at a time; others wait their turn
         self._vision_tokens: int | None = None
         self.uploads = None if self.upload_dir is None else Uploads(
-            self.store, self.model, self.model_name, self.upload_dir, self.limits.max_upload_bytes)
+            self.store, self.model, self.model_name, self.upload_dir, self.limits.max_upload_bytes,
+            self.limits.max_upload_seconds, self.limits.concurrent_uploads)
 
     # ---- library ---------------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ name the person chose (no renaming) and two uploads of the same name never colli
 needed after the ingest is deleted: a failed or cancelled upload (file and its store row) and a
 duplicate (its bytes are already stored as another video). `sweep` removes what earlier runs left.
 
+At most `max_running` uploads ingest at once (each one runs the model); the rest wait in line, first come first
+served, and their message says their place. A queued upload that is cancelled leaves the line at once.
+
 Cancelling uses the ingest's own interrupt path (Ctrl-C in `python -m ingest`): the progress
 listener raises `UploadCancelled`, a KeyboardInterrupt, in the ingesting thread, so the ingest stops
 at its next batch, keeps nothing half-written, and returns a summary marked `interrupted`.
@@ -19,11 +22,13 @@ import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from app.validation import ServiceError
+from ingest.config import VIDEO_EXTENSIONS
 from ingest.progress import BATCH, START, ProgressEvent
 from ingest.results import FAILED, PRESENT
 from ingest.run import ingest_paths
@@ -31,10 +36,13 @@ from store import Store, StoreError, VideoInfo
 from store.models import FAILED as VIDEO_FAILED
 from store.models import READY
 from voco.model import VoCoModel
+from voco.timeline import clock
+from voco.video.probe import VideoError, probe
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
+"""What ingest takes, the app takes."""
 LEGACY_PREFIX = re.compile(r"^[0-9a-f]{8}_")
 """Uploads used to be stored as `uploads/<8 hex>_<name>`."""
 
@@ -72,6 +80,10 @@ class UploadJob:
         return self.path.name
 
 
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def display_name(path: str, upload_dir: Path | None) -> str:
     """The file name a person recognises: an upload's original name, without a legacy hash prefix."""
     name = Path(path).name
@@ -87,21 +99,25 @@ class Uploads:
     model_name: str
     folder: Path
     max_bytes: int
+    max_seconds: float | None = None
+    """Longest upload accepted (its own timestamps, read before it is copied); None: no limit."""
+    max_running: int = 1
+    """Uploads ingesting at once; more wait in line."""
     _jobs: dict[str, UploadJob] = field(default_factory=dict, init=False)
+    _line: deque[UploadJob] = field(default_factory=deque, init=False)
+    _running: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.folder = Path(os.path.abspath(self.folder))  # the ingest stores absolute paths: compare like with like
+        if self.max_running < 1:
+            raise ValueError(f"max_running must be >= 1, got {self.max_running}")
 
     def start(self, source: str | Path, name: str | None = None) -> UploadJob:
-        """Copy `source` into its own upload folder and ingest it in a background thread."""
+        """Check `source`, copy it into its own upload folder and queue its ingest (run in a background thread)."""
         source = Path(source)
         name = Path(name or source.name).name
-        if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
-            raise ServiceError(f"{name}: not a video file name (expected one of {', '.join(VIDEO_SUFFIXES)})")
-        size = source.stat().st_size
-        if size > self.max_bytes:
-            raise ServiceError(f"{name}: {size / 2**20:.0f} MiB is over the upload limit of "
-                               f"{self.max_bytes / 2**20:.0f} MiB")
+        self._check(source, name)
         job_id = uuid.uuid4().hex[:12]
         job = UploadJob(id=job_id, path=self.folder / job_id / name)
         job.path.parent.mkdir(parents=True)
@@ -110,9 +126,40 @@ class Uploads:
         except OSError:
             shutil.rmtree(job.path.parent, ignore_errors=True)
             raise
-        self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job,), daemon=True, name=f"upload-{job.id}").start()
+        with self._lock:
+            self._jobs[job.id] = job
+            self._line.append(job)
+        self._dispatch()
         return job
+
+    def _check(self, source: Path, name: str) -> None:
+        """Refuse, before anything is copied, what is not a video name, too large, unreadable or too long."""
+        if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+            raise ServiceError(f"{name}: not a video file name (expected one of {', '.join(VIDEO_SUFFIXES)})")
+        size = source.stat().st_size
+        if size > self.max_bytes:
+            raise ServiceError(f"{name}: {size / 2**20:.0f} MiB is over the upload limit of "
+                               f"{self.max_bytes / 2**20:.0f} MiB")
+        if self.max_seconds is None:
+            return
+        try:
+            seconds = probe(source).duration
+        except VideoError as err:  # its message names the server's temporary path: say it with the upload's name
+            reason = str(err).split(": ", 1)[-1] if str(source) in str(err) else str(err)
+            raise ServiceError(f"{name}: not a readable video: {reason}") from err
+        if seconds > self.max_seconds:
+            raise ServiceError(f"{name}: it lasts {clock(seconds)}, longer than the upload limit of "
+                               f"{clock(self.max_seconds)} (python -m ingest takes longer videos)")
+
+    def _dispatch(self) -> None:
+        """Start queued uploads while fewer than `max_running` ingest; tell the others their place in line."""
+        with self._lock:
+            while self._line and self._running < self.max_running:
+                job = self._line.popleft()
+                self._running += 1
+                threading.Thread(target=self._run, args=(job,), daemon=True, name=f"upload-{job.id}").start()
+            for place, job in enumerate(self._line, start=1):
+                job.message = f"queued: {ordinal(place)} in line ({self._running} ingesting)"
 
     def job(self, job_id: str) -> UploadJob:
         if job_id not in self._jobs:
@@ -122,7 +169,16 @@ class Uploads:
     def cancel(self, job_id: str) -> UploadJob:
         """Ask a running upload to stop; it stops at the ingest's next batch (see `UploadJob.finished`)."""
         job = self.job(job_id)
-        if job.status.running:
+        with self._lock:
+            queued = job in self._line
+            if queued:
+                self._line.remove(job)
+        if queued:  # it never started: nothing to interrupt
+            job.cancel_requested.set()
+            self._cancelled(job)
+            job.finished.set()
+            self._dispatch()  # the others move up
+        elif job.status.running:
             job.cancel_requested.set()
             job.message = "cancelling…"
         return job
@@ -161,6 +217,9 @@ class Uploads:
             self._discard(job)
         finally:
             job.finished.set()
+            with self._lock:
+                self._running -= 1
+            self._dispatch()
 
     def _progress(self, job: UploadJob, event: ProgressEvent) -> None:
         if job.cancel_requested.is_set() and event.kind in (START, BATCH):

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frame-pixels", type=int, default=IngestConfig.max_frame_pixels, metavar="N",
                    help="refuse videos whose frames hold more than N pixels (default: %(default)s, 8K passes; "
                    "0: no limit)")
+    p.add_argument("--max-segments", type=int, default=IngestConfig.max_segments, metavar="N",
+                   help="refuse videos planned as more than N segments, saying what they would cost (default: "
+                   "%(default)s, four hours of 2-second segments; 0: no limit)")
     p.add_argument("--threads", type=int, metavar="N", default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch threads for the model (default: the cores less one, left to the decoder "
                    "thread: %(default)s here)")
@@ -205,6 +208,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                               decode_max_side=args.decode_max_side, decoder=args.decoder,
                               max_duration_s=args.max_duration or None,
                               max_frame_pixels=args.max_frame_pixels or None,
+                              max_segments=args.max_segments or None,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
                               torch_threads=args.threads, device=args.device, dtype=args.dtype)
         executor = _executor(args)

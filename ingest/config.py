@@ -42,6 +42,10 @@ class IngestConfig:
     max_frame_pixels: int | None = 40_000_000
     """A video whose frames hold more pixels is refused (with the reason) before any frame is decoded: one
     16000x16000 frame takes 2.6 GB as it decodes. The default passes 8K (7680x4320, 33 MP). None: no limit."""
+    max_segments: int | None = 7200
+    """A video planned as more segments is refused (with the count, the cache size and the model time it would
+    take) before any frame is decoded: 500 KB of black frames can last ten hours, 18,000 segments. The default
+    passes four hours of 2-second segments. None: no limit."""
     thumbnail_side: int = 160
     """Longest side of the per-segment JPEG thumbnail."""
     lease_s: float = DEFAULT_LEASE_S
@@ -83,6 +87,8 @@ class IngestConfig:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.max_frame_pixels is not None and self.max_frame_pixels <= 0:
             raise ValueError(f"max_frame_pixels must be > 0 (or None: no limit), got {self.max_frame_pixels}")
+        if self.max_segments is not None and self.max_segments <= 0:
+            raise ValueError(f"max_segments must be > 0 (or None: no limit), got {self.max_segments}")
         if self.max_duration_s is not None and self.max_duration_s <= 0:
             raise ValueError(f"max_duration_s must be > 0 (or None: no limit), got {self.max_duration_s}")
         if self.dtype is not None and self.dtype not in DTYPES:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.budget import SegmentPricer
 from ingest.config import IngestConfig
 from ingest.identify import identify, video_key
 from ingest.results import FAILED, PRESENT, FileResult
@@ -51,6 +52,8 @@ class Settings:
     image_size: int
     owner: str
     config: IngestConfig
+    pricer: SegmentPricer | None = None
+    """What a segment costs, for the price a refusal past `IngestConfig.max_segments` states."""
 
 
 @dataclass
@@ -221,6 +224,12 @@ class Producer(threading.Thread):
         plans = plan_segments(info, s.segment_seconds, s.frames_per_segment, s.config.max_duration_s)
         if not plans:
             raise VideoError(f"{path}: the video lasts 0 seconds")
+        cap = s.config.max_segments
+        if cap is not None and len(plans) > cap:
+            price = f" ({s.pricer.cost.describe(len(plans))})" if s.pricer is not None else ""
+            raise VideoError(f"{path}: it lasts {info.duration / 3600:.1f} h, {len(plans):,} segments{price}, more "
+                             f"than the limit of {cap:,} segments; raise it with --max-segments N "
+                             "(IngestConfig.max_segments) to ingest it")
         self.store.set_probe(claim, s.owner, ProbeRecord(
             duration=info.duration, fps=info.fps, num_frames=info.num_frames, width=info.display_size[0],
             height=info.display_size[1], rotation=ops_rotation(info.ops), num_segments=len(plans)))

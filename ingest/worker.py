@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ingest.budget import SegmentPricer
 from ingest.config import IngestConfig
 from ingest.heartbeat import Heartbeat
 from ingest.identify import register_model
@@ -57,11 +58,13 @@ class VideoIngestor:
             torch.set_num_threads(config.torch_threads)
         self.store, self.model, self.config = store, model, config
         model_id = register_model(store, model, model_info(model, model_name))  # re-keys an old store's rows
+        image_size = int(model.config.vision_config.image_size)
         self.settings = Settings(
             model_id=model_id, fingerprint=model.fingerprint,
             segment_seconds=float(config.segment_seconds or model.voco.segment_seconds),
             frames_per_segment=model.voco.frames_per_segment,
-            image_size=int(model.config.vision_config.image_size), owner=new_owner(), config=config)
+            image_size=image_size, owner=new_owner(), config=config,
+            pricer=SegmentPricer(model, image_size))
         self.embedder = make_embedder(config.search_embedder, model) if config.search_vectors else None
 
     def ingest_one(self, path: str | Path) -> Summary:

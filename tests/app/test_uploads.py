@@ -10,9 +10,10 @@ import pytest
 
 from app.service import ChatService, ServiceError, ServiceLimits
 from app.ui import library_line
-from app.uploads import UploadStatus, display_name
+from app.uploads import VIDEO_SUFFIXES, UploadStatus, display_name
 from ingest.run import ingest_paths
 from tests.app.conftest import new_video
+from voco.video.probe import probe
 
 
 @pytest.fixture
@@ -80,7 +81,13 @@ def test_a_broken_upload_fails_with_a_reason_and_leaves_nothing(service, tmp_pat
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not really a video" * 100)
     before = service.counts()
-    job = finished(service, service.upload(broken))
+    with pytest.raises(ServiceError, match=r"^broken.mp4: not a readable video: ") as refused:
+        service.upload(broken)  # refused before it is copied: its length is read first
+    assert str(tmp_path) not in str(refused.value)  # the server's paths are not the caller's business
+    assert leftovers(service) == []
+    unchecked = ChatService(service.store, service.model, upload_dir=service.uploads.folder,
+                            limits=ServiceLimits(max_upload_seconds=None))
+    job = finished(unchecked, unchecked.upload(broken))  # unchecked, it fails in the ingest: the same cleanup
     assert job.status == UploadStatus.FAILED and "broken.mp4" in job.message
     assert leftovers(service) == []
     assert service.counts() == before  # no failed row pointing at a deleted file
@@ -104,6 +111,41 @@ def test_an_upload_can_be_cancelled_while_it_is_compressed(service, tmp_path, mo
     assert len(calls) == 1  # stopped after the first of 3 batches (20 segments, 8 a batch)
     assert leftovers(service) == []
     assert not [v for v in service.store.list_videos() if Path(v.path).name == "long.mp4"]
+
+
+def test_uploads_longer_than_the_limit_are_refused_and_ingest_names_are_taken(service, tmp_path):
+    source = new_video(tmp_path / "c.mp4", 6, seed=44)  # 6 segments of the tiny model's length
+    seconds = probe(source).duration
+    short = ChatService(service.store, service.model, upload_dir=tmp_path / "u3",
+                        limits=ServiceLimits(max_upload_seconds=seconds / 2))
+    with pytest.raises(ServiceError, match=r"c.mp4: it lasts 0:\d\d, longer than the upload limit of 0:\d\d"):
+        short.upload(source)
+    assert not (tmp_path / "u3").exists() or not any((tmp_path / "u3").iterdir())
+    for suffix in (".mpg", ".ts", ".mts"):  # what python -m ingest takes, the app takes
+        assert suffix in VIDEO_SUFFIXES
+
+
+def test_uploads_beyond_the_limit_wait_in_line_and_a_queued_one_cancels_at_once(service, tmp_path, monkeypatch):
+    compress, release = service.model.compress, threading.Event()
+
+    def held_compress(*args, **kwargs):  # the first upload keeps the model busy until the test lets it go
+        assert release.wait(60)
+        return compress(*args, **kwargs)
+
+    monkeypatch.setattr(service.model, "compress", held_compress)
+    first = service.upload(new_video(tmp_path / "d.mp4", 3, seed=45), "first.mp4")
+    second = service.upload(new_video(tmp_path / "e.mp4", 3, seed=46), "second.mp4")
+    third = service.upload(new_video(tmp_path / "f.mp4", 3, seed=47), "third.mp4")
+    assert (second.status, second.message) == (UploadStatus.QUEUED, "queued: 1st in line (1 ingesting)")
+    assert third.message == "queued: 2nd in line (1 ingesting)"
+    assert service.cancel_upload(second.id).status == UploadStatus.CANCELLED  # it never started: at once
+    assert second.finished.is_set() and third.message == "queued: 1st in line (1 ingesting)"
+    release.set()
+    assert finished(service, first).status == UploadStatus.READY
+    assert finished(service, third).status == UploadStatus.READY
+    names = {Path(v.path).name for v in service.store.list_videos()}
+    assert {"first.mp4", "third.mp4"} <= names and "second.mp4" not in names
+    assert not any("second.mp4" in entry for entry in leftovers(service))
 
 
 def test_failed_videos_are_not_listed_but_counted(service, tmp_path):

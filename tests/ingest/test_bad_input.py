@@ -151,6 +151,36 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, one_v
     assert "max_frame_pixels must be > 0" in capsys.readouterr().err
 
 
+def test_a_video_planned_past_the_segment_cap_is_refused_with_its_price(tmp_path, one_video, model_dir, capsys):
+    """Hours of cheap black frames would buy hours of compute: past --max-segments the video is refused before
+    decoding, naming its segment count, cache size and model time; the good file beside it is ingested."""
+    long = write_video(tmp_path / "long.mp4", pattern_frames(90, height=48, width=64), fps=5)  # 18 s
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(one_video, folder / "good.mp4")  # 3 segments
+    shutil.copy(long, folder / "long.mp4")
+    home = tmp_path / "home"
+    assert cli(folder, "--json", "--max-segments", "4", home=home, model_dir=model_dir) == 2
+    files = by_name(json.loads(capsys.readouterr().out))
+    assert files["good.mp4"]["status"] == "ingested"
+    error = files["long.mp4"]["error"]
+    assert files["long.mp4"]["status"] == "failed" and files["long.mp4"]["segments"] is None
+    assert "segments (about " in error and "MB of caches and " in error and "of model time here)" in error
+    assert "more than the limit of 4 segments" in error and "--max-segments" in error
+    assert cli(folder / "long.mp4", "--json", "--max-segments", "0", home=home, model_dir=model_dir) == 0
+    assert cli(one_video, "--max-segments", "-1", home=home, model_dir=model_dir) == 1
+    assert "max_segments must be > 0" in capsys.readouterr().err
+
+
+def test_segment_cost_reads_as_a_price():
+    from ingest.budget import SegmentCost
+
+    cost = SegmentCost(bytes=46_080, seconds=0.43)
+    assert cost.describe(18_000) == "about 829 MB of caches and 2 h 9 min of model time here"
+    assert cost.describe(10) == "about 0.5 MB of caches and 4 s of model time here"
+    assert SegmentCost(bytes=10**6, seconds=1.0).describe(1500) == "about 1.5 GB of caches and 25 min of model time here"
+
+
 def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS`, reporting which heavy modules it imported (on stderr, after its own output)."""
     code = ("import runpy, sys\n"
