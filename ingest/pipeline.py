@@ -27,7 +27,7 @@ import numpy as np
 from ingest.budget import SegmentPricer
 from ingest.config import IngestConfig
 from ingest.identify import identify, video_key
-from ingest.results import FAILED, PRESENT, FileResult
+from ingest.results import FAILED, PRESENT, FileResult, failure_message
 from ingest.thumbs import encode_jpeg, thumbnail_size
 from store import Claim, ClaimLost, ProbeRecord, Store, StoreError
 from store.records import BUSY
@@ -158,8 +158,7 @@ class Producer(threading.Thread):
             raise
         except Exception as err:  # noqa: BLE001 - the other files go on
             log.error("%s: unexpected error:\n%s", path, traceback.format_exc())
-            error = f"{path}: internal error: {type(err).__name__}: {err}"
-            self.put(Resolved(order, FileResult(str(path), FAILED, None, None, None, error)))
+            self.put(Resolved(order, FileResult(str(path), FAILED, None, None, None, failure_message(path, err))))
             return True
 
     def one(self, order: int, path: Path) -> bool:
@@ -206,11 +205,10 @@ class Producer(threading.Thread):
         except Stopped:
             raise
         except (VideoError, ClaimLost, StoreError) as err:
-            self.put(Failed(order, path, claim, str(err), job, lost=isinstance(err, ClaimLost)))
+            self.put(Failed(order, path, claim, failure_message(path, err), job, lost=isinstance(err, ClaimLost)))
         except Exception as err:  # noqa: BLE001 - a bug must not stop the other files
             log.error("%s: unexpected error while decoding:\n%s", path, traceback.format_exc())
-            self.put(Failed(order, path, claim, f"{path}: internal error while decoding: {type(err).__name__}: {err}",
-                            job))
+            self.put(Failed(order, path, claim, failure_message(path, err), job))
         return True
 
     def begin_job(self, order: int, path: Path, claim: Claim) -> Job:

@@ -17,6 +17,26 @@ EXIT_SOME_FAILED = 2
 EXIT_INTERRUPTED = 130
 
 
+def failure_message(path, err: BaseException) -> str:
+    """One file's failure as the summary states it, with one label per kind whichever step failed: the file's
+    own errors (unreadable, too long, claim lost: their messages), `database error` (the database refused or was
+    unreachable), `file system error`, else `internal error` (a bug: the log has the traceback)."""
+    from sqlalchemy.exc import DBAPIError  # the CLI's light paths import this module
+
+    from store import ClaimLost, StoreError
+    from voco.video.probe import VideoError
+
+    text = str(err)
+    if isinstance(err, (VideoError, StoreError, ClaimLost)):
+        return text if text.startswith(str(path)) else f"{path}: {text}"
+    if isinstance(err, DBAPIError):
+        cause = str(err.orig).strip().splitlines() if err.orig is not None else []
+        return f"{path}: database error: {cause[0] if cause else type(err).__name__}"
+    if isinstance(err, OSError):
+        return f"{path}: file system error: {err}"
+    return f"{path}: internal error: {type(err).__name__}: {text}"
+
+
 @dataclass(frozen=True)
 class FileResult:
     path: str

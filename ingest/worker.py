@@ -32,7 +32,7 @@ from ingest.identify import register_model
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
 from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmProgress
 from ingest.progress import DONE as EV_DONE
-from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary
+from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary, failure_message
 from ingest.thumbs import JPEG_MIME
 from ingest.vectors import index_for, store_video_vectors
 from store import ClaimLost, ModelInfo, SegmentRecord, Store
@@ -189,10 +189,10 @@ class Consumer:
         try:
             step(arg)
         except ClaimLost as err:
-            self.fail(job.order, job.path, job.claim, f"{job.path}: {err}", job, lost=True)
+            self.fail(job.order, job.path, job.claim, failure_message(job.path, err), job, lost=True)
         except Exception as err:  # noqa: BLE001 - one video's failure must not stop the others
             log.debug("%s failed", job.path, exc_info=True)
-            self.fail(job.order, job.path, job.claim, f"{job.path}: {type(err).__name__}: {err}", job)
+            self.fail(job.order, job.path, job.claim, failure_message(job.path, err), job)
 
     def compress(self, batch: Batch) -> None:
         job = batch.job

@@ -10,9 +10,10 @@ given it runs `VideoIngestor.ingest_one` (claim, probe, decode overlapped with b
 chunks, pack, finish) and returns that file's `Summary`. The driver only finds the files, hands them
 out (one in flight per actor), gathers the results in the order found and reports progress. So the
 claims, resume, bad-input handling and summary are the local executor's, by construction: the same
-code runs. A worker that dies (killed, out of memory) fails only its file, with the reason, and is
-replaced; its claim lapses (a dead pid on its host at once, else after the lease) and the next run
-resumes the video.
+code runs. A worker that dies (killed, out of memory) is replaced, and its file is reported as the store holds
+it: `ingested` when the worker had finished it before dying, else failed with the reason; an unfinished claim
+lapses (a dead pid on its host at once, else after the lease) and the next run resumes the video. The store is
+checked writable before any worker starts (a read-only database is one usage error, not one failure per file).
 
 The database and the cache root must be reachable from every node: on more than one machine use
 PostgreSQL (`--db`) and a shared file system for the cache root; SQLite serves a single-machine Ray.
@@ -25,12 +26,14 @@ import dataclasses
 import logging
 import os
 import time
+from datetime import UTC
 from pathlib import Path
 
 from ingest.config import IngestConfig, RayConfig
 from ingest.executors import IngestRequest
 from ingest.progress import DONE, ProgressEvent, TqdmProgress
-from ingest.results import FAILED, FileResult, Summary
+from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary
+from store.models import READY
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class IngestWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def fingerprint(self) -> str:
+        return self.ingestor.model.fingerprint
+
     def close(self) -> None:
         self.store.close()
 
@@ -69,7 +75,7 @@ class RayExecutor:
         import ray
 
         from ingest.run import UsageError
-        from store import default_home
+        from store import Store, default_home
 
         if not isinstance(request.model, str):
             raise UsageError("the Ray executor loads the model on every worker: give it a model name or folder "
@@ -78,17 +84,25 @@ class RayExecutor:
             log.warning("Ray workers share a SQLite database: fine on one machine; across machines use "
                         "--db postgresql+psycopg://... and a cache root every node sees")
         home = str(Path(request.home).expanduser().resolve() if request.home else default_home())
+        store = Store.open(home, request.db_url, lease_s=request.config.lease_s)
+        try:
+            store.check_writable()  # before any worker loads the model: a read-only store fails at once
+            return self._with_ray(ray, request, home, store)
+        finally:
+            store.close()
+
+    def _with_ray(self, ray, request: IngestRequest, home: str, store) -> Summary:
         started = not ray.is_initialized()
         if started:
             ray.init(address=self.config.address, include_dashboard=False, logging_level=logging.WARNING,
                      configure_logging=False)
         try:
-            return self._run(ray, request, home)
+            return self._run(ray, request, home, store)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, ray, request: IngestRequest, home: str) -> Summary:
+    def _run(self, ray, request: IngestRequest, home: str, store) -> Summary:
         cfg = self.config
         actor_class = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                  max_concurrency=1)(IngestWorker)
@@ -105,9 +119,9 @@ class RayExecutor:
         bars = TqdmProgress(len(files)) if request.show_progress else None
         listeners = [cb for cb in (bars, *request.listeners) if cb is not None]
         summary, results = Summary(), {}
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         idle = [new_actor() for _ in range(min(cfg.workers, max(1, len(files))))]
-        self._wait_ready(ray, idle)
+        fingerprint = self._wait_ready(ray, idle)
         self.timings["startup_s"] = time.perf_counter() - start
         todo = list(enumerate(files))[::-1]  # popped from the end: in the order found
         running: dict = {}  # object ref -> (order, path, actor)
@@ -126,8 +140,8 @@ class RayExecutor:
                     summary.frames += one.frames
                     idle.append(actor)
                 except ray.exceptions.RayError as err:  # the worker died (or could not start): that file only
-                    result = FileResult(str(path), FAILED, None, None, None,
-                                        f"{path}: the Ray worker failed: {_first_line(err)}")
+                    result = settled(store, path, fingerprint, started_at) or FileResult(
+                        str(path), FAILED, None, None, None, f"{path}: the Ray worker failed: {_first_line(err)}")
                     ray.kill(actor)
                     idle.append(new_actor())
                 results[order] = result
@@ -147,16 +161,34 @@ class RayExecutor:
         return summary
 
     @staticmethod
-    def _wait_ready(ray, actors: list) -> None:
-        """Every worker up, its store open and its model loaded; else one clear error (not one per file)."""
+    def _wait_ready(ray, actors: list) -> str:
+        """Every worker up, its store open and its model loaded (-> the model's fingerprint); else one clear error
+        (not one per file)."""
         from ingest.run import UsageError
 
         try:
-            ray.get([actor.pid.remote() for actor in actors])
+            return ray.get([actor.fingerprint.remote() for actor in actors])[0]
         except ray.exceptions.RayError as err:
             for actor in actors:
                 ray.kill(actor)
             raise UsageError(f"the Ray workers could not start: {_cause(err)}") from err
+
+
+def settled(store, path: str | Path, fingerprint: str, since: float) -> FileResult | None:
+    """The file as the store holds it when its worker died: ready (finished before the worker died: `ingested`
+    when it was finished in this run, else `present`), or None (not finished: the failure stands)."""
+    wanted = os.path.abspath(path)
+    try:
+        videos = store.list_videos(status=READY)
+    except Exception as err:  # noqa: BLE001 - then the failure stands as reported
+        log.warning("could not look up %s after its worker died: %s", path, err)
+        return None
+    for video in videos:
+        if video.fingerprint == fingerprint and wanted in (video.path, *video.paths):
+            fresh = video.updated_at.replace(tzinfo=UTC).timestamp() >= since  # stored naive UTC
+            return FileResult(str(path), INGESTED if fresh else PRESENT, video.id, video.num_segments,
+                              video.duration, None)
+    return None
 
 
 def _emit(listener, event: ProgressEvent) -> None:

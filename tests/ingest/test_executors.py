@@ -120,3 +120,36 @@ def test_the_readme_command_ray_workers_on_postgresql(tmp_path, postgres_url, mo
     assert [f["status"] for f in summary["files"]] == ["ingested"] * 3 and summary["segments_compressed"] == 10
     again = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout)["present"] == 3
+
+
+def test_ray_refuses_a_read_only_database_before_any_worker_starts(tmp_path, one_video, capsys):
+    """Exit 1 with the reason; the model named does not exist, so a worker that started would say so instead."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    from ingest.__main__ import main
+
+    home = tmp_path / "home"
+    Store(home).close()
+    read_only = f"sqlite:///file:{home / 'voco.db'}?mode=ro&uri=true"
+    code = main([str(one_video), "--home", str(home), "--db", read_only, "--model", str(tmp_path / "no-model"),
+                 "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "cannot be written" in err and "could not start" not in err
+
+
+def test_a_file_whose_worker_died_after_finishing_it_is_reported_as_the_store_holds_it(tmp_path, model, one_video):
+    """A Ray worker killed after it finished its video (e.g. while it returned the result): the summary says
+    `ingested`, with the stored figures, not failed; a video it had not finished stays failed (None here)."""
+    import time
+
+    from ingest.executors.ray_executor import settled
+
+    home = tmp_path / "home"
+    before = time.time() - 1
+    (done,) = ingest_paths([one_video], home=home, model=model, model_name="tiny", config=CFG).files
+    with Store.open(home) as store:
+        result = settled(store, one_video, model.fingerprint, before)
+        assert (result.status, result.video_id, result.segments) == ("ingested", done.video_id, done.segments)
+        assert settled(store, one_video, model.fingerprint, time.time() + 5).status == "present"  # an earlier run's
+        assert settled(store, one_video, "another model", before) is None
+        assert settled(store, tmp_path / "other.mp4", model.fingerprint, before) is None

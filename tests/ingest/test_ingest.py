@@ -240,6 +240,26 @@ def test_an_unexpected_error_fails_that_file_only(tmp_path, video_dir, model, mo
     assert "internal error: RuntimeError: database hiccup" in summary.files[0].error
 
 
+@pytest.mark.parametrize("step", ["claim", "set_probe", "add_chunk"])
+def test_a_database_outage_has_one_label_whichever_step_meets_it(tmp_path, video_dir, model, monkeypatch, step):
+    """Before the claim, while planning (decoder thread) or while storing (main thread): `database error`. The
+    first call of each step is the first file's (files go in order)."""
+    from sqlalchemy.exc import OperationalError
+
+    real, calls = getattr(Store, step), []
+
+    def down(self, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused (simulated)"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, step, down)
+    summary = run([video_dir / "h264.mp4", video_dir / "h264.mov"], tmp_path / "home", model)
+    assert [f.status for f in summary.files] == ["failed", "ingested"]
+    assert summary.files[0].error == f"{video_dir / 'h264.mp4'}: database error: connection refused (simulated)"
+
+
 @pytest.mark.skipif(decord_available(), reason="decord is installed")
 def test_asking_for_decord_without_it_is_a_usage_error(tmp_path, one_video, model):
     with pytest.raises(UsageError, match="pip install decord"):
