@@ -21,7 +21,7 @@ import torch
 
 from app.times import TimeLink, time_links
 from app.uploads import UploadJob, Uploads, display_name
-from app.validation import AskRequest, ServiceError, ask_request
+from app.validation import AskRequest, ServiceError, ask_request, public_text
 from app.validation import video_id as checked_video_id
 from ingest.vectors import MomentSearch
 from store import NotFound, Store, StoreError, VideoInfo
@@ -200,12 +200,16 @@ class ChatService:
         if video_id not in self._timelines.lru:
             info = self.video(video_id)
             if info.status != READY:
-                raise ServiceError(f"video {video_id} is not ready ({info.status}"
-                                   + (f": {info.error}" if info.error else "") + ")")
+                raise ServiceError(self.public(f"video {video_id} is not ready ({info.status}"
+                                               + (f": {info.error}" if info.error else "") + ")"))
         try:
             return self._timelines.get(video_id)
         except (StoreError, ValueError) as err:  # a damaged or missing pack: this video fails, the app goes on
-            raise ServiceError(str(err)) from err
+            raise ServiceError(self.public(str(err))) from err
+
+    def public(self, text: str) -> str:
+        """`text` for an API caller: no server paths (`app.validation.public_text`)."""
+        return public_text(text, self.store.home.root)
 
     def caches(self, video_id: object) -> list[SegmentCache]:
         """The video's caches (see `loaded`)."""

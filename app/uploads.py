@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from app.validation import ServiceError
+from app.validation import ServiceError, public_text
 from ingest.config import VIDEO_EXTENSIONS
 from ingest.progress import BATCH, START, ProgressEvent
 from ingest.results import FAILED, PRESENT
@@ -199,7 +199,8 @@ class Uploads:
                 return
             (result,) = summary.files
             if result.status == FAILED:
-                job.status, job.message = UploadStatus.FAILED, result.error or "ingest failed"
+                job.status, job.message = UploadStatus.FAILED, public_text(result.error or "ingest failed",
+                                                                          self.store.home.root)
                 self._discard(job)
                 return
             job.status, job.progress, job.video_id = UploadStatus.READY, 1.0, result.video_id
@@ -213,7 +214,8 @@ class Uploads:
             self._cancelled(job)
         except Exception as err:  # noqa: BLE001 - a failed upload must not take the app down
             log.warning("upload %s (%s) failed: %s: %s", job.id, job.name, type(err).__name__, err)
-            job.status, job.message = UploadStatus.FAILED, f"{type(err).__name__}: {err}"
+            job.status, job.message = UploadStatus.FAILED, public_text(f"{type(err).__name__}: {err}",
+                                                                      self.store.home.root)
             self._discard(job)
         finally:
             job.finished.set()

@@ -9,12 +9,30 @@ takes. Nothing is coerced silently: 1.5 is not video 1, 0 new tokens is not 1.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ServiceError(ValueError):
     """A request the service cannot serve; the message is meant for the person asking."""
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"()]+/)*[^\s/:'\"(),]+")
+"""An absolute POSIX path in a message (up to a space, colon, quote or bracket: what our messages put after one)."""
+
+
+def public_text(text: str, home: str | Path) -> str:
+    """A message for an API caller without the server's paths: those in the home relative to it
+    (`uploads/3f2a/cat.mp4`), any other by its file name (`cat.mp4`)."""
+    root = str(home).rstrip("/") + "/"
+
+    def shown(match: re.Match) -> str:
+        path = match.group(0)
+        return path[len(root):] if path.startswith(root) else Path(path).name or path
+
+    return ABSOLUTE_PATH.sub(shown, text)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,30 @@ def test_the_api_answer_lists_each_time_with_its_segment(service, scripted_answe
         k: v for k, v in stats.to_dict().items() if k not in ("ttft_ms", "tokens_per_s")}  # the other fields as before
     scripted_answer("A red circle.")
     assert service.answer_dict(video.id, "what?", max_new_tokens=2)["times"] == []
+
+
+def test_refusals_name_files_without_the_servers_paths(library, own_home):
+    """A damaged video is refused with its reason; the pack's path is given relative to the home."""
+    _, model = library
+    service = ChatService(own_home, model, model_name="tiny")
+    video = service.videos()[0]
+    root = own_home.home.root
+    packs = [p for p in root.rglob("*") if p.is_file() and p.suffix == ".safetensors"]
+    assert packs
+    for pack in packs:
+        pack.write_bytes(b"damaged")
+    with pytest.raises(ServiceError) as refused:
+        service.answer(video.id, "what?")
+    message = str(refused.value)
+    assert str(root) not in message and "/" + root.name not in message, message
+    assert any(str(p.relative_to(root)) in message for p in packs), message
+
+
+def test_public_text_drops_server_paths():
+    from app.validation import public_text
+
+    home = "/srv/voco"
+    assert public_text("/srv/voco/caches/3/a.pack: damaged", home) == "caches/3/a.pack: damaged"
+    assert public_text("video 3 is not ready (failed: /data/in/cat.mp4: database error: x)", home) == \
+        "video 3 is not ready (failed: cat.mp4: database error: x)"
+    assert public_text("1/2 segments at 0:04/0:10", home) == "1/2 segments at 0:04/0:10"
