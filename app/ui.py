@@ -12,9 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import gradio as gr  # noqa: E402
 
 from app.search import register_search  # noqa: E402
-from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
+from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, TimeLink  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
 from store.models import READY  # noqa: E402
+from voco.session import SegmentSpan  # noqa: E402
 from voco.timeline import clock  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
 """What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""
 TIME_OPTION = "⏱ "
 """Starts the label of each time button under the last answer (its value is the time as written, "0:04")."""
+TIMELINE_CSS = "#timeline .caption-label { white-space: normal; overflow-wrap: anywhere; }"
+"""Gradio clips a thumbnail's caption to one line of 80% of its cell with an ellipsis, so "▶ used · 1:02:05"
+lost its time in a small cell: wrapped instead, a caption of any length is read whole."""
 
 
 def _label(service: ChatService, v) -> str:
@@ -69,27 +73,80 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     def refresh(query: str):
         return gr.update(choices=video_choices(query)), library_line(service)
 
+    def shown_segments(video_id) -> list:
+        """The segments the timeline shows, in its order: those with a thumbnail (as `timeline_position` counts)."""
+        return [s for s in service.store.segments(service.video(video_id).id) if s.thumbnail]
+
     def gallery(video_id, used=()) -> list[tuple[str, str]]:
         """(thumbnail file, caption) per segment, the segments in `used` marked."""
         frames = []
-        for jpeg, caption in service.timeline(video_id, used):
-            path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
+        for segment in shown_segments(video_id):
+            path = thumbs_dir / f"{hashlib.sha1(segment.thumbnail).hexdigest()[:16]}.jpg"
             if not path.exists():
-                path.write_bytes(jpeg)
-            frames.append((str(path), caption))
+                path.write_bytes(segment.thumbnail)
+            frames.append((str(path), timeline_caption(segment, segment.index in used)))
         return frames
 
-    def select(video_id):
+    def select(video_id, focus=None):
+        """-> info line, timeline, chat, moment line, focus (used up). `focus` (video id, segment index): the
+        moment-search hit that picked this video, selected on its timeline."""
         if video_id is None:
-            return "Pick a video on the left, or upload one.", [], [], ""
+            return "Pick a video on the left, or upload one.", [], [], "", None
         try:
             info = service.video(video_id)
             frames = gallery(info.id)
             text = (f"**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
                     f"of {info.segment_seconds:g} s · {info.width}x{info.height}")
-            return text, frames, [], ""
+            if focus is None or focus[0] != info.id:
+                return text, frames, [], "", None
+            position, line = focused(info.id, focus[1])
+            return text, gr.update(value=frames, selected_index=position), [], line, None
         except ServiceError as err:
-            return f"⚠️ {err}", [], [], ""
+            return f"⚠️ {err}", [], [], "", None
+
+    def focused(video_id, segment_index: int) -> tuple[int | None, str]:
+        """-> where a segment is on the timeline (None: it has no thumbnail there) and its moment line."""
+        shown = shown_segments(video_id)
+        position = next((i for i, s in enumerate(shown) if s.index == segment_index), None)
+        if position is None:
+            return None, f"segment #{segment_index} has no thumbnail on the timeline"
+        span = shown[position]
+        link = TimeLink(clock(span.start_s), span.start_s, SegmentSpan(span.index, span.start_s, span.end_s))
+        return position, moment_line(link)
+
+    def show_segment(video_id, evt: gr.SelectData):
+        """A thumbnail was clicked: its segment's number and whole span under the timeline (its caption is short)."""
+        try:
+            segments = [] if video_id is None else shown_segments(video_id)
+        except ServiceError as err:
+            return f"⚠️ {err}"
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(segments):
+            return gr.update()
+        span = segments[evt.index]
+        return segment_line(SegmentSpan(span.index, span.start_s, span.end_s))
+
+    def open_hit(hits: list[dict], video_id, query: str, evt: gr.SelectData):
+        """A moment-search hit was clicked: pick its video, select its segment, and fill the question box with a
+        question about that moment. -> picker, focus, timeline, moment line, question."""
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not isinstance(row, int) or not 0 <= row < len(hits or []):
+            return gr.update(), None, gr.update(), gr.update(), gr.update()
+        hit = hits[row]
+        question = f"What happens at {clock(hit['start_s'])}?"
+        if hit["video_id"] == video_id:  # the picker keeps its value, so `select` does not run: select here
+            try:
+                position, line = focused(video_id, hit["segment"])
+            except ServiceError as err:  # removed since the search
+                return gr.update(), None, gr.update(), f"⚠️ {err}", question
+            return gr.update(), None, gr.update(selected_index=position), line, question
+        # `select` runs when the picker changes and selects the segment in the new video's timeline
+        picker = gr.update(choices=choices_with(query, hit["video_id"]), value=hit["video_id"])
+        return picker, (hit["video_id"], hit["segment"]), gr.update(), gr.update(), question
+
+    def choices_with(query: str, video_id: int):
+        """The picker's choices for the name filter, or all of them when the filter hides `video_id`."""
+        choices = video_choices(query)
+        return choices if any(value == video_id for _, value in choices) else video_choices()
 
     def show_time(video_id, evt: gr.SelectData):
         """A time button under the last answer was clicked: select its segment on the timeline, say which."""
@@ -145,7 +202,8 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             return None, f"⚠️ {err}", gr.update(active=False), gr.update(visible=False), None
         finally:
             Path(file).unlink(missing_ok=True)  # gradio's own copy: ours is in the upload folder now
-        return job.id, f"uploaded {name}: ingesting…", gr.update(active=True), gr.update(visible=True), None
+        state = job.message if job.status == UploadStatus.QUEUED else "ingesting…"  # "queued: 2nd in line (…)"
+        return job.id, f"uploaded {name}: {state}", gr.update(active=True), gr.update(visible=True), None
 
     def cancel_upload(job_id):
         if job_id:
@@ -157,7 +215,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             return gr.update(), gr.update(), "", gr.update(active=False), job_id, gr.update(visible=False)
         job = service.job(job_id)
         if job.status.running:
-            return (gr.update(), gr.update(), f"ingesting {job.name}: {job.progress:.0%} ({job.message})",
+            line = (f"{job.name}: {job.message}" if job.status == UploadStatus.QUEUED
+                    else f"ingesting {job.name}: {job.progress:.0%} ({job.message})")
+            return (gr.update(), gr.update(), line,
                     gr.update(active=True), job_id, gr.update(visible=True))
         picked = job.video_id if job.status == UploadStatus.READY else None
         choices = gr.update(choices=video_choices(query), **({"value": picked} if picked is not None else {}))
@@ -174,14 +234,17 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                 library = gr.Markdown(library_line(service), elem_id="library")
                 refresh_btn = gr.Button("Refresh", size="sm")
                 upload = gr.File(label="Upload a video", file_types=["video"], type="filepath",
-                                 visible=service.uploads is not None)
+                                 visible=service.uploads is not None, elem_id="upload")
                 upload_status = gr.Markdown(elem_id="upload-status")
                 cancel = gr.Button("Cancel upload", size="sm", visible=False, elem_id="cancel-upload")
                 info = gr.Markdown("Pick a video on the left, or upload one.")
                 # whole thumbnails (16:9 or 4:3 or portrait), letterboxed in their cells, never cropped
                 timeline = gr.Gallery(label="Timeline (one thumbnail per segment)", columns=4,
                                       object_fit="contain", elem_id="timeline")
-                moment = gr.Markdown(elem_id="moment")  # the segment of the answer time clicked last
+                # css belongs to launch() in Gradio 6, which callers own (python -m app, tests): the page's own
+                # style travels with the page instead
+                gr.HTML(f"<style>{TIMELINE_CSS}</style>", padding=False)
+                moment = gr.Markdown(elem_id="moment")  # the segment clicked last (a thumbnail, an answer's time)
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", height=420, elem_id="chat")
                 question = gr.Textbox(label="Question", placeholder="What is in the video?", elem_id="question")
@@ -195,13 +258,15 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                     max_tokens = gr.Slider(1, service.limits.max_new_tokens, value=32, step=1, label="Max new tokens")
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
         job_id = gr.State(None)
+        focus = gr.State(None)  # (video id, segment index) of the moment-search hit that changed the picker
         timer = gr.Timer(1.0, active=False)
 
         demo.load(refresh, search, [videos, library], api_visibility="private")  # a page opened after a CLI ingest
         search.change(refresh, search, [videos, library], api_visibility="private")
         refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
-        videos.change(select, videos, [info, timeline, chat, moment], api_visibility="private")
+        videos.change(select, [videos, focus], [info, timeline, chat, moment, focus], api_visibility="private")
         chat.option_select(show_time, videos, [timeline, moment], api_visibility="private")
+        timeline.select(show_segment, videos, moment, api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]
         answered = [chat, question, stats, timeline]
         asked = [send.click(respond, inputs, answered, api_visibility="private"),
@@ -238,7 +303,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
         gr.api(ask, api_name="ask")
         gr.api(list_videos, api_name="videos")
-        register_search(service.moments)  # the /search endpoint and box (app/search.py)
+        found = register_search(service.moments)  # the /search endpoint and box (app/search.py)
+        found.table.select(open_hit, [found.hits, videos, search], [videos, focus, timeline, moment, question],
+                           api_visibility="private")
     return demo
 
 
@@ -250,8 +317,20 @@ def time_options(times: tuple[TimeLink, ...]) -> dict:
 
 def moment_line(link: TimeLink) -> str:
     """What a clicked time selects: "**0:04** · segment #4 · 0:04-0:05"."""
-    span = link.segment
-    return f"**{link.text}** · segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
+    return f"**{link.text}** · {segment_line(link.segment)}"
+
+
+def segment_line(span: SegmentSpan) -> str:
+    """A segment in full, under the timeline: "segment #4 · 0:04-0:05"."""
+    return f"segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
+
+
+def timeline_caption(segment, used: bool) -> str:
+    """A thumbnail's caption: where its segment starts ("0:04", "1:02:05"), after the mark of an answer's segment.
+
+    Short at any video length (the old "#1799 3598-3600 s" was cut off in a small cell); the number and whole span
+    show under the timeline when the thumbnail is clicked (`segment_line`)."""
+    return f"{USED_MARK if used else ''}{clock(segment.start_s)}"
 
 
 def _pairs(messages: list) -> list[tuple[str, str]]:

@@ -157,6 +157,7 @@ class Uploads:
             while self._line and self._running < self.max_running:
                 job = self._line.popleft()
                 self._running += 1
+                job.status = UploadStatus.INGESTING  # now, not when its thread starts: it has left the line
                 threading.Thread(target=self._run, args=(job,), daemon=True, name=f"upload-{job.id}").start()
             for place, job in enumerate(self._line, start=1):
                 job.message = f"queued: {ordinal(place)} in line ({self._running} ingesting)"
@@ -190,7 +191,6 @@ class Uploads:
             if job.cancel_requested.is_set():
                 self._cancelled(job)
                 return
-            job.status = UploadStatus.INGESTING
             # no model lock: compressing an upload and answering questions may interleave
             summary = ingest_paths([job.path], model=self.model, model_name=self.model_name, store=self.store,
                                    progress=lambda event: self._progress(job, event))

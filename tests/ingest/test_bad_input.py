@@ -178,7 +178,8 @@ def test_segment_cost_reads_as_a_price():
     cost = SegmentCost(bytes=46_080, seconds=0.43)
     assert cost.describe(18_000) == "about 829 MB of caches and 2 h 9 min of model time here"
     assert cost.describe(10) == "about 0.5 MB of caches and 4 s of model time here"
-    assert SegmentCost(bytes=10**6, seconds=1.0).describe(1500) == "about 1.5 GB of caches and 25 min of model time here"
+    big = SegmentCost(bytes=10**6, seconds=1.0)
+    assert big.describe(1500) == "about 1.5 GB of caches and 25 min of model time here"
 
 
 def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
