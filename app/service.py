@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.library import LibrarySource, library_timeline
 from app.times import TimeLink, time_links
 from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request, public_text
@@ -33,6 +34,9 @@ from voco.model import VoCoModel
 from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset
 
 log = logging.getLogger(__name__)
+
+LIBRARY_SEGMENTS = 64
+"""Segments a question about the whole library reads when the model names no answer budget (`answer_segments`)."""
 
 NO_ANSWER = "the model gave no answer"
 """Said (in the stats note, the chat and the API) when decoding ends with no text."""
@@ -106,7 +110,10 @@ class AnswerUpdate:
     stats: AnswerStats | None = None
     """Set on the last update."""
     times: tuple[TimeLink, ...] = ()
-    """Set on the last update: each clock time in the answer and the segment of the video it falls in."""
+    """Set on the last update: each clock time in the answer and the segment of the video it falls in (a question
+    about one video)."""
+    sources: tuple[LibrarySource, ...] = ()
+    """Set on the last update of a question about the whole library: the video and segment of each segment used."""
 
 
 @dataclass
@@ -226,12 +233,28 @@ class ChatService:
 
     def ask(self, video_id: object, question: object, history: object = (), *, max_new_tokens: object = 64,
             temperature: object = 0.0, top_p: object = 1.0) -> Iterator[AnswerUpdate]:
-        """Stream the answer to a question about a stored video; the last update carries the stats.
+        """Stream the answer to a question about a stored video (video_id None: the whole library, `app.library`);
+        the last update carries the stats.
 
         Every argument is checked first; a bad one raises `ServiceError` before anything runs."""
         req = self.request(video_id, question, history, max_new_tokens=max_new_tokens, temperature=temperature,
                            top_p=top_p)
-        return self._stream(req, self.loaded(req.video_id))
+        if req.video_id is None:
+            return self._ask_library(req)
+        timeline = self.loaded(req.video_id)
+        return self._stream(req, timeline, lambda: self._relevance(req.question, req.video_id, timeline))
+
+    def _ask_library(self, req: AskRequest) -> Iterator[AnswerUpdate]:
+        """The segments moment search ranks highest across the library, as many as one answer reads."""
+        budget = self.model.voco.answer_segments or LIBRARY_SEGMENTS
+        try:
+            hits = self.moments.search(req.question, top=budget)
+            timeline, sources, scores = library_timeline(hits, self.loaded, lambda v: self.name(self.video(v).path))
+        except StoreError as err:
+            raise ServiceError(self.public(f"the library's search data cannot be read: {err}")) from err
+        except ValueError as err:
+            raise ServiceError(str(err)) from err
+        return self._stream(req, timeline, lambda: scores, sources)
 
     @cached_property
     def moments(self) -> MomentSearch:
@@ -243,11 +266,10 @@ class ChatService:
             return self.relevance(question, video_id, timeline)
         return self.moments.scores_for(question, video_id)
 
-    def _stream(self, req: AskRequest, timeline: Timeline) -> Iterator[AnswerUpdate]:
+    def _stream(self, req: AskRequest, timeline: Timeline, scores: Callable[[], Sequence[float]],
+                sources: tuple[LibrarySource, ...] = ()) -> Iterator[AnswerUpdate]:
+        """scores: called only by a selector that must choose a subset by relevance."""
         session = AnswerSession(self.model, timeline, self.selector)
-        def scores() -> Sequence[float]:  # called only by a selector that must choose a subset by relevance
-            return self._relevance(req.question, req.video_id, timeline)
-
         text = ""
         with self._model_lock:
             try:
@@ -265,8 +287,11 @@ class ChatService:
                 f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
-        yield AnswerUpdate(text, AnswerStats.of(stats, self.vision_tokens_per_segment(), note),
-                           tuple(time_links(text, timeline.spans)))
+        answer_stats = AnswerStats.of(stats, self.vision_tokens_per_segment(), note)
+        if sources:  # times are per video: the sources say which video each used segment is of
+            yield AnswerUpdate(text, answer_stats, sources=tuple(sources[i] for i in stats.positions))
+        else:
+            yield AnswerUpdate(text, answer_stats, tuple(time_links(text, timeline.spans)))
 
     def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, AnswerStats]:
         *_, last = self.ask(video_id, question, **kwargs)
@@ -276,7 +301,10 @@ class ChatService:
         """The `/ask` API's answer: {"answer", the stats (`AnswerStats.to_dict`), "times": [{"text", "seconds",
         "segment": {"index", "start_s", "end_s"}}] for each clock time in the answer}."""
         *_, last = self.ask(video_id, question, **kwargs)
-        return {"answer": last.text, **last.stats.to_dict(), "times": [t.to_dict() for t in last.times]}
+        out = {"answer": last.text, **last.stats.to_dict(), "times": [t.to_dict() for t in last.times]}
+        if video_id is None:  # the whole library: which video each used segment is of
+            out["sources"] = [source.to_dict() for source in last.sources]
+        return out
 
     def vision_tokens_per_segment(self) -> int:
         if self._vision_tokens is None:

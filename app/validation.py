@@ -39,7 +39,8 @@ def public_text(text: str, home: str | Path) -> str:
 class AskRequest:
     """A validated question about a stored video."""
 
-    video_id: int
+    video_id: int | None
+    """None: a question about the whole library (`app.library`)."""
     question: str
     max_new_tokens: int
     temperature: float
@@ -119,9 +120,9 @@ def history_turns(value: object) -> tuple[tuple[str, str], ...]:
 def ask_request(video: object, question: object, *, max_new_tokens: object = 64, temperature: object = 0.0,
                 top_p: object = 1.0, history: object = (), max_new_tokens_limit: int,
                 max_question_chars: int) -> AskRequest:
-    """Check every field of a question; `ServiceError` naming the first bad one."""
+    """Check every field of a question; `ServiceError` naming the first bad one. No video: the whole library."""
     return AskRequest(
-        video_id=video_id(video),
+        video_id=None if video is None else video_id(video),
         question=question_text(question, max_chars=max_question_chars),
         max_new_tokens=whole_number("max_new_tokens", max_new_tokens, low=1, high=max_new_tokens_limit),
         temperature=real_number("temperature", temperature, low=0.0, high=2.0),

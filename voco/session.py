@@ -213,6 +213,8 @@ class SessionStats:
     tokens: int
     tokens_per_s: float
     selection: str
+    positions: tuple[int, ...] = ()
+    """The used segments' places in the timeline (what `segments_used` spans are of)."""
 
     @property
     def subset(self) -> bool:
@@ -280,7 +282,7 @@ class AnswerSession:
             segments_used=tuple(self.timeline.spans[i] for i in used), segments_total=len(self.timeline),
             cache_tokens=sum(c.k for c in chosen), ttft_ms=(first - start) * 1000, tokens=len(ids),
             tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
-            selection=self.selector.name)
+            selection=self.selector.name, positions=tuple(used))
         yield AnswerPiece(tail, stats)
 
     def answer(self, question: str, scores: Scores = None, **kwargs) -> tuple[str, SessionStats]:

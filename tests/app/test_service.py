@@ -204,3 +204,44 @@ def test_public_text_drops_server_paths():
     assert public_text("video 3 is not ready (failed: /data/in/cat.mp4: database error: x)", home) == \
         "video 3 is not ready (failed: cat.mp4: database error: x)"
     assert public_text("1/2 segments at 0:04/0:10", home) == "1/2 segments at 0:04/0:10"
+
+
+def test_a_question_about_the_whole_library_reads_the_best_hits_of_every_video(service, monkeypatch):
+    """No video: the segments search ranks highest across the library, grouped by video (in the order of their
+    best hit), in time order, answered in one pass; the answer says which video each used segment is of."""
+    hits = service.moments.search("a red circle", top=1000)
+    assert len({h["video_id"] for h in hits}) == 3
+    budget = 5
+    monkeypatch.setattr(service.model.voco, "answer_segments", budget)
+    result = service.answer_dict(None, "a red circle", max_new_tokens=3)
+    sources = result["sources"]
+    best = service.moments.search("a red circle", top=budget)  # (ties make it differ from a prefix of hits)
+    assert sorted((s["video_id"], s["index"]) for s in sources) == sorted((h["video_id"], h["segment"]) for h in best)
+    order = list(dict.fromkeys(h["video_id"] for h in best))
+    assert [s["video_id"] for s in sources] == sorted((s["video_id"] for s in sources), key=order.index)
+    for video_id in order:  # time order within a video, each named and timed as stored
+        mine = [s for s in sources if s["video_id"] == video_id]
+        assert [s["index"] for s in mine] == sorted(s["index"] for s in mine)
+        spans = {sp.index: sp for sp in service.loaded(video_id).spans}
+        assert all(s["start_s"] == spans[s["index"]].start_s and s["name"] == service.name(
+            service.video(video_id).path) for s in mine)
+    assert result["segments_total"] == budget and len(result["segments_used"]) == budget
+    with pytest.raises(ServiceError, match="video_id must be a whole number"):
+        service.answer_dict("all", "what?")
+
+
+def test_the_library_timeline_places_the_stored_caches(service):
+    import torch
+
+    from app.library import library_timeline
+
+    hits = service.moments.search("a shape", top=6)
+    timeline, sources, scores = library_timeline(hits, service.loaded, str)
+    by_hit = {(h["video_id"], h["segment"]): h["score"] for h in hits}
+    assert [by_hit[(s.video_id, s.span.index)] for s in sources] == scores
+    for cache, source in zip(timeline.caches, sources, strict=True):
+        stored = service.loaded(source.video_id)
+        place = [sp.index for sp in stored.spans].index(source.span.index)
+        assert torch.equal(cache.kv, stored.caches[place].kv)
+    with pytest.raises(ValueError, match="no segment of the library matches"):
+        library_timeline([], service.loaded, str)
