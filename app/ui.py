@@ -41,6 +41,19 @@ def _label(service: ChatService, v) -> str:
     return f"{v.id} · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments"
 
 
+WHOLE_LIBRARY = 0
+"""The picker's value for questions about the whole library (video ids start at 1)."""
+WHOLE_LIBRARY_LABEL = "📚 the whole library"
+
+
+def sources_line(sources) -> str:
+    """Which videos and times a whole-library answer used: "seen in cat.mp4 at 0:04, 0:06 · bikes.mp4 at 1:02"."""
+    by_video: dict[str, list[str]] = {}
+    for source in sources:
+        by_video.setdefault(source.name, []).append(clock(source.span.start_s or 0.0))
+    return "seen in " + " · ".join(f"{name} at {', '.join(times)}" for name, times in by_video.items())
+
+
 def library_line(service: ChatService) -> str:
     """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
     counts = service.counts()
@@ -68,7 +81,8 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     """The app. `thumbs_dir` holds segment thumbnails written for the gallery (and nothing else)."""
 
     def video_choices(query: str = ""):
-        return [(_label(service, v), v.id) for v in service.videos(query)]
+        videos = [(_label(service, v), v.id) for v in service.videos(query)]
+        return [(WHOLE_LIBRARY_LABEL, WHOLE_LIBRARY), *videos] if videos else videos
 
     def refresh(query: str):
         return gr.update(choices=video_choices(query)), library_line(service)
@@ -92,6 +106,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         moment-search hit that picked this video, selected on its timeline."""
         if video_id is None:
             return "Pick a video on the left, or upload one.", [], [], "", None
+        if video_id == WHOLE_LIBRARY:
+            return ("**The whole library**: each question is answered from the segments of all videos that match "
+                    "it best; the answer says which videos and times it used.", [], [], "", None)
         try:
             info = service.video(video_id)
             frames = gallery(info.id)
@@ -151,7 +168,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     def show_time(video_id, evt: gr.SelectData):
         """A time button under the last answer was clicked: select its segment on the timeline, say which."""
         try:
-            links = [] if video_id is None else service.times(video_id, str(evt.value))
+            links = [] if video_id in (None, WHOLE_LIBRARY) else service.times(video_id, str(evt.value))
             if not links:
                 return gr.update(), ""
             position = service.timeline_position(video_id, links[0].segment.index)
@@ -172,12 +189,16 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         pairs = _pairs(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
         yield history, "", "thinking…", gr.update()
+        library = video_id == WHOLE_LIBRARY
         try:
-            for update in service.ask(video_id, question, pairs, max_new_tokens=max_tokens, temperature=temperature):
+            for update in service.ask(None if library else video_id, question, pairs, max_new_tokens=max_tokens,
+                                      temperature=temperature):
                 shown = update.text or ("…" if update.stats is None else NO_ANSWER_BUBBLE)
                 history[-1] = {"role": "assistant", "content": shown}
                 if update.stats is None:
                     yield history, "", "answering…", gr.update()
+                elif library:  # no one timeline: the stats say which videos and times the answer used
+                    yield history, "", f"{sources_line(update.sources)} · {update.stats.summary()}", gr.update()
                 else:  # the timeline marks the segments this answer used; its times become buttons
                     history[-1] = {**history[-1], **time_options(update.times)}
                     used = {s.index for s in update.stats.segments_used}
@@ -278,8 +299,10 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         timer.tick(poll_upload, [job_id, search], [videos, library, upload_status, timer, job_id, cancel],
                    api_visibility="private")
 
-        def ask(video_id: int, question: str, max_new_tokens: int = 32) -> dict:
-            """Answer a question about a stored video (greedy decoding).
+        def ask(video_id: int | None, question: str, max_new_tokens: int = 32) -> dict:
+            """Answer a question about a stored video (greedy decoding); video_id null: about the whole library,
+            from the segments of all videos that match the question best, with "sources": [{"video_id", "name",
+            "index", "start_s", "end_s"}] for each segment used.
 
             Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
             "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...,

@@ -189,5 +189,26 @@ def test_a_page_load_shows_the_library_as_it_is_now(library, own_home, tmp_path)
     (on_load,) = [f for f in demo.fns.values() if any(event == "load" for _, event in f.targets)]
     ingest_paths([str(new_video(tmp_path / "later.mp4", 3, seed=91))], store=own_home, model=model, model_name="tiny")
     choices, line = on_load.fn("")
-    assert len(choices["choices"]) == 4 and any("later.mp4" in str(c) for c in choices["choices"])
+    assert len(choices["choices"]) == 5 and any("later.mp4" in str(c) for c in choices["choices"])  # + the library
     assert line.startswith("4 videos ready"), line
+
+
+def test_the_whole_library_is_a_choice_of_the_picker_and_of_the_api(app_url, scripted_answer):
+    """Picked, a question goes to the segments of all videos that match it best; the stats say which videos and
+    times were used; through the API, video_id null does the same and lists the sources."""
+    from app.ui import WHOLE_LIBRARY, WHOLE_LIBRARY_LABEL
+
+    url, service, demo = app_url
+    fns = {getattr(f.fn, "__name__", ""): f for f in demo.fns.values()}
+    choices, _ = fns["refresh"].fn("")
+    assert choices["choices"][0] == (WHOLE_LIBRARY_LABEL, WHOLE_LIBRARY)
+    info, timeline, *_ = fns["select"].fn(WHOLE_LIBRARY, None)
+    assert info.startswith("**The whole library**") and timeline == []
+    scripted_answer("A red circle.")
+    *_, (history, _, stats, _) = fns["respond"].fn("a red circle?", [], WHOLE_LIBRARY, 2, 0.0)
+    assert history[-1]["content"] == "A red circle."
+    names = {service.name(v.path) for v in service.videos()}
+    assert stats.startswith("seen in ") and any(f"{name} at " in stats for name in names), stats
+    result = gradio_client.Client(url, verbose=False).predict(None, "a red circle?", 2, api_name="/ask")
+    assert result["answer"] == "A red circle." and result["sources"]
+    assert {s["video_id"] for s in result["sources"]} <= {v.id for v in service.videos()}
