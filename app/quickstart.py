@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ingest.results import FAILED
+from ingest.results import FileStatus
 from ingest.run import ingest_paths
 from voco.data.synthetic import write_dataset
 
@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"ingested {summary.count('ingested')}, already present {summary.count('present')}, "
-          f"failed {summary.count('failed')}", flush=True)
-    for failed in (f for f in summary.files if f.status == FAILED):
+    print(f"ingested {summary.count(FileStatus.INGESTED)}, already present {summary.count(FileStatus.PRESENT)}, "
+          f"failed {summary.count(FileStatus.FAILED)}", flush=True)
+    for failed in (f for f in summary.files if f.status == FileStatus.FAILED):
         print(f"  failed: {failed.path}: {failed.error}", file=sys.stderr)
     if args.no_launch:
-        return 0 if summary.count(FAILED) == 0 else 2
+        return 0 if summary.count(FileStatus.FAILED) == 0 else 2
     from app.__main__ import main as app_main
 
     return app_main(["--home", str(home), "--model", args.model, "--host", args.host, "--port", str(args.port)])

@@ -25,8 +25,7 @@ from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request, public_text
 from app.validation import video_id as checked_video_id
 from ingest.vectors import MomentSearch
-from store import NotFound, Store, StoreError, VideoInfo
-from store.models import READY
+from store import NotFound, Store, StoreError, VideoInfo, VideoStatus
 from store.timelines import StoredTimelines
 from voco.cache import SegmentCache
 from voco.generation import ContextTooLong
@@ -159,7 +158,7 @@ class ChatService:
 
         Failed and unfinished videos cannot be asked about, so they are not listed (see `counts`)."""
         query = query.strip().lower()
-        rows = [v for v in self._own_videos() if v.status == READY]
+        rows = [v for v in self._own_videos() if v.status == VideoStatus.READY]
         rows = [v for v in rows if not query or any(query in self.name(p).lower() for p in [v.path, *v.paths])]
         return sorted(rows, key=lambda v: v.updated_at, reverse=True)
 
@@ -206,7 +205,7 @@ class ChatService:
         video_id = checked_video_id(video_id)
         if video_id not in self._timelines.lru:
             info = self.video(video_id)
-            if info.status != READY:
+            if info.status != VideoStatus.READY:
                 raise ServiceError(self.public(f"video {video_id} is not ready ({info.status}"
                                                + (f": {info.error}" if info.error else "") + ")"))
         try:

@@ -14,7 +14,7 @@ import gradio as gr  # noqa: E402
 from app.search import register_search  # noqa: E402
 from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, TimeLink  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
-from store.models import READY  # noqa: E402
+from store import VideoStatus  # noqa: E402
 from voco.session import SegmentSpan  # noqa: E402
 from voco.timeline import clock  # noqa: E402
 
@@ -57,9 +57,9 @@ def sources_line(sources) -> str:
 def library_line(service: ChatService) -> str:
     """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
     counts = service.counts()
-    ready = counts.get(READY, 0)
+    ready = counts.get(VideoStatus.READY, 0)
     text = f"{ready} video{'s' if ready != 1 else ''} ready"
-    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != READY and n]
+    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != VideoStatus.READY and n]
     if others:
         text += f" · not listed: {', '.join(others)} (`python -m ingest --list` says why)"
     return text

@@ -29,12 +29,10 @@ from pathlib import Path
 
 from app.validation import ServiceError, public_text
 from ingest.config import VIDEO_EXTENSIONS
-from ingest.progress import BATCH, START, ProgressEvent
-from ingest.results import FAILED, PRESENT
+from ingest.progress import ProgressEvent, ProgressKind
+from ingest.results import FileStatus
 from ingest.run import ingest_paths
-from store import Store, StoreError, VideoInfo
-from store.models import FAILED as VIDEO_FAILED
-from store.models import READY
+from store import Store, StoreError, VideoInfo, VideoStatus
 from voco.model import VoCoModel
 from voco.timeline import clock
 from voco.video.probe import VideoError, probe
@@ -198,7 +196,7 @@ class Uploads:
                 self._cancelled(job)
                 return
             (result,) = summary.files
-            if result.status == FAILED:
+            if result.status == FileStatus.FAILED:
                 job.status, job.message = UploadStatus.FAILED, public_text(result.error or "ingest failed",
                                                                           self.store.home.root)
                 self._discard(job)
@@ -207,7 +205,7 @@ class Uploads:
             job.message = f"ready: video {result.video_id}, {result.segments} segments"
             if job.cancel_requested.is_set():
                 job.message += " (it was done before the cancel took effect)"
-            if result.status == PRESENT and self._owner_path(result.video_id) != str(job.path):
+            if result.status == FileStatus.PRESENT and self._owner_path(result.video_id) != str(job.path):
                 job.message += " (already stored: the uploaded copy is not kept)"
                 shutil.rmtree(job.path.parent, ignore_errors=True)
         except UploadCancelled:  # only if the ingest let it through (it handles it as a Ctrl-C today)
@@ -224,7 +222,7 @@ class Uploads:
             self._dispatch()
 
     def _progress(self, job: UploadJob, event: ProgressEvent) -> None:
-        if job.cancel_requested.is_set() and event.kind in (START, BATCH):
+        if job.cancel_requested.is_set() and event.kind in (ProgressKind.START, ProgressKind.BATCH):
             raise UploadCancelled(job.id)
         if event.segments_total:
             job.progress = event.segments_done / event.segments_total
@@ -252,7 +250,7 @@ class Uploads:
         shutil.rmtree(job.path.parent, ignore_errors=True)
 
     def _rows_of(self, path: Path) -> list[VideoInfo]:
-        return [v for v in self.store.list_videos() if v.path == str(path) and v.status != READY]
+        return [v for v in self.store.list_videos() if v.path == str(path) and v.status != VideoStatus.READY]
 
     # ---- leftovers of earlier runs ---------------------------------------------------------------
 
@@ -265,8 +263,8 @@ class Uploads:
         if not self.folder.is_dir():
             return []
         videos = self.store.list_videos()
-        failed = {v.path: v.id for v in videos if v.status == VIDEO_FAILED}
-        needed = {v.path for v in videos if v.status != VIDEO_FAILED}
+        failed = {v.path: v.id for v in videos if v.status == VideoStatus.FAILED}
+        needed = {v.path for v in videos if v.status != VideoStatus.FAILED}
         removed, now = [], time.time()
         for entry in sorted(self.folder.iterdir()):
             files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]

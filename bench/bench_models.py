@@ -55,7 +55,7 @@ def source_frames(path: Path) -> int:
 def measure(name: str, segments: list[int], repeats: int) -> dict:
     """Every figure for one model, in this process."""
     from ingest.config import IngestConfig
-    from ingest.results import FAILED
+    from ingest.results import FileStatus
     from ingest.run import ingest_paths
     from voco import VoCoModel
     from voco.generation import GenerationConfig
@@ -77,7 +77,7 @@ def measure(name: str, segments: list[int], repeats: int) -> dict:
         summary = ingest_paths([str(p) for p in clips], home=home, model=model, model_name=name,
                                config=IngestConfig())
         ingest_s = time.perf_counter() - start
-    failed = [f.path for f in summary.files if f.status == FAILED]
+    failed = [f.path for f in summary.files if f.status == FileStatus.FAILED]
     if failed:
         raise SystemExit(f"error: ingest failed for {failed}")
     segment = decode_video_segments(clips[0], segment_seconds=model.voco.segment_seconds,

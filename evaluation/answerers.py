@@ -171,7 +171,7 @@ class StoreAnswerer(_VocoAnswerer):
         self.ingest_s = 0.0
 
     def prepare(self, video_paths: Sequence[Path]) -> dict[Path, str]:
-        from ingest.results import FAILED
+        from ingest.results import FileStatus
         from ingest.run import ingest_paths
 
         if not video_paths:
@@ -184,7 +184,7 @@ class StoreAnswerer(_VocoAnswerer):
         by_key = {_key(Path(f.path)): f for f in summary.files}
         for path in video_paths:
             result = by_key.get(_key(path))
-            if result is None or result.video_id is None or result.status == FAILED:
+            if result is None or result.video_id is None or result.status == FileStatus.FAILED:
                 failed[Path(path)] = (result.error if result is not None and result.error
                                       else "ingest did not store it")
             else:

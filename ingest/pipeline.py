@@ -27,11 +27,9 @@ import numpy as np
 from ingest.budget import SegmentPricer
 from ingest.config import IngestConfig
 from ingest.identify import identify, video_key
-from ingest.results import FAILED, PRESENT, FileResult, failure_message
+from ingest.results import FileResult, FileStatus, failure_message
 from ingest.thumbs import encode_jpeg, thumbnail_size
-from store import Claim, ClaimLost, ProbeRecord, Store, StoreError
-from store.records import BUSY
-from store.records import PRESENT as CLAIM_PRESENT
+from store import Claim, ClaimLost, ClaimStatus, ProbeRecord, Store, StoreError
 from voco.video.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
 from voco.video.frames import decode_side_cap, model_frame_size
 from voco.video.plan import SegmentPlan, plan_segments, wanted_pts
@@ -158,7 +156,8 @@ class Producer(threading.Thread):
             raise
         except Exception as err:  # noqa: BLE001 - the other files go on
             log.error("%s: unexpected error:\n%s", path, traceback.format_exc())
-            self.put(Resolved(order, FileResult(str(path), FAILED, None, None, None, failure_message(path, err))))
+            error = failure_message(path, err)
+            self.put(Resolved(order, FileResult(str(path), FileStatus.FAILED, None, None, None, error)))
             return True
 
     def one(self, order: int, path: Path) -> bool:
@@ -173,26 +172,26 @@ class Producer(threading.Thread):
                                                frames_per_segment=s.frames_per_segment,
                                                path=os.path.abspath(path),
                                                error=str(err))
-            self.put(Resolved(order, FileResult(str(path), FAILED, vid, None, None, str(err))))
+            self.put(Resolved(order, FileResult(str(path), FileStatus.FAILED, vid, None, None, str(err))))
             return True
         key = video_key(file_id.sha256, s.model_id, segment_seconds=s.segment_seconds,
                         frames_per_segment=s.frames_per_segment, image_size=s.image_size,
                         decode_max_side=s.config.decode_max_side)
         claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
-        if claim.status == CLAIM_PRESENT and self.store.reset_if_files_missing(claim.video_id):
+        if claim.status == ClaimStatus.PRESENT and self.store.reset_if_files_missing(claim.video_id):
             # its cache file was deleted behind the store's back: ingest it again
             claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size,
                                      owner=s.owner)
-        if claim.status == CLAIM_PRESENT:
+        if claim.status == ClaimStatus.PRESENT:
             self.store.prepare(claim)  # leftovers of a run killed right after finishing
-            self.put(Resolved(order, FileResult(str(path), PRESENT, claim.video_id, claim.num_segments,
+            self.put(Resolved(order, FileResult(str(path), FileStatus.PRESENT, claim.video_id, claim.num_segments,
                                                 claim.duration, None)))
             return True
-        if claim.status == BUSY:
+        if claim.status == ClaimStatus.BUSY:
             if s.config.wait_for_others:
                 return False
             error = f"{path}: being ingested by another process ({claim.holder}); run again later"
-            self.put(Resolved(order, FileResult(str(path), FAILED, claim.video_id, None, None, error)))
+            self.put(Resolved(order, FileResult(str(path), FileStatus.FAILED, claim.video_id, None, None, error)))
             return True
         job = None
         try:

@@ -5,18 +5,28 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tqdm import tqdm
 
 from ingest.display import shown
+from ingest.results import FileStatus
 
-# ProgressEvent.kind values
-START, BATCH, DONE = "start", "batch", "done"
+
+class ProgressKind(StrEnum):
+    """What a `ProgressEvent` reports."""
+
+    START = "start"
+    """A video begins (`segments_done`/`frames_done` say how much an earlier run left stored)."""
+    BATCH = "batch"
+    """Segments were compressed."""
+    DONE = "done"
+    """A file is resolved: see `ProgressEvent.status`."""
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    kind: str  # start (a video begins) | batch (segments compressed) | done (a file is resolved: see status)
+    kind: ProgressKind
     path: str
     file_index: int  # 0-based, among `files_total`
     files_total: int
@@ -24,7 +34,7 @@ class ProgressEvent:
     segments_total: int = 0
     frames_done: int = 0  # source frames covered so far in this file
     frames_total: int = 0
-    status: str | None = None  # for done: ingested | present | failed
+    status: FileStatus | None = None  # for `ProgressKind.DONE`
     error: str | None = None
 
 
@@ -43,25 +53,25 @@ class TqdmProgress:
         self.frames = 0
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.kind == START:
+        if event.kind == ProgressKind.START:
             self._close_bar()
             path = shown(event.path)
             name = path if len(path) <= 40 else "…" + path[-39:]
             self.bar = tqdm(total=event.frames_total, initial=event.frames_done, unit="fr", unit_scale=True,
                             desc=name, position=1, leave=False, file=self.out, disable=self.disable,
                             dynamic_ncols=True)
-        elif event.kind == BATCH and self.bar is not None:
+        elif event.kind == ProgressKind.BATCH and self.bar is not None:
             step = event.frames_done - self.bar.n
             self.frames += step
             self.bar.update(step)
             self.bar.set_postfix_str(f"seg {event.segments_done}/{event.segments_total}")
-        elif event.kind == DONE:
+        elif event.kind == ProgressKind.DONE:
             self._close_bar()
             self.overall.update(1)
             rate = self.overall.format_dict.get("elapsed") or 0
             if rate:
                 self.overall.set_postfix_str(f"{self.frames / rate:.1f} frames/s")
-            if event.status == "failed" and event.error and not self.disable:
+            if event.status == FileStatus.FAILED and event.error and not self.disable:
                 self.overall.write(f"failed: {shown(event.error)}", file=self.out)
 
     def _close_bar(self) -> None:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from ingest.display import shown
 from store.text import storable_text
 
-INGESTED = "ingested"
-PRESENT = "present"
-FAILED = "failed"
+
+class FileStatus(StrEnum):
+    """One file's result in an ingest run (`FileResult.status`; the summary counts each, JSON gives the string)."""
+
+    INGESTED = "ingested"
+    """Compressed and stored by this run."""
+    PRESENT = "present"
+    """Already stored (same content, model and sampling): nothing to do."""
+    FAILED = "failed"
+    """See `FileResult.error`; the others are stored all the same."""
+
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # usage or environment error: nothing was ingested
@@ -40,7 +49,7 @@ def failure_message(path, err: BaseException) -> str:
 @dataclass(frozen=True)
 class FileResult:
     path: str
-    status: str  # ingested | present | failed
+    status: FileStatus
     video_id: int | None
     segments: int | None
     duration_s: float | None
@@ -49,6 +58,7 @@ class FileResult:
     def to_dict(self) -> dict:
         """JSON-ready: a name's undecodable bytes as `\\xNN`, as the store records it (JSON escapes the rest)."""
         out = asdict(self)
+        out["status"] = str(self.status)  # the plain string, for any serializer
         out["path"] = storable_text(self.path)
         out["error"] = storable_text(self.error) if self.error is not None else None
         return out
@@ -64,14 +74,14 @@ class Summary:
     """Segments compressed in this run."""
     interrupted: bool = False
 
-    def count(self, status: str) -> int:
+    def count(self, status: FileStatus) -> int:
         return sum(f.status == status for f in self.files)
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.count(FAILED) else EXIT_OK
+        return EXIT_SOME_FAILED if self.count(FileStatus.FAILED) else EXIT_OK
 
     @property
     def frames_per_s(self) -> float:
@@ -80,17 +90,18 @@ class Summary:
     def to_dict(self) -> dict:
         return {
             "files": [f.to_dict() for f in self.files],
-            "ingested": self.count(INGESTED), "present": self.count(PRESENT), "failed": self.count(FAILED),
+            "ingested": self.count(FileStatus.INGESTED), "present": self.count(FileStatus.PRESENT),
+            "failed": self.count(FileStatus.FAILED),
             "segments_compressed": self.segments, "frames": self.frames, "elapsed_s": round(self.elapsed_s, 3),
             "frames_per_s": round(self.frames_per_s, 2), "interrupted": self.interrupted,
             "exit_code": self.exit_code,
         }
 
     def text(self) -> str:
-        lines = [f"ingested {self.count(INGESTED)}, already present {self.count(PRESENT)}, "
-                 f"failed {self.count(FAILED)} ({self.segments} segments, {self.frames} video frames in "
+        lines = [f"ingested {self.count(FileStatus.INGESTED)}, already present {self.count(FileStatus.PRESENT)}, "
+                 f"failed {self.count(FileStatus.FAILED)} ({self.segments} segments, {self.frames} video frames in "
                  f"{self.elapsed_s:.1f} s, {self.frames_per_s:.1f} frames/s)"]
-        failed = [f for f in self.files if f.status == FAILED]
+        failed = [f for f in self.files if f.status == FileStatus.FAILED]
         if failed:
             lines.append("failed:")
             lines += [f"  {shown(f.error or f.path)}" for f in failed]

@@ -26,7 +26,7 @@ from ingest.config import IngestConfig
 from ingest.discover import discover, missing_paths
 from ingest.executors import Executor, IngestRequest, LocalExecutor
 from ingest.progress import ProgressCallback
-from ingest.results import FAILED, FileResult, Summary
+from ingest.results import FileResult, FileStatus, Summary
 from ingest.worker import model_info  # noqa: F401 - public here since the first version
 from store import Store
 from voco import VoCoModel
@@ -92,5 +92,5 @@ def ingest_paths(
                             listeners=[progress] if progress is not None else [], show_progress=show_progress,
                             store=store)
     summary = executor.run(request)
-    summary.files += [FileResult(s.path, FAILED, None, None, None, s.reason) for s in found.skipped]
+    summary.files += [FileResult(s.path, FileStatus.FAILED, None, None, None, s.reason) for s in found.skipped]
     return summary

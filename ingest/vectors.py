@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from store import NotFound, Store
+from store import NotFound, Store, VideoStatus
 from store.index import SegmentIndex, read_vectors, write_vectors
-from store.models import READY
 from voco import VoCoModel
 from voco.search import SegmentEmbedder, make_embedder, video_scores
 
@@ -67,7 +66,7 @@ def rebuild_index(store: Store, model: VoCoModel, embedder_name: str | None = No
     the model's own, `voco.search.embedder_for`)."""
     embedder = make_embedder(embedder_name, model)
     computed = 0
-    for video in store.list_videos(status=READY):
+    for video in store.list_videos(status=VideoStatus.READY):
         if video.fingerprint != model.fingerprint:
             continue
         if read_vectors(store, video.uid, model.fingerprint, embedder.name) is None:  # missing or damaged

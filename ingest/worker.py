@@ -30,14 +30,12 @@ from ingest.config import IngestConfig
 from ingest.heartbeat import Heartbeat
 from ingest.identify import register_model
 from ingest.pipeline import DONE, Batch, Failed, Finished, Job, Producer, Resolved, Settings, Started
-from ingest.progress import BATCH, START, ProgressCallback, ProgressEvent, TqdmProgress
-from ingest.progress import DONE as EV_DONE
-from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary, failure_message
+from ingest.progress import ProgressCallback, ProgressEvent, ProgressKind, TqdmProgress
+from ingest.results import FileResult, FileStatus, Summary, failure_message
 from ingest.thumbs import JPEG_MIME
 from ingest.vectors import index_for, store_video_vectors
-from store import ClaimLost, ModelInfo, SegmentRecord, Store
+from store import ClaimLost, ModelInfo, SegmentRecord, Store, VideoStatus
 from store.claims import new_owner
-from store.models import READY
 from voco import VoCoModel
 from voco.search import make_embedder
 
@@ -100,7 +98,7 @@ class VideoIngestor:
             if bars is not None:
                 bars.close()
         summary = consumer.summary
-        if summary.count(INGESTED):
+        if summary.count(FileStatus.INGESTED):
             self.update_index()
         summary.elapsed_s = time.perf_counter() - start
         summary.files.sort(key=lambda r: consumer.order.get(r.path, 0))
@@ -163,7 +161,7 @@ class Consumer:
     def resolve(self, order: int, result: FileResult) -> None:
         self.order[result.path] = order
         self.summary.files.append(result)
-        self.emit(ProgressEvent(EV_DONE, result.path, order, self.files_total, status=result.status,
+        self.emit(ProgressEvent(ProgressKind.DONE, result.path, order, self.files_total, status=result.status,
                                 error=result.error))
 
     def handle(self, item) -> None:
@@ -174,8 +172,8 @@ class Consumer:
             done = [p for p in job.plans if p.index in job.claim.done]
             frames_done = sum(job.frames_in([p]) for p in done)
             self.done[job.order] = (len(done), frames_done)
-            self.emit(ProgressEvent(START, str(job.path), job.order, self.files_total, len(done), len(job.plans),
-                                    frames_done, job.probe.num_frames))
+            self.emit(ProgressEvent(ProgressKind.START, str(job.path), job.order, self.files_total, len(done),
+                                    len(job.plans), frames_done, job.probe.num_frames))
         elif isinstance(item, Batch):
             if not item.job.cancelled.is_set():
                 self.guard(item.job, self.compress, item)
@@ -213,8 +211,8 @@ class Consumer:
         self.done[job.order] = (segments, frames)
         self.summary.segments += len(batch.plans)
         self.summary.frames += batch.source_frames
-        self.emit(ProgressEvent(BATCH, str(job.path), job.order, self.files_total, segments, len(job.plans),
-                                frames, job.probe.num_frames))
+        self.emit(ProgressEvent(ProgressKind.BATCH, str(job.path), job.order, self.files_total, segments,
+                                len(job.plans), frames, job.probe.num_frames))
 
     def flush(self, job: Job) -> None:
         """Write the job's compressed segments as one chunk file."""
@@ -241,7 +239,7 @@ class Consumer:
             except Exception as err:  # noqa: BLE001 - the caches are stored; --rebuild-index recomputes these
                 log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s",
                             job.path, err)
-        self.resolve(job.order, FileResult(str(job.path), INGESTED, job.claim.video_id, segments,
+        self.resolve(job.order, FileResult(str(job.path), FileStatus.INGESTED, job.claim.video_id, segments,
                                            round(job.probe.duration, 3), None))
 
     def fail(self, order: int, path: Path, claim, error: str, job: Job | None, *, lost: bool = False) -> None:
@@ -254,14 +252,14 @@ class Consumer:
         if lost and self._done_by_another(claim):
             # we were paused past our lease and another worker took the video over and finished it
             segments = len(job.plans) if job is not None else claim.num_segments
-            self.resolve(order, FileResult(str(path), PRESENT, claim.video_id, segments, duration, None))
+            self.resolve(order, FileResult(str(path), FileStatus.PRESENT, claim.video_id, segments, duration, None))
             return
         if not lost:  # a lost claim is the new holder's to record
             try:
                 self.store.fail(claim, self.settings.owner, error)
             except Exception as err:  # noqa: BLE001
                 log.warning("could not record the failure of %s: %s", path, err)
-        self.resolve(order, FileResult(str(path), FAILED, claim.video_id, None, duration, error))
+        self.resolve(order, FileResult(str(path), FileStatus.FAILED, claim.video_id, None, duration, error))
 
     def _done_by_another(self, claim) -> bool:
         try:
@@ -269,4 +267,4 @@ class Consumer:
         except Exception as err:  # noqa: BLE001 - then report the loss as it is
             log.warning("could not look up video %s: %s", claim.video_id, err)
             return False
-        return status is not None and status[0] == READY
+        return status is not None and status[0] == VideoStatus.READY

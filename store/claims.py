@@ -20,8 +20,8 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.db import SessionFactory
-from store.models import FAILED, PENDING, READY, Segment, Video, utcnow
-from store.records import BUSY, CLAIMED, PRESENT, Claim, VideoKey
+from store.models import Segment, Video, VideoStatus, utcnow
+from store.records import Claim, ClaimStatus, VideoKey
 
 DEFAULT_LEASE_S = 120.0
 
@@ -62,7 +62,7 @@ def _identity(key: VideoKey):
                 Video.decode_max_side == key.decode_max_side)
 
 
-def _as_claim(video: Video, status: str, fingerprint: str, done: frozenset[int] = frozenset(),
+def _as_claim(video: Video, status: ClaimStatus, fingerprint: str, done: frozenset[int] = frozenset(),
               holder: str | None = None) -> Claim:
     return Claim(status=status, video_id=video.id, uid=video.uid, model_id=video.model_id, fingerprint=fingerprint,
                  done=done, holder=holder, num_segments=video.num_segments, duration=video.duration)
@@ -70,7 +70,7 @@ def _as_claim(video: Video, status: str, fingerprint: str, done: frozenset[int] 
 
 def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str,
           lease_s: float = DEFAULT_LEASE_S) -> Claim:
-    """Claim the video `key` for `owner`: CLAIMED (with segments already done), PRESENT or BUSY.
+    """Claim the video `key` for `owner`: `ClaimStatus` CLAIMED (with segments already done), PRESENT or BUSY.
 
     `path` should be absolute; a failure row left for it while it was unreadable is dropped on a claim.
     """
@@ -81,7 +81,7 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
             if video is None:
                 video = Video(uid=uuid.uuid4().hex, sha256=key.sha256, model_id=key.model_id,
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
-                              decode_max_side=key.decode_max_side, path=path, size=size, status=PENDING,
+                              decode_max_side=key.decode_max_side, path=path, size=size, status=VideoStatus.PENDING,
                               claimed_by=owner, heartbeat_at=now)
                 # Every statement that may send the INSERT (the DELETE below autoflushes it) stays inside
                 # the try: on PostgreSQL the loser of a race gets its duplicate-key error right there.
@@ -89,22 +89,22 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
                     _forget_unreadable(s, key.model_id, path)
                     s.add(video)
                     s.commit()
-                except IntegrityError:  # another process inserted it first: look again (it is BUSY now)
+                except IntegrityError:  # another process inserted it first: look again (it is busy now)
                     s.rollback()
                     continue
-                return _as_claim(video, CLAIMED, fingerprint)
-            if video.status == READY:
-                return _as_claim(video, PRESENT, fingerprint)
-            if video.status == PENDING and (video.claimed_by == owner
-                                            or holder_alive(video.claimed_by, video.heartbeat_at, lease_s, now)):
-                return _as_claim(video, BUSY, fingerprint, holder=video.claimed_by)
+                return _as_claim(video, ClaimStatus.CLAIMED, fingerprint)
+            if video.status == VideoStatus.READY:
+                return _as_claim(video, ClaimStatus.PRESENT, fingerprint)
+            if video.status == VideoStatus.PENDING and (
+                    video.claimed_by == owner or holder_alive(video.claimed_by, video.heartbeat_at, lease_s, now)):
+                return _as_claim(video, ClaimStatus.BUSY, fingerprint, holder=video.claimed_by)
             # failed (retry) or stale: take it over, only if nobody changed it since we read it
             swapped = s.execute(
                 update(Video)
                 .where(Video.id == video.id, Video.status == video.status,
                        Video.claimed_by.is_(None) if video.claimed_by is None else Video.claimed_by == video.claimed_by)
-                .values(status=PENDING, claimed_by=owner, heartbeat_at=now, error=None, path=path, size=size,
-                        updated_at=now)
+                .values(status=VideoStatus.PENDING, claimed_by=owner, heartbeat_at=now, error=None, path=path,
+                        size=size, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             if swapped.rowcount != 1:
@@ -113,14 +113,14 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
             done = frozenset(s.scalars(select(Segment.index).where(Segment.video_id == video.id)))
             _forget_unreadable(s, key.model_id, path)
             s.commit()
-            return _as_claim(video, CLAIMED, fingerprint, done=done)
+            return _as_claim(video, ClaimStatus.CLAIMED, fingerprint, done=done)
     raise RuntimeError(f"could not claim {path}: the database row kept changing under us (5 attempts)")
 
 
 def heartbeat(write_session: SessionFactory, owner: str) -> int:
     """Refresh every pending claim of `owner`; returns how many it holds."""
     with write_session() as s:
-        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == PENDING)
+        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
                            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
         s.commit()
         return result.rowcount
@@ -129,7 +129,7 @@ def heartbeat(write_session: SessionFactory, owner: str) -> int:
 def release(write_session: SessionFactory, owner: str) -> int:
     """Let go of every pending claim of `owner` (work done so far stays, the next run resumes it)."""
     with write_session() as s:
-        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == PENDING)
+        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
                            .values(heartbeat_at=None).execution_options(synchronize_session=False))
         s.commit()
         return result.rowcount
@@ -137,7 +137,7 @@ def release(write_session: SessionFactory, owner: str) -> int:
 
 def owns(session, video_id: int, owner: str) -> bool:
     video = session.get(Video, video_id, populate_existing=True)
-    return video is not None and video.claimed_by == owner and video.status == PENDING
+    return video is not None and video.claimed_by == owner and video.status == VideoStatus.PENDING
 
 
 def record_unreadable(write_session: SessionFactory, *, model_id: int, segment_seconds: float, frames_per_segment: int,
@@ -148,7 +148,7 @@ def record_unreadable(write_session: SessionFactory, *, model_id: int, segment_s
                                       Video.segment_seconds == segment_seconds,
                                       Video.frames_per_segment == frames_per_segment))
         video = Video(uid=uuid.uuid4().hex, sha256=None, model_id=model_id, segment_seconds=segment_seconds,
-                      frames_per_segment=frames_per_segment, path=path, status=FAILED, error=error)
+                      frames_per_segment=frames_per_segment, path=path, status=VideoStatus.FAILED, error=error)
         s.add(video)
         s.commit()
         return video.id

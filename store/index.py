@@ -33,7 +33,7 @@ from safetensors.numpy import save_file
 
 from store.db import StoreError
 from store.files import checksum, fsync_dir, temp_path
-from store.models import READY
+from store.models import VideoStatus
 from store.store import Store
 
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
@@ -160,7 +160,7 @@ class SegmentIndex:
 
     def ready_videos(self) -> dict[int, tuple[str, int]]:
         """The database's ready videos of this model: id -> (uid, segments)."""
-        return {v.id: (v.uid, v.num_segments or 0) for v in self.store.list_videos(status=READY)
+        return {v.id: (v.uid, v.num_segments or 0) for v in self.store.list_videos(status=VideoStatus.READY)
                 if v.fingerprint == self.fingerprint}
 
     def sync(self, *, rebuild: bool = False) -> dict[str, int]:

@@ -9,7 +9,7 @@ Two checks, cheapest first:
   flipped bits, a block of 0xFF, anything written over the data. Run the first time a process
   loads a given file (known by device, inode, size and mtime), and whenever asked (`verify=True`).
 
-A failed check marks the video DAMAGED (one transaction, only if it is still the ready video that
+A failed check marks the video `VideoStatus.DAMAGED` (one transaction, only if it is still the ready video that
 was checked): its cache rows go (their bytes cannot be trusted), it gets a new cache folder, and the
 next ingest of the file claims it like a failed one and compresses it again.
 """
@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from store.db import SessionFactory, StoreError
 from store.home import Home
-from store.models import DAMAGED, READY, Segment, Video, utcnow
+from store.models import Segment, Video, VideoStatus, utcnow
 
 if TYPE_CHECKING:  # store.packs imports torch: only where caches are read
     from store.packs import FileStamp, Pack, PackHeader
@@ -120,12 +120,12 @@ def mark_damaged(write: SessionFactory, home: Home, video_id: int, uid: str, rea
     """
     with write() as s:
         video = s.get(Video, video_id, populate_existing=True)
-        if video is None or video.status != READY or video.uid != uid:
+        if video is None or video.status != VideoStatus.READY or video.uid != uid:
             return False
         for segment in s.scalars(select(Segment).where(Segment.video_id == video_id)):
             s.delete(segment)
         # a new folder for the next incarnation, as for a missing file (store/writer.py)
-        video.uid, video.status, video.updated_at = uuid.uuid4().hex, DAMAGED, utcnow()
+        video.uid, video.status, video.updated_at = uuid.uuid4().hex, VideoStatus.DAMAGED, utcnow()
         video.error = f"cache file damaged: {reason}; python -m ingest {video.path} compresses it again"
         s.commit()
     home.remove_video_dir(uid)

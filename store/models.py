@@ -12,6 +12,7 @@ which also makes the row the claim two ingest processes race for (`claimed_by`, 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -28,12 +29,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Video.status values
-PENDING = "pending"  # claimed by an ingest process (or left by a killed one: resumable)
-READY = "ready"  # every segment has its cache, in the consolidated pack file
-FAILED = "failed"  # see Video.error; retried by the next ingest run
-DAMAGED = "damaged"  # its cache file failed a check (store/integrity.py); the next ingest run redoes it
-STATUSES = (PENDING, READY, FAILED, DAMAGED)
+
+class VideoStatus(StrEnum):
+    """A video's status in the database (`Video.status`).
+
+    Stored as its plain string (a String column), so the rows are the same whoever wrote them; read back it is a
+    `str`, which compares equal to the member.
+    """
+
+    PENDING = "pending"
+    """Claimed by an ingest process (or left by a killed one: resumable)."""
+    READY = "ready"
+    """Every segment has its cache, in the consolidated pack file."""
+    FAILED = "failed"
+    """See `Video.error`; retried by the next ingest run."""
+    DAMAGED = "damaged"
+    """Its cache file failed a check (store/integrity.py); the next ingest run redoes it."""
 
 
 def utcnow() -> datetime:
@@ -100,6 +111,7 @@ class Video(Base):
     rotation: Mapped[int | None] = mapped_column(Integer)
     num_segments: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), index=True)
+    """A `VideoStatus` (read back: its plain string)."""
     error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     """Owner token of the ingest process working on it: "host:pid:random"."""

@@ -19,7 +19,7 @@ from store.integrity import (
     pack_problem,
     segment_checksums,
 )
-from store.models import PENDING, READY, Cache, File, Model, Segment, Video, utcnow
+from store.models import Cache, File, Model, Segment, Video, VideoStatus, utcnow
 from store.records import SegmentInfo, VideoCaches, VideoInfo
 
 
@@ -95,7 +95,7 @@ def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Mo
             f"video {video_id} was compressed by model {model.name!r} ({model.fingerprint[:12]}), not by the model "
             f"asking ({fingerprint[:12]}): ingest it again with this model (python -m ingest {video.path} --model ...)"
         )
-    if video.status != READY:
+    if video.status != VideoStatus.READY:
         why = f": {video.error}" if video.error else ""
         raise StoreError(f"video {video_id} is {video.status}{why}; run python -m ingest {video.path} to finish it")
     return video, model
@@ -254,7 +254,7 @@ def check_pack_header(read: SessionFactory, write: SessionFactory, home: Home, v
     with read() as s:
         row = s.execute(select(Video.status, Model.fingerprint).join(Model, Video.model_id == Model.id)
                         .where(Video.id == video_id)).first()
-        if row is None or row[0] != READY:
+        if row is None or row[0] != VideoStatus.READY:
             return None
         first = s.scalar(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
                          .where(Segment.video_id == video_id).limit(1))
@@ -286,7 +286,7 @@ def remove_video(write: SessionFactory, home: Home, video_id: int, *, lease_s: f
         video = s.get(Video, video_id)
         if video is None:
             raise NotFound(f"no video with id {video_id} in the store")
-        if (video.status == PENDING and not force
+        if (video.status == VideoStatus.PENDING and not force
                 and holder_alive(video.claimed_by, video.heartbeat_at, lease_s, utcnow())):
             raise StoreError(f"video {video_id} is being ingested right now by {video.claimed_by}; stop that "
                              "process first (or pass force=True)")

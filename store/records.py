@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # not imported at run time: listing videos needs no torch (python -m ingest --list)
     import torch
 
 
-# Claim.status values
-CLAIMED = "claimed"  # this process owns the video now: ingest it (resuming `done` segments)
-PRESENT = "present"  # already ingested, nothing to do
-BUSY = "busy"  # another live process is ingesting it
+class ClaimStatus(StrEnum):
+    """What claiming a video came to (`Claim.status`)."""
+
+    CLAIMED = "claimed"
+    """This process owns the video now: ingest it (resuming `done` segments)."""
+    PRESENT = "present"
+    """Already ingested, nothing to do."""
+    BUSY = "busy"
+    """Another live process is ingesting it."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class VideoKey:
 
 @dataclass(frozen=True)
 class Claim:
-    status: str
+    status: ClaimStatus
     video_id: int
     uid: str
     model_id: int
@@ -56,7 +62,7 @@ class Claim:
     done: frozenset[int] = frozenset()
     """Segment indices already stored (resume skips them)."""
     holder: str | None = None
-    """For BUSY: the owner token of the process holding the video."""
+    """For `ClaimStatus.BUSY`: the owner token of the process holding the video."""
     num_segments: int | None = None
     duration: float | None = None
 
@@ -88,6 +94,7 @@ class VideoInfo:
     path: str
     sha256: str | None
     status: str
+    """A `store.models.VideoStatus` value, as the database gives it back (a plain str: it compares equal)."""
     error: str | None
     duration: float | None
     fps: float | None

@@ -167,7 +167,7 @@ class Store:
     # ---- writing a claimed video (see store/writer.py) ----------------------------------------
 
     def prepare(self, claim: Claim) -> list[Path]:
-        """Sweep files a killed run left in the video's folder; call right after claiming (or on PRESENT)."""
+        """Sweep files a killed run left in the video's folder; call after claiming (or on `ClaimStatus.PRESENT`)."""
         return writer.sweep_video_dir(self.read, self.home, claim.video_id, claim.uid)
 
     def set_probe(self, claim: Claim, owner: str, probe: ProbeRecord) -> None:
@@ -184,7 +184,7 @@ class Store:
         writer.fail(self.write, claim, owner, storable_text(error))
 
     def reset_if_files_missing(self, video_id: int) -> list[str]:
-        """Check a ready video's cache file before calling it present (ingest does, on PRESENT).
+        """Check a ready video's cache file before calling it present (ingest does, on `ClaimStatus.PRESENT`).
 
         A missing file resets the video; a truncated, swapped or foreign one (its header, no data
         read) marks it damaged. Either way the next claim ingests it again. Returns what was wrong.

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from store.claims import owns
 from store.db import SessionFactory, StoreError
 from store.home import Home
-from store.models import FAILED, PENDING, READY, Cache, Segment, Thumbnail, Video, utcnow
+from store.models import Cache, Segment, Thumbnail, Video, VideoStatus, utcnow
 from store.records import Claim, ProbeRecord, SegmentRecord
 
 if TYPE_CHECKING:  # torch (through store.packs) is imported where caches are written: listing and removing
@@ -162,7 +162,7 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
         video = _require_owner(s, claim, owner)
         s.execute(update(Cache), [{"id": c.id, "file": relative, "offset": sl.offset, "nbytes": sl.nbytes}
                                   for (_, c), sl in zip(rows, slices, strict=True)])
-        video.status, video.claimed_by, video.heartbeat_at, video.error = READY, None, None, None
+        video.status, video.claimed_by, video.heartbeat_at, video.error = VideoStatus.READY, None, None, None
         s.commit()
     sweep_video_dir(write, home, claim.video_id, claim.uid)
     return len(rows)
@@ -248,8 +248,10 @@ def _drop_segments(write: SessionFactory, claim: Claim, owner: str, *, file: str
 def fail(write: SessionFactory, claim: Claim, owner: str, error: str) -> None:
     """Mark a claimed video failed; segments already stored stay (a retry resumes them)."""
     with write() as s:
-        s.execute(update(Video).where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status == PENDING)
-                  .values(status=FAILED, error=error, claimed_by=None, heartbeat_at=None, updated_at=utcnow())
+        s.execute(update(Video)
+                  .where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
+                  .values(status=VideoStatus.FAILED, error=error, claimed_by=None, heartbeat_at=None,
+                          updated_at=utcnow())
                   .execution_options(synchronize_session=False))
         s.commit()
 
@@ -285,7 +287,7 @@ def reset_if_files_missing(write: SessionFactory, home: Home, video_id: int) -> 
     the next claim ingests it again. Returns the missing files (empty: nothing to do)."""
     with write() as s:
         video = s.get(Video, video_id)
-        if video is None or video.status != READY:
+        if video is None or video.status != VideoStatus.READY:
             return []
         files = set(s.scalars(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
                               .where(Segment.video_id == video_id)))
@@ -297,7 +299,7 @@ def reset_if_files_missing(write: SessionFactory, home: Home, video_id: int) -> 
         # a new folder for the new incarnation: whoever still sweeps the old one (having seen it ready) can
         # never delete files in flight for the next ingest
         old_uid, video.uid = video.uid, uuid.uuid4().hex
-        video.status, video.error = FAILED, f"cache file missing ({', '.join(missing)}): ingest it again"
+        video.status, video.error = VideoStatus.FAILED, f"cache file missing ({', '.join(missing)}): ingest it again"
         s.commit()
     home.remove_video_dir(old_uid)
     return missing

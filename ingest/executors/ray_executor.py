@@ -31,9 +31,9 @@ from pathlib import Path
 
 from ingest.config import IngestConfig, RayConfig
 from ingest.executors import IngestRequest
-from ingest.progress import DONE, ProgressEvent, TqdmProgress
-from ingest.results import FAILED, INGESTED, PRESENT, FileResult, Summary
-from store.models import READY
+from ingest.progress import ProgressEvent, ProgressKind, TqdmProgress
+from ingest.results import FileResult, FileStatus, Summary
+from store import VideoStatus
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,14 @@ class RayExecutor:
                     idle.append(actor)
                 except ray.exceptions.RayError as err:  # the worker died (or could not start): that file only
                     result = settled(store, path, fingerprint, started_at) or FileResult(
-                        str(path), FAILED, None, None, None, f"{path}: the Ray worker failed: {_first_line(err)}")
+                        str(path), FileStatus.FAILED, None, None, None,
+                        f"{path}: the Ray worker failed: {_first_line(err)}")
                     ray.kill(actor)
                     idle.append(new_actor())
                 results[order] = result
                 for listener in listeners:
-                    _emit(listener, ProgressEvent(DONE, result.path, order, len(files), status=result.status,
-                                                  error=result.error))
+                    _emit(listener, ProgressEvent(ProgressKind.DONE, result.path, order, len(files),
+                                                  status=result.status, error=result.error))
         except KeyboardInterrupt:
             summary.interrupted = True  # stored chunks are kept; the next run resumes them
         finally:
@@ -179,15 +180,15 @@ def settled(store, path: str | Path, fingerprint: str, since: float) -> FileResu
     when it was finished in this run, else `present`), or None (not finished: the failure stands)."""
     wanted = os.path.abspath(path)
     try:
-        videos = store.list_videos(status=READY)
+        videos = store.list_videos(status=VideoStatus.READY)
     except Exception as err:  # noqa: BLE001 - then the failure stands as reported
         log.warning("could not look up %s after its worker died: %s", path, err)
         return None
     for video in videos:
         if video.fingerprint == fingerprint and wanted in (video.path, *video.paths):
             fresh = video.updated_at.replace(tzinfo=UTC).timestamp() >= since  # stored naive UTC
-            return FileResult(str(path), INGESTED if fresh else PRESENT, video.id, video.num_segments,
-                              video.duration, None)
+            status = FileStatus.INGESTED if fresh else FileStatus.PRESENT
+            return FileResult(str(path), status, video.id, video.num_segments, video.duration, None)
     return None
 
 

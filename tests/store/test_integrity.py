@@ -13,7 +13,7 @@ import torch
 
 from store import PackDamaged, ProbeRecord, SegmentRecord, Store, StoreError, VideoKey
 from store.claims import new_owner
-from store.models import DAMAGED, READY
+from store.models import VideoStatus
 from store.packs import read_pack
 from store.records import ModelInfo
 from voco.cache import SegmentCache
@@ -79,14 +79,14 @@ def test_damaged_bytes_are_caught_on_the_first_load_and_the_next_ingest_repairs_
     with pytest.raises(PackDamaged, match=r"segment 2 does not match its checksum.*python -m ingest /1111\.mp4"):
         store.load_video_caches(claim.video_id, FP)
     info = store.get_video(claim.video_id)
-    assert info.status == DAMAGED and "damaged" in info.error and info.segments_done == 0
+    assert info.status == VideoStatus.DAMAGED and "damaged" in info.error and info.segments_done == 0
     assert not pack.exists()  # its folder went with its rows
     with pytest.raises(StoreError, match="is damaged"):  # stays refused, never served
         store.load_video_caches(claim.video_id, FP)
 
     repaired = _ingest(store, "11" * 32, caches)  # the next ingest claims it (not "present") and redoes it
     assert repaired.video_id == claim.video_id and repaired.uid != claim.uid
-    assert store.get_video(claim.video_id).status == READY
+    assert store.get_video(claim.video_id).status == VideoStatus.READY
     assert torch.equal(store.load_video_caches(claim.video_id, FP).kv, torch.stack([c.kv for c in caches]))
 
 
@@ -112,7 +112,7 @@ def test_swapped_packs_are_never_served_as_each_other(store):
     for claim in (a, b):
         with pytest.raises(PackDamaged, match="caches of another video"):
             store.load_video_caches(claim.video_id, FP)
-        assert store.get_video(claim.video_id).status == DAMAGED
+        assert store.get_video(claim.video_id).status == VideoStatus.DAMAGED
 
 
 def test_ingest_does_not_call_a_truncated_pack_present(store):
@@ -122,7 +122,7 @@ def test_ingest_does_not_call_a_truncated_pack_present(store):
     os.truncate(pack, pack.stat().st_size - 100)
     problems = store.reset_if_files_missing(claim.video_id)
     assert len(problems) == 1 and "truncated" in problems[0]
-    assert store.get_video(claim.video_id).status == DAMAGED
+    assert store.get_video(claim.video_id).status == VideoStatus.DAMAGED
     again = store.claim(VideoKey("31" * 32, claim.model_id, 2.0, 4, 0), fingerprint=FP, path="/v", size=1,
                         owner=new_owner())
     assert again.status == "claimed" and again.done == frozenset()
@@ -169,5 +169,5 @@ def test_a_pack_truncated_while_loaded_cannot_crash_the_process(tmp_path):
     out = json.loads(run.stdout.strip().splitlines()[-1])
     numel = 64 * 2 * 2 * 2 * 4 * 64
     assert out["held_sum"] == numel * 1.0  # what was loaded stays intact and usable
-    assert "truncated" in out["error"] and out["status"] == DAMAGED  # that video: a clear error
+    assert "truncated" in out["error"] and out["status"] == VideoStatus.DAMAGED  # that video: a clear error
     assert out["other_sum"] == numel * 2.0  # the others keep working
