@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+from voco.video import VIDEO_EXTENSIONS
+
 """Looked for in this order of preference when several files share a name."""
 
 ACTIVITYNET_TYPES: tuple[str, ...] = (

@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store.claims import DEFAULT_LEASE_S
+from voco.video import VIDEO_EXTENSIONS  # noqa: F401 (ingest's name for it)
 
 DECODERS = ("auto", "pyav", "decord")
 DTYPES = ("float32", "bfloat16", "float16")
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv",
-    ".3gp", ".ogv", ".qt",
-})
 
 
 @dataclass(frozen=True)

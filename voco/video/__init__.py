@@ -9,3 +9,10 @@
 It lives in `voco` (which knows nothing of ingest) so that training data readers (`voco.train.readers`) sample
 a video's frames exactly as `python -m ingest` does; ingest imports it from here.
 """
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv",
+    ".3gp", ".ogv", ".qt",
+)
+"""File name endings taken as videos, everywhere (ingest, the app's uploads, dataset readers), in the order a
+dataset reader prefers them when one id has several files."""

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voco.train.readers.media import BAD_ITEM, MISSING, NO_MEDIA, Item, Media, Problems
+from voco.video import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = [".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"]
 CAPTION_PROMPTS = [
     "Describe the video briefly.",
     "What happens in this video? Answer in one sentence.",
