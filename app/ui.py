@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = [  # kinds the bundled default model was trained on (what it can see: README, "The bundled default model")
     "What is in the video?",
-    "What appears first in the video?",
-    "Is there a dog in the video?",
+    "Is there a person?",
     "When does the car appear?",
-    "What is happening in this video?",
+    "What colour is the car?",
+    "What appears first?",
 ]
 NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
 """What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""

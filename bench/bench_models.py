@@ -1,7 +1,7 @@
 """The bundled models side by side: size, cache bytes per segment, ingest speed, time to first token, peak RAM.
 
-    python bench/bench_models.py                                  # default (real footage) vs synthetic
-    python bench/bench_models.py --models runs/evidence/final,default --segments 64,1800 --repeats 5
+    python bench/bench_models.py                     # default (evidence tower) vs classnames (the previous default)
+    python bench/bench_models.py --models default,classnames --segments 64,1800 --repeats 5
 
 Each model runs in its own process (so peak RAM is its own) and measures, on this machine:
   params          all parameters; `trained` the ones training changed (the rest come from installed packages)
@@ -102,7 +102,7 @@ def measure(name: str, segments: list[int], repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="default,synthetic",
+    p.add_argument("--models", default="default,classnames",
                    help="comma-separated bundled names ('default', 'classnames', 'synthetic') or folders")
     p.add_argument("--segments", default="64,1800", help="comma-separated video lengths in segments to time")
     p.add_argument("--repeats", type=int, default=5, help="timed answers (best is reported)")

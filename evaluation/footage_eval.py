@@ -6,7 +6,7 @@ Answerers (each `answer(video, question, history=()) -> str`):
                       session (`voco.session.AnswerSession`) with each segment's time, as the app answers
     QuestionOnly      the same model answering from caches of mid-grey frames (same number of segments and times):
                       what it gets right comes from the question alone
-    ViewAnswerer      a diagnostic for a model trained with views (configs/evidence.yaml): the same model answering
+    ViewAnswerer      a diagnostic for a model trained with views (configs/default.yaml): the same model answering
                       from its `full` view (every vision token's KV) or `summary` view (the KV its caches are
                       distilled toward): does its reader read held-out footage at all, before compression?
     LookupRule        no language model: the classifier's top-1 class word per segment ("A cat, then a cup."),

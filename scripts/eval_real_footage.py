@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                              "question-only)")
     parser.add_argument("--views", default="",
                         help="comma-separated training views (full, summary) the first model also answers from: "
-                             "a diagnostic of a model trained with them (configs/evidence.yaml)")
+                             "a diagnostic of a model trained with them (configs/default.yaml)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the question-only and lookup-rule rows")
     parser.add_argument("--no-checks", action="store_true", help="skip the contradiction and history-flip checks")
     parser.add_argument("--long", action="store_true", help="also the one-hour videos (first model only)")

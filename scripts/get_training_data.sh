@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# scripts/get_training_data.sh   (then: python -m voco.train --config configs/evidence.yaml --no-resume)
+# scripts/get_training_data.sh   (then: python -m voco.train --config configs/default.yaml --no-resume)
 #
-# Installs the training material of the evidence-tower recipe (configs/evidence.yaml, issue 30; not the bundled
-# default) (Debian packages, ~60 MB):
+# Installs the training material of the bundled default model (Debian packages, ~60 MB):
 #   tuxpaint-stamps-default   ~800 photo cut-outs with descriptions (/usr/share/tuxpaint/stamps); the usable ones
 #                             and their everyday names are listed in voco/assets/stamp_concepts.tsv
 #   mate-backgrounds, gnome-backgrounds, ukui-wallpapers

@@ -1,5 +1,5 @@
 """Text finds what real footage shows, with the assembled real-footage model, through ingest and moment search (slow:
-the 135M LM and the EfficientNet classifier load from their packages). The photos are the held-out ones of
+the 135M LM and the EfficientNet evidence tower load from their packages). The photos are the held-out ones of
 scripts/eval_real_footage.py, panned as it pans them (evaluation/footage.py)."""
 
 import numpy as np
@@ -17,7 +17,7 @@ def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
     from ingest.vectors import MomentSearch
     from store import Store
     from voco import VoCoModel
-    from voco.search import ClassEvidenceEmbedder
+    from voco.search import ConceptEvidenceEmbedder
 
     model = VoCoModel.from_pretrained("default")
     footage = load_footage()
@@ -30,7 +30,7 @@ def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
         summary = ingest_paths([str(video)], store=store, model=model, config=IngestConfig())
         vid = summary.files[0].video_id
         search = MomentSearch(store, model)
-        assert isinstance(search.embedder, ClassEvidenceEmbedder)  # chosen from what the model provides
+        assert isinstance(search.embedder, ConceptEvidenceEmbedder)  # chosen from what the model provides
         for i, (word, query) in enumerate([("cat", "a cat"), ("rocket", "a rocket"), ("coffee", "a cup of coffee")]):
             top = search.search(query, top=1)[0]
             start, end = i * scene_seconds, (i + 1) * scene_seconds

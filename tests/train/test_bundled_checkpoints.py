@@ -29,18 +29,19 @@ def test_default_answers_an_open_question_in_words():
     model = VoCoModel.from_pretrained("default")
     frames = np.full((model.voco.frames_per_segment, 240, 320, 3), (230, 120, 20), dtype=np.uint8)
     caches = model.compress([frames, frames])
-    assert caches[0].kv.shape[-2] == model.k == 1
+    assert caches[0].kv.shape[-2] == model.k == 2
     answer = model.answer("What is happening in this video?", caches, max_new_tokens=24)
     assert len(answer.split()) >= 2, answer
 
 
 @pytest.mark.slow
-def test_classnames_is_the_default_under_a_second_name():
-    """The held-out evaluation's lookup rule loads "classnames": the same trained parts and identity as "default"."""
-    from voco.search import ClassEvidenceEmbedder, embedder_for
+def test_previous_default_stays_loadable_by_name():
+    """The class-name model (the default before the evidence tower) loads as "classnames" and keeps its own
+    search embedder and k; the new default reads frames through its evidence tower."""
+    from voco.search import ClassEvidenceEmbedder, ConceptEvidenceEmbedder, embedder_for
 
-    weights = "trained.safetensors"
-    assert (BUNDLED / "classnames" / weights).read_bytes() == (DEFAULT / weights).read_bytes()
     old = VoCoModel.from_pretrained("classnames")
     assert old.k == 1 and isinstance(embedder_for(old), ClassEvidenceEmbedder)
-    assert old.fingerprint == VoCoModel.from_pretrained("default").fingerprint
+    new = VoCoModel.from_pretrained("default")
+    assert isinstance(embedder_for(new), ConceptEvidenceEmbedder)
+    assert old.fingerprint != new.fingerprint

@@ -173,8 +173,8 @@ def test_bank_and_videos(stamp_world, tiny_evidence, tmp_path):
                 assert not any(f" {w}" in qa.question for w in shown if len(w) > 3), (qa.question, shown)
 
 
-def test_the_evidence_recipe_runs_end_to_end_on_stand_ins(stamp_world, tmp_path):
-    """configs/evidence.yaml's stages (full view, summary view, compress with KV distillation, long videos) and
+def test_the_default_recipe_runs_end_to_end_on_stand_ins(stamp_world, tmp_path):
+    """configs/default.yaml's stages (full view, summary view, compress with KV distillation, long videos) and
     its data, on the tiny evidence stand-in and tiny stamps: trains, validates, exports a loadable model whose
     answers carry the time labels."""
     import yaml
@@ -184,7 +184,7 @@ def test_the_evidence_recipe_runs_end_to_end_on_stand_ins(stamp_world, tmp_path)
     from voco.train.config import config_from_dict
     from voco.train.loop import train
 
-    recipe = yaml.safe_load((Path(__file__).parents[2] / "configs" / "evidence.yaml").read_text())
+    recipe = yaml.safe_load((Path(__file__).parents[2] / "configs" / "default.yaml").read_text())
     spec = tiny_evidence_spec(tmp_path / "parts")
     recipe["model"]["assembly"] = {k: v for k, v in spec.to_dict().items() if v is not None}
     recipe["model"]["voco"]["frames_per_segment"] = 1
