@@ -25,12 +25,13 @@ from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request, public_text
 from app.validation import video_id as checked_video_id
 from ingest.vectors import MomentSearch
-from store import NotFound, Store, StoreError, VideoInfo, VideoStatus
+from store import NotFound, SegmentInfo, Store, StoreError, VideoInfo, VideoStatus
 from store.timelines import StoredTimelines
 from voco.cache import SegmentCache
 from voco.generation import ContextTooLong
 from voco.model import VoCoModel
 from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset
+from voco.timeline import clock
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ USED_MARK = "▶ used · "
 
 __all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits",
            "TimeLink", "UploadJob"]
+
+
+def timeline_caption(segment, used: bool) -> str:
+    """A thumbnail's caption: where its segment starts ("0:04", "1:02:05"), after the mark of an answer's segment.
+
+    Short at any video length (the old "#1799 3598-3600 s" was cut off in a small cell); the number and whole span
+    show under the timeline when the thumbnail is clicked (`app.ui.segment_line`)."""
+    return f"{USED_MARK if used else ''}{clock(segment.start_s)}"
 
 
 @dataclass(frozen=True)
@@ -185,14 +194,17 @@ class ChatService:
             raise ServiceError(f"video {video_id} was ingested with another model ({info.model_name})")
         return info
 
+    def timeline_segments(self, video_id: object) -> list[SegmentInfo]:
+        """The segments the timeline shows, in its order: those with a thumbnail."""
+        return [s for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
+
     def timeline(self, video_id: object, used: Collection[int] = ()) -> list[tuple[bytes, str]]:
         """(JPEG bytes, caption) per segment: what the model 'saw'; segments in `used` (an answer's) are marked."""
-        return [(s.thumbnail, f"{USED_MARK if s.index in used else ''}#{s.index} {s.start_s:.0f}-{s.end_s:.0f} s")
-                for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
+        return [(s.thumbnail, timeline_caption(s, s.index in used)) for s in self.timeline_segments(video_id)]
 
     def timeline_position(self, video_id: object, segment_index: int) -> int | None:
         """Where segment `segment_index` is in `timeline`'s list (None: it has no thumbnail, so it is not shown)."""
-        shown = [s.index for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
+        shown = [s.index for s in self.timeline_segments(video_id)]
         return shown.index(segment_index) if segment_index in shown else None
 
     def times(self, video_id: object, text: str) -> list[TimeLink]:

@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import gradio as gr  # noqa: E402
 
 from app.search import register_search  # noqa: E402
-from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, TimeLink  # noqa: E402
+from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
 from app.uploads import UploadStatus  # noqa: E402
 from store import VideoStatus  # noqa: E402
 from voco.session import SegmentSpan  # noqa: E402
@@ -87,18 +87,14 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     def refresh(query: str):
         return gr.update(choices=video_choices(query)), library_line(service)
 
-    def shown_segments(video_id) -> list:
-        """The segments the timeline shows, in its order: those with a thumbnail (as `timeline_position` counts)."""
-        return [s for s in service.store.segments(service.video(video_id).id) if s.thumbnail]
-
     def gallery(video_id, used=()) -> list[tuple[str, str]]:
         """(thumbnail file, caption) per segment, the segments in `used` marked."""
         frames = []
-        for segment in shown_segments(video_id):
-            path = thumbs_dir / f"{hashlib.sha1(segment.thumbnail).hexdigest()[:16]}.jpg"
+        for jpeg, caption in service.timeline(video_id, used):
+            path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
             if not path.exists():
-                path.write_bytes(segment.thumbnail)
-            frames.append((str(path), timeline_caption(segment, segment.index in used)))
+                path.write_bytes(jpeg)
+            frames.append((str(path), caption))
         return frames
 
     def select(video_id, focus=None):
@@ -123,7 +119,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
     def focused(video_id, segment_index: int) -> tuple[int | None, str]:
         """-> where a segment is on the timeline (None: it has no thumbnail there) and its moment line."""
-        shown = shown_segments(video_id)
+        shown = service.timeline_segments(video_id)
         position = next((i for i, s in enumerate(shown) if s.index == segment_index), None)
         if position is None:
             return None, f"segment #{segment_index} has no thumbnail on the timeline"
@@ -134,7 +130,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     def show_segment(video_id, evt: gr.SelectData):
         """A thumbnail was clicked: its segment's number and whole span under the timeline (its caption is short)."""
         try:
-            segments = [] if video_id is None else shown_segments(video_id)
+            segments = [] if video_id is None else service.timeline_segments(video_id)
         except ServiceError as err:
             return f"⚠️ {err}"
         if not isinstance(evt.index, int) or not 0 <= evt.index < len(segments):
@@ -346,14 +342,6 @@ def moment_line(link: TimeLink) -> str:
 def segment_line(span: SegmentSpan) -> str:
     """A segment in full, under the timeline: "segment #4 · 0:04-0:05"."""
     return f"segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
-
-
-def timeline_caption(segment, used: bool) -> str:
-    """A thumbnail's caption: where its segment starts ("0:04", "1:02:05"), after the mark of an answer's segment.
-
-    Short at any video length (the old "#1799 3598-3600 s" was cut off in a small cell); the number and whole span
-    show under the timeline when the thumbnail is clicked (`segment_line`)."""
-    return f"{USED_MARK if used else ''}{clock(segment.start_s)}"
 
 
 def _pairs(messages: list) -> list[tuple[str, str]]:

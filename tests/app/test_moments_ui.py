@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from app.search import POOL, WEAK_COSINE, find_moments, table_rows, weak_cut
-from app.service import USED_MARK, ChatService
-from app.ui import build_ui, timeline_caption
+from app.service import USED_MARK, ChatService, timeline_caption
+from app.ui import build_ui
 from store import SegmentInfo, Store
 from voco.search import ConceptEvidenceEmbedder
 from voco.text_encoders import MiniLMEncoder

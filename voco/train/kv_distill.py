@@ -93,18 +93,17 @@ class FrozenTeacher:
 
     @contextmanager
     def applied(self, model) -> Iterator[None]:
-        """The model with the stage-start weights in place (restored after, also on error)."""
+        """The model with the stage-start weights in place (restored after, also on error). The tensors are swapped,
+        not copied: no copy of the trained weights (the whole input embedding among them) per step."""
         params = dict(model.named_parameters())
-        current = {n: params[n].detach().clone() for n in self.weights}
-        with torch.no_grad():
-            for n, w in self.weights.items():
-                params[n].copy_(w)
+        current = {n: params[n].data for n in self.weights}
+        for n, w in self.weights.items():
+            params[n].data = w
         try:
             yield
         finally:
-            with torch.no_grad():
-                for n, w in current.items():
-                    params[n].copy_(w)
+            for n, data in current.items():
+                params[n].data = data
 
 
 @torch.no_grad()
