@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.db import SessionFactory
 from store.models import Segment, Video, VideoStatus, utcnow
+from store.quant import check_cache_dtype
 from store.records import Claim, ClaimStatus, VideoKey
 
 DEFAULT_LEASE_S = 120.0
@@ -59,13 +60,14 @@ def holder_alive(owner: str | None, heartbeat_at: datetime | None, lease_s: floa
 def _identity(key: VideoKey):
     return and_(Video.sha256 == key.sha256, Video.model_id == key.model_id,
                 Video.segment_seconds == key.segment_seconds, Video.frames_per_segment == key.frames_per_segment,
-                Video.decode_max_side == key.decode_max_side)
+                Video.decode_max_side == key.decode_max_side, Video.cache_dtype == key.cache_dtype)
 
 
 def _as_claim(video: Video, status: ClaimStatus, fingerprint: str, done: frozenset[int] = frozenset(),
               holder: str | None = None) -> Claim:
     return Claim(status=status, video_id=video.id, uid=video.uid, model_id=video.model_id, fingerprint=fingerprint,
-                 done=done, holder=holder, num_segments=video.num_segments, duration=video.duration)
+                 done=done, holder=holder, num_segments=video.num_segments, duration=video.duration,
+                 cache_dtype=video.cache_dtype)
 
 
 def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, path: str, size: int, owner: str,
@@ -74,6 +76,7 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
 
     `path` should be absolute; a failure row left for it while it was unreadable is dropped on a claim.
     """
+    check_cache_dtype(key.cache_dtype, "VideoKey.cache_dtype")  # the writer encodes every chunk of the video so
     for _attempt in range(5):
         with write_session() as s:
             now = utcnow()
@@ -81,8 +84,8 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
             if video is None:
                 video = Video(uid=uuid.uuid4().hex, sha256=key.sha256, model_id=key.model_id,
                               segment_seconds=key.segment_seconds, frames_per_segment=key.frames_per_segment,
-                              decode_max_side=key.decode_max_side, path=path, size=size, status=VideoStatus.PENDING,
-                              claimed_by=owner, heartbeat_at=now)
+                              decode_max_side=key.decode_max_side, cache_dtype=key.cache_dtype, path=path, size=size,
+                              status=VideoStatus.PENDING, claimed_by=owner, heartbeat_at=now)
                 # Every statement that may send the INSERT (the DELETE below autoflushes it) stays inside
                 # the try: on PostgreSQL the loser of a race gets its duplicate-key error right there.
                 try:

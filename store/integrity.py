@@ -3,8 +3,9 @@
 Two checks, cheapest first:
 
 - layout (the header only): the file is a pack as long as its header says, written for *this*
-  video (`video_uid`) by *this* model (fingerprint), with the segment count and byte layout the
-  database rows say. Catches truncation, a foreign or swapped pack, a pack of another model.
+  video (`video_uid`) by *this* model (fingerprint), stored as the video says (cache_dtype), with the
+  segment count and byte layout the database rows say. Catches truncation, a foreign or swapped
+  pack, a pack of another model, int8 caches where float ones belong (or the reverse).
 - checksums (reads every byte once): each segment's bytes against the blake2b in its row. Catches
   flipped bits, a block of 0xFF, anything written over the data. Run the first time a process
   loads a given file (known by device, inode, size and mtime), and whenever asked (`verify=True`).
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from store.db import SessionFactory, StoreError
 from store.home import Home
 from store.models import Segment, Video, VideoStatus, utcnow
+from store.quant import pack_cache_dtype
 
 if TYPE_CHECKING:  # store.packs imports torch: only where caches are read
     from store.packs import FileStamp, Pack, PackHeader
@@ -45,6 +47,8 @@ class Expected:
     num_segments: int
     segment_nbytes: int
     kv_data_offset: int
+    cache_dtype: str = "model"
+    """How the video's caches are stored (store/quant.py); the pack's metadata must say the same."""
 
 
 def layout_problem(metadata: dict[str, str], num_segments: int, segment_nbytes: int, kv_data_offset: int,
@@ -56,6 +60,9 @@ def layout_problem(metadata: dict[str, str], num_segments: int, segment_nbytes: 
     fingerprint = metadata.get("fingerprint", "")
     if fingerprint not in expected.fingerprints:
         return f"it holds caches of model {fingerprint[:12] or '?'}, not of this video's model"
+    stored = pack_cache_dtype(metadata)
+    if stored != expected.cache_dtype:
+        return f"it holds caches stored as {stored}, the database says {expected.cache_dtype}"
     if num_segments != expected.num_segments:
         return f"it holds {num_segments} segments, the database {expected.num_segments}"
     if (segment_nbytes, kv_data_offset) != (expected.segment_nbytes, expected.kv_data_offset):

@@ -5,7 +5,8 @@ dialect-specific SQL. The schema is created and upgraded by the Alembic migratio
 `store/migrations/` (never by `create_all`), so a change here needs a new revision there.
 
 A *video* row is one file's content (sha256) ingested by one model (fingerprint) with one sampling
-setting (segment_seconds, frames_per_segment, decode_max_side): that is its identity, held by a unique constraint,
+setting (segment_seconds, frames_per_segment, decode_max_side), its caches stored one way (cache_dtype): that is its
+identity, held by a unique constraint,
 which also makes the row the claim two ingest processes race for (`claimed_by`, `heartbeat_at`).
 """
 
@@ -83,12 +84,12 @@ class Model(Base):
 
 
 class Video(Base):
-    """One file content ingested by one model with one sampling setting."""
+    """One file content ingested by one model with one sampling setting, its caches stored one way."""
 
     __tablename__ = "videos"
     __table_args__ = (
         UniqueConstraint("sha256", "model_id", "segment_seconds", "frames_per_segment", "decode_max_side",
-                         name="uq_videos_identity"),
+                         "cache_dtype", name="uq_videos_identity"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -101,6 +102,9 @@ class Video(Base):
     frames_per_segment: Mapped[int] = mapped_column(Integer)
     decode_max_side: Mapped[int | None] = mapped_column(Integer)
     """Frames were decoded with no side above this (0: native size); NULL only for an unreadable file."""
+    cache_dtype: Mapped[str] = mapped_column(String(16), default="model", server_default="model")
+    """How its caches are stored (store/quant.py): `model` (as computed) or `int8`. Part of the identity, so int8
+    and float caches of one file are two videos, never mixed."""
     path: Mapped[str] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigInteger)
     duration: Mapped[float | None] = mapped_column(Float)

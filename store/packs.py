@@ -6,6 +6,10 @@ A pack holds two tensors and string metadata (no pickle anywhere):
     source_position  [T] int64                              each segment's canonical position
     __metadata__     format=voco-cache-pack/1, fingerprint, compressor, k, plus the writer's fields
 
+An int8 pack (a video ingested with --cache-dtype int8) stores kv as int8 [T, layers, 2, kv_heads, k, head_dim + 2]:
+each vector's values and then its float16 scale (store/quant.py), and says so in its metadata (cache_dtype=int8,
+kv_dtype: the model dtype it reads back as). Packs of caches stored as computed carry no such keys.
+
 Segment t's kv bytes are one contiguous slice of the file (row-major stacking), so a database row
 can point at it with (file, byte offset, size, checksum), and a whole video loads with one read per
 tensor (`read_pack`; not mmap: see there why). The same format serves the per-batch chunk files
@@ -24,6 +28,7 @@ import torch
 from safetensors.torch import save_file
 
 from store.files import TEMP_MARK, checksum, fsync_dir, temp_path  # noqa: F401 (re-exported)
+from store.quant import MODEL, decode_kv, encode_kv, pack_cache_dtype
 
 PACK_FORMAT = "voco-cache-pack/1"
 _DTYPES = {
@@ -56,11 +61,19 @@ class Pack:
     """A pack file read into memory: `kv` and `source_positions` are private copies of its tensors."""
 
     path: Path
-    kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim]
+    kv: torch.Tensor  # [T, layers, 2, kv_heads, k, head_dim] as stored (int8 packs: see the module doc)
     source_positions: torch.Tensor  # [T] int64
     metadata: dict[str, str]
     kv_data_offset: int  # file offset of kv[0]
     stamp: FileStamp
+
+    @property
+    def cache_dtype(self) -> str:
+        return pack_cache_dtype(self.metadata)
+
+    def decoded_kv(self) -> torch.Tensor:
+        """kv in the model's dtype (int8 packs dequantized; ValueError when the metadata does not fit kv)."""
+        return decode_kv(self.kv, self.metadata)
 
     @property
     def segment_nbytes(self) -> int:
@@ -225,6 +238,9 @@ def sweep_temp_files(folder: Path) -> list[Path]:
 #     source_position  [T] int64, span [T] int64   where each segment's span starts, and its length
 #     __metadata__     format=voco-ragged-pack/1, fingerprint, compressor, k, plus the writer's fields
 #
+# int8 ragged packs store kv as int8 [N, 2, kv_heads, head_dim + 2] (values, then each vector's float16 scale), as
+# dense ones do, so a segment's run of tokens still holds its values and scales.
+#
 # Segment t's kv bytes are one contiguous slice (rows point at it with offset / nbytes, as for dense packs); its
 # checksum covers those bytes and its lengths and positions, so a damaged index is caught as damaged KV is.
 # Dense packs keep their own format, byte for byte.
@@ -244,7 +260,7 @@ class RaggedPack:
     """A ragged pack read into memory (private copies of its tensors)."""
 
     path: Path
-    kv: torch.Tensor  # [N, 2, kv_heads, head_dim]
+    kv: torch.Tensor  # [N, 2, kv_heads, head_dim] as stored (int8 packs: head_dim + 2, see the module doc)
     lengths: torch.Tensor  # [T, layers]
     positions: torch.Tensor  # [N]
     source_positions: torch.Tensor  # [T]
@@ -272,23 +288,50 @@ class RaggedPack:
         a, b = self.token_range(t)
         return ragged_checksum(self.kv[a:b], self.lengths[t], self.positions[a:b])
 
-    def segment(self, t: int, fingerprint: str, compressor: str):
+    def segment_tensors(self, t: int) -> dict[str, torch.Tensor]:
+        """Segment t's stored tensors (kv as stored): what consolidating chunks copies, byte for byte."""
+        a, b = self.token_range(t)
+        return {"kv": self.kv[a:b], "lengths": self.lengths[t], "positions": self.positions[a:b],
+                "source_position": self.source_positions[t], "span": self.spans[t]}
+
+    def segment(self, t: int, fingerprint: str, compressor: str, kv: torch.Tensor | None = None):
+        """Segment t's `RaggedSegmentCache`, kv in the model's dtype (`kv`: the pack's, already decoded)."""
         from voco.cache import RaggedSegmentCache
 
         a, b = self.token_range(t)
-        return RaggedSegmentCache(self.kv[a:b], self.lengths[t], self.positions[a:b], int(self.source_positions[t]),
+        part = decode_kv(self.kv[a:b], self.metadata) if kv is None else kv[a:b]
+        return RaggedSegmentCache(part, self.lengths[t], self.positions[a:b], int(self.source_positions[t]),
                                   int(self.spans[t]), fingerprint, compressor)
 
+    def decoded_kv(self) -> torch.Tensor:
+        """kv in the model's dtype (int8 packs dequantized; ValueError when the metadata does not fit kv)."""
+        return decode_kv(self.kv, self.metadata)
 
-def write_ragged_pack(path: Path, caches: Sequence, metadata: dict[str, str]) -> list[Slice]:
-    """Write `RaggedSegmentCache`s as one ragged pack atomically (temp, fsync, rename); each segment's slice."""
+
+def write_ragged_pack(path: Path, caches: Sequence, metadata: dict[str, str], cache_dtype: str = MODEL
+                      ) -> list[Slice]:
+    """Write `RaggedSegmentCache`s as one ragged pack atomically (temp, fsync, rename), their kv stored as
+    `cache_dtype` (store/quant.py); each segment's slice."""
     if not caches:
         raise ValueError("a ragged pack needs at least one segment")
-    tensors = {"kv": torch.cat([c.kv.detach().cpu() for c in caches]).contiguous(),
-               "lengths": torch.stack([c.lengths.to(torch.int64).cpu() for c in caches]),
-               "positions": torch.cat([c.positions.to(torch.int64).cpu() for c in caches]),
-               "source_position": torch.tensor([c.source_position for c in caches], dtype=torch.int64),
-               "span": torch.tensor([c.span for c in caches], dtype=torch.int64)}
+    parts = [{"kv": c.kv.detach().cpu(), "lengths": c.lengths, "positions": c.positions,
+              "source_position": torch.tensor(c.source_position), "span": torch.tensor(c.span)} for c in caches]
+    tensors = ragged_tensors(parts)
+    tensors["kv"], encoding = encode_kv(tensors["kv"], cache_dtype)
+    return write_ragged_tensors(path, tensors, {**metadata, **encoding})
+
+
+def ragged_tensors(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A ragged pack's tensors from its segments' (`RaggedPack.segment_tensors` shaped) parts, in order."""
+    return {"kv": torch.cat([p["kv"] for p in parts]).contiguous(),
+            "lengths": torch.stack([p["lengths"].to(torch.int64).cpu() for p in parts]),
+            "positions": torch.cat([p["positions"].to(torch.int64).cpu() for p in parts]),
+            "source_position": torch.stack([p["source_position"].to(torch.int64).reshape(()) for p in parts]),
+            "span": torch.stack([p["span"].to(torch.int64).reshape(()) for p in parts])}
+
+
+def write_ragged_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> list[Slice]:
+    """Write a ragged pack's tensors (kv as stored; the metadata says how) atomically; each segment's slice."""
     meta = {**{k: str(v) for k, v in metadata.items()}, "format": RAGGED_PACK_FORMAT}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
@@ -305,7 +348,7 @@ def write_ragged_pack(path: Path, caches: Sequence, metadata: dict[str, str]) ->
     fsync_dir(path.parent)
     pack = RaggedPack(path, tensors["kv"], tensors["lengths"], tensors["positions"], tensors["source_position"],
                       tensors["span"], meta, header.kv_data_offset, header.stamp)
-    return [Slice(*pack.slice_of(t), pack.segment_checksum(t)) for t in range(len(caches))]
+    return [Slice(*pack.slice_of(t), pack.segment_checksum(t)) for t in range(pack.num_segments)]
 
 
 def read_ragged_pack(path: Path) -> RaggedPack:

@@ -38,7 +38,7 @@ def _info(video: Video, model: Model, done: int, paths: list[str]) -> VideoInfo:
         num_segments=video.num_segments, segments_done=done, segment_seconds=video.segment_seconds,
         frames_per_segment=video.frames_per_segment, decode_max_side=video.decode_max_side, model_name=model.name,
         fingerprint=model.fingerprint,
-        claimed_by=video.claimed_by, updated_at=video.updated_at, paths=paths,
+        claimed_by=video.claimed_by, updated_at=video.updated_at, paths=paths, cache_dtype=video.cache_dtype,
     )
 
 
@@ -136,7 +136,8 @@ def _expected(s: Session, video_id: int, fingerprint: str) -> tuple[Expected, st
     """(what the pack must hold, its file, the compressor, the video's source path) of a ready video."""
     video, model = _ready_video(s, video_id, fingerprint)
     file, per, base, compressor, written = _pack_layout(s, video)
-    expected = Expected(video.id, video.uid, written | {model.fingerprint}, video.num_segments or 0, per, base)
+    expected = Expected(video.id, video.uid, written | {model.fingerprint}, video.num_segments or 0, per, base,
+                        video.cache_dtype)
     return expected, file, compressor, video.path
 
 
@@ -155,7 +156,8 @@ def _damaged(write: SessionFactory, home: Home, expected: Expected, source: str,
 
 def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, video_id: int, fingerprint: str, *,
                       verify: bool = False) -> VideoCaches:
-    """All caches of a ready video as one [T, layers, 2, kv_heads, k, head_dim] tensor in memory.
+    """All caches of a ready video as one [T, layers, 2, kv_heads, k, head_dim] tensor in memory, in the model's
+    dtype (an int8 pack is dequantized after its checks, store/quant.py).
 
     The pack's header is checked on every load and its checksums the first time this process loads
     the file (store/integrity.py), or every time with verify=True. A failed check marks the video
@@ -183,11 +185,15 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
     seen = (str(path), expected.uid, pack.stamp)
     problem = pack_problem(pack, expected)
     if problem is None and (verify or seen not in VERIFIED):
-        problem = checksum_problem(pack, segment_checksums(read, video_id))
+        problem = checksum_problem(pack, segment_checksums(read, video_id))  # the bytes as stored
+    try:
+        kv = pack.decoded_kv() if problem is None else None
+    except ValueError as err:
+        problem = str(err)
     if problem is not None:
         raise _damaged(write, home, expected, source, path, problem)
     VERIFIED.add(seen)
-    return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=pack.kv,
+    return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=kv,
                        source_positions=pack.source_positions)
 
 
@@ -212,7 +218,7 @@ def _ragged_rows(s: Session, video_id: int, fingerprint: str):
         raise StoreError(f"video {video_id} is marked ready but its cache rows do not describe one pack; remove it "
                          f"(python -m ingest --remove {video_id}) and ingest it again")
     written = frozenset(r[6] for r in rows) | {model.fingerprint}
-    expected = Expected(video.id, video.uid, written, n, 0, 0)
+    expected = Expected(video.id, video.uid, written, n, 0, 0, video.cache_dtype)
     return expected, rows[0][1], rows[0][5], video.path, [(r[2], r[3], r[4]) for r in rows]
 
 
@@ -238,11 +244,15 @@ def _load_ragged(read: SessionFactory, write: SessionFactory, home: Home, video_
         bad = next((t for t, (_, _, c) in enumerate(rows) if pack.segment_checksum(t) != c), None)
         if bad is not None:
             problem = f"segment {bad} does not match its checksum (its bytes were changed on disk)"
+    try:
+        kv = pack.decoded_kv() if problem is None else None
+    except ValueError as err:
+        problem = str(err)
     if problem is not None:
         raise _damaged(write, home, expected, source, path, problem)
     VERIFIED.add(seen)
-    caches = [pack.segment(t, fingerprint, compressor) for t in range(pack.num_segments)]
-    return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=pack.kv,
+    caches = [pack.segment(t, fingerprint, compressor, kv) for t in range(pack.num_segments)]
+    return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=kv,
                        source_positions=pack.source_positions, ragged=caches)
 
 

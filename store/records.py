@@ -42,7 +42,8 @@ class LegacyModel:
 
 @dataclass(frozen=True)
 class VideoKey:
-    """The identity of a stored video: the file's content, the model, and how segments were sampled."""
+    """The identity of a stored video: the file's content, the model, how segments were sampled, how caches are
+    stored."""
 
     sha256: str
     model_id: int
@@ -50,6 +51,8 @@ class VideoKey:
     frames_per_segment: int
     decode_max_side: int
     """Frames were decoded with no side above this many pixels (0: native size)."""
+    cache_dtype: str = "model"
+    """How the caches are stored (store/quant.py `CACHE_DTYPES`): int8 and float caches of one file never mix."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Claim:
     """For `ClaimStatus.BUSY`: the owner token of the process holding the video."""
     num_segments: int | None = None
     duration: float | None = None
+    cache_dtype: str = "model"
+    """How the video's caches are stored (the writer encodes every chunk so)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class VideoInfo:
     claimed_by: str | None
     updated_at: datetime
     paths: list[str] = field(default_factory=list)
+    cache_dtype: str = "model"
 
     def to_dict(self) -> dict:
         return {
@@ -121,7 +127,7 @@ class VideoInfo:
             "decode_max_side": self.decode_max_side, "model": self.model_name, "fingerprint": self.fingerprint,
             "sha256": self.sha256,
             "claimed_by": self.claimed_by, "updated_at": self.updated_at.isoformat(timespec="seconds") + "Z",
-            "paths": self.paths,
+            "paths": self.paths, "cache_dtype": self.cache_dtype,
         }
 
 

@@ -45,7 +45,8 @@ def adopt_legacy_model(write: SessionFactory, legacy_id: int, info: ModelInfo) -
         clash = exists().where(and_(other.model_id == target.id, other.sha256 == Video.sha256,
                                     other.segment_seconds == Video.segment_seconds,
                                     other.frames_per_segment == Video.frames_per_segment,
-                                    other.decode_max_side == Video.decode_max_side))
+                                    other.decode_max_side == Video.decode_max_side,
+                                    other.cache_dtype == Video.cache_dtype))
         movable = select(Video.id).where(Video.model_id == legacy_id, ~clash)
         moving = list(s.scalars(movable))
         if moving:

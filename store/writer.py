@@ -66,10 +66,12 @@ def set_probe(write: SessionFactory, claim: Claim, owner: str, probe: ProbeRecor
 
 def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
               segments: Sequence[SegmentRecord], caches: Sequence[SegmentCache]) -> Path:
-    """Store one batch: chunk file first, then its rows in one transaction."""
+    """Store one batch: chunk file first, then its rows in one transaction. The caches are stored as the
+    video's `cache_dtype` says (store/quant.py); each row's slice and checksum cover the bytes as stored."""
     import torch
 
     from store.packs import write_pack, write_ragged_pack
+    from store.quant import encode_kv
     from voco.cache import RaggedSegmentCache
 
     if len(segments) != len(caches) or not segments:
@@ -82,9 +84,10 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
     meta = {"fingerprint": claim.fingerprint, "compressor": caches[0].compressor, "k": caches[0].k,
             "video_uid": claim.uid}
     if isinstance(caches[0], RaggedSegmentCache):  # per-layer token sets (ATP): a ragged pack
-        slices = write_ragged_pack(path, caches, meta)
+        slices = write_ragged_pack(path, caches, meta, claim.cache_dtype)
     else:
-        slices = write_pack(path, torch.stack([c.kv for c in caches]), [c.source_position for c in caches], meta)
+        kv, encoding = encode_kv(torch.stack([c.kv.detach().cpu() for c in caches]), claim.cache_dtype)
+        slices = write_pack(path, kv, [c.source_position for c in caches], {**meta, **encoding})
     try:
         with write() as s:
             _require_owner(s, claim, owner)
@@ -168,6 +171,19 @@ def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
     return len(rows)
 
 
+def _stored_as(claim: Claim, packs: dict) -> dict[str, str]:
+    """How the chunks store their kv (pack metadata), the same for all and as the video says; else StoreError."""
+    from store.quant import encoding_metadata, pack_cache_dtype
+
+    encodings = {file: encoding_metadata(pack.metadata) for file, pack in packs.items()}
+    for file, encoding in encodings.items():
+        if pack_cache_dtype(encoding) != claim.cache_dtype or encoding != next(iter(encodings.values())):
+            raise StoreError(f"{file}: its caches are stored as {pack_cache_dtype(encoding)} "
+                             f"({encoding or 'as computed'}), unlike the video's other chunks or its cache_dtype "
+                             f"{claim.cache_dtype!r}; remove the video (--remove {claim.video_id}) and ingest it again")
+    return next(iter(encodings.values()))
+
+
 def _link_or_write(home: Home, claim: Claim, rows, in_place: bool, files: int, write_pack_fn):
     """The video's pack: a hard link to its only chunk when that holds every segment in order, else written."""
     from store.packs import Slice, fsync_dir
@@ -187,10 +203,10 @@ def _link_or_write(home: Home, claim: Claim, rows, in_place: bool, files: int, w
 
 
 def _consolidate_ragged(write: SessionFactory, home: Home, claim: Claim, owner: str, rows):
-    """`_consolidate` for ragged chunks (store/packs.py: ragged packs)."""
-    from store.packs import read_ragged_pack, write_ragged_pack
+    """`_consolidate` for ragged chunks (store/packs.py: ragged packs): segments copied as stored."""
+    from store.packs import ragged_tensors, read_ragged_pack, write_ragged_tensors
 
-    packs, caches, in_place = {}, [], True
+    packs, parts, in_place = {}, [], True
     for index, cache in rows:
         if cache.file not in packs:
             pack = read_ragged_pack(home.absolute(cache.file))
@@ -204,9 +220,10 @@ def _consolidate_ragged(write: SessionFactory, home: Home, claim: Claim, owner: 
             raise StoreError(f"{cache.file} is corrupt (checksum of segment {index} differs); its segments were "
                              "dropped and will be recomputed by the next run")
         in_place = in_place and t == index and pack.num_segments == len(rows)
-        caches.append(pack.segment(t, claim.fingerprint, cache.compressor))
+        parts.append(pack.segment_tensors(t))
+    encoding = _stored_as(claim, {file: pack for file, (pack, _) in packs.items()})
     return _link_or_write(home, claim, rows, in_place, len(packs),
-                          lambda path, meta: write_ragged_pack(path, caches, meta))
+                          lambda path, meta: write_ragged_tensors(path, ragged_tensors(parts), {**meta, **encoding}))
 
 
 def _consolidate(write: SessionFactory, home: Home, claim: Claim, owner: str, rows):
@@ -230,10 +247,11 @@ def _consolidate(write: SessionFactory, home: Home, claim: Claim, owner: str, ro
             raise StoreError(f"{cache.file} is corrupt (checksum of segment {index} differs); its segments were "
                              "dropped and will be recomputed by the next run")
         in_place = in_place and t == index and pack.kv.shape[0] == len(rows)
-        kv_parts.append(part)
+        kv_parts.append(part)  # as stored (int8 packs: values and scales), so the checksums still hold
         positions.append(cache.source_position)
+    encoding = _stored_as(claim, packs)
     return _link_or_write(home, claim, rows, in_place, len(packs),
-                          lambda path, meta: write_pack(path, torch.stack(kv_parts), positions, meta))
+                          lambda path, meta: write_pack(path, torch.stack(kv_parts), positions, {**meta, **encoding}))
 
 
 def _drop_segments(write: SessionFactory, claim: Claim, owner: str, *, file: str) -> None:
