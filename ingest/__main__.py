@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from ingest.config import DECODERS, DTYPES, IngestConfig
+from ingest.config import CACHE_DTYPES, DECODERS, DTYPES, IngestConfig
 from ingest.display import shown
 from ingest.results import EXIT_OK, EXIT_USAGE
 from store import HOME_ENV, NotFound, Store, StoreError, default_home
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="model weights' dtype (default: the checkpoint's); part of the model identity, so caches of "
                    "another dtype are kept apart")
+    p.add_argument("--cache-dtype", choices=CACHE_DTYPES, default=IngestConfig.cache_dtype,
+                   help="how caches are stored: 'model' (as computed, in the model's dtype; default) or 'int8' (about "
+                   "0.26x the bytes of float32: int8 per head_dim vector with a float16 scale, read back in the "
+                   "model's dtype); part of the video's key, so int8 and float caches of a file never mix")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where videos are ingested: this process (local, default) or Ray worker actors (ray: "
                    "pip install -e '.[ray]'); with many machines use --db postgresql+psycopg://... and a --cache-root "
@@ -152,6 +156,7 @@ def cmd_list(store: Store, as_json: bool) -> int:
     for v in videos:
         segs = f"{v.segments_done}/{v.num_segments}" if v.num_segments is not None else "-"
         model = f"{v.model_name[-12:]}@{v.fingerprint[:8]}"
+        model += f" {v.cache_dtype}" if v.cache_dtype != "model" else ""  # int8 and float videos of one file
         line = f"{v.id:>5}  {v.status:<8} {_fmt_duration(v.duration):>8} {segs:>9}  {shown(model):<24} {shown(v.path)}"
         if v.error:
             line += f"\n{'':>7}error: {shown(v.error)}"
@@ -210,7 +215,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                               max_frame_pixels=args.max_frame_pixels or None,
                               max_segments=args.max_segments or None,
                               lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
-                              torch_threads=args.threads, device=args.device, dtype=args.dtype)
+                              torch_threads=args.threads, device=args.device, dtype=args.dtype,
+                              cache_dtype=args.cache_dtype)
         executor = _executor(args)
     except (ValueError, ImportError) as err:
         print(f"error: {shown(err)}", file=sys.stderr)

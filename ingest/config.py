@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from store.claims import DEFAULT_LEASE_S
+from store.quant import CACHE_DTYPES, check_cache_dtype  # noqa: F401 (CACHE_DTYPES: the CLI's choices)
 from voco.video import VIDEO_EXTENSIONS  # noqa: F401 (ingest's name for it)
 
 DECODERS = ("auto", "pyav", "decord")
@@ -61,6 +62,11 @@ class IngestConfig:
     dtype: str | None = None
     """Model weights' dtype (`float32`, `bfloat16`, `float16`); None: the checkpoint's own. It changes the cache
     bytes, so it is part of the model's identity: a store keeps bf16 and fp32 caches of one video apart."""
+    cache_dtype: str = "model"
+    """How caches are stored (one of `CACHE_DTYPES`): `model` keeps them as computed, in the model's dtype; `int8`
+    stores a quarter of float32's bytes (symmetric absmax int8 per head_dim vector with a float16 scale,
+    store/quant.py), read back in the model's dtype. Part of the stored video's key: a file ingested both ways is
+    two videos, never mixed."""
     search_vectors: bool = True
     """Write search vectors beside each finished video's pack (and keep the faiss index in step)."""
     search_embedder: str | None = None
@@ -91,6 +97,7 @@ class IngestConfig:
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or None: the checkpoint's), "
                              f"got {self.dtype!r}")
+        check_cache_dtype(self.cache_dtype)
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")
 

@@ -58,12 +58,14 @@ def identify(path: Path, store=None) -> FileId:
 
 
 def video_key(sha256: str, model_id: int, *, segment_seconds: float, frames_per_segment: int, image_size: int,
-              decode_max_side: int | None) -> VideoKey:
+              decode_max_side: int | None, cache_dtype: str = "model") -> VideoKey:
     """A stored video's identity: its content, the model (weights + compression settings, voco/identity.py),
-    and the segment sampling that decides what frames the model sees: segment length, frames per
-    segment, and the size cap frames are decoded at (`decode_max_side` None: ingest's default cap)."""
+    the segment sampling that decides what frames the model sees (segment length, frames per segment, and
+    the size cap frames are decoded at; `decode_max_side` None: ingest's default cap), and how its caches
+    are stored (`cache_dtype`: int8 caches are another video than float ones, though the model is the same,
+    so the app reads both with the model it has)."""
     return VideoKey(sha256, model_id, float(segment_seconds), int(frames_per_segment),
-                    decode_side_cap(image_size, decode_max_side))
+                    decode_side_cap(image_size, decode_max_side), cache_dtype)
 
 
 def register_model(store: Store, model, info: ModelInfo) -> int:

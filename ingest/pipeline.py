@@ -176,7 +176,7 @@ class Producer(threading.Thread):
             return True
         key = video_key(file_id.sha256, s.model_id, segment_seconds=s.segment_seconds,
                         frames_per_segment=s.frames_per_segment, image_size=s.image_size,
-                        decode_max_side=s.config.decode_max_side)
+                        decode_max_side=s.config.decode_max_side, cache_dtype=s.config.cache_dtype)
         claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
         if claim.status == ClaimStatus.PRESENT and self.store.reset_if_files_missing(claim.video_id):
             # its cache file was deleted behind the store's back: ingest it again
