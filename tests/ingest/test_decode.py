@@ -180,3 +180,58 @@ def test_small_frames_decode_on_one_thread_large_ones_on_ffmpegs_threads(video_d
     next(frames)  # the container is open while frames come out
     assert opened[0].streams.video[0].codec_context.thread_count == 1
     frames.close()
+
+
+def _camera_like(path, codec: str, fmt: str, frames: np.ndarray, gop: int, bframes: int, fps: int = 10):
+    """Frames encoded as cameras do: a keyframe every `gop` frames and B-frames between references."""
+    options = {"libx264": {"preset": "veryfast", "crf": "20", "g": str(gop), "bf": str(bframes)},
+               "libx265": {"preset": "ultrafast", "crf": "24",
+                           "x265-params": f"log-level=error:keyint={gop}:min-keyint={gop}:bframes={bframes}"}}[codec]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = options
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("name", "codec", "fmt", "indexed"), [
+    ("g.mp4", "libx264", "mp4", True), ("g.mkv", "libx264", "matroska", True), ("g.mov", "libx265", "mov", True),
+    ("g.ts", "libx264", "mpegts", False)])
+def test_short_gops_are_seeked_over_and_b_frames_dropped_yet_every_frame_is_exact(tmp_path, name, codec, fmt,
+                                                                                   indexed):
+    """One frame every 2 s from a 10 fps stream with a keyframe every 0.6 s and B-frames: the decoder jumps
+    over the stretches between wanted frames and skips non-reference frames, and each wanted frame is still
+    exactly the frame a full decode shows then. MPEG-TS has no index (its seeks land late and are retried
+    from the keyframe before): only exactness is asked of it."""
+    path = _camera_like(tmp_path / name, codec, fmt, pattern_frames(200), gop=6, bframes=2)
+    info = probe(path)
+    assert len(info.keyframes) >= 200 // 6
+    plans = plan_segments(info, 2.0, 1)
+    model_pts, thumb_pts = wanted_pts(plans)
+    stats = DecodeStats()
+    got = {d.pts: d for d in decode_pyav(info, model_pts, thumb_pts, NATIVE, stats)}
+    frames, timestamps = decode_all(path)
+    expected = segment_frame_indices(timestamps, info.duration, 2.0, 1)
+    for plan, indices in zip(plans, expected, strict=True):
+        np.testing.assert_array_equal(got[plan.frames[0]].model, frames[indices[0]])
+    if indexed:
+        assert stats.seeks >= len(plans) // 2
+        assert stats.frames < 200 / 3, f"decoded {stats.frames} of 200 frames for {len(plans)} segments"
+
+
+def test_b_frames_no_wanted_frame_shows_are_not_decoded(tmp_path):
+    """A long GOP leaves little to seek over (x264 puts keyframes only at scene cuts); the non-reference
+    B-frames still go undecoded."""
+    path = _camera_like(tmp_path / "long.mp4", "libx264", "mp4", pattern_frames(120), gop=250, bframes=3)
+    info = probe(path)
+    model_pts, thumb_pts = wanted_pts(plan_segments(info, 2.0, 1))
+    stats = DecodeStats()
+    got = {d.pts: d.model for d in decode_pyav(info, model_pts, np.empty(0, np.int64), NATIVE, stats)}
+    frames, _ = decode_all(path)
+    index = {int(p): i for i, p in enumerate(info.pts)}
+    for pts in model_pts.tolist():
+        np.testing.assert_array_equal(got[pts], frames[index[pts]])
+    assert stats.frames < 100, f"decoded {stats.frames} of 120 frames"

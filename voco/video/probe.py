@@ -73,6 +73,8 @@ class VideoProbe:
     duration: float  # seconds, first frame's start to last frame's end
     ops: tuple[str, ...] = field(default=())  # display orientation ops (voco/video/rotation.py)
     stream_index: int = 0
+    keyframes: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # [K] sorted pts of the packets
+    # the demuxer marks as keyframes: where a decode may start (`voco.video.decode` seeks over unwanted stretches)
 
     @property
     def num_frames(self) -> int:
@@ -140,6 +142,7 @@ def probe(path: str | os.PathLike) -> VideoProbe:
         if stream.time_base is None:
             raise VideoError(f"{path}: the video stream has no time base")
         pts: list[int] = []
+        keys: list[int] = []
         last_duration: dict[int, int] = {}
         first = None
         undecodable = 0
@@ -149,6 +152,8 @@ def probe(path: str | os.PathLike) -> VideoProbe:
                 if t is None or packet.size == 0:
                     continue
                 pts.append(t)
+                if packet.is_keyframe:
+                    keys.append(t)
                 if packet.duration:
                     last_duration[t] = packet.duration
                 if first is None:
@@ -184,5 +189,5 @@ def probe(path: str | os.PathLike) -> VideoProbe:
         return VideoProbe(
             path=str(path), container=container.format.name, codec=stream.codec_context.name,
             width=first.width, height=first.height, pts=arr, time_base=stream.time_base, duration=duration,
-            ops=frame_ops(first), stream_index=stream.index,
+            ops=frame_ops(first), stream_index=stream.index, keyframes=np.unique(np.asarray(keys, dtype=np.int64)),
         )
