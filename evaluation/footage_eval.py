@@ -3,7 +3,8 @@
 Answerers (each `answer(video, question, history=()) -> str`):
 
     ModelAnswerer     a VoCo model: the video's segments compressed in memory, answered through the one answering
-                      session (`voco.session.AnswerSession`) with each segment's time, as the app answers
+                      session (`voco.session.AnswerSession`) with each segment's time, as the app answers; with
+                      `cache_dtype="int8"` from those caches as an int8 store gives them back (store/quant.py)
     QuestionOnly      the same model answering from caches of mid-grey frames (same number of segments and times):
                       what it gets right comes from the question alone
     ViewAnswerer      a diagnostic for a model trained with views (configs/default.yaml): the same model answering
@@ -39,18 +40,25 @@ from evaluation.footage_qa import (
     video_questions,
     yes_no,
 )
+from store.quant import MODEL, as_stored, check_cache_dtype
 
 
 class ModelAnswerer:
-    """A VoCo model answering from its caches of the video, through `AnswerSession` (selection `all`)."""
+    """A VoCo model answering from its caches of the video, through `AnswerSession` (selection `all`).
 
-    def __init__(self, name: str, model, max_new_tokens: int = 32):
-        self.name, self.model, self.max_new_tokens = name, model, max_new_tokens
+    cache_dtype: how a store would keep the caches (store/quant.py `CACHE_DTYPES`); `int8` answers from them after
+    the store's own quantize/dequantize round trip, so its accuracy is what int8 ingest costs.
+    """
+
+    def __init__(self, name: str, model, max_new_tokens: int = 32, cache_dtype: str = MODEL):
+        check_cache_dtype(cache_dtype)
+        self.name = name if cache_dtype == MODEL else f"{name} ({cache_dtype} caches)"
+        self.model, self.max_new_tokens, self.cache_dtype = model, max_new_tokens, cache_dtype
         self._video: str | None = None
         self._timeline = None
 
     def caches(self, video: HeldoutVideo) -> list:
-        return self.model.compress(video.segments)
+        return as_stored(self.model.compress(video.segments), self.cache_dtype)
 
     def timeline(self, video: HeldoutVideo):
         from voco.session import Timeline

@@ -1,6 +1,7 @@
 """Compression table: full vs pool (m = k) vs VoCo (k = 1, 2, 4) vs Q-Former under one training budget, same data.
 
     python scripts/compression_table.py --config configs/table.yaml [--steps N] [--variants full,pool-1,voco-1]
+    python scripts/compression_table.py --config configs/table.yaml --variants voco-2 --cache-dtypes model,int8
 
 A row is any registered compressor (`voco.compressors`): `full`, or `NAME-K` (`pool-1`, `voco-2`, `qformer-1`).
 Every row trains the config's model from the same seed on the same train videos for the same steps (only the
@@ -8,6 +9,10 @@ compressor and k differ; a compressor's own weights train where the LM reads its
 same test videos (open-ended greedy decoding, exact match). A row whose `OUTPUT_DIR/<row>/final/metrics.json`
 exists is loaded, not retrained, so an interrupted table resumes (a half-trained row resumes from its
 `last/`). Prints a markdown table and writes JSON (`--json`, default OUTPUT_DIR/compression_table.json).
+
+`--cache-dtypes model,int8` scores every row's final model once per way of storing caches, side by side on the same
+test questions: `model` answers from the caches as computed, `int8` from the same caches after a round trip through
+the store's own quantize/dequantize (store/quant.py, what `python -m ingest --cache-dtype int8` stores).
 """
 
 from __future__ import annotations
@@ -72,6 +77,15 @@ def tokens_per_segment(config: TrainConfig) -> tuple[int, int]:
     return n, compressor_class(compressor)(k).kept_tokens(n)
 
 
+def parse_cache_dtypes(text: str) -> list[str]:
+    from store.quant import check_cache_dtype
+
+    dtypes = [check_cache_dtype(d.strip(), "--cache-dtypes") for d in text.split(",") if d.strip()]
+    if not dtypes or len(set(dtypes)) != len(dtypes):
+        raise ValueError(f"--cache-dtypes must name each way of storing caches once, got {text!r}")
+    return dtypes
+
+
 def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool, init_from: str | None = None) -> dict:
     from voco.train.loop import train
 
@@ -91,6 +105,30 @@ def run_variant(base: TrainConfig, name: str, steps: int | None, progress: bool,
             "accuracy": test["accuracy"], "count": test["count"], "average": test["average"],
             "overall": test["overall"], "steps": metrics["steps"], "train_seconds": metrics["train_seconds"],
             "blind_baseline": metrics.get("blind_baseline")}
+
+
+def stored_as_rows(base: TrainConfig, row: dict, cache_dtypes: list[str], init_from: str | None) -> list[dict]:
+    """`row` scored again from its saved final model once per cache dtype (caches round-tripped through the store's
+    quantize/dequantize for int8), on the same test questions; one row each."""
+    from store.quant import INT8, round_trip
+    from voco import VoCoModel
+    from voco.train.evaluate import evaluate
+    from voco.train.loop import eval_examples
+
+    config = variant_config(base, row["variant"], None, init_from)
+    model = VoCoModel.from_pretrained(str(Path(config.output_dir) / "final")).eval()
+    test = eval_examples(config, model, "test", config.data.test_videos)
+    out = []
+    for dtype in cache_dtypes:
+        started = time.perf_counter()
+        result = evaluate(model, test, max_new_tokens=config.eval_max_new_tokens,
+                          cache_transform=round_trip if dtype == INT8 else None)
+        name = row["variant"] if dtype == "model" else f"{row['variant']} ({dtype})"
+        out.append({**row, "variant": name, "cache_dtype": dtype, "accuracy": result["accuracy"],
+                    "count": result["count"], "average": result["average"], "overall": result["overall"],
+                    "eval_seconds": round(time.perf_counter() - started, 1),
+                    "reference": row["reference"] and dtype == "model"})
+    return out
 
 
 def add_retention(rows: list[dict]) -> None:
@@ -125,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-weight", type=float,
                         help="add the cache probe (voco.train.probe) with this weight to every stage where a "
                              "compressed row reads its caches (not to `full`); rows go to OUTPUT_DIR/probe-W")
+    parser.add_argument("--cache-dtypes", default="model",
+                        help="comma-separated ways of storing caches to score each row with, side by side: model (as "
+                             "computed), int8 (round trip through store/quant.py); more than `model` re-scores each "
+                             "row's saved final model")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -132,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         for v in variants:
             parse_variant(v)
+        cache_dtypes = parse_cache_dtypes(args.cache_dtypes)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -150,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         run_variant(base, "full", args.steps, not args.no_progress)
         init_from = str(Path(base.output_dir) / "full" / "final")
     rows = [run_variant(base, v, args.steps, not args.no_progress, init_from) for v in variants]
+    if cache_dtypes != ["model"]:
+        rows = [r for row in rows for r in stored_as_rows(base, row, cache_dtypes, init_from)]
     blind = next((r["blind_baseline"] for r in rows if r.get("blind_baseline")), None)
     if blind:  # the floor: answering from the question alone (same test questions)
         rows.append({"variant": "question-only", "compressor": "none", "kept": 0, "vision_tokens": 0,

