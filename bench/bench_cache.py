@@ -1,6 +1,7 @@
 """Cache size and cache loading: bytes per segment on disk, and loading a 1-hour video's caches.
 
     python bench/bench_cache.py --model synthetic      # the README's figures (bundled synthetic-world model)
+    python bench/bench_cache.py --model default --segments 1800   # one hour of the default's 2 s segments
     python bench/bench_cache.py --model tiny --segments 600
 
 Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k), qformer (m = 1) and full, computed and measured
@@ -8,6 +9,10 @@ Sizes: bytes per segment kept by voco (k = 1, 2), pool (m = k), qformer (m = 1) 
 Loading: a video of `--segments` segments written through the store, then loaded through it cold
 (page cache dropped for the file) and warm, against reading the same file's bytes raw; and warm with
 every segment's checksum checked (what a process's first load of a pack costs).
+Storage side by side (`cache_dtypes`): the same video stored as float32, as float16 (what a float16 model stores)
+and as int8 (`python -m ingest --cache-dtype int8`, store/quant.py): bytes per segment as the database rows say
+(scales included), the pack file, its load times (int8: read, checked, dequantized to the model dtype) and the error
+of the caches read back against float32.
 Prints one JSON line.
 """
 
@@ -45,11 +50,12 @@ def drop_from_page_cache(path: Path) -> None:
         os.close(fd)
 
 
-def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 512) -> tuple[int, Path]:
-    """Store `caches` as one video through the store's own writer; returns (video id, pack file)."""
+def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 512,
+                cache_dtype: str = "model") -> tuple[int, Path]:
+    """Store `caches` as one video (stored as `cache_dtype`) through the store's own writer; (video id, pack file)."""
     model_id = store.register_model(model_info(model, "bench"))
     key = VideoKey(sha256=os.urandom(16).hex(), model_id=model_id, segment_seconds=1.0, frames_per_segment=2,
-                   decode_max_side=0)
+                   decode_max_side=0, cache_dtype=cache_dtype)
     claim = store.claim(key, fingerprint=model.fingerprint, path="bench.mp4", size=0, owner="bench")
     T = len(caches)
     store.set_probe(claim, "bench", ProbeRecord(duration=float(T), fps=1.0, num_frames=T, width=64, height=64,
@@ -59,7 +65,7 @@ def write_video(store: Store, model, caches: list[SegmentCache], chunk: int = 51
         segs = [SegmentRecord(index=t, start_s=float(t), end_s=float(t + 1)) for t in range(start, stop)]
         store.add_chunk(claim, "bench", segs, caches[start : start + chunk])
     store.finish(claim, "bench")
-    packs = list(store.home.root.rglob("*.safetensors"))
+    packs = list(store.home.video_dir(claim.uid).rglob("*.safetensors"))
     return claim.video_id, max(packs, key=lambda p: p.stat().st_mtime)
 
 
@@ -71,7 +77,7 @@ def timed_load(store: Store, video_id: int, fingerprint: str, verify: bool = Fal
     start = time.perf_counter()
     caches = store.load_video_caches(video_id, fingerprint, verify=verify)
     opened = time.perf_counter()
-    float(caches.kv.float().sum())  # touch every byte, as placing them on a timeline does
+    float(caches.kv.sum(dtype=torch.float32))  # touch every byte, as placing them on a timeline does
     return (opened - start) * 1000, (time.perf_counter() - start) * 1000
 
 
@@ -99,6 +105,45 @@ def sizes(model) -> dict:
         out[name] = {"tokens": cache.k, "analytic_bytes": kv_bytes(shape, cache.k), "tensor_bytes": cache.nbytes,
                      "safetensors_bytes": file_bytes,
                      "overhead_pct": round(100 * (file_bytes - cache.nbytes) / cache.nbytes, 2)}
+    return out
+
+
+def segment_nbytes(store: Store, video_id: int) -> int:
+    """Bytes per segment as the video's cache rows say (one value: every segment of a dense pack is alike)."""
+    from sqlalchemy import func, select
+
+    from store.models import Cache, Segment
+
+    with store.read() as s:
+        return int(s.scalar(select(func.max(Cache.nbytes)).join(Segment, Cache.segment_id == Segment.id)
+                            .where(Segment.video_id == video_id)))
+
+
+def storage_columns(store: Store, model, caches: list[SegmentCache], repeats: int) -> dict:
+    """The same caches stored as float32, float16 and int8: bytes, pack size, load times, error read back."""
+    exact = torch.stack([c.kv for c in caches]).float()
+    variants = {"float32": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "model"),
+                "float16": ([dataclasses.replace(c, kv=c.kv.half()) for c in caches], "model"),
+                "int8": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "int8")}
+    out = {}
+    for name, (stored, cache_dtype) in variants.items():
+        video_id, pack = write_video(store, model, stored, cache_dtype=cache_dtype)
+        cold = []
+        for _ in range(repeats):
+            drop_from_page_cache(pack)
+            cold.append(timed_load(store, video_id, model.fingerprint)[0])
+        # a load reads every byte (no mmap), checks the header (and checksums: a process's first load of a pack)
+        # and, for int8, dequantizes to the model dtype: the time until the caches are ready to place
+        warm = [timed_load(store, video_id, model.fingerprint)[0] for _ in range(repeats)]
+        verified = [timed_load(store, video_id, model.fingerprint, verify=True)[0] for _ in range(repeats)]
+        back = store.load_video_caches(video_id, model.fingerprint).kv.float()
+        out[name] = {"bytes_per_segment": segment_nbytes(store, video_id), "pack_bytes": pack.stat().st_size,
+                     "load_cold_ms": round(min(cold), 2), "load_warm_ms": round(min(warm), 2),
+                     "load_warm_with_checksums_ms": round(min(verified), 2),
+                     "relative_error": float((back - exact).norm() / exact.norm()),
+                     "max_abs_error": float((back - exact).abs().max())}
+    for column in out.values():
+        column["bytes_vs_float32"] = round(column["bytes_per_segment"] / out["float32"]["bytes_per_segment"], 4)
     return out
 
 
@@ -135,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = [timed_load(store, video_id, model.fingerprint) for _ in range(args.repeats)]
         verified = [timed_load(store, video_id, model.fingerprint, verify=True)[0] for _ in range(args.repeats)]
         raw_warm = min(raw_read_ms(pack) for _ in range(args.repeats))
+        storage = storage_columns(store, model, caches, args.repeats)
         store.close()
 
     mb = pack_bytes / 1e6
@@ -157,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                      "raw_cold": round(mb / (min(raw_cold) / 1000), 1)},
     }
     result["cold_vs_raw_speed"] = round(result["MB_per_s"]["store_cold"] / result["MB_per_s"]["raw_cold"], 3)
+    result["cache_dtypes"] = storage
     print(json.dumps(result))
     return 0
 
