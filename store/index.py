@@ -16,6 +16,14 @@ A row set names each video by its id *and* uid (the uid is random per stored vid
 removed video's id to a new one (SQLite does), and an index file copied from another home holds other videos
 under the same ids; rows whose uid or segment count differ from the database's are dropped and re-added. A
 searcher re-reads the file when another process has replaced it (its size or modification time changed).
+
+Exact below `APPROXIMATE_FROM` segments (`IndexIDMap2(IndexFlatIP)`: every search reads every vector), approximate
+from there on: an inverted file with float16 vectors (`IndexIVFScalarQuantizer`, QT_fp16, inner product), trained
+on the vectors present when the library crosses the threshold and trained again, from the vector files, whenever
+it has grown `RETRAIN_GROWTH` times past the size it was trained at (the file's metadata records that size as
+`trained`); a library that shrinks below half the threshold becomes exact again. Both structures take
+`add_with_ids` and `remove_ids(IDSelectorRange)`, so the incremental sync is the same for both. Figures:
+bench/bench_index_scale.py.
 """
 
 from __future__ import annotations
@@ -39,8 +47,84 @@ from store.store import Store
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
 
 VECTORS_FORMAT = "voco-search-vectors/1"
-INDEX_FORMAT = "voco-search-index/2"  # /2: rows name uid and segments (/1 files are rebuilt)
+INDEX_FORMAT = "voco-search-index/2"  # /2: rows name uid and segments (/1 files are rebuilt); an approximate
+# index is still a faiss blob of the same file (faiss records its own type), so /2 stays: `trained` is new metadata
 _SEGMENT_BITS = 20  # up to ~1M segments per video
+
+APPROXIMATE_FROM = 100_000
+"""Segments from which the index is approximate. Exact search reads every vector for every query (1,536 bytes
+per segment at the default model's 384 dimensions): measured here at 100k segments it already takes more than the
+10 ms a search may take, while the inverted file at that size answers in ~1 ms with recall@10 >= 0.99 and trains
+in seconds (bench/bench_index_scale.py). Below it results are exact, as they always were (~55 hours of video)."""
+RETRAIN_GROWTH = 2.0
+"""Train again when the library holds this many times the segments the index was trained on: the lists then hold
+twice their planned length (each search scans twice as many vectors), and videos added since training may sit
+where the old centroids do not; 2x bounds both while a library growing steadily trains only log2(growth) times."""
+NPROBE = 64
+"""Lists one search scans. With `ivf_lists` (~2 sqrt(n) lists) 64 gives recall@10 0.998 against exact at 1M
+clustered segments and ~0.999 at 200k (32 gives 0.97, too close to the 0.95 target; bench/bench_index_scale.py)."""
+TRAIN_PER_LIST = 64
+"""Training points per list (k-means; faiss asks for >= 39): a strided sample of the library, not all of it,
+because k-means costs points x lists."""
+
+
+def ivf_lists(segments: int) -> int:
+    """Lists of an inverted file trained on `segments` vectors: the power of two nearest 2 sqrt(n) (faiss's
+    guide is 4..16 sqrt(n); fewer, longer lists keep k-means short on 2 cores at the same recall for `NPROBE`),
+    and never more than the sample can train (`TRAIN_PER_LIST` points each)."""
+    target = 2 ** round(np.log2(max(2 * np.sqrt(segments), 1)))
+    return int(max(1, min(target, segments // TRAIN_PER_LIST)))
+
+
+def exact_index(dim: int):
+    """The exact structure: every query is compared with every vector."""
+    import faiss
+
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def approximate_index(dim: int, segments: int):
+    """The approximate structure for a library of `segments`, untrained: an inverted file of float16 vectors
+    (half of float32's memory; 8-bit codes, a quarter, lost ~3 points of recall@10 to their rounding: 0.967 at
+    200k clustered segments where float16 gave 0.999), inner product; faiss's k-means for an inner-product
+    inverted file is spherical, as the search vectors are unit length."""
+    import faiss
+
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, ivf_lists(segments),
+                                          faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    return search_params(index)  # (faiss's Python wrapper keeps the quantizer alive with the index)
+
+
+def search_params(index):
+    """Set the search-time parameters this module promises (`NPROBE`) on an index, as loaded or built."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(NPROBE, ivf.nlist)
+    return index
+
+
+def search_one(index, query: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [top], ids [top]) of one query, on one OpenMP thread: faiss spreads even a single query over
+    all threads, and on a busy 2-core machine their start-up and spin-waiting dominate (exact search at 100k
+    segments measured p50 52-76 ms on 2 threads against 10.5 ms on one; the inverted file ~0.9 ms either way).
+    The thread count is the calling thread's own setting, so concurrent searches do not disturb each other."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        scores, ids = index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), top)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return scores[0], ids[0]
+
+
+def is_approximate(index) -> bool:
+    import faiss
+
+    return faiss.try_extract_index_ivf(index) is not None
 
 
 @dataclass(frozen=True)
@@ -92,30 +176,39 @@ def read_vectors(store: Store, uid: str, fingerprint: str, embedder: str) -> np.
 
 
 class SegmentIndex:
-    """The faiss index of one model identity and embedder over one store; see the module docstring."""
+    """The faiss index of one model identity and embedder over one store; see the module docstring.
 
-    def __init__(self, store: Store, fingerprint: str, embedder: str, dim: int):
+    `approximate_from`: segments from which the index is approximate (`APPROXIMATE_FROM`; tests lower it)."""
+
+    def __init__(self, store: Store, fingerprint: str, embedder: str, dim: int, *,
+                 approximate_from: int = APPROXIMATE_FROM):
+        if approximate_from < 1:
+            raise ValueError(f"approximate_from must be >= 1 segment, got {approximate_from}")
         self.store, self.fingerprint, self.embedder, self.dim = store, fingerprint, embedder, dim
+        self.approximate_from = approximate_from
         folder = store.home.root / "index"
         self.path = folder / f"{fingerprint[:16]}-{embedder}.safetensors"
         self.lock_path = folder / f"{fingerprint[:16]}-{embedder}.lock"
         self.rows: dict[int, tuple[str, int]] = {}  # video id -> (uid, segments) in the index
         self.missing: list[int] = []  # ready videos without a vector file at the last sync
+        self.trained = 0  # segments the approximate index was trained on; 0: the index is exact
         self._faiss = None
         self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file as last read or written
         self._synced_with: dict[int, tuple[str, int]] | None = None  # the ready videos the last sync saw
 
+    @property
+    def structure(self) -> str:
+        return "ivf-fp16" if self.trained else "exact"
+
     # ---- the derived file ---------------------------------------------------------------------
 
-    def _empty(self):
-        import faiss
-
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+    def _reset(self) -> None:
+        self._faiss, self.rows, self.trained = exact_index(self.dim), {}, 0
 
     def _load(self) -> None:
         import faiss
 
-        self._faiss, self.rows = self._empty(), {}
+        self._reset()
         if not self.path.exists():
             return
         try:
@@ -124,18 +217,23 @@ class SegmentIndex:
                 blob = f.get_tensor("index")
             if meta.get("format") != INDEX_FORMAT or int(meta.get("dim", -1)) != self.dim:
                 return  # another layout: rebuilt by the sync that follows
-            self._faiss = faiss.deserialize_index(blob)
-            self.rows = {int(k): (str(uid), int(n)) for k, (uid, n) in json.loads(meta["rows"]).items()}
+            index = search_params(faiss.deserialize_index(blob))
+            rows = {int(k): (str(uid), int(n)) for k, (uid, n) in json.loads(meta["rows"]).items()}
+            # no `trained` (a process of an older version rewrote the file): count from its size now
+            trained = int(meta.get("trained") or index.ntotal or 1) if is_approximate(index) else 0
+            self._faiss, self.rows, self.trained = index, rows, trained
             self._stamp = self._file_stamp()
         except Exception:  # noqa: BLE001 - a derived cache: unreadable means rebuild, never fail the search
-            self._faiss, self.rows = self._empty(), {}
+            self._reset()
 
     def _save(self) -> None:
         import faiss
 
         blob = faiss.serialize_index(self._faiss)
         meta = {"format": INDEX_FORMAT, "dim": str(self.dim), "fingerprint": self.fingerprint,
-                "embedder": self.embedder, "rows": json.dumps(self.rows)}
+                "embedder": self.embedder, "rows": json.dumps(self.rows), "structure": self.structure}
+        if self.trained:
+            meta["trained"] = str(self.trained)
         _atomic_save(self.path, {"index": blob}, meta)
         self._stamp = self._file_stamp()
 
@@ -164,32 +262,72 @@ class SegmentIndex:
                 if v.fingerprint == self.fingerprint}
 
     def sync(self, *, rebuild: bool = False) -> dict[str, int]:
-        """Add the ready videos the index lacks, drop those gone from the database; write if changed."""
+        """Add the ready videos the index lacks, drop those gone from the database; write if changed. Crossing
+        `approximate_from`, growing `RETRAIN_GROWTH` times past the trained size, or shrinking below half the
+        threshold rebuilds the index from the vector files in the structure its size calls for."""
         with self._locked():
             if rebuild:
-                self._faiss, self.rows = self._empty(), {}
+                self._reset()
             else:
                 self._load()
             want = self.ready_videos()
             gone = [vid for vid, row in self.rows.items() if want.get(vid) != row]  # removed, or another video now
             self._remove(gone)
-            added, self.missing = 0, []
-            for vid, (uid, _) in sorted(want.items()):
-                if vid in self.rows:
-                    continue
-                vectors = read_vectors(self.store, uid, self.fingerprint, self.embedder)
-                if vectors is None or len(vectors) != want[vid][1]:  # none yet, or stale: --rebuild-index
-                    self.missing.append(vid)
-                    continue
-                ids = (vid << _SEGMENT_BITS) + np.arange(len(vectors), dtype=np.int64)
-                self._faiss.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-                self.rows[vid] = (uid, len(vectors))
-                added += 1
-            if rebuild or gone or added or not self.path.exists():
+            kept = set(self.rows)
+            restructured = self._restructure_due(want)
+            if restructured:
+                self._build(want)
+            else:
+                self._add(want)
+            added = len(set(self.rows) - kept)
+            if rebuild or restructured or gone or added or not self.path.exists():
                 self._save()
             self._synced_with = want
         return {"videos": len(self.rows), "segments": int(self._faiss.ntotal), "added": added,
-                "removed": len(gone), "missing_vectors": len(self.missing)}
+                "removed": len(gone), "missing_vectors": len(self.missing), "structure": self.structure}
+
+    def _restructure_due(self, want: dict[int, tuple[str, int]]) -> bool:
+        segments = sum(n for _, n in want.values())  # the database's count: decided before reading any file
+        if not self.trained:
+            return segments >= self.approximate_from
+        # half the threshold back to exact: a library hovering at the threshold does not flip on every sync
+        return segments < self.approximate_from // 2 or segments >= RETRAIN_GROWTH * self.trained
+
+    def _build(self, want: dict[int, tuple[str, int]]) -> None:
+        """The index anew from the vector files: exact below `approximate_from`, else trained on a strided
+        sample of all the vectors (read twice, sample then add, so memory stays near the index's own)."""
+        self._reset()
+        segments = sum(n for _, n in want.values())
+        if segments >= self.approximate_from:
+            stride = max(1, segments // (TRAIN_PER_LIST * ivf_lists(segments)))
+            parts, seen = [], 0
+            for _, _, vectors in self._vector_files(want):
+                parts.append(vectors[(-seen) % stride::stride])  # every stride-th segment of the library
+                seen += len(vectors)
+            if seen:  # none: nothing to train on (all vector files missing), stays exact
+                index = approximate_index(self.dim, seen)
+                index.train(np.concatenate(parts))
+                self._faiss, self.trained = index, seen
+        self._add(want)
+
+    def _vector_files(self, want: dict[int, tuple[str, int]]):
+        """(video id, uid, vectors) of the wanted videos not in the index; those without usable vectors (none
+        yet, or stale: --rebuild-index) are listed in `missing`."""
+        self.missing = []
+        for vid, (uid, segments) in sorted(want.items()):
+            if vid in self.rows:
+                continue
+            vectors = read_vectors(self.store, uid, self.fingerprint, self.embedder)
+            if vectors is None or len(vectors) != segments:
+                self.missing.append(vid)
+                continue
+            yield vid, uid, np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _add(self, want: dict[int, tuple[str, int]]) -> None:
+        for vid, uid, vectors in self._vector_files(want):
+            ids = (vid << _SEGMENT_BITS) + np.arange(len(vectors), dtype=np.int64)
+            self._faiss.add_with_ids(vectors, ids)
+            self.rows[vid] = (uid, len(vectors))
 
     def _remove(self, video_ids) -> None:
         import faiss
@@ -215,11 +353,10 @@ class SegmentIndex:
             # video still lacks vectors, which would re-read every file on every search)
         if self._faiss.ntotal == 0:
             return []
-        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        scores, ids = self._faiss.search(q, min(top, self._faiss.ntotal))
+        scores, ids = search_one(self._faiss, query, min(top, self._faiss.ntotal))
         mask = (1 << _SEGMENT_BITS) - 1
         return [Hit(int(i) >> _SEGMENT_BITS, int(i) & mask, float(s))
-                for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+                for s, i in zip(scores, ids, strict=True) if i >= 0]
 
 
 def drop_videos(store: Store, video_ids: list[int]) -> int:

@@ -1,0 +1,141 @@
+"""The search index past its size threshold (store/index.py): approximate structure, incremental sync, retraining.
+
+The threshold is lowered through `SegmentIndex(approximate_from=...)`, so a few hundred segments stand for the
+100k+ of a real library; the vectors are random unit vectors (queries equal to stored vectors find themselves).
+"""
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from store import ModelInfo, ProbeRecord, SegmentRecord, Store, VideoKey
+from store.claims import new_owner
+from store.index import (
+    RETRAIN_GROWTH,
+    SegmentIndex,
+    approximate_index,
+    is_approximate,
+    ivf_lists,
+    write_vectors,
+)
+from voco.cache import SegmentCache
+
+FP = "ef" * 32
+EMBEDDER = "test-emb"
+DIM = 16
+THRESHOLD = 200
+SEGMENTS = 60  # per video: 3 videos stay exact, the 4th crosses the threshold
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "home") as s:
+        yield s
+
+
+def _video(store: Store, seed: int, segments: int = SEGMENTS) -> tuple[int, np.ndarray]:
+    """A ready video of `segments` tiny caches with a vector file of random unit vectors; (id, vectors)."""
+    model_id = store.register_model(ModelInfo(FP, "tiny", "voco", 1, {"k": 1}))
+    owner = new_owner()
+    claim = store.claim(VideoKey(f"{seed:064x}", model_id, 1.0, 1, 0), fingerprint=FP, path=f"/v{seed}.mp4",
+                        size=1, owner=owner)
+    store.set_probe(claim, owner, ProbeRecord(segments, 1.0, segments, 8, 8, 0, segments))
+    caches = [SegmentCache(torch.zeros(1, 2, 1, 1, 4), 2, FP, "voco") for _ in range(segments)]
+    store.add_chunk(claim, owner, [SegmentRecord(i, i, i + 1.0) for i in range(segments)], caches)
+    store.finish(claim, owner)
+    vectors = np.random.default_rng(seed).standard_normal((segments, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    write_vectors(store, store.get_video(claim.video_id).uid, FP, EMBEDDER, vectors)
+    return claim.video_id, vectors
+
+
+def _index(store: Store) -> SegmentIndex:
+    return SegmentIndex(store, FP, EMBEDDER, DIM, approximate_from=THRESHOLD)
+
+
+def _finds_itself(index: SegmentIndex, vid: int, vectors: np.ndarray) -> bool:
+    """Every 6th stored vector, as a query, has its own segment first (each search asks the database)."""
+    return all((hit.video_id, hit.segment) == (vid, seg)
+               for seg in range(0, len(vectors), 6) for hit in index.search(vectors[seg], top=1))
+
+
+def test_crossing_the_threshold_makes_the_index_approximate_and_it_still_finds_stored_segments(store):
+    index = _index(store)
+    videos = [_video(store, seed) for seed in range(3)]
+    assert index.sync()["structure"] == "exact" and not is_approximate(index._faiss)  # 180 < 200
+    videos.append(_video(store, 3))
+    report = index.sync()
+    assert report["structure"] == "ivf-fp16" and report["segments"] == 4 * SEGMENTS and report["added"] == 1
+    assert is_approximate(index._faiss) and index.trained == 4 * SEGMENTS
+    for vid, vectors in videos:
+        assert _finds_itself(index, vid, vectors)
+    with safe_open(str(index.path), "np") as f:
+        meta = f.metadata()
+    assert meta["structure"] == "ivf-fp16" and meta["trained"] == str(4 * SEGMENTS)
+
+
+def test_removal_and_reload_keep_the_approximate_structure(store):
+    index = _index(store)
+    videos = [_video(store, seed) for seed in range(5)]
+    index.sync()
+    (gone, gone_vectors), (kept, kept_vectors) = videos[0], videos[1]
+    assert index.drop([gone])  # what python -m ingest --remove does
+    assert index._faiss.ntotal == 4 * SEGMENTS and gone not in index.rows and is_approximate(index._faiss)
+    assert all(hit.video_id != gone for v in gone_vectors for hit in index.search(v, top=5))
+    store.remove(gone)
+    again = _index(store)  # another process: reads the file
+    report = again.sync()
+    assert report["removed"] == 0 and report["structure"] == "ivf-fp16" and again.trained == 5 * SEGMENTS
+    assert _finds_itself(again, kept, kept_vectors)
+
+
+def test_growth_past_the_retrain_factor_retrains(store):
+    index = _index(store)
+    for seed in range(4):
+        _video(store, seed)
+    index.sync()
+    assert index.trained == 4 * SEGMENTS
+    for seed in range(4, 7):  # 420 segments: added to the trained index as they come
+        _video(store, seed)
+        index.sync()
+    assert index.trained == 4 * SEGMENTS and index._faiss.ntotal == 7 * SEGMENTS
+    last = _video(store, 7)  # 480 = RETRAIN_GROWTH x 240: trained again on all of them
+    assert 8 * SEGMENTS >= RETRAIN_GROWTH * 4 * SEGMENTS
+    assert index.sync()["added"] == 1 and index.trained == 8 * SEGMENTS and index._faiss.ntotal == 8 * SEGMENTS
+    assert _finds_itself(index, *last)
+
+
+def test_a_library_shrinking_below_half_the_threshold_is_exact_again(store):
+    index = _index(store)
+    videos = [_video(store, seed) for seed in range(4)]
+    index.sync()
+    store.remove(videos[0][0])
+    assert index.sync()["structure"] == "ivf-fp16"  # 180: between half the threshold and the threshold
+    store.remove(videos[1][0])
+    assert index.sync()["structure"] == "ivf-fp16"  # 120: still above half the threshold
+    store.remove(videos[2][0])
+    report = index.sync()  # 60 < 100
+    assert report["structure"] == "exact" and report["segments"] == SEGMENTS and index.trained == 0
+    assert not is_approximate(index._faiss) and _finds_itself(index, *videos[3])
+
+
+def test_rebuild_of_a_large_library_goes_straight_to_the_approximate_structure(store):
+    videos = [_video(store, seed) for seed in range(4)]
+    index = _index(store)
+    assert index.sync(rebuild=True)["structure"] == "ivf-fp16" and index.trained == 4 * SEGMENTS
+    assert _finds_itself(index, *videos[3])
+
+
+def test_approximate_structure_finds_stored_vectors_when_it_probes_only_some_lists():
+    """Enough vectors that `NPROBE` lists are fewer than all of them: stored vectors still find themselves."""
+    rng = np.random.default_rng(0)
+    n = 8000
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = approximate_index(DIM, n)
+    assert index.nlist == ivf_lists(n) > index.nprobe
+    index.train(vectors)
+    index.add_with_ids(vectors, np.arange(n, dtype=np.int64) + (7 << 20))
+    _, ids = index.search(vectors[:500], 1)
+    assert (ids[:, 0] == np.arange(500) + (7 << 20)).mean() >= 0.99
