@@ -5,7 +5,8 @@ store's scheme and the alternatives, against how far apart different segments' c
     python scripts/probe_int8_caches.py --model synthetic --videos 10
 
 Schemes (bytes per segment relative to float32, scales included, for the model's head_dim and k):
-    per-vector      the store's (store/quant.py): symmetric absmax int8 per head_dim vector, float16 scale
+    store           the store's (store/quant.py): each head_dim vector Hadamard-rotated, then per-vector
+    per-vector      symmetric absmax int8 per head_dim vector with a float16 scale, not rotated
     asym-vector     min/max (uint8, float16 scale and zero point) per head_dim vector
     kivi-pack       KIVI-style: keys per channel, one scale per (layer, head, channel) shared by the whole pack
                     (every segment of a video); values per vector
@@ -27,13 +28,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store.quant import dequantize, quantize  # noqa: E402
+from store.quant import round_trip  # noqa: E402
 
 LEVELS = 127
 
 
 def per_vector(kv: torch.Tensor) -> torch.Tensor:
-    return dequantize(quantize(kv))
+    """Symmetric absmax int8 per vector with a float16 scale, in the channels' own basis."""
+    scale = (kv.abs().amax(-1, keepdim=True) / LEVELS).half().float().clamp_min(1e-12)
+    return (kv / scale).round().clamp(-LEVELS, LEVELS) * scale
 
 
 def asym_vector(kv: torch.Tensor) -> torch.Tensor:
@@ -78,7 +81,8 @@ def scheme_bytes(shape: torch.Size) -> dict[str, float]:
     vectors = layers * 2 * heads * k
     full = vectors * D * 4
     pack_keys = layers * heads * D * 2 / T  # float16 per (layer, head, channel), over T segments
-    return {"per-vector": vectors * (D + 2) / full, "asym-vector": vectors * (D + 4) / full,
+    return {"store": vectors * (D + 2) / full, "per-vector": vectors * (D + 2) / full,
+            "asym-vector": vectors * (D + 4) / full,
             "kivi-pack": (vectors * D + vectors // 2 * 2 + pack_keys) / full,
             "kivi-segment": (vectors * D + vectors // 2 * 2 + layers * heads * D * 2) / full,
             "residual-pack": (vectors * (D + 2) + layers * 2 * heads * k * D * 4 / T) / full}
@@ -103,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     kv, videos = caches_of(args.model, args.videos, args.threads)
-    schemes = {"per-vector": per_vector, "asym-vector": asym_vector, "kivi-pack": lambda x: kivi(x, True),
-               "kivi-segment": lambda x: kivi(x, False), "residual-pack": residual}
+    schemes = {"store": round_trip, "per-vector": per_vector, "asym-vector": asym_vector,
+               "kivi-pack": lambda x: kivi(x, True), "kivi-segment": lambda x: kivi(x, False),
+               "residual-pack": residual}
     sizes = scheme_bytes(kv.shape)
     between = spread(kv)
     out = {"model": args.model, "videos": videos, "segments": len(kv), "shape": list(kv.shape[1:]),

@@ -6,8 +6,9 @@ measure what it costs (`round_trip`, `as_stored`):
     quantize    float [..., head_dim]  ->  int8 [..., head_dim + 2]
     dequantize  int8  [..., head_dim + 2]  ->  float [..., head_dim]
 
-Symmetric absmax int8 per vector: every (layer, key/value, head, token) vector of `head_dim` values gets one scale,
-absmax / 127, kept as float16 in the vector's last two bytes. Why per vector rather than per channel (KIVI, KVQuant):
+Symmetric absmax int8 per vector: every (layer, key/value, head, token) vector of `head_dim` values is rotated by a
+fixed Hadamard matrix (which spreads a key's outlier channels over the vector) and gets one scale, absmax / 127,
+kept as float16 in the vector's last two bytes. Why per vector rather than per channel (KIVI, KVQuant):
 a VoCo segment keeps only k = 1 or 2 tokens, so per-channel scales per segment would cost as much as the data, and
 scales shared by a whole pack would tie every segment's bytes to the others' (a segment is read, checksummed and
 copied alone: chunk consolidation, any subset of segments on a timeline). Inline scales keep a segment's bytes
@@ -19,6 +20,7 @@ The float16 scale's bytes are in the host's order: little-endian, as safetensors
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,7 +34,9 @@ CACHE_DTYPES = (MODEL, INT8)
 SCALE_BYTES = 2  # one float16 per vector
 _LEVELS = 127  # symmetric: -127 .. 127 (-128 unused, so the scale maps absmax exactly onto the grid's end)
 _FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")  # what int8 caches decode to (the model's dtype)
-ENCODING_KEYS = ("cache_dtype", "kv_dtype")
+QUANT_SCHEME = "hadamard-absmax-int8-vector/1"
+"""What `quantize` computes (pack metadata `kv_quant`): a reader refuses int8 packs of a scheme it does not know."""
+ENCODING_KEYS = ("cache_dtype", "kv_dtype", "kv_quant")
 """Pack metadata saying how its kv is stored (absent: as computed)."""
 
 
@@ -42,13 +46,39 @@ def check_cache_dtype(value: str, field: str = "cache_dtype") -> str:
     return value
 
 
-def quantize(kv: torch.Tensor) -> torch.Tensor:
-    """float [..., D] -> int8 [..., D + 2]: each vector's values in units of its scale, then the float16 scale.
+@functools.cache
+def _hadamard_block(head_dim: int) -> torch.Tensor:
+    """The orthonormal Sylvester-Hadamard block the rotation uses for `head_dim`, of order the largest power of two
+    dividing it (64 for head_dim 64, 128 for 128, 16 for 48 or 80, 1 for odd sizes: no rotation). Symmetric and
+    orthonormal: its own inverse."""
+    import torch
 
-    Error per value at most half a step, absmax / 254. ValueError for non-finite values (no scale represents
-    them) or a vector whose scale overflows float16 (|x| > 8.3e6, far beyond any KV cache). A vector whose absmax
-    is below float16's normal range times 127 (0.0078) gets a subnormal scale, coarser in relative terms; one
-    below 7.6e-6 is stored as zeros.
+    order = head_dim & -head_dim
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < order:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)])
+    return (h / order ** 0.5).to(torch.float32)
+
+
+def _rotate(x: torch.Tensor) -> torch.Tensor:
+    """x float32 [..., D] in the Hadamard basis (block-diagonal blocks of `_hadamard_block(D)`); applied twice, x."""
+    d = x.shape[-1]
+    h = _hadamard_block(d).to(x.device)
+    if h.shape[0] == 1:
+        return x
+    return (x.reshape(*x.shape[:-1], d // h.shape[0], h.shape[0]) @ h).reshape(x.shape)
+
+
+def quantize(kv: torch.Tensor) -> torch.Tensor:
+    """float [..., D] -> int8 [..., D + 2]: each vector, rotated, in units of its scale; then the float16 scale.
+
+    Rotated (a fixed Hadamard rotation, QuaRot-style) because keys carry a few outlier channels that would set the
+    scale of every other value of their vector: the rotation spreads them over the whole vector, which halves the
+    error on real caches at the same bytes (scripts/probe_int8_caches.py). Each vector's error (L2) is at most
+    sqrt(D) / 254 of its norm, outliers or not. ValueError for non-finite values (no scale represents them) or a
+    vector whose scale overflows float16 (|x| > 8.3e6, far beyond any KV cache). A vector whose absmax is below
+    0.0078 (float16's normal range times 127) gets a subnormal scale, coarser in relative terms; one below 7.6e-6
+    is stored as zeros.
     """
     import torch
 
@@ -57,6 +87,7 @@ def quantize(kv: torch.Tensor) -> torch.Tensor:
     x = kv.detach().to(torch.float32)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("cannot store the caches as int8: they hold non-finite values (inf or nan)")
+    x = _rotate(x)
     scale = (x.abs().amax(-1, keepdim=True) / _LEVELS).to(torch.float16)
     if bool(torch.isinf(scale).any()):
         raise ValueError("cannot store the caches as int8: a vector's scale overflows float16 (values above 8e6)")
@@ -81,7 +112,7 @@ def dequantize(q: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tenso
     scale = q[..., -SCALE_BYTES:].clone(memory_format=torch.contiguous_format).view(torch.float16).to(work)
     out = torch.empty(*q.shape[:-1], q.shape[-1] - SCALE_BYTES, dtype=work, device=q.device)
     out.copy_(q[..., :-SCALE_BYTES])  # int8 -> float is exact; one pass each, no temporaries
-    return out.mul_(scale).to(dtype)
+    return _rotate(out.mul_(scale).to(torch.float32)).to(dtype)
 
 
 def round_trip(kv: torch.Tensor) -> torch.Tensor:
@@ -116,7 +147,7 @@ def encode_kv(kv: torch.Tensor, cache_dtype: str) -> tuple[torch.Tensor, dict[st
     name = str(kv.dtype).removeprefix("torch.")
     if name not in _FLOAT_DTYPES:
         raise ValueError(f"cannot store {kv.dtype} caches as int8: only floating-point caches are quantized")
-    return quantize(kv), {"cache_dtype": INT8, "kv_dtype": name}
+    return quantize(kv), {"cache_dtype": INT8, "kv_dtype": name, "kv_quant": QUANT_SCHEME}
 
 
 def encoding_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -134,8 +165,9 @@ def decode_kv(kv: torch.Tensor, metadata: dict[str, str]) -> torch.Tensor:
     stored = pack_cache_dtype(metadata)
     if stored == MODEL:
         return kv
-    if stored != INT8:
-        raise ValueError(f"its caches are stored as {stored!r}, which this version cannot read")
+    if stored != INT8 or metadata.get("kv_quant") != QUANT_SCHEME:
+        raise ValueError(f"its caches are stored as {stored!r} ({metadata.get('kv_quant')}), which this version "
+                         f"cannot read")
     import torch
 
     name = metadata.get("kv_dtype", "")
