@@ -53,19 +53,21 @@ _SEGMENT_BITS = 20  # up to ~1M segments per video
 
 APPROXIMATE_FROM = 100_000
 """Segments from which the index is approximate. Exact search reads every vector for every query (1,536 bytes
-per segment at the default model's 384 dimensions): measured here at 100k segments it already takes more than the
-10 ms a search may take, while the inverted file at that size answers in ~1 ms with recall@10 >= 0.99 and trains
-in seconds (bench/bench_index_scale.py). Below it results are exact, as they always were (~55 hours of video)."""
+per segment at the default model's 384 dimensions): at 100k segments it reaches the 10 ms a search may take (p50
+7-11 ms over runs here, 80 ms at 1M), while the inverted file at 100k answers in ~1.3 ms with recall@10 >= 0.998
+and trains in ~3 s (bench/bench_index_scale.py). Below it results are exact, as they always were (~55 hours)."""
 RETRAIN_GROWTH = 2.0
 """Train again when the library holds this many times the segments the index was trained on: the lists then hold
 twice their planned length (each search scans twice as many vectors), and videos added since training may sit
 where the old centroids do not; 2x bounds both while a library growing steadily trains only log2(growth) times."""
-NPROBE = 64
-"""Lists one search scans. With `ivf_lists` (~2 sqrt(n) lists) 64 gives recall@10 0.998 against exact at 1M
-clustered segments and ~0.999 at 200k (32 gives 0.97, too close to the 0.95 target; bench/bench_index_scale.py)."""
+NPROBE = 96
+"""Lists one search scans. At 1M clustered segments (2048 lists, `ivf_lists`) recall@10 against exact was 0.978 /
+0.980 (near / fresh queries) at 64, 0.996 / 0.994 at 96 and 0.999 / 0.998 at 128, p50 2.3 / 3.1 / 4.2 ms: 96 keeps
+a margin over the 0.95 target for vectors less kind than the synthetic ones at a third of the budget's 10 ms."""
 TRAIN_PER_LIST = 64
 """Training points per list (k-means; faiss asks for >= 39): a strided sample of the library, not all of it,
-because k-means costs points x lists."""
+because k-means costs points x lists. (32 per list gave unevener lists: at 1M recall@10 0.998 at 64 probes, but
+each probe scanned more, p50 3.2 ms; the same recall for the same work as 64 per list at 96 probes.)"""
 
 
 def ivf_lists(segments: int) -> int:
