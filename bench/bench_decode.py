@@ -9,9 +9,10 @@ Encodings (libx264, made here by `bench_hour_ingest.make_clip`'s panning picture
   streaming  preset veryfast (B-frames), a keyframe every 75 frames (2.5 s): screen recorders, web video
   long-gop   preset ultrafast (no B-frames), a keyframe every 250 frames: the worst case (x264's default GOP,
              nothing to seek over, no non-reference frames); the clip bench/bench_hour_ingest.py makes
-Per encoding: `every_frame` decodes every frame (what ingest did before it knew keyframes), without any
-colour conversion, so it is a floor for the old way; `plan` is the ingest decoder for one frame per 2-second
-segment (the default model) plus its thumbnails, RGB conversion and resizes included. CPU seconds are the
+Per encoding, both for one frame per 2-second segment (the default model) plus its thumbnails, RGB conversion
+and resizes included: `every_frame` decodes every frame from the first wanted one and converts the wanted ones
+(what ingest did before it knew keyframes: `decode_pyav(skipping=False)`); `plan` seeks over stretches and drops
+the non-reference frames no wanted frame shows (`voco.video.decode.ForwardDecoder`). CPU seconds are the
 figure a busy machine does not inflate; `hour_cpu_s` scales the plan's CPU to one hour of this encoding.
 Prints one JSON line.
 """
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_hour_ingest import HEIGHT, WIDTH, picture  # noqa: E402
 from bench.common import machine  # noqa: E402
-from voco.video.decode import DecodeStats, FrameSizes, fetch_frames  # noqa: E402
+from voco.video.decode import DecodeStats, FrameSizes, decode_pyav  # noqa: E402
 from voco.video.plan import plan_segments, wanted_pts  # noqa: E402
 from voco.video.probe import probe  # noqa: E402
 
@@ -74,19 +75,13 @@ def timed(fn) -> tuple[int, float, float]:
     return frames, time.perf_counter() - wall, _cpu_s() - cpu
 
 
-def every_frame(path: Path) -> int:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        return sum(1 for _ in container.decode(stream))
-
-
-def plan(path: Path) -> int:
+def decode(path: Path, skipping: bool) -> int:
+    """Frames the decoder produced for the plan's wanted frames (each delivered, checked)."""
     info = probe(path)
     model_pts, thumb_pts = wanted_pts(plan_segments(info, 2.0, 1))
     stats = DecodeStats()
     sizes = FrameSizes(model=(448, 252), thumb=(256, 144))  # the default model's decode cap, ingest's thumbnails
-    got = sum(1 for _ in fetch_frames(info, model_pts, thumb_pts, sizes, backend="pyav", stats=stats))
+    got = sum(1 for _ in decode_pyav(info, model_pts, thumb_pts, sizes, stats, skipping=skipping))
     if got != len(np.union1d(model_pts, thumb_pts)):
         raise SystemExit(f"{path}: {got} frames delivered, {len(np.union1d(model_pts, thumb_pts))} wanted")
     return stats.frames
@@ -94,8 +89,8 @@ def plan(path: Path) -> int:
 
 def measure(path: Path, frames: int, minutes: float) -> dict:
     row = {}
-    for name, fn in (("every_frame", every_frame), ("plan", plan)):
-        decoded, wall, cpu = timed(lambda fn=fn: fn(path))
+    for name, skipping in (("every_frame", False), ("plan", True)):
+        decoded, wall, cpu = timed(lambda skipping=skipping: decode(path, skipping))
         row[name] = {"frames_decoded": decoded, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                      "source_frames_per_cpu_s": round(frames / cpu)}
     row["cpu_ratio"] = round(row["every_frame"]["cpu_s"] / row["plan"]["cpu_s"], 2)

@@ -133,13 +133,13 @@ class ForwardDecoder:
     """
 
     def __init__(self, container, stream, probe: VideoProbe, targets: np.ndarray, stats: DecodeStats,
-                 stop: threading.Event | None):
+                 stop: threading.Event | None, skipping: bool = True):
         self.container, self.stream, self.probe, self.stats, self.stop = container, stream, probe, stats, stop
         self.targets = targets  # [W] int64, sorted, unique
-        self.skip_nonref = stream.codec_context.name in SKIP_NONREF_CODECS
+        self.skip_nonref = skipping and stream.codec_context.name in SKIP_NONREF_CODECS
         step = int(np.median(np.diff(probe.pts))) if len(probe.pts) > 1 else 1
         self.min_gap = SEEK_MIN_FRAMES * step  # pts units
-        self.seekable = True
+        self.seekable = skipping
         self.sent = int(probe.pts[0]) - 1  # the furthest pts sent to the decoder since the last seek
         self.key_at: int | None = None  # the keyframe (index) just sought: set until the next frame is checked
         self.retries = 0  # seeks that landed too late (`overshot`)
@@ -222,9 +222,10 @@ class ForwardDecoder:
 
 
 def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray, sizes: FrameSizes,
-                stats: DecodeStats, stop: threading.Event | None = None) -> Iterator[Decoded]:
+                stats: DecodeStats, stop: threading.Event | None = None, skipping: bool = True) -> Iterator[Decoded]:
     """Forward decode of what the wanted frames need (`ForwardDecoder`); each wanted pts gets the frame on
-    screen then."""
+    screen then. `skipping=False` decodes every frame from the first wanted one (as ingest did before it
+    knew keyframes: bench/bench_decode.py's baseline)."""
     targets = np.union1d(model_pts, thumb_pts).astype(np.int64)
     if len(targets) == 0:
         return
@@ -234,8 +235,8 @@ def decode_pyav(probe: VideoProbe, model_pts: np.ndarray, thumb_pts: np.ndarray,
         stream = container.streams[probe.stream_index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = decode_threads(probe.width, probe.height)
-        reader = ForwardDecoder(container, stream, probe, targets, stats, stop)
-        if wanted[0] > probe.pts[0] and not reader.seek_towards(wanted[0]) and not len(probe.keyframes):
+        reader = ForwardDecoder(container, stream, probe, targets, stats, stop, skipping)
+        if wanted[0] > probe.pts[0] and not reader.seek_towards(wanted[0]) and not (skipping and len(probe.keyframes)):
             container.seek(wanted[0], stream=stream, backward=True, any_frame=False)  # no keyframe list: let
             # the demuxer find the keyframe before the first wanted frame
         j, prev, prev_pts, last = 0, None, None, None  # last: the latest frame decoded, seeks or not
