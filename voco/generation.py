@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
 
 from voco.cache import SegmentCache
 
@@ -135,28 +136,54 @@ class StopText:
         return piece
 
 
+@dataclass
+class Prefilled:
+    """One request after its prompt ran: its own past (prefix, placed caches, labels, question), where the next
+    token goes, and the logits that pick it. Decoding extends `past` in place, one token per step."""
+
+    past: DynamicCache
+    position: int
+    logits: torch.Tensor
+    """[vocab] float: the next token's logits."""
+
+
 @torch.inference_mode()
-def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
-                    starts: Sequence[float] | None = None) -> Iterator[int]:
-    """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings).
+def prefill(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
+            starts: Sequence[float] | None = None) -> Prefilled:
+    """The single-request prompt pass: the context check, [prefix, caches placed on the timeline (+ time labels)]
+    as the past, then the question's tokens. Every answer starts here, alone or batched (voco/batching.py).
     starts: each segment's start seconds, read by a model with time labels (None: index * segment_seconds)."""
     prefix_ids, suffix_ids = model.prompt_ids(question, cfg.history)
     check_position_budget(model, prefix_ids, caches, suffix_ids, cfg.max_new_tokens, starts)
     past, position = model.past_from_caches(caches, prefix_ids, starts)
     logits = model.forward_tokens(suffix_ids, past, position)[-1]
-    position += len(suffix_ids)
-    generator = None
-    if cfg.seed is not None:
-        generator = torch.Generator(device=logits.device).manual_seed(cfg.seed)
+    return Prefilled(past, position + len(suffix_ids), logits)
+
+
+def sampler(cfg: GenerationConfig, logits: torch.Tensor) -> torch.Generator | None:
+    """The request's own random generator (seeded), or None: greedy, or unseeded sampling."""
+    if cfg.seed is None:
+        return None
+    return torch.Generator(device=logits.device).manual_seed(cfg.seed)
+
+
+@torch.inference_mode()
+def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
+                    starts: Sequence[float] | None = None) -> Iterator[int]:
+    """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings); one request alone
+    (`voco.session.AnswerSession` decodes through `voco.batching`, which takes the same steps).
+    starts: each segment's start seconds, read by a model with time labels (None: index * segment_seconds)."""
+    state = prefill(model, question, caches, cfg, starts)
+    generator = sampler(cfg, state.logits)
     eos = set(eos_ids(model))
     for step in range(cfg.max_new_tokens):
-        token = next_token(logits, cfg, generator)
+        token = next_token(state.logits, cfg, generator)
         if token in eos:
             return
         yield token
         if step + 1 < cfg.max_new_tokens:
-            logits = model.forward_tokens([token], past, position)[-1]
-            position += 1
+            state.logits = model.forward_tokens([token], state.past, state.position)[-1]
+            state.position += 1
 
 
 @torch.inference_mode()

@@ -23,6 +23,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "voco_key_bias"
+READS_KEY_BIAS: set[str] = {NAME}
+"""Attention implementations that read `key_bias`: this one, and those that wrap it (voco/batching.py's per-row
+decoding attention registers itself here)."""
 
 
 def key_bias_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -55,7 +58,7 @@ def use_key_bias_attention(lm: nn.Module) -> None:
     AttentionInterface.register(NAME, key_bias_attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)
     current = lm.config._attn_implementation
-    if current == NAME:
+    if current in READS_KEY_BIAS:
         return
     if current not in ("sdpa", "eager", None):
         raise ValueError(f"per-layer key biases (ATP) wrap SDPA attention; this LM uses {current!r}: load it with "

@@ -4,6 +4,10 @@ The library (`VoCoModel.answer` / `stream`), the app and the evaluation answerer
 `AnswerSession`; none keeps a decoding loop of its own. Storage-free: callers bring the caches (and, when
 they know them, each segment's start-end seconds), e.g. from `store.timelines.StoredTimelines`.
 
+An answer is an `AnswerJob` (selection and the prompt pass, then tokens to text pieces, the stats last) run by
+`voco.batching`: alone in the caller's thread (`stream`, `answer`), or batched with other questions by an
+`AnswerEngine` (the app), taking the same steps either way.
+
 Caches are position-free, so any subset of segments kept in time order is a valid timeline: a
 `Selector` picks which segments to answer from when the video does not fit the model's positions
 (`uniform`), always all of them (`all`, which fails loudly when they do not fit), or those most relevant
@@ -20,17 +24,22 @@ from typing import ClassVar
 
 import numpy as np
 
+from voco.batching import Job, decode_alone
 from voco.cache import SegmentCache
 from voco.generation import (
     GenerationConfig,
+    Prefilled,
     StopText,
     check_position_budget,
-    generate_tokens,
+    eos_ids,
+    next_token,
+    prefill,
+    sampler,
     segments_that_fit,
     stop_strings,
 )
 
-__all__ = ["AllSegments", "AnswerPiece", "AnswerSession", "RetrievedSegments", "SegmentSpan", "Selector",
+__all__ = ["AllSegments", "AnswerJob", "AnswerPiece", "AnswerSession", "RetrievedSegments", "SegmentSpan", "Selector",
            "SessionStats", "Timeline", "UniformSubset", "make_selector"]
 
 
@@ -215,6 +224,8 @@ class SessionStats:
     selection: str
     positions: tuple[int, ...] = ()
     """The used segments' places in the timeline (what `segments_used` spans are of)."""
+    waited_ms: float = 0.0
+    """Time in line before the answer started (batched answering, `voco.batching.AnswerEngine`); in `ttft_ms`."""
 
     @property
     def subset(self) -> bool:
@@ -231,12 +242,18 @@ class AnswerPiece:
 
 
 class AnswerSession:
-    """Answers questions about one video's caches: select segments, check the context, decode, time it."""
+    """Answers questions about one video's caches: select segments, check the context, decode, time it.
 
-    def __init__(self, model, timeline: Timeline | Sequence[SegmentCache], selector: Selector | str = "all"):
+    `stream` / `answer` decode alone in the caller's thread; `job` makes the same answer a request for a batch
+    (`voco.batching.AnswerEngine`), which decodes it with others in the same steps. row_tile: see
+    `voco.batching` (None: fastest; T: answers bitwise independent of what they are batched with)."""
+
+    def __init__(self, model, timeline: Timeline | Sequence[SegmentCache], selector: Selector | str = "all",
+                 row_tile: int | None = None):
         self.model = model
         self.timeline = timeline if isinstance(timeline, Timeline) else Timeline.of(timeline)
         self.selector = make_selector(selector) if isinstance(selector, str) else selector
+        self.row_tile = row_tile
 
     def starts(self) -> list[float]:
         """Every segment's start seconds (see `Timeline.starts`)."""
@@ -256,34 +273,15 @@ class AnswerSession:
         budget = min(budget, self.model.voco.answer_segments or budget)  # what the model was trained to read
         return self.selector.select(len(caches), budget, scores)
 
+    def job(self, question: str, scores: Scores = None, **kwargs) -> AnswerJob:
+        """This answer as a request for `voco.batching` (nothing runs yet); kwargs as
+        `voco.generation.GenerationConfig`, checked now."""
+        return AnswerJob(self, question, scores, GenerationConfig(**kwargs))
+
     def stream(self, question: str, scores: Scores = None, **kwargs) -> Iterator[AnswerPiece]:
         """Answer text pieces as decoded (cut at the first stop string); the last piece carries the stats.
         kwargs as `voco.generation.GenerationConfig`."""
-        cfg = GenerationConfig(**kwargs)
-        start = time.perf_counter()
-        used = self.select(question, cfg, scores)
-        chosen = [self.timeline.caches[i] for i in used]
-        starts = self.starts()
-        stopper = StopText(self.model.tokenizer, stop_strings(self.model, cfg))
-        ids: list[int] = []
-        first = None
-        for token in generate_tokens(self.model, question, chosen, cfg, [starts[i] for i in used]):
-            first = first or time.perf_counter()
-            ids.append(token)
-            piece = stopper.feed(ids)
-            if piece:
-                yield AnswerPiece(piece)
-            if stopper.stopped:
-                break
-        tail = "" if stopper.stopped else stopper.feed(ids, final=True)
-        end = time.perf_counter()
-        first = first or end
-        stats = SessionStats(
-            segments_used=tuple(self.timeline.spans[i] for i in used), segments_total=len(self.timeline),
-            cache_tokens=sum(c.k for c in chosen), ttft_ms=(first - start) * 1000, tokens=len(ids),
-            tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
-            selection=self.selector.name, positions=tuple(used))
-        yield AnswerPiece(tail, stats)
+        yield from decode_alone(self.model, self.job(question, scores, **kwargs), self.row_tile)
 
     def answer(self, question: str, scores: Scores = None, **kwargs) -> tuple[str, SessionStats]:
         """The whole answer (stripped) and its stats."""
@@ -292,3 +290,61 @@ class AnswerSession:
             text += piece.text
             stats = piece.stats or stats
         return text.strip(), stats
+
+
+class AnswerJob(Job):
+    """One question on its way through decoding, alone or batched: segment selection and the prompt pass when it
+    starts (`prefill`), then tokens -> text pieces cut at stop strings (`take`), the stats last (`finish`)."""
+
+    def __init__(self, session: AnswerSession, question: str, scores: Scores, cfg: GenerationConfig):
+        super().__init__()
+        self.session, self.question, self.scores, self.cfg = session, question, scores, cfg
+        model = session.model
+        self.stopper = StopText(model.tokenizer, stop_strings(model, cfg))
+        self.eos = set(eos_ids(model))
+        self.used: list[int] = []
+        self.ids: list[int] = []
+        self.generator = None
+        self.submitted = time.perf_counter()
+        self.started: float | None = None
+        self.first: float | None = None
+
+    def prefill(self) -> Prefilled:
+        self.started = time.perf_counter()
+        session = self.session
+        self.used = session.select(self.question, self.cfg, self.scores)
+        starts = session.starts()
+        chosen = [session.timeline.caches[i] for i in self.used]
+        state = prefill(session.model, self.question, chosen, self.cfg, [starts[i] for i in self.used])
+        self.generator = sampler(self.cfg, state.logits)
+        return state
+
+    def take(self, logits) -> int | None:
+        """As answering always has: at most max_new_tokens tokens, none after an end token or a stop string."""
+        if len(self.ids) >= self.cfg.max_new_tokens or self.stopper.stopped:
+            return None
+        token = next_token(logits, self.cfg, self.generator)
+        if token in self.eos:
+            return None
+        self.first = self.first or time.perf_counter()
+        self.ids.append(token)
+        piece = self.stopper.feed(self.ids)
+        if piece:
+            self.out(AnswerPiece(piece))
+        if self.stopper.stopped or len(self.ids) >= self.cfg.max_new_tokens:
+            return None
+        return token
+
+    def finish(self) -> None:
+        tail = "" if self.stopper.stopped else self.stopper.feed(self.ids, final=True)
+        end = time.perf_counter()
+        first = self.first or end
+        session, ids = self.session, self.ids
+        chosen = [session.timeline.caches[i] for i in self.used]
+        stats = SessionStats(
+            segments_used=tuple(session.timeline.spans[i] for i in self.used), segments_total=len(session.timeline),
+            cache_tokens=sum(c.k for c in chosen), ttft_ms=(first - self.submitted) * 1000, tokens=len(ids),
+            tokens_per_s=(len(ids) - 1) / (end - first) if len(ids) > 1 and end > first else 0.0,
+            selection=session.selector.name, positions=tuple(self.used),
+            waited_ms=((self.started or end) - self.submitted) * 1000)
+        self.out(AnswerPiece(tail, stats))

@@ -1,0 +1,421 @@
+"""Batched answering: many questions share one LM forward per decoding step (continuous batching).
+
+Each request is prefilled alone, exactly as a single answer is (`voco.generation.prefill`: the session's segment
+selection, the context check, caches placed on the timeline after the prefix, the question pass), so its past is
+its own, with its own length and positions. Requests join the running batch between decoding steps, and every
+step runs ONE forward of the LM for all active requests:
+
+    tokens [B, 1], each at its own request's next position [B, 1]
+      -> q/k/v and output projections, MLPs, LM head: over all B rows at once (the weights are read once a step)
+      -> attention: row b against request b's own past plus its new token, unpadded: the very SDPA call that
+         answering alone makes (`RowPasts` is the forward's cache and hands each row's KV to `row_attention`)
+      -> logits [B, vocab]
+
+Nothing is padded and no mask is shared, so a row's attention is bit for bit what it is alone. Each request then
+picks its own token (greedy or its own seeded sampler), stops on its own end token, `max_new_tokens` or stop
+string, streams its own pieces (`Job.out`), and can be cancelled alone: its slot is freed at the next step.
+Prefill stays one request at a time (between steps, in the engine's thread); decoding is what batches.
+
+Exactness. The linear layers are where a batch can differ from a request alone: BLAS picks its kernel by the
+number of rows (MKL: a matrix-vector product for 1 row, 4-row tiles beyond, tails by rows mod 4 and threads), so
+a row's logits move in the last bits (~1e-5 on the default model) with the batch's size; greedy tokens change only
+where two logits tie that closely. `row_tile=T` makes every decoding forward, alone or batched, run each linear
+layer in calls of exactly T rows (zero rows pad the last call): a row's bits then depend only on its own inputs,
+never on who else is in the batch (tests/voco/test_batching.py holds batched logits bitwise equal to alone ones).
+It costs: a request alone pays a T-row product per layer.
+
+    engine = AnswerEngine(model, EngineConfig(max_batch=16, max_queue=64))
+    ticket = engine.submit(AnswerSession(model, caches).job("what happens?", max_new_tokens=32))
+    for event in ticket: ...   # Waiting(position) while in line, then AnswerPiece(text), the last with stats
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+from transformers import AttentionInterface, DynamicCache
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from voco.generation import Prefilled
+from voco.key_bias import READS_KEY_BIAS, key_bias_attention, use_key_bias_attention
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnswerEngine", "Batch", "Cancelled", "EngineBusy", "EngineConfig", "Job", "Ticket", "Waiting",
+           "decode_alone", "forward_rows"]
+
+ROWS = "voco_rows"
+"""The attention implementation a batching model runs: `row_attention`, which is `key_bias_attention` (plain SDPA
+without a key bias) unless the forward brings `voco_rows`."""
+
+
+# ---- one decoding forward for B requests -------------------------------------------------------------
+
+class RowPasts:
+    """A decoding step's `cache`: B requests' own caches side by side (never one padded tensor).
+
+    transformers calls `update` in every attention layer with the step's new KV [B, kv_heads, 1, head_dim]: row b
+    goes into request b's own cache (as `DynamicCache.update` does alone), and the attention reads each row's whole
+    past for that layer from `layer_rows`. The mask transformers builds is not read (sized for one key)."""
+
+    def __init__(self, pasts: Sequence[DynamicCache]):
+        self.pasts = list(pasts)
+        self._rows: tuple[int, list] = (-1, [])
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
+        rows = [past.update(keys[b : b + 1], values[b : b + 1], layer_idx) for b, past in enumerate(self.pasts)]
+        self._rows = (layer_idx, rows)  # [B] x ([1, kv_heads, L_b + 1, D] keys, values)
+        return keys, values
+
+    def layer_rows(self, layer_idx: int) -> list[tuple[torch.Tensor, torch.Tensor, object]]:
+        """Each row's (keys, values, key bias or None) in layer `layer_idx`, just updated."""
+        at, rows = self._rows
+        if at != layer_idx:
+            raise RuntimeError(f"attention of layer {layer_idx} ran before its cache update (last: {at})")
+        return [(k, v, getattr(past, "key_bias", None)) for (k, v), past in zip(rows, self.pasts, strict=True)]
+
+    # what transformers' mask code asks of a cache
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        return 0
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        return query_length, 0
+
+
+def row_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, **kwargs):
+    """With `voco_rows` (a `RowPasts`): row b's query [1, heads, 1, D] against its own past alone, no mask, as a
+    request alone decodes (transformers passes no mask for one query over a plain causal past). Without it:
+    `key_bias_attention` (SDPA, plus a per-layer key bias when a ragged cache brings one)."""
+    rows = kwargs.pop("voco_rows", None)
+    if rows is None:
+        return key_bias_attention(module, query, key, value, attention_mask, **kwargs)
+    out = [key_bias_attention(module, query[b : b + 1], k, v, None, key_bias=bias, **kwargs)[0]
+           for b, (k, v, bias) in enumerate(rows.layer_rows(module.layer_idx))]  # [B] x [1, 1, heads, D]
+    return torch.cat(out), None
+
+
+def use_row_attention(lm) -> None:
+    """Switch a transformers LM to `row_attention` (idempotent): unchanged answers for every other forward.
+    Only SDPA-compatible full-attention decoders: fail otherwise."""
+    if lm.config._attn_implementation == ROWS:
+        return
+    AttentionInterface.register(ROWS, row_attention)
+    AttentionMaskInterface.register(ROWS, sdpa_mask)  # prefill and training build the masks SDPA gets
+    READS_KEY_BIAS.add(ROWS)
+    layer_types = set(getattr(lm.config, "layer_types", None) or ["full_attention"])
+    if layer_types != {"full_attention"}:
+        raise ValueError(f"batched decoding needs full-attention layers; this LM has {sorted(layer_types)}: "
+                         "answer one request at a time (max_batch=1)")
+    use_key_bias_attention(lm)  # refuses attention kernels other than SDPA / eager
+    lm.set_attn_implementation(ROWS)
+
+
+class RowTiles(TorchFunctionMode):
+    """Every `F.linear` in calls of exactly `rows` rows (the last padded with zero rows): a row's result then
+    depends only on its own input, not on how many rows share the call (see the module docstring)."""
+
+    def __init__(self, rows: int):
+        super().__init__()
+        self.rows = rows
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.linear:
+            return func(*args, **kwargs)
+        x, weight, *rest = args
+        bias = rest[0] if rest else kwargs.get("bias")
+        flat = x.reshape(-1, x.shape[-1])  # [M, in]
+        M = flat.shape[0]
+        if M % self.rows:
+            flat = torch.cat((flat, flat.new_zeros(self.rows - M % self.rows, flat.shape[1])))
+        out = torch.cat([func(tile, weight, bias) for tile in flat.split(self.rows)])[:M]  # [M, out]
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def row_tiles(rows: int | None):
+    """`RowTiles(rows)`, or nothing when `rows` is None (each linear in one call, fastest)."""
+    return contextlib.nullcontext() if rows is None else RowTiles(rows)
+
+
+@torch.inference_mode()
+def forward_rows(model, states: Sequence[Prefilled], tokens: Sequence[int], row_tile: int | None = None):
+    """One decoding step of B requests: token b at request b's next position, against its own past (which grows by
+    it). -> logits [B, vocab] float. One request runs `VoCoModel.forward_tokens`, the path answering alone takes."""
+    with row_tiles(row_tile):
+        if len(states) == 1:
+            return model.forward_tokens([tokens[0]], states[0].past, states[0].position)  # [1, vocab]
+        use_row_attention(model.lm)
+        ids = torch.tensor(tokens, device=model.device)[:, None]  # [B, 1]
+        positions = torch.tensor([s.position for s in states], device=model.device)[:, None]  # [B, 1]
+        rows = RowPasts([s.past for s in states])
+        out = model.lm(input_ids=ids, position_ids=positions, cache=rows, use_cache=True, logits_to_keep=1,
+                       voco_rows=rows)
+        return out.logits[:, -1].float()  # [B, vocab]
+
+
+# ---- requests and the running batch -------------------------------------------------------------------
+
+DONE = object()
+"""The last event of every job (after its final piece or its error)."""
+
+
+class Cancelled(Exception):
+    """The request was cancelled before its answer ended."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request's place in line: 1 is next to join the batch; sent whenever it changes, and 0 when it joins."""
+
+    position: int
+
+
+class Job(ABC):
+    """One request on its way through decoding. Whoever runs it sets `out` (where its events go: text pieces, the
+    error, `DONE`); `cancel` may come from any thread."""
+
+    def __init__(self) -> None:
+        self.out: Callable[[object], None] = lambda event: None
+        self.cancelled = threading.Event()
+
+    @abstractmethod
+    def prefill(self) -> Prefilled:
+        """The request's own past and first logits (`voco.generation.prefill`); raises what answering alone raises."""
+
+    @abstractmethod
+    def take(self, logits: torch.Tensor) -> int | None:
+        """Pick the next token from logits [vocab], hand out what it adds; None: the answer has ended."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Hand out the last piece (e.g. with the stats)."""
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The final piece (or the error), then `DONE`."""
+        try:
+            if error is None:
+                self.finish()
+            else:
+                self.out(error)
+        except Exception as err:  # noqa: BLE001 - a bug in one job's stats must still end its stream
+            self.out(err)
+        self.out(DONE)
+
+
+class Batch:
+    """The running batch: prefilled jobs decoding together, one forward per `step`. No threads: `AnswerEngine`
+    drives one for many callers, `decode_alone` one for a single answer."""
+
+    def __init__(self, model, row_tile: int | None = None):
+        if row_tile is not None and row_tile < 1:
+            raise ValueError(f"row_tile must be >= 1 or None, got {row_tile}")
+        self.model = model
+        self.row_tile = row_tile
+        self.rows: list[tuple[Job, Prefilled]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, job: Job) -> None:
+        """Prefill `job` (alone) and let it join at the next step; a failed prefill ends it with its error."""
+        if job.cancelled.is_set():
+            job.end(Cancelled())
+            return
+        try:
+            state = job.prefill()
+        except Exception as err:  # noqa: BLE001 - the request's own error (context too long, ...), not the batch's
+            job.end(err)
+            return
+        self.rows.append((job, state))
+
+    def step(self) -> None:
+        """Each job picks its token from its logits; those that go on run one forward together."""
+        going: list[tuple[Job, Prefilled]] = []
+        tokens: list[int] = []
+        for job, state in self.rows:
+            if job.cancelled.is_set():
+                job.end(Cancelled())
+                continue
+            try:
+                token = job.take(state.logits)
+            except Exception as err:  # noqa: BLE001
+                job.end(err)
+                continue
+            if token is None:
+                job.end()
+                continue
+            going.append((job, state))
+            tokens.append(token)
+        self.rows = going
+        if not going:
+            return
+        try:
+            logits = forward_rows(self.model, [s for _, s in going], tokens, self.row_tile)  # [B, vocab]
+        except Exception as err:  # noqa: BLE001 - every row of this forward fails with it; the batch goes on empty
+            log.exception("a batched decoding step failed")
+            for job, _ in going:
+                job.end(err)
+            self.rows = []
+            return
+        for (_, state), row in zip(going, logits, strict=True):
+            state.logits = row
+            state.position += 1
+
+
+def decode_alone(model, job: Job, row_tile: int | None = None) -> Iterator[object]:
+    """Run one job with nobody else in its batch, in the caller's thread: the steps the engine takes, its events
+    yielded as they come (an error is raised)."""
+    events: deque = deque()
+    job.out = events.append
+    batch = Batch(model, row_tile)
+    batch.add(job)
+    while True:
+        while events:
+            event = events.popleft()
+            if event is DONE:
+                return
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+        batch.step()
+
+
+# ---- the engine: a queue in front of one running batch ------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How many requests an `AnswerEngine` decodes together and lets wait."""
+
+    max_batch: int = 16
+    """Requests decoding together (one forward per step for all of them); more wait in line."""
+    max_queue: int = 64
+    """Requests waiting for a place in the batch; one more is refused with `EngineBusy`."""
+    row_tile: int | None = None
+    """None: fastest (a batched row may differ from the same request alone in the last bits of its logits);
+    T: every decoding forward runs its linear layers in T-row calls, so answers never depend on the batch."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 0:
+            raise ValueError(f"max_batch must be >= 1 and max_queue >= 0, got {self.max_batch} and {self.max_queue}")
+        if self.row_tile is not None and self.row_tile < 1:
+            raise ValueError(f"row_tile must be >= 1 or None, got {self.row_tile}")
+
+
+class EngineBusy(RuntimeError):
+    """The batch and the line are full: try again in a moment."""
+
+
+class Ticket:
+    """A submitted request: iterate for its events (`Waiting`, then the job's pieces; an error is raised);
+    stopping early, or `cancel`, frees its place."""
+
+    def __init__(self, engine: AnswerEngine, job: Job):
+        self.engine = engine
+        self.job = job
+        self.position: int | None = None
+        self.done = False
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        job.out = self._events.put
+
+    def __iter__(self) -> Iterator[object]:
+        try:
+            while True:
+                event = self._events.get()
+                if event is DONE:
+                    self.done = True
+                    return
+                if isinstance(event, BaseException):
+                    self.done = True
+                    raise event
+                yield event
+        finally:
+            if not self.done:
+                self.cancel()
+
+    def cancel(self) -> None:
+        self.engine.cancel(self)
+
+
+class AnswerEngine:
+    """A bounded line in front of one running `Batch`, decoded by a worker thread that runs while there is work.
+
+    `submit` never blocks: the request waits in line (its ticket hears its place) until the batch has room, then is
+    prefilled and joins between two steps; past `max_batch + max_queue` requests in flight it raises `EngineBusy`.
+    """
+
+    def __init__(self, model, config: EngineConfig | None = None):
+        self.model = model
+        self.config = config or EngineConfig()
+        if self.config.max_batch > 1:
+            use_row_attention(model.lm)  # now, not while other threads may be running the model
+        self._lock = threading.Lock()
+        self._waiting: deque[Ticket] = deque()
+        self._active = 0
+        self._worker: threading.Thread | None = None
+
+    def load(self) -> tuple[int, int]:
+        """(requests decoding, requests waiting) right now."""
+        with self._lock:
+            return self._active, len(self._waiting)
+
+    def submit(self, job: Job) -> Ticket:
+        ticket = Ticket(self, job)
+        cfg = self.config
+        with self._lock:
+            if self._active + len(self._waiting) >= cfg.max_batch + cfg.max_queue:
+                raise EngineBusy(f"busy: {self._active} questions are being answered and {len(self._waiting)} are "
+                                 "waiting; try again in a moment")
+            self._waiting.append(ticket)
+            self._announce()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="voco-batch", daemon=True)
+                self._worker.start()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Withdraw a waiting request now, or free a decoding one's slot at the next step."""
+        ticket.job.cancel()
+        with self._lock:
+            if ticket not in self._waiting:
+                return  # decoding (the batch ends it) or already ended
+            self._waiting.remove(ticket)
+            self._announce()
+        ticket.job.end(Cancelled())
+
+    def _announce(self) -> None:
+        """Tell each waiting request its place when it changed (under the lock)."""
+        for place, ticket in enumerate(self._waiting, start=1):
+            if ticket.position != place:
+                ticket.position = place
+                ticket.job.out(Waiting(place))
+
+    def _work(self) -> None:
+        batch = Batch(self.model, self.config.row_tile)
+        while True:
+            with self._lock:
+                free = self.config.max_batch - len(batch)
+                joining = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+                self._active = len(batch) + len(joining)
+                if not self._active:
+                    self._worker = None  # the next submit starts another
+                    return
+                self._announce()
+            for ticket in joining:
+                ticket.position = 0
+                ticket.job.out(Waiting(0))
+                batch.add(ticket.job)  # prefill, one request at a time
+            batch.step()
