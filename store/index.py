@@ -63,7 +63,9 @@ where the old centroids do not; 2x bounds both while a library growing steadily 
 NPROBE = 96
 """Lists one search scans. At 1M clustered segments (2048 lists, `ivf_lists`) recall@10 against exact was 0.978 /
 0.980 (near / fresh queries) at 64, 0.996 / 0.994 at 96 and 0.999 / 0.998 at 128, p50 2.3 / 3.1 / 4.2 ms: 96 keeps
-a margin over the 0.95 target for vectors less kind than the synthetic ones at a third of the budget's 10 ms."""
+a margin over the 0.95 target for vectors less kind than the synthetic ones at a third of the budget's 10 ms.
+At 5M (4096 lists of ~1,200) the same 96 gave 0.947 / 0.967 at p50 13 ms: libraries of several million segments
+will want more lists with a faster coarse quantizer, or smaller codes with a re-ranking step."""
 TRAIN_PER_LIST = 64
 """Training points per list (k-means; faiss asks for >= 39): a strided sample of the library, not all of it,
 because k-means costs points x lists. (32 per list gave unevener lists: at 1M recall@10 0.998 at 64 probes, but
