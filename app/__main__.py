@@ -3,6 +3,7 @@
     python -m app                          # 127.0.0.1:7860, videos from $VOCO_HOME (or the default home)
     python -m app --home ./voco_home --port 8000 --auth-file ~/.voco_auth   # a file holding user:password
     VOCO_APP_AUTH=alice:secret python -m app                                 # or the environment
+    python -m app --max-batch 16 --max-queue 64   # answers decoded together; questions waiting (more: "busy")
 
 Pick a stored video (or upload one: it is ingested in the background), ask questions, get streamed
 answers computed from the video's VoCo caches. API: the named endpoints /ask and /videos
@@ -51,7 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="longest upload accepted, in minutes (default 120; 0: no limit; python -m ingest takes any)")
     p.add_argument("--concurrent-uploads", type=int, default=1,
                    help="uploads ingesting at once (default 1); the rest wait in line and see their place")
-    p.add_argument("--concurrency", type=int, default=1, help="answers computed at once; the rest queue")
+    p.add_argument("--max-batch", type=int, default=16, metavar="N",
+                   help="answers decoded together, one model pass per token for all of them (default %(default)s; "
+                        "1: one at a time)")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="questions waiting for a place in the batch, each shown its place (default %(default)s); "
+                        "one more is told the app is busy")
+    p.add_argument("--row-tile", type=int, metavar="T",
+                   help="decode in T-row tiles: every answer bitwise the same whoever it is batched with, at some "
+                        "speed (default: off, fastest)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="other requests (video picker, search, uploads) handled at once (default %(default)s)")
     p.add_argument("--no-upload", action="store_true", help="switch uploads off")
     p.add_argument("--segments", choices=("retrieved", "uniform"), default="retrieved",
                    help="which segments answer when a video does not fit the context: the ones most relevant to "
@@ -62,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.concurrent_uploads < 1 or args.max_upload_minutes < 0:
         p.error("--concurrent-uploads must be >= 1 and --max-upload-minutes >= 0")
+    if args.max_batch < 1 or args.max_queue < 0 or (args.row_tile is not None and args.row_tile < 1):
+        p.error("--max-batch and --row-tile must be >= 1, --max-queue >= 0")
     if args.retrieve_always is not None and (args.segments != "retrieved" or args.retrieve_always < 1):
         p.error("--retrieve-always N needs --segments retrieved and N >= 1")
     try:
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
               "what uses it", file=sys.stderr)
         return 1
     from app.service import ChatService, ServiceLimits
-    from app.ui import build_ui, library_line
+    from app.ui import answer_slots, build_ui, library_line
     from ingest.run import load_model
     from voco.session import make_selector
 
@@ -124,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home) if args.home else default_home()
     limits = ServiceLimits(max_upload_bytes=args.max_upload_mb * 2**20,
                            max_upload_seconds=args.max_upload_minutes * 60 or None,
-                           concurrent_uploads=args.concurrent_uploads)
+                           concurrent_uploads=args.concurrent_uploads, max_batch=args.max_batch,
+                           max_queue=args.max_queue, row_tile=args.row_tile)
     options = {"max_segments": args.retrieve_always} if args.segments == "retrieved" else {}
     service = ChatService(store, model, model_name=args.model, limits=limits,
                           upload_dir=None if args.no_upload else home / "uploads",
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=args.login,
                     max_file_size=f"{args.max_upload_mb}mb", allowed_paths=[str(thumbs)], show_error=False,
-                    prevent_thread_lock=True, quiet=True)
+                    prevent_thread_lock=True, quiet=True, max_threads=answer_slots(service) + 40)  # + gradio's own
         # the address only once the server listens (a failed launch has raised by now)
         print(f"VoCo Video QA: {library_line(service)} in {home}; open http://{args.host}:{args.port}", flush=True)
         demo.block_thread()

@@ -4,12 +4,15 @@ A question is answered through `voco.session.AnswerSession` from the video's VoC
 (loaded once, kept in `store.timelines`' bounded LRU), so asking again about the same video costs only
 the question. A video whose caches do not fit the model's context is answered from a uniform subset of
 its segments, and the answer says so and which segments (start-end times) it used.
+
+Questions from many users are answered together: each goes into one `voco.batching.AnswerEngine`, which decodes
+up to `ServiceLimits.max_batch` answers in one forward per step and keeps at most `max_queue` more waiting (each
+hears its place in line); past that a question is refused with `ServiceBusy` ("busy ... try again in a moment").
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +30,7 @@ from app.validation import video_id as checked_video_id
 from ingest.vectors import MomentSearch
 from store import NotFound, SegmentInfo, Store, StoreError, VideoInfo, VideoStatus
 from store.timelines import StoredTimelines
+from voco.batching import AnswerEngine, EngineBusy, EngineConfig, Waiting
 from voco.cache import SegmentCache
 from voco.generation import ContextTooLong
 from voco.model import VoCoModel
@@ -44,8 +48,12 @@ NO_ANSWER = "the model gave no answer"
 USED_MARK = "▶ used · "
 """Starts the timeline caption of each segment the last answer used."""
 
-__all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceError", "ServiceLimits",
-           "TimeLink", "UploadJob"]
+__all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceBusy", "ServiceError",
+           "ServiceLimits", "TimeLink", "UploadJob"]
+
+
+class ServiceBusy(ServiceError):
+    """Every answering place and the line behind them are taken: the person should try again in a moment."""
 
 
 def timeline_caption(segment, used: bool) -> str:
@@ -67,16 +75,20 @@ class AnswerStats:
     vision_tokens: int
     """Vision tokens the used segments stand for."""
     ttft_ms: float
+    """From the question's arrival to its first token (time in line included)."""
     tokens: int
     tokens_per_s: float
     note: str = ""
     """What the person should know: a uniform subset of a long video, or that the model gave no answer."""
+    waited_ms: float = 0.0
+    """Time in line behind other people's questions before this one started."""
 
     @classmethod
     def of(cls, stats: SessionStats, vision_tokens_per_segment: int, note: str) -> AnswerStats:
         return cls(segments_used=stats.segments_used, segments_total=stats.segments_total,
                    cache_tokens=stats.cache_tokens, vision_tokens=len(stats.segments_used) * vision_tokens_per_segment,
-                   ttft_ms=stats.ttft_ms, tokens=stats.tokens, tokens_per_s=stats.tokens_per_s, note=note)
+                   ttft_ms=stats.ttft_ms, tokens=stats.tokens, tokens_per_s=stats.tokens_per_s, note=note,
+                   waited_ms=stats.waited_ms)
 
     @property
     def subset(self) -> bool:
@@ -100,15 +112,17 @@ class AnswerStats:
     def summary(self) -> str:
         speed = f" at {self.tokens_per_s:.1f} tok/s" if self.tokens > 1 else ""
         used = f"{len(self.segments_used)}/{self.segments_total} segments ({self.times()})"
+        waited = f" ({self.waited_ms:.0f} ms in line)" if self.waited_ms >= 1 else ""
         text = (f"{used} · {self.cache_tokens} cache tokens for "
                 f"{self.vision_tokens} vision tokens ({self.compression:.0f}x) · first token "
-                f"{self.ttft_ms:.0f} ms · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
+                f"{self.ttft_ms:.0f} ms{waited} · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
         return f"{text} · {self.note}" if self.note else text
 
     def to_dict(self) -> dict:
         """The API's view: `segments_used` as [{index, start_s, end_s}], `subset` when not all were used."""
         return {**asdict(self), "segments_used": [s.to_dict() for s in self.segments_used], "subset": self.subset,
-                "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2)}
+                "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2),
+                "waited_ms": round(self.waited_ms, 1)}
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,8 @@ class AnswerUpdate:
     about one video)."""
     sources: tuple[LibrarySource, ...] = ()
     """Set on the last update of a question about the whole library: the video and segment of each segment used."""
+    queued: int | None = None
+    """While the question waits for a place in the batch: its place in line (1: next); None once it is answered."""
 
 
 @dataclass
@@ -137,6 +153,14 @@ class ServiceLimits:
     """Uploads ingesting at once (each runs the model beside the answers); the rest wait in line."""
     max_new_tokens: int = 256
     max_question_chars: int = 2000
+    max_batch: int = 16
+    """Answers decoded together, one LM forward per step for all of them (`voco.batching`); 1: one at a time.
+    A bigger batch answers more people per second and each of them a little slower."""
+    max_queue: int = 64
+    """Questions waiting for a place in the batch (each is shown its place); one more is refused as busy."""
+    row_tile: int | None = None
+    """None: fastest. T: decode in T-row tiles, so an answer is bitwise the same whoever it is batched with (and
+    the same as `AnswerSession(..., row_tile=T)` alone); a question alone then costs a T-row product per layer."""
 
 
 @dataclass
@@ -154,7 +178,8 @@ class ChatService:
 
     def __post_init__(self) -> None:
         self._timelines = StoredTimelines(self.store, self.model.fingerprint, self.limits.cached_videos)
-        self._model_lock = threading.Lock()  # one answer decodes at a time; others wait their turn
+        self.engine = AnswerEngine(self.model, EngineConfig(self.limits.max_batch, self.limits.max_queue,
+                                                            self.limits.row_tile))
         self._vision_tokens: int | None = None
         self.uploads = None if self.upload_dir is None else Uploads(
             self.store, self.model, self.model_name, self.upload_dir, self.limits.max_upload_bytes,
@@ -279,20 +304,31 @@ class ChatService:
 
     def _stream(self, req: AskRequest, timeline: Timeline, scores: Callable[[], Sequence[float]],
                 sources: tuple[LibrarySource, ...] = ()) -> Iterator[AnswerUpdate]:
-        """scores: called only by a selector that must choose a subset by relevance."""
-        session = AnswerSession(self.model, timeline, self.selector)
+        """Queue the question for the batch, and stream its place in line, then its answer.
+        scores: called only by a selector that must choose a subset by relevance."""
+        session = AnswerSession(self.model, timeline, self.selector, self.limits.row_tile)
+        job = session.job(req.question, scores, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
+                          top_p=req.top_p, history=req.history)
+        try:
+            ticket = self.engine.submit(job)
+        except EngineBusy as err:
+            raise ServiceBusy(f"the app is {err}") from err
         text = ""
-        with self._model_lock:
-            try:
-                for piece in session.stream(req.question, scores, max_new_tokens=req.max_new_tokens,
-                                            temperature=req.temperature, top_p=req.top_p, history=req.history):
-                    text += piece.text
-                    if piece.stats is None:
-                        yield AnswerUpdate(text)
-                    else:
-                        stats = piece.stats
-            except ContextTooLong as err:
-                raise ServiceError(f"the question is too long for the model's context: {err}") from err
+        try:
+            for event in ticket:
+                if isinstance(event, Waiting):
+                    if event.position:
+                        yield AnswerUpdate(text, queued=event.position)
+                elif event.stats is None:
+                    text += event.text
+                    yield AnswerUpdate(text)
+                else:
+                    text += event.text
+                    stats = event.stats
+        except ContextTooLong as err:
+            raise ServiceError(f"the question is too long for the model's context: {err}") from err
+        finally:
+            ticket.cancel()  # a reader that stopped early (a closed page) frees its place; a no-op once answered
         text = text.strip()
         note = (f"video longer than the model's context: answered from {len(stats.segments_used)} of "
                 f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")

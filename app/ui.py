@@ -13,7 +13,7 @@ import gradio as gr  # noqa: E402
 
 from app.search import register_search  # noqa: E402
 from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
-from app.uploads import UploadStatus  # noqa: E402
+from app.uploads import UploadStatus, ordinal  # noqa: E402
 from store import VideoStatus  # noqa: E402
 from voco.session import SegmentSpan  # noqa: E402
 from voco.timeline import clock  # noqa: E402
@@ -75,6 +75,17 @@ def _failed(endpoint: str, err: Exception) -> gr.Error:
     """A bug: the traceback goes to the log once, the caller gets its type and message."""
     log.exception("%s failed", endpoint)
     return gr.Error(f"internal error: {type(err).__name__}: {err}", print_exception=False)
+
+
+BUSY_MARGIN = 8
+"""Answer requests let through beyond the service's batch and line: they reach it and hear "busy" at once, rather
+than waiting unseen in gradio's own queue."""
+
+
+def answer_slots(service: ChatService) -> int:
+    """How many answer requests (chat and /ask together) gradio runs at once: the service's batch and line decide
+    who is answered, who waits (and sees their place) and who is told the app is busy."""
+    return service.limits.max_batch + service.limits.max_queue + BUSY_MARGIN
 
 
 def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
@@ -189,6 +200,11 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         try:
             for update in service.ask(None if library else video_id, question, pairs, max_new_tokens=max_tokens,
                                       temperature=temperature):
+                if update.queued is not None:  # other people's questions are being answered: say where this one is
+                    line = waiting_line(update.queued)
+                    history[-1] = {"role": "assistant", "content": f"… {line}"}
+                    yield history, "", line, gr.update()
+                    continue
                 shown = update.text or ("…" if update.stats is None else NO_ANSWER_BUBBLE)
                 history[-1] = {"role": "assistant", "content": shown}
                 if update.stats is None:
@@ -286,8 +302,9 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         timeline.select(show_segment, videos, moment, api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]
         answered = [chat, question, stats, timeline]
-        asked = [send.click(respond, inputs, answered, api_visibility="private"),
-                 question.submit(respond, inputs, answered, api_visibility="private")]
+        answering = {"concurrency_limit": answer_slots(service), "concurrency_id": "answers"}
+        asked = [send.click(respond, inputs, answered, api_visibility="private", **answering),
+                 question.submit(respond, inputs, answered, api_visibility="private", **answering)]
         stop.click(None, cancels=asked, api_visibility="private")
         clear.click(lambda: ([], "", ""), None, [chat, stats, moment], api_visibility="private")
         upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
@@ -320,12 +337,17 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             return [{"id": v.id, "name": service.name(v.path), "duration_s": v.duration, "segments": v.num_segments,
                      "status": v.status} for v in service.videos(query)]
 
-        gr.api(ask, api_name="ask")
+        gr.api(ask, api_name="ask", **answering)
         gr.api(list_videos, api_name="videos")
         found = register_search(service.moments)  # the /search endpoint and box (app/search.py)
         found.table.select(open_hit, [found.hits, videos, search], [videos, focus, timeline, moment, question],
                            api_visibility="private")
     return demo
+
+
+def waiting_line(place: int) -> str:
+    """A question's place in the answering line: "waiting: 2nd in line (other questions are being answered)"."""
+    return f"waiting: {ordinal(place)} in line (other questions are being answered)"
 
 
 def time_options(times: tuple[TimeLink, ...]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from store import Store
 from tests.fixtures.videos import pattern_frames, write_video
 from voco import VoCoModel
 from voco.data.synthetic import write_dataset
-from voco.session import AnswerPiece, AnswerSession
+from voco.generation import GenerationConfig
+from voco.session import AnswerJob, AnswerPiece, AnswerSession
 from voco.tiny import tiny_model
 
 
@@ -72,13 +74,54 @@ def scripted_answer(monkeypatch):
     a real decoding; a random tiny model never writes clock times itself."""
 
     def script(text: str) -> None:
-        class Scripted(AnswerSession):
-            def stream(self, question, scores=None, **kwargs):
-                *_, last = super().stream(question, scores, **kwargs)
+        class ScriptedJob(AnswerJob):
+            def take(self, logits):
+                out, self.out = self.out, lambda event: None  # the model decodes; its own words are dropped
+                try:
+                    return super().take(logits)
+                finally:
+                    self.out = out
+
+            def finish(self):
+                real: list[AnswerPiece] = []
+                out, self.out = self.out, real.append
+                try:
+                    super().finish()
+                finally:
+                    self.out = out
                 for word in text.split(" "):
-                    yield AnswerPiece(f"{word} ")
-                yield AnswerPiece("", last.stats)
+                    self.out(AnswerPiece(f"{word} "))
+                self.out(AnswerPiece("", real[-1].stats))
+
+        class Scripted(AnswerSession):
+            def job(self, question, scores=None, **kwargs):
+                return ScriptedJob(self, question, scores, GenerationConfig(**kwargs))
 
         monkeypatch.setattr("app.service.AnswerSession", Scripted)
 
     return script
+
+
+@pytest.fixture
+def held_answers(monkeypatch):
+    """The service's answers wait at `.gate` (a threading.Event) before their prompt pass, holding the batch, and
+    release `.reached` (a semaphore) when they get there."""
+    gate, reached = threading.Event(), threading.Semaphore(0)
+
+    class Held(AnswerSession):
+        def job(self, question, scores=None, **kwargs):
+            job = super().job(question, scores, **kwargs)
+            prefill = job.prefill
+
+            def held():
+                reached.release()
+                assert gate.wait(60)
+                return prefill()
+
+            job.prefill = held
+            return job
+
+    monkeypatch.setattr("app.service.AnswerSession", Held)
+    Held.gate, Held.reached = gate, reached
+    yield Held
+    gate.set()  # nothing stays held after the test

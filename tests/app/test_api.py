@@ -1,12 +1,14 @@
 """The app's named endpoints, called through gradio_client against a launched app."""
 
 import logging
+import threading
+import time
 
 import gradio as gr
 import pytest
 
-from app.service import NO_ANSWER, USED_MARK, ChatService
-from app.ui import NO_ANSWER_BUBBLE, TIME_OPTION, _pairs, build_ui
+from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceLimits
+from app.ui import NO_ANSWER_BUBBLE, TIME_OPTION, _pairs, build_ui, waiting_line
 from store import Store
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -212,3 +214,45 @@ def test_the_whole_library_is_a_choice_of_the_picker_and_of_the_api(app_url, scr
     result = gradio_client.Client(url, verbose=False).predict(None, "a red circle?", 2, api_name="/ask")
     assert result["answer"] == "A red circle." and result["sources"]
     assert {s["video_id"] for s in result["sources"]} <= {v.id for v in service.videos()}
+
+
+def test_asks_at_once_wait_in_line_and_past_it_the_api_says_busy(library, tmp_path_factory, held_answers):
+    """One answering place and one place in line: the first /ask holds the batch, the second waits (the chat shows
+    its place), the third is refused as busy; then both waiting ones are answered."""
+    root, model = library
+    store = Store.open(root / "home")
+    service = ChatService(store, model, model_name="tiny", limits=ServiceLimits(max_batch=1, max_queue=1))
+    demo = build_ui(service, tmp_path_factory.mktemp("thumbs"))
+    demo.queue(default_concurrency_limit=1)  # the answer events have their own limit: the service's line decides
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        video = service.videos()[0]
+        results: dict[str, object] = {}
+
+        def ask(name: str) -> None:
+            results[name] = client.predict(video_id=video.id, question="what?", max_new_tokens=3, api_name="/ask")
+
+        def chat() -> None:
+            respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
+            results["chat"] = [stats for _, _, stats, _ in respond("what?", [], video.id, 3, 0.0)]
+
+        first = threading.Thread(target=ask, args=("first",))
+        first.start()
+        assert held_answers.reached.acquire(timeout=60)
+        second = threading.Thread(target=chat)
+        second.start()
+        deadline = time.monotonic() + 60
+        while service.engine.load() != (1, 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(gradio_client.exceptions.AppError, match="busy.*try again in a moment"):
+            client.predict(video_id=video.id, question="what?", max_new_tokens=3, api_name="/ask")
+        held_answers.gate.set()
+        first.join(60)
+        second.join(60)
+        assert results["first"]["tokens"] > 0
+        assert waiting_line(1) in results["chat"]  # the chat said where the question was while it waited
+        assert results["chat"][-1].startswith(f"{len(results['first']['segments_used'])}/")  # then answered it
+    finally:
+        demo.close()
+        store.close()

@@ -1,9 +1,11 @@
 """The chat service, called directly (no Gradio)."""
 
+import threading
+import time
 
 import pytest
 
-from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceError, ServiceLimits
+from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceBusy, ServiceError, ServiceLimits
 from store import Store
 from voco.session import RetrievedSegments
 
@@ -173,8 +175,9 @@ def test_the_api_answer_lists_each_time_with_its_segment(service, scripted_answe
     assert result["answer"] == "At 0:01."
     assert result["times"] == [{"text": "0:01", "seconds": 1.0, "segment": segment.to_dict()}]
     _, stats = service.answer(video.id, "when?", max_new_tokens=2)
-    assert {k: v for k, v in result.items() if k not in ("answer", "times", "ttft_ms", "tokens_per_s")} == {
-        k: v for k, v in stats.to_dict().items() if k not in ("ttft_ms", "tokens_per_s")}  # the other fields as before
+    timings = ("ttft_ms", "tokens_per_s", "waited_ms")
+    assert {k: v for k, v in result.items() if k not in ("answer", "times", *timings)} == {
+        k: v for k, v in stats.to_dict().items() if k not in timings}  # the other fields as before
     scripted_answer("A red circle.")
     assert service.answer_dict(video.id, "what?", max_new_tokens=2)["times"] == []
 
@@ -245,3 +248,56 @@ def test_the_library_timeline_places_the_stored_caches(service):
         assert torch.equal(cache.kv, stored.caches[place].kv)
     with pytest.raises(ValueError, match="no segment of the library matches"):
         library_timeline([], service.loaded, str)
+
+
+def test_questions_wait_in_line_with_their_place_and_past_it_the_app_is_busy(library, store, held_answers):
+    _, model = library
+    service = ChatService(store, model, limits=ServiceLimits(max_batch=1, max_queue=1))
+    video = service.videos()[0]
+    answers: dict[str, list] = {}
+
+    def ask(name: str) -> None:
+        answers[name] = list(service.ask(video.id, "what happens?", max_new_tokens=3))
+
+    first = threading.Thread(target=ask, args=("first",))
+    first.start()
+    assert held_answers.reached.acquire(timeout=30)  # the first answer holds the batch's one place
+    second = threading.Thread(target=ask, args=("second",))
+    second.start()
+    deadline = time.monotonic() + 30
+    while service.engine.load() != (1, 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(ServiceBusy, match="the app is busy: 1 questions are being answered and 1 are waiting; "
+                                          "try again in a moment"):
+        list(service.ask(video.id, "and now?", max_new_tokens=3))
+    held_answers.gate.set()
+    first.join(60)
+    second.join(60)
+    assert [u.queued for u in answers["second"] if u.queued is not None] == [1]  # its place, while it waited
+    assert answers["second"][0].queued == 1 and answers["second"][-1].stats is not None
+    assert answers["first"][-1].text == answers["second"][-1].text  # the same question, the same answer
+    assert answers["second"][-1].stats.waited_ms > answers["first"][-1].stats.waited_ms
+    assert "in line)" in answers["second"][-1].stats.summary()
+
+
+def test_many_people_asking_at_once_get_the_answers_each_gets_alone(library, store):
+    """Eight questions about three videos, asked at once (batched four at a time, the rest in line), answer as
+    each does alone; row tiles make that bitwise, whoever shares a step."""
+    _, model = library
+    limits = ServiceLimits(max_batch=4, max_queue=8, row_tile=2)
+    service = ChatService(store, model, limits=limits)
+    videos = service.videos()
+    asks = [(videos[i % len(videos)].id, f"what happens{'?' * (1 + i)}", 3 + i) for i in range(8)]
+    alone = [service.answer(v, q, max_new_tokens=n)[0] for v, q, n in asks]  # one at a time
+    got: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        v, q, n = asks[i]
+        got[i] = service.answer(v, q, max_new_tokens=n)[0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [got[i] for i in range(len(asks))] == alone
