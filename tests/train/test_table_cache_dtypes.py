@@ -45,3 +45,13 @@ def test_each_row_is_scored_as_computed_and_as_int8_side_by_side(tmp_path, monke
     assert calls and all(shape[-2:] == (2, 16) for shape in calls)  # every batch's kept KV, head_dim 16
     assert "| voco-2 (int8) |" in capsys.readouterr().out
     assert _script().main(args[:5] + ["model,int4"]) == 2
+    # a trained checkpoint on its own test split (scripts/eval_cache_dtypes.py): the same scores
+    spec = importlib.util.spec_from_file_location("eval_cache_dtypes", REPO / "scripts" / "eval_cache_dtypes.py")
+    checkpoint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checkpoint)
+    capsys.readouterr()
+    final = tmp_path / "run" / "voco-2" / "final"
+    assert checkpoint.main(["--model", str(final), "--config", str(config), "--threads", "1"]) == 0
+    scores = json.loads(capsys.readouterr().out)["cache_dtypes"]
+    assert {d: s["average"] for d, s in scores.items()} == {"model": rows["voco-2"]["average"],
+                                                            "int8": rows["voco-2 (int8)"]["average"]}
