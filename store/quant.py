@@ -40,6 +40,10 @@ ENCODING_KEYS = ("cache_dtype", "kv_dtype", "kv_quant")
 """Pack metadata saying how its kv is stored (absent: as computed)."""
 
 
+class UnknownEncoding(ValueError):
+    """A pack stored in a way this version cannot read (written by a newer one): not damage, nothing to repair."""
+
+
 def check_cache_dtype(value: str, field: str = "cache_dtype") -> str:
     if value not in CACHE_DTYPES:
         raise ValueError(f"{field} must be one of {', '.join(CACHE_DTYPES)}, got {value!r}")
@@ -166,7 +170,7 @@ def decode_kv(kv: torch.Tensor, metadata: dict[str, str]) -> torch.Tensor:
     if stored == MODEL:
         return kv
     if stored != INT8 or metadata.get("kv_quant") != QUANT_SCHEME:
-        raise ValueError(f"its caches are stored as {stored!r} ({metadata.get('kv_quant')}), which this version "
+        raise UnknownEncoding(f"its caches are stored as {stored!r} ({metadata.get('kv_quant')}), which this version "
                          f"cannot read")
     import torch
 

@@ -186,15 +186,28 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
     problem = pack_problem(pack, expected)
     if problem is None and (verify or seen not in VERIFIED):
         problem = checksum_problem(pack, segment_checksums(read, video_id))  # the bytes as stored
-    try:
-        kv = pack.decoded_kv() if problem is None else None
-    except ValueError as err:
-        problem = str(err)
+    kv, problem = _decoded(pack, problem, video_id, path)
     if problem is not None:
         raise _damaged(write, home, expected, source, path, problem)
     VERIFIED.add(seen)
     return VideoCaches(video_id=video_id, fingerprint=fingerprint, compressor=compressor, kv=kv,
                        source_positions=pack.source_positions)
+
+
+def _decoded(pack, problem: str | None, video_id: int, path):
+    """(the pack's kv in the model dtype, or None; why it is damaged, or None). A pack checked fine but stored in a
+    way this version cannot read (a newer one wrote it) is a StoreError, not damage: the video is left alone."""
+    from store.quant import UnknownEncoding
+
+    if problem is not None:
+        return None, problem
+    try:
+        return pack.decoded_kv(), None
+    except UnknownEncoding as err:
+        raise StoreError(f"video {video_id}: cannot read its cache file {path}: {err} (a newer version wrote it)"
+                         ) from err
+    except ValueError as err:
+        return None, str(err)
 
 
 def _is_ragged(path) -> bool:
@@ -244,10 +257,7 @@ def _load_ragged(read: SessionFactory, write: SessionFactory, home: Home, video_
         bad = next((t for t, (_, _, c) in enumerate(rows) if pack.segment_checksum(t) != c), None)
         if bad is not None:
             problem = f"segment {bad} does not match its checksum (its bytes were changed on disk)"
-    try:
-        kv = pack.decoded_kv() if problem is None else None
-    except ValueError as err:
-        problem = str(err)
+    kv, problem = _decoded(pack, problem, video_id, path)
     if problem is not None:
         raise _damaged(write, home, expected, source, path, problem)
     VERIFIED.add(seen)

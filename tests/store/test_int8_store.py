@@ -5,7 +5,7 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from store import ModelInfo, PackDamaged, ProbeRecord, SegmentRecord, Store, VideoKey
+from store import ModelInfo, PackDamaged, ProbeRecord, SegmentRecord, Store, StoreError, VideoKey, quant
 from store.claims import new_owner
 from store.db import downgrade, make_engine, sqlite_url
 from store.files import checksum
@@ -127,3 +127,12 @@ def test_migrating_down_drops_int8_videos_and_keeps_the_rest(tmp_path):
         assert [(v.id, v.cache_dtype) for v in store.list_videos()] == [(floats.video_id, "model")]
         assert torch.equal(store.load_video_caches(floats.video_id, FP, verify=True).kv,
                            torch.stack([c.kv for c in caches]))
+
+
+def test_a_pack_of_an_unknown_int8_scheme_is_refused_but_not_marked_damaged(store, monkeypatch):
+    """What an older version meets in a pack a newer one wrote: an error that names it, and the video left alone."""
+    claim = _ingest(store, _caches(2), INT8)
+    monkeypatch.setattr(quant, "QUANT_SCHEME", "hadamard-absmax-int8-vector/2")
+    with pytest.raises(StoreError, match="a newer version wrote it") as caught:
+        store.load_video_caches(claim.video_id, FP, verify=True)
+    assert not isinstance(caught.value, PackDamaged) and store.get_video(claim.video_id).status == "ready"
