@@ -5,7 +5,8 @@ retrieved subset.
     python bench/bench_session.py --model tiny --minutes 10
 
 A video of `--minutes` at the model's segment length (one compressed segment repeated: the caches are
-position-free, so the cost does not depend on what they show). `all` answers from every segment;
+position-free, so the cost does not depend on what they show). `all` answers from every segment (or, past the model's
+position budget, from as many as fit, spread evenly: `segments_used` says how many);
 `retrieved` from `--subset` of them picked by `RetrievedSegments` from given scores (random here: the
 scorer's own cost is not included); `retrieved_scored` the same with the relevance the app computes inside the
 timed answer (the model's own search embedder embeds the question, `video_scores` ranks the video's stored
@@ -25,8 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import load_model, machine  # noqa: E402
+from voco.generation import ContextTooLong  # noqa: E402
 from voco.search import embedder_for, video_scores  # noqa: E402
-from voco.session import AnswerSession, RetrievedSegments  # noqa: E402
+from voco.session import AnswerSession, RetrievedSegments, UniformSubset  # noqa: E402
 
 QUESTION = "what color is the circle that moves left?"
 
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     segments = max(1, round(args.minutes * 60 / model.voco.segment_seconds))
     caches = [model.compress([frames])[0]] * segments
     scores = list(np.random.default_rng(1).random(segments))
-    all_ms, all_used = session_ttft_ms(model, caches, "all", None, args.repeats)
+    try:
+        all_ms, all_used = session_ttft_ms(model, caches, "all", None, args.repeats)
+    except ContextTooLong:  # more segments than the model's position budget: as many as fit, spread evenly
+        all_ms, all_used = session_ttft_ms(model, caches, UniformSubset(), None, args.repeats)
     sub_ms, sub_used = session_ttft_ms(model, caches, RetrievedSegments(max_segments=args.subset), scores,
                                        args.repeats)
     embedder = embedder_for(model)
