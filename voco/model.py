@@ -10,7 +10,9 @@ Two plain causal passes, no custom mask (DESIGN.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -31,6 +33,10 @@ Frames = np.ndarray | torch.Tensor  # uint8 [F, H, W, 3]
 
 class VoCoModel(nn.Module):
     """Vision tower -> projector -> decoder LM, with VoCo compression and cached answering."""
+
+    timeline_memo_size: int = 8
+    """Placed timelines (with their time labels' KV) kept for reuse, each the past of one selection: on the default
+    model 46 KB per position, 2 cache + 5 label positions a segment, so ~20 MB for 64 segments, ~170 MB for 8."""
 
     def __init__(
         self,
@@ -67,7 +73,7 @@ class VoCoModel(nn.Module):
         rotary_inv_freq(lm)  # fail now, not at the first question, on a decoder we cannot move keys in
         self._fingerprint: tuple[tuple, str] | None = None
         self._prefix_memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._timeline_memo: tuple | None = None  # (key, caches, per-layer (keys, values), next position)
+        self._timeline_memo: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (caches, layers' KV, position)
         self._label_budget_memo: tuple | None = None  # ((template, starts), longest label)
 
     # ---- construction -------------------------------------------------------------------------
@@ -279,20 +285,25 @@ class VoCoModel(nn.Module):
                          starts: Sequence[float] | None = None) -> tuple[DynamicCache, int]:
         """Check the caches belong to this model, then place them after the prefix (the compressor's hooks),
         each followed by its time label when the model has them; starts: each segment's start seconds (None:
-        index * segment_seconds). With labels, the placed timeline of the last selection is memoised."""
+        index * segment_seconds). With labels, the placed timelines of the last `timeline_memo_size` selections are
+        memoised (questions about a few videos, asked by many people in turn, skip the label pass)."""
         self.compressor.check_caches(caches, self.fingerprint)
         if self.voco.prompt.segment_label is None:
             return self.compressor.past_from_caches(self, caches, prefix_ids)
         starts = timeline.segment_starts(len(caches), self.voco.segment_seconds, starts)
         key = (self.fingerprint, self.voco.prompt.segment_label, tuple(prefix_ids), tuple(starts),
                tuple(_cache_token(c) for c in caches))
-        memo, reuse = self._timeline_memo, not torch.is_grad_enabled()
-        if reuse and memo is not None and memo[0] == key and all(a is b for a, b in zip(memo[1], caches,
-                                                                                       strict=True)):
-            return DynamicCache(ddp_cache_data=memo[2]), memo[3]
+        memo, reuse = self._timeline_memo.get(key), not torch.is_grad_enabled()
+        if reuse and memo is not None and all(a is b for a, b in zip(memo[0], caches, strict=True)):
+            with contextlib.suppress(KeyError):  # another thread may have dropped it meanwhile
+                self._timeline_memo.move_to_end(key)
+            return DynamicCache(ddp_cache_data=memo[1]), memo[2]
         past, position = self.compressor.past_from_caches(self, caches, prefix_ids, starts)
         if reuse:  # the label pass costs an LM pass: repeated questions about the same selection reuse it
-            self._timeline_memo = (key, tuple(caches), [(lay.keys, lay.values) for lay in past.layers], position)
+            self._timeline_memo[key] = (tuple(caches), [(lay.keys, lay.values) for lay in past.layers], position)
+            while len(self._timeline_memo) > self.timeline_memo_size:
+                with contextlib.suppress(KeyError):
+                    self._timeline_memo.popitem(last=False)
         return past, position
 
     def forward_tokens(self, ids: list[int], past: DynamicCache, position: int, last_only: bool = True) -> torch.Tensor:
