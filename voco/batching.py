@@ -1,28 +1,31 @@
-"""Batched answering: many questions share one LM forward per decoding step (continuous batching).
+"""Batched answering: many questions share one LM forward per step (continuous batching).
 
-Each request is prefilled alone, exactly as a single answer is (`voco.generation.prefill`: the session's segment
-selection, the context check, caches placed on the timeline after the prefix, the question pass), so its past is
-its own, with its own length and positions. Requests join the running batch between decoding steps, and every
-step runs ONE forward of the LM for all active requests:
+Each request is placed alone, exactly as a single answer is (`voco.generation.place`: the session's segment
+selection, the context check, caches placed on the timeline after the prefix, with their time labels), so its past
+is its own, with its own length and positions. Requests join the running batch between steps, and every step runs
+ONE forward of the LM for all active requests, packed into one sequence:
 
-    tokens [B, 1], each at its own request's next position [B, 1]
-      -> q/k/v and output projections, MLPs, LM head: over all B rows at once (the weights are read once a step)
-      -> attention: row b against request b's own past plus its new token, unpadded: the very SDPA call that
-         answering alone makes (`RowPasts` is the forward's cache and hands each row's KV to `row_attention`)
-      -> logits [B, vocab]
+    tokens [1, N]: each request's pending ones (a newcomer's question, else the token it just chose), N in all,
+                   at its own positions [1, N]
+      -> q/k/v and output projections, MLPs, LM head: over all N tokens at once (the weights are read once a step)
+      -> attention: request b's tokens against its own past plus themselves, unpadded, with the mask it gets alone:
+         the very SDPA call answering alone makes (`PackedRows` is the forward's cache and hands each request's
+         KV to `row_attention`)
+      -> logits [B, vocab] at each request's last token
 
-Nothing is padded and no mask is shared, so a row's attention is bit for bit what it is alone. Each request then
-picks its own token (greedy or its own seeded sampler), stops on its own end token, `max_new_tokens` or stop
+Nothing is padded and no mask is shared, so a request's attention is bit for bit what it is alone. Each request
+then picks its own token (greedy or its own seeded sampler), stops on its own end token, `max_new_tokens` or stop
 string, streams its own pieces (`Job.out`), and can be cancelled alone: its slot is freed at the next step.
-Prefill stays one request at a time (between steps, in the engine's thread); decoding is what batches.
+Placing (the label pass of a model with time labels) is one request at a time, in the engine's thread between
+steps; the question passes and all decoding are batched.
 
 Exactness. The linear layers are where a batch can differ from a request alone: BLAS picks its kernel by the
 number of rows (MKL: a matrix-vector product for 1 row, 4-row tiles beyond, tails by rows mod 4 and threads), so
-a row's logits move in the last bits (~1e-5 on the default model) with the batch's size; greedy tokens change only
-where two logits tie that closely. `row_tile=T` makes every decoding forward, alone or batched, run each linear
-layer in calls of exactly T rows (zero rows pad the last call): a row's bits then depend only on its own inputs,
-never on who else is in the batch (tests/voco/test_batching.py holds batched logits bitwise equal to alone ones).
-It costs: a request alone pays a T-row product per layer.
+a token's logits move in the last bits (~1e-5 on the default model) with how many tokens share the step; greedy
+tokens change only where two logits tie that closely. `row_tile=T` makes every forward of answering, alone or
+batched, run each linear layer in calls of exactly T rows (zero rows pad the last call): a token's bits then depend
+only on its own inputs, never on who else is in the batch (tests/voco/test_batching.py holds batched logits bitwise
+equal to alone ones). It costs: a request alone pays a T-row product per layer and token.
 
     engine = AnswerEngine(model, EngineConfig(max_batch=16, max_queue=64))
     ticket = engine.submit(AnswerSession(model, caches).job("what happens?", max_new_tokens=32))
@@ -35,6 +38,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -44,9 +48,9 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from transformers import AttentionInterface, DynamicCache
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.masking_utils import AttentionMaskInterface, create_causal_mask, sdpa_mask
 
-from voco.generation import Prefilled
+from voco.generation import Row, run_row
 from voco.key_bias import READS_KEY_BIAS, key_bias_attention, use_key_bias_attention
 
 log = logging.getLogger(__name__)
@@ -59,30 +63,36 @@ ROWS = "voco_rows"
 without a key bias) unless the forward brings `voco_rows`."""
 
 
-# ---- one decoding forward for B requests -------------------------------------------------------------
+# ---- one forward for B requests -----------------------------------------------------------------------
 
-class RowPasts:
-    """A decoding step's `cache`: B requests' own caches side by side (never one padded tensor).
+class PackedRows:
+    """A step's `cache`: B requests' own caches side by side (never one padded tensor), their pending tokens packed
+    into one sequence of N = sum(lengths) tokens.
 
-    transformers calls `update` in every attention layer with the step's new KV [B, kv_heads, 1, head_dim]: row b
-    goes into request b's own cache (as `DynamicCache.update` does alone), and the attention reads each row's whole
-    past for that layer from `layer_rows`. The mask transformers builds is not read (sized for one key)."""
+    transformers calls `update` in every attention layer with the step's new KV [1, kv_heads, N, head_dim]:
+    request b's slice goes into its own cache (as `DynamicCache.update` does alone), and the attention reads each
+    request's whole past for that layer from `layer_rows`. The mask transformers builds for the packed sequence is
+    not read: each request brings the mask it gets alone (`alone_mask`)."""
 
-    def __init__(self, pasts: Sequence[DynamicCache]):
-        self.pasts = list(pasts)
+    def __init__(self, pasts: Sequence[DynamicCache], lengths: Sequence[int], masks: Sequence):
+        self.pasts, self.masks = list(pasts), list(masks)
+        ends = torch.tensor(lengths).cumsum(0).tolist()
+        self.spans = [(end - n, end) for end, n in zip(ends, lengths, strict=True)]  # [B] token slices of [0, N)
         self._rows: tuple[int, list] = (-1, [])
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
-        rows = [past.update(keys[b : b + 1], values[b : b + 1], layer_idx) for b, past in enumerate(self.pasts)]
-        self._rows = (layer_idx, rows)  # [B] x ([1, kv_heads, L_b + 1, D] keys, values)
+        rows = [past.update(keys[:, :, s:e], values[:, :, s:e], layer_idx)
+                for past, (s, e) in zip(self.pasts, self.spans, strict=True)]
+        self._rows = (layer_idx, rows)  # [B] x ([1, kv_heads, L_b + n_b, D] keys, values)
         return keys, values
 
-    def layer_rows(self, layer_idx: int) -> list[tuple[torch.Tensor, torch.Tensor, object]]:
-        """Each row's (keys, values, key bias or None) in layer `layer_idx`, just updated."""
+    def layer_rows(self, layer_idx: int) -> list[tuple]:
+        """Each request's (token slice, keys, values, mask, key bias or None) in layer `layer_idx`, just updated."""
         at, rows = self._rows
         if at != layer_idx:
             raise RuntimeError(f"attention of layer {layer_idx} ran before its cache update (last: {at})")
-        return [(k, v, getattr(past, "key_bias", None)) for (k, v), past in zip(rows, self.pasts, strict=True)]
+        return [(span, k, v, mask, getattr(past, "key_bias", None))
+                for span, (k, v), mask, past in zip(self.spans, rows, self.masks, self.pasts, strict=True)]
 
     # what transformers' mask code asks of a cache
     def get_query_offset(self, layer_idx: int = 0) -> int:
@@ -94,15 +104,27 @@ class RowPasts:
 
 def row_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, **kwargs):
-    """With `voco_rows` (a `RowPasts`): row b's query [1, heads, 1, D] against its own past alone, no mask, as a
-    request alone decodes (transformers passes no mask for one query over a plain causal past). Without it:
-    `key_bias_attention` (SDPA, plus a per-layer key bias when a ragged cache brings one)."""
+    """With `voco_rows` (a `PackedRows`): request b's queries [1, heads, n_b, D] against its own past alone, with
+    its own mask, as it attends alone. Without it: `key_bias_attention` (SDPA, plus a per-layer key bias when a
+    ragged cache brings one)."""
     rows = kwargs.pop("voco_rows", None)
     if rows is None:
         return key_bias_attention(module, query, key, value, attention_mask, **kwargs)
-    out = [key_bias_attention(module, query[b : b + 1], k, v, None, key_bias=bias, **kwargs)[0]
-           for b, (k, v, bias) in enumerate(rows.layer_rows(module.layer_idx))]  # [B] x [1, 1, heads, D]
-    return torch.cat(out), None
+    out = [key_bias_attention(module, query[:, :, s:e], k, v, mask, key_bias=bias, **kwargs)[0]
+           for (s, e), k, v, mask, bias in rows.layer_rows(module.layer_idx)]  # [B] x [1, n_b, heads, D]
+    return torch.cat(out, dim=1), None  # [1, N, heads, D]
+
+
+def alone_mask(model, row: Row):
+    """The attention mask transformers gives `row`'s pending tokens when they run alone after its past: none for
+    one token after a plain causal past (the decoding steps), else the causal mask sized to the past."""
+    if len(row.pending) == 1:
+        return None
+    n = len(row.pending)
+    shape = torch.empty(1, n, model.lm.config.hidden_size, dtype=model.dtype, device=model.device)
+    positions = torch.arange(row.position, row.position + n, device=model.device)[None]
+    return create_causal_mask(config=model.lm.config, inputs_embeds=shape, attention_mask=None, cache=row.past,
+                              position_ids=positions)
 
 
 def use_row_attention(lm) -> None:
@@ -149,19 +171,26 @@ def row_tiles(rows: int | None):
 
 
 @torch.inference_mode()
-def forward_rows(model, states: Sequence[Prefilled], tokens: Sequence[int], row_tile: int | None = None):
-    """One decoding step of B requests: token b at request b's next position, against its own past (which grows by
-    it). -> logits [B, vocab] float. One request runs `VoCoModel.forward_tokens`, the path answering alone takes."""
+def forward_rows(model, rows: Sequence[Row], row_tile: int | None = None) -> None:
+    """One forward for B requests: each one's pending tokens at its own positions, after its own past (which grows
+    by them); sets each row's logits [vocab] and next position. One request runs `generation.run_row`
+    (`VoCoModel.forward_tokens`), the path answering alone takes."""
     with row_tiles(row_tile):
-        if len(states) == 1:
-            return model.forward_tokens([tokens[0]], states[0].past, states[0].position)  # [1, vocab]
+        if len(rows) == 1:
+            run_row(model, rows[0])
+            return
         use_row_attention(model.lm)
-        ids = torch.tensor(tokens, device=model.device)[:, None]  # [B, 1]
-        positions = torch.tensor([s.position for s in states], device=model.device)[:, None]  # [B, 1]
-        rows = RowPasts([s.past for s in states])
-        out = model.lm(input_ids=ids, position_ids=positions, cache=rows, use_cache=True, logits_to_keep=1,
-                       voco_rows=rows)
-        return out.logits[:, -1].float()  # [B, vocab]
+        dev = model.device
+        lengths = [len(r.pending) for r in rows]
+        ids = torch.tensor([[t for r in rows for t in r.pending]], device=dev)  # [1, N]
+        positions = torch.tensor([[r.position + i for r in rows for i in range(len(r.pending))]], device=dev)
+        packed = PackedRows([r.past for r in rows], lengths, [alone_mask(model, r) for r in rows])
+        last = torch.tensor([e - 1 for _, e in packed.spans], device=dev)  # [B] each request's last token
+        out = model.lm(input_ids=ids, position_ids=positions, cache=packed, use_cache=True, logits_to_keep=last,
+                       voco_rows=packed)
+        logits = out.logits[0].float()  # [B, vocab]
+    for row, row_logits, n in zip(rows, logits, lengths, strict=True):
+        row.logits, row.position, row.pending = row_logits, row.position + n, []
 
 
 # ---- requests and the running batch -------------------------------------------------------------------
@@ -190,8 +219,9 @@ class Job(ABC):
         self.cancelled = threading.Event()
 
     @abstractmethod
-    def prefill(self) -> Prefilled:
-        """The request's own past and first logits (`voco.generation.prefill`); raises what answering alone raises."""
+    def place(self) -> Row:
+        """The request's own past, its first pending tokens (`voco.generation.place`); raises what answering alone
+        raises (the context check, ...)."""
 
     @abstractmethod
     def take(self, logits: torch.Tensor) -> int | None:
@@ -217,63 +247,59 @@ class Job(ABC):
 
 
 class Batch:
-    """The running batch: prefilled jobs decoding together, one forward per `step`. No threads: `AnswerEngine`
-    drives one for many callers, `decode_alone` one for a single answer."""
+    """The running batch: placed jobs running together, one forward per `step`. No threads: `AnswerEngine` drives
+    one for many callers, `decode_alone` one for a single answer."""
 
     def __init__(self, model, row_tile: int | None = None):
         if row_tile is not None and row_tile < 1:
             raise ValueError(f"row_tile must be >= 1 or None, got {row_tile}")
         self.model = model
         self.row_tile = row_tile
-        self.rows: list[tuple[Job, Prefilled]] = []
+        self.rows: list[tuple[Job, Row]] = []
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def add(self, job: Job) -> None:
-        """Prefill `job` (alone) and let it join at the next step; a failed prefill ends it with its error."""
+        """Place `job` (alone) so its question runs in the next step; a failed placement ends it with its error."""
         if job.cancelled.is_set():
             job.end(Cancelled())
             return
         try:
-            state = job.prefill()
+            row = job.place()
         except Exception as err:  # noqa: BLE001 - the request's own error (context too long, ...), not the batch's
             job.end(err)
             return
-        self.rows.append((job, state))
+        self.rows.append((job, row))
 
     def step(self) -> None:
-        """Each job picks its token from its logits; those that go on run one forward together."""
-        going: list[tuple[Job, Prefilled]] = []
-        tokens: list[int] = []
-        for job, state in self.rows:
+        """Each job that has logits picks its token; then one forward runs every job's pending tokens."""
+        going: list[tuple[Job, Row]] = []
+        for job, row in self.rows:
             if job.cancelled.is_set():
                 job.end(Cancelled())
                 continue
-            try:
-                token = job.take(state.logits)
-            except Exception as err:  # noqa: BLE001
-                job.end(err)
-                continue
-            if token is None:
-                job.end()
-                continue
-            going.append((job, state))
-            tokens.append(token)
+            if row.logits is not None:  # not a newcomer: its next token
+                try:
+                    token = job.take(row.logits)
+                except Exception as err:  # noqa: BLE001
+                    job.end(err)
+                    continue
+                if token is None:
+                    job.end()
+                    continue
+                row.pending = [token]
+            going.append((job, row))
         self.rows = going
         if not going:
             return
         try:
-            logits = forward_rows(self.model, [s for _, s in going], tokens, self.row_tile)  # [B, vocab]
-        except Exception as err:  # noqa: BLE001 - every row of this forward fails with it; the batch goes on empty
-            log.exception("a batched decoding step failed")
+            forward_rows(self.model, [row for _, row in going], self.row_tile)
+        except Exception as err:  # noqa: BLE001 - every request of this forward fails with it; the batch goes on empty
+            log.exception("a batched answering step failed")
             for job, _ in going:
                 job.end(err)
             self.rows = []
-            return
-        for (_, state), row in zip(going, logits, strict=True):
-            state.logits = row
-            state.position += 1
 
 
 def decode_alone(model, job: Job, row_tile: int | None = None) -> Iterator[object]:
@@ -354,7 +380,7 @@ class AnswerEngine:
     """A bounded line in front of one running `Batch`, decoded by a worker thread that runs while there is work.
 
     `submit` never blocks: the request waits in line (its ticket hears its place) until the batch has room, then is
-    prefilled and joins between two steps; past `max_batch + max_queue` requests in flight it raises `EngineBusy`.
+    placed and joins between two steps; past `max_batch + max_queue` requests in flight it raises `EngineBusy`.
     """
 
     def __init__(self, model, config: EngineConfig | None = None):
@@ -371,6 +397,19 @@ class AnswerEngine:
         """(requests decoding, requests waiting) right now."""
         with self._lock:
             return self._active, len(self._waiting)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is decoding or waiting and the worker thread has ended; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                worker = self._worker
+            if worker is None:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            worker.join(left)
 
     def submit(self, job: Job) -> Ticket:
         ticket = Ticket(self, job)
@@ -417,5 +456,5 @@ class AnswerEngine:
             for ticket in joining:
                 ticket.position = 0
                 ticket.job.out(Waiting(0))
-                batch.add(ticket.job)  # prefill, one request at a time
+                batch.add(ticket.job)  # placed one request at a time; the questions run in the next step
             batch.step()

@@ -137,34 +137,50 @@ class StopText:
 
 
 @dataclass
-class Prefilled:
-    """One request after its prompt ran: its own past (prefix, placed caches, labels, question), where the next
-    token goes, and the logits that pick it. Decoding extends `past` in place, one token per step."""
+class Row:
+    """One request on its way: its own past (prefix, placed caches and labels, then what it has run), the tokens it
+    runs next (`pending`: the question's at first, then each chosen token) at positions `position ..`, and the
+    logits [vocab] (float) the last of them gave (None until they ran)."""
 
     past: DynamicCache
     position: int
-    logits: torch.Tensor
-    """[vocab] float: the next token's logits."""
+    pending: list[int]
+    logits: torch.Tensor | None = None
 
 
 @torch.inference_mode()
-def prefill(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
-            starts: Sequence[float] | None = None) -> Prefilled:
-    """The single-request prompt pass: the context check, [prefix, caches placed on the timeline (+ time labels)]
-    as the past, then the question's tokens. Every answer starts here, alone or batched (voco/batching.py).
+def place(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
+          starts: Sequence[float] | None = None) -> Row:
+    """The context check, then [prefix, caches placed on the timeline (+ time labels)] as the request's own past;
+    the question's tokens are its first pending ones. Every answer starts here, alone or batched (voco/batching.py).
     starts: each segment's start seconds, read by a model with time labels (None: index * segment_seconds)."""
     prefix_ids, suffix_ids = model.prompt_ids(question, cfg.history)
     check_position_budget(model, prefix_ids, caches, suffix_ids, cfg.max_new_tokens, starts)
     past, position = model.past_from_caches(caches, prefix_ids, starts)
-    logits = model.forward_tokens(suffix_ids, past, position)[-1]
-    return Prefilled(past, position + len(suffix_ids), logits)
+    return Row(past, position, list(suffix_ids))
 
 
-def sampler(cfg: GenerationConfig, logits: torch.Tensor) -> torch.Generator | None:
+def run_row(model, row: Row) -> None:
+    """Run a request's pending tokens after its past, alone (the past grows by them): its next logits."""
+    row.logits = model.forward_tokens(row.pending, row.past, row.position)[-1]
+    row.position += len(row.pending)
+    row.pending = []
+
+
+@torch.inference_mode()
+def prefill(model, question: str, caches: Sequence[SegmentCache], cfg: GenerationConfig,
+            starts: Sequence[float] | None = None) -> Row:
+    """`place`, then the question's pass alone: the row with the first token's logits."""
+    row = place(model, question, caches, cfg, starts)
+    run_row(model, row)
+    return row
+
+
+def sampler(cfg: GenerationConfig, device: torch.device) -> torch.Generator | None:
     """The request's own random generator (seeded), or None: greedy, or unseeded sampling."""
     if cfg.seed is None:
         return None
-    return torch.Generator(device=logits.device).manual_seed(cfg.seed)
+    return torch.Generator(device=device).manual_seed(cfg.seed)
 
 
 @torch.inference_mode()
@@ -173,17 +189,17 @@ def generate_tokens(model, question: str, caches: Sequence[SegmentCache], cfg: G
     """Token ids of the answer, one per step, until EOS or `max_new_tokens` (no stop strings); one request alone
     (`voco.session.AnswerSession` decodes through `voco.batching`, which takes the same steps).
     starts: each segment's start seconds, read by a model with time labels (None: index * segment_seconds)."""
-    state = prefill(model, question, caches, cfg, starts)
-    generator = sampler(cfg, state.logits)
+    row = prefill(model, question, caches, cfg, starts)
+    generator = sampler(cfg, row.logits.device)
     eos = set(eos_ids(model))
     for step in range(cfg.max_new_tokens):
-        token = next_token(state.logits, cfg, generator)
+        token = next_token(row.logits, cfg, generator)
         if token in eos:
             return
         yield token
         if step + 1 < cfg.max_new_tokens:
-            state.logits = model.forward_tokens([token], state.past, state.position)[-1]
-            state.position += 1
+            row.pending = [token]
+            run_row(model, row)
 
 
 @torch.inference_mode()

@@ -28,12 +28,12 @@ from voco.batching import Job, decode_alone
 from voco.cache import SegmentCache
 from voco.generation import (
     GenerationConfig,
-    Prefilled,
+    Row,
     StopText,
     check_position_budget,
     eos_ids,
     next_token,
-    prefill,
+    place,
     sampler,
     segments_that_fit,
     stop_strings,
@@ -293,8 +293,8 @@ class AnswerSession:
 
 
 class AnswerJob(Job):
-    """One question on its way through decoding, alone or batched: segment selection and the prompt pass when it
-    starts (`prefill`), then tokens -> text pieces cut at stop strings (`take`), the stats last (`finish`)."""
+    """One question on its way through decoding, alone or batched: segment selection and the placed past when it
+    starts (`place`), then tokens -> text pieces cut at stop strings (`take`), the stats last (`finish`)."""
 
     def __init__(self, session: AnswerSession, question: str, scores: Scores, cfg: GenerationConfig):
         super().__init__()
@@ -309,15 +309,14 @@ class AnswerJob(Job):
         self.started: float | None = None
         self.first: float | None = None
 
-    def prefill(self) -> Prefilled:
+    def place(self) -> Row:
         self.started = time.perf_counter()
         session = self.session
         self.used = session.select(self.question, self.cfg, self.scores)
         starts = session.starts()
         chosen = [session.timeline.caches[i] for i in self.used]
-        state = prefill(session.model, self.question, chosen, self.cfg, [starts[i] for i in self.used])
-        self.generator = sampler(self.cfg, state.logits)
-        return state
+        self.generator = sampler(self.cfg, session.model.device)
+        return place(session.model, self.question, chosen, self.cfg, [starts[i] for i in self.used])
 
     def take(self, logits) -> int | None:
         """As answering always has: at most max_new_tokens tokens, none after an end token or a stop string."""

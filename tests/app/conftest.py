@@ -111,14 +111,14 @@ def held_answers(monkeypatch):
     class Held(AnswerSession):
         def job(self, question, scores=None, **kwargs):
             job = super().job(question, scores, **kwargs)
-            prefill = job.prefill
+            place = job.place
 
             def held():
                 reached.release()
                 assert gate.wait(60)
-                return prefill()
+                return place()
 
-            job.prefill = held
+            job.place = held
             return job
 
     monkeypatch.setattr("app.service.AnswerSession", Held)

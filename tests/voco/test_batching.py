@@ -32,7 +32,7 @@ from voco.batching import (
     forward_rows,
 )
 from voco.data.needle import NEEDLE, draw_segment
-from voco.generation import GenerationConfig, Prefilled
+from voco.generation import GenerationConfig, Row
 from voco.session import AnswerJob, AnswerPiece, AnswerSession
 from voco.tiny import tiny_config, tiny_model
 
@@ -220,17 +220,17 @@ def test_batched_answers_equal_answers_alone_on_the_default_model():
 @torch.inference_mode()
 def test_one_request_runs_the_path_answering_alone_takes(talkative, videos):
     """A batch of one is `forward_tokens`: the same bits as the plain single-request loop (generate_tokens)."""
-    from voco.generation import generate_tokens, prefill
+    from voco.generation import generate_tokens, place
 
     caches = videos[id(talkative)][0]
     cfg = GenerationConfig(max_new_tokens=6)
     plain = list(generate_tokens(talkative, QUESTIONS[0], caches, cfg))
-    state = prefill(talkative, QUESTIONS[0], caches, cfg)
-    ids = [int(state.logits.argmax())]
-    for _ in range(5):
-        logits = forward_rows(talkative, [state], ids[-1:])  # [1, vocab]
-        state.position += 1
-        ids.append(int(logits[0].argmax()))
+    row = place(talkative, QUESTIONS[0], caches, cfg)
+    ids = []
+    for _ in range(6):
+        forward_rows(talkative, [row])
+        ids.append(int(row.logits.argmax()))
+        row.pending = ids[-1:]
     assert ids == plain
 
 
@@ -257,12 +257,12 @@ def test_a_cancelled_request_leaves_at_the_next_step_and_the_others_are_unchange
     alone = _alone(talkative, requests)
     batched, sizes = _batched(talkative, requests, cancel={1: 4})
     assert isinstance(batched[1].events[-2], Cancelled) and batched[1].events[-1] is DONE
-    assert len(batched[1].ids) == 4 and batched[1].ids == alone[1].ids[:4]
+    assert len(batched[1].ids) == 3 and batched[1].ids == alone[1].ids[:3]  # its question ran at step 0
     assert sizes[4] == 4 and sizes[5] == 4  # request 1 left at step 4, request 4 joined at step 5
     _assert_same_answers(talkative, alone[:1] + alone[2:], batched[:1] + batched[2:], bitwise=False)
 
 
-def test_a_failing_prefill_ends_only_its_own_request(talkative, videos):
+def test_a_failing_placement_ends_only_its_own_request(talkative, videos):
     from voco.generation import ContextTooLong
 
     videos = videos[id(talkative)]
@@ -278,17 +278,17 @@ def test_a_failing_prefill_ends_only_its_own_request(talkative, videos):
 # ---- the engine: a line in front of the batch ---------------------------------------------------------------
 
 class Scripted(Job):
-    """A job with no model: `gate` holds its prefill; it answers `tokens` tokens (one per step)."""
+    """A job with no model: `gate` holds its placing; it answers `tokens` tokens (one per step)."""
 
     def __init__(self, tokens: int = 2, gate: threading.Event | None = None):
         super().__init__()
         self.gate, self.tokens, self.started = gate, tokens, threading.Event()
 
-    def prefill(self) -> Prefilled:
+    def place(self) -> Row:
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(10)
-        return Prefilled(None, 0, torch.zeros(1))
+        return Row(None, 0, [0])
 
     def take(self, logits):
         if self.tokens == 0:
@@ -301,8 +301,13 @@ class Scripted(Job):
         self.out(AnswerPiece("", stats="done"))
 
 
+def _no_model(model, rows, tile) -> None:
+    for row in rows:
+        row.logits, row.pending = torch.zeros(1), []
+
+
 def test_the_line_reports_places_and_refuses_past_its_bound(monkeypatch):
-    monkeypatch.setattr("voco.batching.forward_rows", lambda model, states, tokens, tile: torch.zeros(len(states), 1))
+    monkeypatch.setattr("voco.batching.forward_rows", _no_model)
     engine = AnswerEngine(None, EngineConfig(max_batch=1, max_queue=2))  # no model: scripted jobs
     gate = threading.Event()
     first = Scripted(gate=gate)
@@ -321,14 +326,11 @@ def test_the_line_reports_places_and_refuses_past_its_bound(monkeypatch):
     assert [e for e in running if isinstance(e, AnswerPiece)][-1].stats == "done"
     with pytest.raises(Cancelled):
         list(second)
-    deadline = time.monotonic() + 10
-    while engine._worker is not None and time.monotonic() < deadline:  # no work: the worker thread ends
-        time.sleep(0.01)
-    assert engine._worker is None and engine.load() == (0, 0)
+    assert engine.wait_idle(10) and engine.load() == (0, 0)  # no work: the worker thread ends
 
 
 def test_a_reader_that_stops_early_frees_its_slot(monkeypatch):
-    monkeypatch.setattr("voco.batching.forward_rows", lambda model, states, tokens, tile: torch.zeros(len(states), 1))
+    monkeypatch.setattr("voco.batching.forward_rows", _no_model)
     engine = AnswerEngine(None, EngineConfig(max_batch=1, max_queue=0))
     ticket = engine.submit(Scripted(tokens=10_000))
     for event in ticket:
