@@ -10,7 +10,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class LoRALinear(nn.Module):
@@ -25,28 +24,13 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self._merged: torch.Tensor | None = None  # merged_weight's cache (a plain tensor: not saved, not moved)
-        self._merged_key: tuple | None = None
 
     @property
     def weight(self) -> torch.Tensor:  # code that inspects `.weight` (dtype, device) sees the base layer's
         return self.base.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():  # training: the adapters stay apart, so their gradients are the low-rank ones
-            return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
-        return F.linear(x, self.merged_weight(), self.base.bias)
-
-    def merged_weight(self) -> torch.Tensor:
-        """W + scale * B @ A, for inference: one matmul per layer instead of three (the adapters cost a fifth of
-        an answer's prefill on the default model). Rebuilt when any of the three tensors is modified in place or
-        swapped (`.data`, as the frozen KV teacher does), moved or cast."""
-        tensors = (self.base.weight, self.lora_A, self.lora_B)
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
-        if self._merged_key != key:
-            weight = self.base.weight + self.scale * (self.lora_B @ self.lora_A)
-            self._merged, self._merged_key = weight.detach(), key
-        return self._merged
+        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
 
 
 def add_lora(module: nn.Module, targets: list[str], rank: int, alpha: float) -> int:
