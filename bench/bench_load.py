@@ -2,7 +2,7 @@
 against one answer at a time, on the default and the synthetic model, side by side in one run.
 
     python bench/bench_load.py                                      # both models, 1/4/16/64 users, both modes
-    python bench/bench_load.py --models default --users 16 --rounds 3
+    python bench/bench_load.py --models default --users 16 --rounds 8
     python bench/bench_load.py --home voco_home                     # reuse a home (ingest is skipped when done)
 
 Every simulated person asks a question, waits for the whole answer, and asks the next (`--rounds` questions each,
@@ -151,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["default", "synthetic"])
     p.add_argument("--users", type=int, nargs="+", default=list(USERS), help="people asking at once")
-    p.add_argument("--rounds", type=int, default=2, help="questions each person asks, one after another")
-    p.add_argument("--min-answers", type=int, default=8,
+    p.add_argument("--rounds", type=int, default=4,
+                   help="questions each person asks, one after another (enough that the batch is mostly full: the "
+                        "last answers of a run decode in a thinning batch)")
+    p.add_argument("--min-answers", type=int, default=16,
                    help="more rounds where few people ask, for at least this many answers per load")
     p.add_argument("--max-batch", type=int, default=16, help="batched mode's batch (the app's default: 16)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="answer budget (the chat's default: 32)")
