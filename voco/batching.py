@@ -205,7 +205,8 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Waiting:
-    """A request's place in line: 1 is next to join the batch; sent whenever it changes, and 0 when it joins."""
+    """A request's place in line while the batch is full: 1 is next to join; sent whenever it changes, and 0 when
+    the request joins the batch."""
 
     position: int
 
@@ -436,9 +437,12 @@ class AnswerEngine:
         ticket.job.end(Cancelled())
 
     def _announce(self) -> None:
-        """Tell each waiting request its place when it changed (under the lock)."""
-        for place, ticket in enumerate(self._waiting, start=1):
-            if ticket.position != place:
+        """Tell each waiting request its place when it changed (under the lock); those the batch has room for join
+        at the worker's next turn and hear nothing until they do."""
+        free = max(0, self.config.max_batch - self._active)
+        for index, ticket in enumerate(self._waiting):
+            place = index + 1 - free
+            if place >= 1 and ticket.position != place:
                 ticket.position = place
                 ticket.job.out(Waiting(place))
 

@@ -245,8 +245,9 @@ class AnswerSession:
     """Answers questions about one video's caches: select segments, check the context, decode, time it.
 
     `stream` / `answer` decode alone in the caller's thread; `job` makes the same answer a request for a batch
-    (`voco.batching.AnswerEngine`), which decodes it with others in the same steps. row_tile: see
-    `voco.batching` (None: fastest; T: answers bitwise independent of what they are batched with)."""
+    (`voco.batching.AnswerEngine`), which decodes it with others in the same steps. row_tile: how `stream` /
+    `answer` run the model's linear layers (`voco.batching`; None: fastest; T: bitwise what an engine with
+    row_tile=T answers, whoever shares its steps); an engine decodes its batch with its own."""
 
     def __init__(self, model, timeline: Timeline | Sequence[SegmentCache], selector: Selector | str = "all",
                  row_tile: int | None = None):
