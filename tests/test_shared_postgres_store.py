@@ -1,6 +1,8 @@
 """One PostgreSQL store, three entry points: `python -m ingest --db URL` writes it, and the app
 (`python -m app --db URL`) and the evaluation (`StoreAnswerer(..., db_url=URL)`) read the same videos."""
 
+import socket
+
 import pytest
 
 from tests.fixtures.videos import pattern_frames, write_video
@@ -29,8 +31,11 @@ def test_the_app_lists_the_videos_of_the_postgresql_store(ingested, monkeypatch,
     root, video, url = ingested
     launched = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(self))
+    with socket.socket() as probe:  # a free port: the app checks it can listen before building the UI, and
+        probe.bind(("127.0.0.1", 0))  # 7860 may be taken by another app on this machine
+        port = probe.getsockname()[1]
     assert app_main(["--home", str(root / "caches"), "--db", url, "--model", str(root / "model"),
-                     "--no-upload"]) == 0
+                     "--no-upload", "--port", str(port)]) == 0
     assert launched and "VoCo Video QA: 1 video" in capsys.readouterr().out  # the one python -m ingest stored
 
 
