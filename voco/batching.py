@@ -23,9 +23,10 @@ Exactness. The linear layers are where a batch can differ from a request alone: 
 number of rows (MKL: a matrix-vector product for 1 row, 4-row tiles beyond, tails by rows mod 4 and threads), so
 a token's logits move in the last bits (~1e-5 on the default model) with how many tokens share the step; greedy
 tokens change only where two logits tie that closely. `row_tile=T` makes every forward of answering, alone or
-batched, run each linear layer in calls of exactly T rows (zero rows pad the last call): a token's bits then depend
-only on its own inputs, never on who else is in the batch (tests/voco/test_batching.py holds batched logits bitwise
-equal to alone ones). It costs: a request alone pays a T-row product per layer and token.
+batched, run each product with a weight (linear layers, LoRA adapters' `x @ A.t()`) in calls of exactly T rows
+(zero rows pad the last call): a token's bits then depend only on its own inputs, never on who else is in the batch
+(tests/voco/test_batching.py holds batched logits bitwise equal to alone ones). It costs: a request alone pays a
+T-row product per weight and token.
 
     engine = AnswerEngine(model, EngineConfig(max_batch=16, max_queue=64))
     ticket = engine.submit(AnswerSession(model, caches).job("what happens?", max_new_tokens=32))
@@ -143,9 +144,14 @@ def use_row_attention(lm) -> None:
     lm.set_attn_implementation(ROWS)
 
 
+TILED_PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm}
+"""Products RowTiles tiles when their right operand is a 2-D weight (e.g. a LoRA adapter's `x @ A.t()`)."""
+
+
 class RowTiles(TorchFunctionMode):
-    """Every `F.linear` in calls of exactly `rows` rows (the last padded with zero rows): a row's result then
-    depends only on its own input, not on how many rows share the call (see the module docstring)."""
+    """Every product of token rows with a weight (`F.linear`, `x @ W` with a 2-D W) in calls of exactly `rows` rows
+    (the last padded with zero rows): a row's result then depends only on its own input, not on how many rows share
+    the call (see the module docstring). Other operations run as they are."""
 
     def __init__(self, rows: int):
         super().__init__()
@@ -153,15 +159,22 @@ class RowTiles(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.linear:
-            return func(*args, **kwargs)
-        x, weight, *rest = args
-        bias = rest[0] if rest else kwargs.get("bias")
+        if func is F.linear:
+            x, weight, *rest = args
+            bias = rest[0] if rest else kwargs.get("bias")
+            return self.tiled(x, lambda tile: func(tile, weight, bias))
+        if func in TILED_PRODUCTS and len(args) == 2 and not kwargs and args[1].dim() == 2 and args[0].dim() >= 2:
+            x, weight = args
+            return self.tiled(x, lambda tile: func(tile, weight))
+        return func(*args, **kwargs)
+
+    def tiled(self, x: torch.Tensor, product) -> torch.Tensor:
+        """product over x [..., in] in `rows`-row tiles -> [..., out]."""
         flat = x.reshape(-1, x.shape[-1])  # [M, in]
         M = flat.shape[0]
         if M % self.rows:
             flat = torch.cat((flat, flat.new_zeros(self.rows - M % self.rows, flat.shape[1])))
-        out = torch.cat([func(tile, weight, bias) for tile in flat.split(self.rows)])[:M]  # [M, out]
+        out = torch.cat([product(tile) for tile in flat.split(self.rows)])[:M]  # [M, out]
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
