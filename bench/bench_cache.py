@@ -120,30 +120,34 @@ def segment_nbytes(store: Store, video_id: int) -> int:
 
 
 def storage_columns(store: Store, model, caches: list[SegmentCache], repeats: int) -> dict:
-    """The same caches stored as float32, float16 and int8: bytes, pack size, load times, error read back."""
+    """The same caches stored as float32, float16 and int8: bytes, pack size, load times, error read back.
+
+    A load reads every byte (no mmap), checks the header (and the checksums: a process's first load of a pack) and,
+    for int8, dequantizes to the model dtype: the time until the caches are ready to place. The variants' loads
+    take turns, so the machine's load and the allocator's state weigh on each alike.
+    """
     exact = torch.stack([c.kv for c in caches]).float()
-    variants = {"float32": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "model"),
-                "float16": ([dataclasses.replace(c, kv=c.kv.half()) for c in caches], "model"),
-                "int8": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "int8")}
-    out = {}
-    for name, (stored, cache_dtype) in variants.items():
-        video_id, pack = write_video(store, model, stored, cache_dtype=cache_dtype)
-        cold = []
-        for _ in range(repeats):
+    stored = {"float32": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "model"),
+              "float16": ([dataclasses.replace(c, kv=c.kv.half()) for c in caches], "model"),
+              "int8": ([dataclasses.replace(c, kv=c.kv.float()) for c in caches], "int8")}
+    videos = {name: write_video(store, model, kept, cache_dtype=dtype) for name, (kept, dtype) in stored.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": [], "checked": []} for name in videos}
+    for _ in range(repeats):
+        for name, (video_id, pack) in videos.items():
             drop_from_page_cache(pack)
-            cold.append(timed_load(store, video_id, model.fingerprint)[0])
-        # a load reads every byte (no mmap), checks the header (and checksums: a process's first load of a pack)
-        # and, for int8, dequantizes to the model dtype: the time until the caches are ready to place
-        warm = [timed_load(store, video_id, model.fingerprint)[0] for _ in range(repeats)]
-        verified = [timed_load(store, video_id, model.fingerprint, verify=True)[0] for _ in range(repeats)]
+            times[name]["cold"].append(timed_load(store, video_id, model.fingerprint)[0])
+            times[name]["warm"].append(timed_load(store, video_id, model.fingerprint)[0])
+            times[name]["checked"].append(timed_load(store, video_id, model.fingerprint, verify=True)[0])
+    out = {}
+    for name, (video_id, pack) in videos.items():
         back = store.load_video_caches(video_id, model.fingerprint).kv.float()
         out[name] = {"bytes_per_segment": segment_nbytes(store, video_id), "pack_bytes": pack.stat().st_size,
-                     "load_cold_ms": round(min(cold), 2), "load_warm_ms": round(min(warm), 2),
-                     "load_warm_with_checksums_ms": round(min(verified), 2),
+                     "load_cold_ms": round(min(times[name]["cold"]), 2),
+                     "load_warm_ms": round(min(times[name]["warm"]), 2),
+                     "load_warm_with_checksums_ms": round(min(times[name]["checked"]), 2),
                      "relative_error": float((back - exact).norm() / exact.norm()),
-                     "max_abs_error": float((back - exact).abs().max())}
-    for column in out.values():
-        column["bytes_vs_float32"] = round(column["bytes_per_segment"] / out["float32"]["bytes_per_segment"], 4)
+                     "max_abs_error": float((back - exact).abs().max()),
+                     "bytes_vs_float32": round(segment_nbytes(store, video_id) / caches[0].nbytes, 4)}
     return out
 
 
