@@ -5,7 +5,7 @@ A question is answered through `voco.session.AnswerSession` from the video's VoC
 the question. A video whose caches do not fit the model's context is answered from a uniform subset of
 its segments, and the answer says so and which segments (start-end times) it used.
 
-Questions from many users are answered together: each goes into one `voco.batching.AnswerEngine`, which decodes
+Questions from many users are answered together: each goes into one `voco.engine.AnswerEngine`, which decodes
 up to `ServiceLimits.max_batch` answers in one forward per step and keeps at most `max_queue` more waiting (each
 hears its place in line); past that a question is refused with `ServiceBusy` ("busy ... try again in a moment").
 """
@@ -30,8 +30,9 @@ from app.validation import video_id as checked_video_id
 from ingest.vectors import MomentSearch
 from store import NotFound, SegmentInfo, Store, StoreError, VideoInfo, VideoStatus
 from store.timelines import StoredTimelines
-from voco.batching import AnswerEngine, EngineBusy, EngineConfig, Waiting
+from voco.batching import Waiting
 from voco.cache import SegmentCache
+from voco.engine import AnswerEngine, EngineBusy, EngineConfig
 from voco.generation import ContextTooLong
 from voco.model import VoCoModel
 from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset

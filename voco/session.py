@@ -225,7 +225,7 @@ class SessionStats:
     positions: tuple[int, ...] = ()
     """The used segments' places in the timeline (what `segments_used` spans are of)."""
     waited_ms: float = 0.0
-    """Time in line before the answer started (batched answering, `voco.batching.AnswerEngine`); in `ttft_ms`."""
+    """Time in line before the answer started (batched answering, `voco.engine.AnswerEngine`); in `ttft_ms`."""
 
     @property
     def subset(self) -> bool:
@@ -245,7 +245,7 @@ class AnswerSession:
     """Answers questions about one video's caches: select segments, check the context, decode, time it.
 
     `stream` / `answer` decode alone in the caller's thread; `job` makes the same answer a request for a batch
-    (`voco.batching.AnswerEngine`), which decodes it with others in the same steps. row_tile: how `stream` /
+    (`voco.engine.AnswerEngine`), which decodes it with others in the same steps. row_tile: how `stream` /
     `answer` run the model's linear layers (`voco.batching`; None: fastest; T: bitwise what an engine with
     row_tile=T answers, whoever shares its steps); an engine decodes its batch with its own."""
 

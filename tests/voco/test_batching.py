@@ -21,17 +21,15 @@ import torch
 
 from voco.batching import (
     DONE,
-    AnswerEngine,
     Batch,
     Cancelled,
-    EngineBusy,
-    EngineConfig,
     Job,
     Waiting,
     decode_alone,
     forward_rows,
 )
 from voco.data.needle import NEEDLE, draw_segment
+from voco.engine import AnswerEngine, EngineBusy, EngineConfig
 from voco.generation import GenerationConfig, Row
 from voco.session import AnswerJob, AnswerPiece, AnswerSession
 from voco.tiny import tiny_config, tiny_model
