@@ -205,3 +205,40 @@ def test_the_default_recipe_runs_end_to_end_on_stand_ins(stamp_world, tmp_path):
     model = VoCoModel.from_pretrained(tmp_path / "export")
     assert model.voco.prompt.segment_label == " {start}" and model.voco.answer_segments == 64
     assert (tmp_path / "export" / "MODEL_CARD.md").read_text().count("evidence") >= 1
+
+
+def test_renamed_videos_say_the_same_about_other_names():
+    """A renamed video swaps names one for one in its evidence and its truth: the answers still read off the
+    evidence, slots show the new name's hypernyms, the person slot keeps its name, and no hypernym is drawn."""
+    from voco.evidence.tower import FIELDS, HYPERNYMS, NAME
+    from voco.train.scene_videos import Renamer
+
+    words = ("animal", "cat", "dog", "person", "taxi", "tiger", "vehicle", "zebra")
+    hypernyms = {"cat": ("animal",), "dog": ("animal",), "taxi": ("vehicle",), "tiger": ("cat", "animal"),
+                 "zebra": ("animal",)}
+    index = {w: i for i, w in enumerate(words)}
+
+    def slot(name, hyps=()):
+        row = np.full(FIELDS, -1.0, dtype=np.float32)
+        row[NAME], row[1] = index[name], 0.9
+        row[HYPERNYMS:HYPERNYMS + len(hyps)] = [index[h] for h in hyps]
+        return row
+
+    segments = [np.stack([slot("person"), slot("dog", ("animal",))])[None],
+                np.stack([slot("taxi", ("vehicle",)), slot("dog", ("animal",))])[None]]
+    truths = [SceneTruth((Thing("dog", ("animal",), "brown", 1),), people=1),
+              SceneTruth((Thing("taxi", ("vehicle",), "yellow", 2),))]
+    renamer = Renamer(words, hypernyms, index["person"])
+    assert sorted(words[i] for i in renamer.pool) == ["dog", "taxi", "tiger", "zebra"]  # "cat" is a hypernym
+    for seed in range(10):
+        out, renamed = renamer(segments, truths, np.random.default_rng(seed))
+        names = [[words[int(r[NAME])] for r in s[0]] for s in out]
+        assert names[0][0] == "person" and names[0][1] == names[1][1] and names[1][0] != names[1][1]
+        for s in out:
+            for r in s[0]:
+                shown = tuple(words[int(h)] for h in r[HYPERNYMS:] if h >= 0)
+                assert shown == hypernyms.get(words[int(r[NAME])], ())
+        assert renamed[0].things[0].name == names[0][1] and renamed[1].things[0].name == names[1][0]
+        assert renamed[1].things[0].colour == "yellow" and renamed[1].things[0].count == 2
+        assert renamed[0].people == 1
+    assert segments[0][0][1][NAME] == index["dog"]  # the bank's arrays are left as they were

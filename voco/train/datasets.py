@@ -126,7 +126,7 @@ class StampScenesData:
         spec = SceneVideoSpec(**{**config.data.options, **(stage.options if stage else {})})
         bank = SceneBank.build_or_load(tower, spec.bank_spec(), spec.cache)
         return cls(SceneVideos(bank, spec, split, tower.person_id, config.data.questions_per_video,
-                               config.data.base_seed))
+                               config.data.base_seed, hypernyms=tower.concepts.hypernyms))
 
     def load(self, index: int) -> VideoExample:
         return self.videos.load(index)

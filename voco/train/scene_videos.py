@@ -41,6 +41,11 @@ class SceneVideoSpec:
     """Chance that the segment times are a retrieved subset of a long video (offset and gaps) rather than 0, 2, ..."""
     history: float = 0.25
     """Chance that a question carries one or two earlier turns about the same video."""
+    rename: float = 0.0
+    """Chance that a training video's names are swapped for other names of the concept table, the same way in its
+    evidence and its answers (`renamed`): the stamps hold a few hundred names, and a model that sees only those
+    learns to say them rather than to read the evidence (validation, on names never trained on, stays near 0 for
+    "what" and "first")."""
     kinds: tuple[str, ...] = KINDS
     bank: dict = dataclasses.field(default_factory=dict)
     """`voco.train.scene_bank.BankSpec` fields (stamps and background folders, scene counts)."""
@@ -52,7 +57,7 @@ class SceneVideoSpec:
             raise ValueError(f"stamp_scenes: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
             raise ValueError("stamp_scenes: need 1 <= min_segments <= max_segments and max_scenes >= 1")
-        for name in ("people", "subset", "history"):
+        for name in ("people", "subset", "history", "rename"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"stamp_scenes: {name} is a chance in [0, 1], got {getattr(self, name)}")
         BankSpec(**self.bank)
@@ -71,7 +76,7 @@ class SceneVideos:
     """Deterministic videos: `load(index)` depends only on (seed, split, index)."""
 
     def __init__(self, bank: SceneBank, spec: SceneVideoSpec, split: str, person_id: int,
-                 questions_per_video: int, seed: int = 0):
+                 questions_per_video: int, seed: int = 0, hypernyms: dict[str, tuple[str, ...]] | None = None):
         source = "val" if split != "train" else "train"
         self.slots, self.truths = bank.slots[source], bank.truths[source]
         self.mentioned = bank.mentioned[source]
@@ -88,6 +93,7 @@ class SceneVideos:
         self.vocabulary = _vocabulary()
         names = {t.name for truth in self.truths for t in truth.things}
         self.absent_pool = tuple(sorted(names | set(self.vocabulary) | {"person"}))
+        self.renamer = Renamer(self.words, hypernyms, person_id) if hypernyms and split == "train" else None
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(entropy=self.seed,
@@ -160,6 +166,10 @@ class SceneVideos:
             scene_of += [k] * length
         starts = self._starts(len(segments), rng)
         mentioned = set().union(*(self.mentioned[s] for s in scenes)) | self.shown(segments)
+        if self.renamer is not None and rng.random() < self.spec.rename:
+            segments, truths = self.renamer(segments, truths, rng)
+            segment_words = [self.shown([s]) for s in segments]
+            mentioned = self.shown(segments)
         video = VideoTruth(truths, scene_of, starts, self.vocabulary,
                            tuple(w for w in self.absent_pool if w not in mentioned), segment_words)
         qas, histories = [], []
@@ -175,6 +185,47 @@ class SceneVideos:
             if len(qas) == self.questions_per_video:
                 break
         return VideoExample(f"scenes-{self.split}-{index}", segments, qas, histories=histories, times=starts)
+
+
+class Renamer:
+    """Swaps a video's names for other names of the concept table, one for one, in its evidence (each renamed
+    slot shows its new name's hypernyms) and in its truth: the same video about other things. The person slot
+    keeps its name; names that are also some name's hypernym ("dog" for a terrier) are never drawn, so a new name
+    cannot collide with a hypernym a slot shows."""
+
+    def __init__(self, words: tuple[str, ...], hypernyms: dict[str, tuple[str, ...]], person_id: int):
+        self.words, self.person_id = words, person_id
+        self.index = {w: i for i, w in enumerate(words)}
+        general = {h for hs in hypernyms.values() for h in hs}
+        self.hypernyms = hypernyms
+        self.pool = np.array([self.index[w] for w in sorted(hypernyms) if w not in general and w in self.index
+                              and self.index[w] != person_id])
+
+    def __call__(self, segments: list[np.ndarray], truths: list[SceneTruth], rng: np.random.Generator):
+        ids = sorted({int(i) for s in segments for i in s[0][:, NAME] if i >= 0 and int(i) != self.person_id})
+        if not ids or len(self.pool) < len(ids):
+            return segments, truths
+        new = rng.choice(self.pool, size=len(ids), replace=False)
+        mapping = {old: int(n) for old, n in zip(ids, new, strict=True)}
+        out = []
+        for seg in segments:
+            seg = seg.copy()
+            rows = seg[0]  # [S, FIELDS]
+            for r in rows:
+                if r[NAME] >= 0 and int(r[NAME]) in mapping:
+                    r[NAME] = mapping[int(r[NAME])]
+                    hyps = [self.index[h] for h in self.hypernyms.get(self.words[int(r[NAME])], ())
+                            if h in self.index][: FIELDS - HYPERNYMS]
+                    r[HYPERNYMS:] = -1.0
+                    r[HYPERNYMS:HYPERNYMS + len(hyps)] = hyps
+            out.append(seg)
+        names = {self.words[old]: self.words[n] for old, n in mapping.items()}
+        renamed = []
+        for truth in truths:
+            things = tuple(Thing(names[t.name], self.hypernyms.get(names[t.name], ()), t.colour, t.count, t.counted)
+                           if t.name in names else t for t in truth.things)
+            renamed.append(SceneTruth(things, truth.people))
+        return out, renamed
 
 
 def as_shown(truth: SceneTruth, used: np.ndarray, words: tuple[str, ...], people: int) -> SceneTruth:
