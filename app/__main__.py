@@ -6,7 +6,8 @@
     python -m app --max-batch 16 --max-queue 64   # answers decoded together; questions waiting (more: "busy")
 
 Pick a stored video (or upload one: it is ingested in the background), ask questions, get streamed
-answers computed from the video's VoCo caches. API: the named endpoints /ask and /videos
+answers computed from the video's VoCo caches. API: the named endpoints /ask, /videos, /search, /upload
+(a file: gradio_client.handle_file(path)), /upload_status and /cancel_upload
 (gradio_client.Client(url).predict(video_id=1, question="...", api_name="/ask") returns
 {"answer": ..., "note": ..., "segments_used": ..., "tokens": ...}; a bad request raises its reason).
 """

@@ -13,6 +13,7 @@ import gradio as gr  # noqa: E402
 
 from app.search import register_search  # noqa: E402
 from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
+from app.upload_api import register_upload_api  # noqa: E402
 from app.uploads import UploadStatus, ordinal  # noqa: E402
 from store import VideoStatus  # noqa: E402
 from voco.session import SegmentSpan  # noqa: E402
@@ -339,6 +340,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
 
         gr.api(ask, api_name="ask", **answering)
         gr.api(list_videos, api_name="videos")
+        register_upload_api(service, _refused, _failed)  # /upload, /upload_status, /cancel_upload
         found = register_search(service.moments)  # the /search endpoint and box (app/search.py)
         found.table.select(open_hit, [found.hits, videos, search], [videos, focus, timeline, moment, question],
                            api_visibility="private")

@@ -256,3 +256,25 @@ def test_asks_at_once_wait_in_line_and_past_it_the_api_says_busy(library, tmp_pa
     finally:
         demo.close()
         store.close()
+
+
+def test_the_upload_endpoints_take_a_file_and_refuse_bad_ones_with_the_reason(app_url, tmp_path):
+    from gradio_client import handle_file
+
+    from tests.app.conftest import new_video
+
+    url, service, _ = app_url
+    client = gradio_client.Client(url, verbose=False)
+    bad = tmp_path / "notes.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    with pytest.raises(Exception, match="not a readable video") as refused:
+        client.predict(video=handle_file(str(bad)), api_name="/upload")
+    assert str(tmp_path) not in str(refused.value)
+    with pytest.raises(Exception, match="no upload 'nope'"):
+        client.predict(job_id="nope", api_name="/upload_status")
+    job = client.predict(video=handle_file(str(new_video(tmp_path / "api.mp4", 2, seed=77))), api_name="/upload")
+    assert job["name"] == "api.mp4" and job["status"] in ("queued", "ingesting", "ready")
+    service.job(job["job_id"]).finished.wait(60)
+    done = client.predict(job_id=job["job_id"], api_name="/upload_status")
+    assert done["status"] == "ready" and done["video_id"] in {v.id for v in service.videos()}
+    service.store.remove(done["video_id"])  # the module's library stays as the other tests expect it
