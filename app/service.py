@@ -44,6 +44,8 @@ LIBRARY_SEGMENTS = 64
 """Segments a question about the whole library reads when the model names no answer budget (`answer_segments`)."""
 
 NO_ANSWER = "the model gave no answer"
+ASKABLE = (VideoStatus.READY, VideoStatus.LIVE)
+"""Videos a question can be about: ready ones, and live ones (what is stored so far)."""
 """Said (in the stats note, the chat and the API) when decoding ends with no text."""
 
 USED_MARK = "▶ used · "
@@ -182,6 +184,7 @@ class ChatService:
         self.engine = AnswerEngine(self.model, EngineConfig(self.limits.max_batch, self.limits.max_queue,
                                                             self.limits.row_tile))
         self._vision_tokens: int | None = None
+        self._live: set[int] = set()  # live videos asked about: their timelines are keyed by segment count
         self.uploads = None if self.upload_dir is None else Uploads(
             self.store, self.model, self.model_name, self.upload_dir, self.limits.max_upload_bytes,
             self.limits.max_upload_seconds, self.limits.concurrent_uploads)
@@ -189,11 +192,12 @@ class ChatService:
     # ---- library ---------------------------------------------------------------------------------
 
     def videos(self, query: str = "") -> list[VideoInfo]:
-        """Ready videos of this model, newest first, filtered by a case-insensitive name search.
+        """Ready and live videos of this model, newest first, filtered by a case-insensitive name search.
 
-        Failed and unfinished videos cannot be asked about, so they are not listed (see `counts`)."""
+        Failed and unfinished videos cannot be asked about, so they are not listed (see `counts`); a live one
+        (being followed: `python -m ingest --follow`) is answered from what is stored so far."""
         query = query.strip().lower()
-        rows = [v for v in self._own_videos() if v.status == VideoStatus.READY]
+        rows = [v for v in self._own_videos() if v.status in ASKABLE]
         rows = [v for v in rows if not query or any(query in self.name(p).lower() for p in [v.path, *v.paths])]
         return sorted(rows, key=lambda v: v.updated_at, reverse=True)
 
@@ -241,13 +245,19 @@ class ChatService:
     def loaded(self, video_id: object) -> Timeline:
         """The video's caches and segment times, from the LRU or one memory-mapped read of the store."""
         video_id = checked_video_id(video_id)
-        if video_id not in self._timelines.lru:
+        version = None
+        if video_id not in self._timelines.lru or video_id in self._live:
             info = self.video(video_id)
-            if info.status != VideoStatus.READY:
+            if info.status not in ASKABLE:
                 raise ServiceError(self.public(f"video {video_id} is not ready ({info.status}"
                                                + (f": {info.error}" if info.error else "") + ")"))
+            if info.status == VideoStatus.LIVE:  # growing: loaded again when it holds more segments
+                self._live.add(video_id)
+                version = info.num_segments
+            else:
+                self._live.discard(video_id)
         try:
-            return self._timelines.get(video_id)
+            return self._timelines.get(video_id, version)
         except (StoreError, ValueError) as err:  # a damaged or missing pack: this video fails, the app goes on
             raise ServiceError(self.public(str(err))) from err
 
@@ -279,7 +289,9 @@ class ChatService:
         if req.video_id is None:
             return self._ask_library(req)
         timeline = self.loaded(req.video_id)
-        return self._stream(req, timeline, lambda: self._relevance(req.question, req.video_id, timeline))
+        live = (f"live video: answered from what was stored up to {clock(timeline.spans[-1].end_s)}"
+                if req.video_id in self._live else "")
+        return self._stream(req, timeline, lambda: self._relevance(req.question, req.video_id, timeline), live=live)
 
     def _ask_library(self, req: AskRequest) -> Iterator[AnswerUpdate]:
         """The segments moment search ranks highest across the library, as many as one answer reads."""
@@ -301,12 +313,14 @@ class ChatService:
     def _relevance(self, question: str, video_id: int, timeline: Timeline) -> Sequence[float]:
         if self.relevance is not None:
             return self.relevance(question, video_id, timeline)
+        if video_id in self._live:  # no search vectors until it is finished: the selector's uniform sketch
+            return [0.0] * len(timeline.caches)
         return self.moments.scores_for(question, video_id)
 
     def _stream(self, req: AskRequest, timeline: Timeline, scores: Callable[[], Sequence[float]],
-                sources: tuple[LibrarySource, ...] = ()) -> Iterator[AnswerUpdate]:
+                sources: tuple[LibrarySource, ...] = (), live: str = "") -> Iterator[AnswerUpdate]:
         """Queue the question for the batch, and stream its place in line, then its answer.
-        scores: called only by a selector that must choose a subset by relevance."""
+        scores: called only by a selector that must choose a subset by relevance; live: the note of a live video."""
         session = AnswerSession(self.model, timeline, self.selector, self.limits.row_tile)
         job = session.job(req.question, scores, max_new_tokens=req.max_new_tokens, temperature=req.temperature,
                           top_p=req.top_p, history=req.history)
@@ -333,6 +347,7 @@ class ChatService:
         text = text.strip()
         note = (f"video longer than the model's context: answered from {len(stats.segments_used)} of "
                 f"{stats.segments_total} segments {self.selector.subset_note}" if stats.subset else "")
+        note = " · ".join(n for n in (live, note) if n)
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
         answer_stats = AnswerStats.of(stats, self.vision_tokens_per_segment(), note)

@@ -39,7 +39,13 @@ lost its time in a small cell: wrapped instead, a caption of any length is read 
 
 def _label(service: ChatService, v) -> str:
     duration = f"{v.duration:.0f} s" if v.duration else "?"
+    if v.status == VideoStatus.LIVE:
+        return f"{v.id} · 🔴 live · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments so far"
     return f"{v.id} · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments"
+
+
+LIVE_REFRESH_S = 2.0
+"""How often the app shows a live video's new segments (info line and timeline)."""
 
 
 WHOLE_LIBRARY = 0
@@ -58,9 +64,10 @@ def sources_line(sources) -> str:
 def library_line(service: ChatService) -> str:
     """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
     counts = service.counts()
-    ready = counts.get(VideoStatus.READY, 0)
-    text = f"{ready} video{'s' if ready != 1 else ''} ready"
-    others = [f"{n} {status}" for status, n in sorted(counts.items()) if status != VideoStatus.READY and n]
+    ready, live = counts.get(VideoStatus.READY, 0), counts.get(VideoStatus.LIVE, 0)
+    text = f"{ready} video{'s' if ready != 1 else ''} ready" + (f" · {live} live" if live else "")
+    others = [f"{n} {status}" for status, n in sorted(counts.items())
+              if status not in (VideoStatus.READY, VideoStatus.LIVE) and n]
     if others:
         text += f" · not listed: {', '.join(others)} (`python -m ingest --list` says why)"
     return text
@@ -120,14 +127,34 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         try:
             info = service.video(video_id)
             frames = gallery(info.id)
-            text = (f"**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
-                    f"of {info.segment_seconds:g} s · {info.width}x{info.height}")
+            text = info_line(info)
             if focus is None or focus[0] != info.id:
                 return text, frames, [], "", None
             position, line = focused(info.id, focus[1])
             return text, gr.update(value=frames, selected_index=position), [], line, None
         except ServiceError as err:
             return f"⚠️ {err}", [], [], "", None
+
+    def info_line(info) -> str:
+        live = "🔴 live: " if info.status == VideoStatus.LIVE else ""
+        so_far = " so far" if live else ""
+        return (f"{live}**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
+                f"of {info.segment_seconds:g} s{so_far} · {info.width}x{info.height}")
+
+    def watch_live(video_id):
+        """Refresh a live video's info line and timeline while it grows (the timer stops once it is ready)."""
+        try:
+            live = video_id not in (None, WHOLE_LIBRARY) and service.video(video_id).status == VideoStatus.LIVE
+        except ServiceError:
+            live = False
+        return gr.update(active=live)
+
+    def grow(video_id):
+        try:
+            info = service.video(video_id)
+        except ServiceError as err:
+            return f"⚠️ {err}", gr.update(), gr.update(active=False)
+        return info_line(info), gallery(info.id), gr.update(active=info.status == VideoStatus.LIVE)
 
     def focused(video_id, segment_index: int) -> tuple[int | None, str]:
         """-> where a segment is on the timeline (None: it has no thumbnail there) and its moment line."""
@@ -294,11 +321,14 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         job_id = gr.State(None)
         focus = gr.State(None)  # (video id, segment index) of the moment-search hit that changed the picker
         timer = gr.Timer(1.0, active=False)
+        live_timer = gr.Timer(LIVE_REFRESH_S, active=False)
 
         demo.load(refresh, search, [videos, library], api_visibility="private")  # a page opened after a CLI ingest
         search.change(refresh, search, [videos, library], api_visibility="private")
         refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
         videos.change(select, [videos, focus], [info, timeline, chat, moment, focus], api_visibility="private")
+        videos.change(watch_live, videos, live_timer, api_visibility="private")
+        live_timer.tick(grow, videos, [info, timeline, live_timer], api_visibility="private")
         chat.option_select(show_time, videos, [timeline, moment], api_visibility="private")
         timeline.select(show_segment, videos, moment, api_visibility="private")
         inputs = [question, chat, videos, max_tokens, temperature]

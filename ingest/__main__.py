@@ -30,6 +30,9 @@ Ingest videos: decode, cut into segments, compress each segment into a VoCo cach
   python -m ingest --remove ID [ID ...]              delete videos and their cache files
   python -m ingest --search "a cat" [--top 10]        ranked moments (video, start-end, score) in the library
   python -m ingest --rebuild-index                   recompute missing search vectors, rebuild the faiss index
+  python -m ingest --follow cam.ts                   a recording still being written (or - for a pipe, or a
+                                                     URL: rtsp://, udp://, http://): stored as it grows, "live"
+                                                     in the app until the input ends (--idle-timeout S)
   python -m ingest ./videos --executor ray --workers 4 --db postgresql://user@host/voco --cache-root /shared/voco
                                                      Ray workers (one model each) on a shared store
 
@@ -119,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", metavar="TEXT", help="search the library's segments for TEXT and exit")
     p.add_argument("--top", type=int, default=10, metavar="N", help="with --search: moments shown "
                    "(default: %(default)s)")
+    p.add_argument("--follow", metavar="SOURCE", help="follow a live source until it ends: a file still being "
+                   "written (MPEG-TS, Matroska, fragmented MP4), - (standard input), a named pipe or a URL; "
+                   "segments are stored as they complete and a restart resumes")
+    p.add_argument("--name", help="with --follow: what the store calls the source (a pipe's name; default: its "
+                   "path or URL); a restart with the same name resumes it")
+    p.add_argument("--idle-timeout", type=float, default=10.0, metavar="S", help="with --follow: the input has "
+                   "ended when nothing new arrives for S seconds (default 10)")
     p.add_argument("--rebuild-index", action="store_true", help="write the missing search vectors of the "
                    "--model's videos and rebuild its search index from the database and vector files")
     return p
@@ -235,6 +245,46 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def cmd_follow(args: argparse.Namespace) -> int:
+    """--follow SOURCE: store a live source as it grows (ingest/follow.py)."""
+    from transformers.utils import logging as hf_logging
+
+    from ingest.follow import LiveSource, follow
+    from ingest.results import EXIT_INTERRUPTED, FileStatus
+    from ingest.run import load_model
+    from voco.timeline import clock
+    from voco.video.probe import VideoError
+
+    hf_logging.disable_progress_bar()
+
+    def stored(state) -> None:
+        print(f"live: {state.segments} segments stored, up to {clock(state.end_s)}", file=sys.stderr, flush=True)
+
+    try:
+        source = LiveSource.parse(args.follow, args.name)
+        config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
+                              decode_max_side=args.decode_max_side, lease_s=args.lease_seconds,
+                              torch_threads=args.threads, device=args.device, dtype=args.dtype,
+                              cache_dtype=args.cache_dtype)
+        model = load_model(args.model, args.device, args.dtype)
+        with Store.open(args.home, args.db) as store:
+            result = follow(source, store=store, model=model, model_name=args.model, config=config,
+                            idle_timeout_s=args.idle_timeout, on_stored=stored)
+    except KeyboardInterrupt:
+        print("interrupted: the segments stored so far are kept; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (VideoError, StoreError, FileNotFoundError, ValueError) as err:
+        print(f"error: {shown(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        emit(json.dumps(result.to_dict(), indent=1))
+    else:
+        emit(f"{shown(result.path)}: {result.status}" + (f", {result.segments} segments, {result.duration_s} s"
+                                                          if result.segments else "")
+             + (f" ({result.error})" if result.error else ""))
+    return EXIT_OK if result.status != FileStatus.FAILED else 2
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """--search / --rebuild-index: both need the model (imported here, not at start-up)."""
     from ingest.run import load_model
@@ -279,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         except StoreError as err:
             print(f"error: {shown(err)}", file=sys.stderr)
             return EXIT_USAGE
+    if args.follow is not None:
+        if args.paths:
+            print("error: --follow takes one SOURCE and no PATH arguments", file=sys.stderr)
+            return EXIT_USAGE
+        return cmd_follow(args)
     if args.search is not None or args.rebuild_index:
         if args.paths:
             print("error: --search and --rebuild-index take no PATH arguments", file=sys.stderr)

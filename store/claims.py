@@ -20,7 +20,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.db import SessionFactory
-from store.models import Segment, Video, VideoStatus, utcnow
+from store.models import HELD_STATUSES, Segment, Video, VideoStatus, utcnow
 from store.quant import check_cache_dtype
 from store.records import Claim, ClaimStatus, VideoKey
 
@@ -98,7 +98,7 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
                 return _as_claim(video, ClaimStatus.CLAIMED, fingerprint)
             if video.status == VideoStatus.READY:
                 return _as_claim(video, ClaimStatus.PRESENT, fingerprint)
-            if video.status == VideoStatus.PENDING and (
+            if VideoStatus(video.status).held and (
                     video.claimed_by == owner or holder_alive(video.claimed_by, video.heartbeat_at, lease_s, now)):
                 return _as_claim(video, ClaimStatus.BUSY, fingerprint, holder=video.claimed_by)
             # failed (retry) or stale: take it over, only if nobody changed it since we read it
@@ -123,7 +123,7 @@ def claim(write_session: SessionFactory, key: VideoKey, *, fingerprint: str, pat
 def heartbeat(write_session: SessionFactory, owner: str) -> int:
     """Refresh every pending claim of `owner`; returns how many it holds."""
     with write_session() as s:
-        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
+        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status.in_(HELD_STATUSES))
                            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
         s.commit()
         return result.rowcount
@@ -132,7 +132,7 @@ def heartbeat(write_session: SessionFactory, owner: str) -> int:
 def release(write_session: SessionFactory, owner: str) -> int:
     """Let go of every pending claim of `owner` (work done so far stays, the next run resumes it)."""
     with write_session() as s:
-        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
+        result = s.execute(update(Video).where(Video.claimed_by == owner, Video.status.in_(HELD_STATUSES))
                            .values(heartbeat_at=None).execution_options(synchronize_session=False))
         s.commit()
         return result.rowcount
@@ -140,7 +140,7 @@ def release(write_session: SessionFactory, owner: str) -> int:
 
 def owns(session, video_id: int, owner: str) -> bool:
     video = session.get(Video, video_id, populate_existing=True)
-    return video is not None and video.claimed_by == owner and video.status == VideoStatus.PENDING
+    return video is not None and video.claimed_by == owner and VideoStatus(video.status).held
 
 
 def record_unreadable(write_session: SessionFactory, *, model_id: int, segment_seconds: float, frames_per_segment: int,

@@ -46,6 +46,18 @@ class VideoStatus(StrEnum):
     """See `Video.error`; retried by the next ingest run."""
     DAMAGED = "damaged"
     """Its cache file failed a check (store/integrity.py); the next ingest run redoes it."""
+    LIVE = "live"
+    """Being followed (`python -m ingest --follow`): segments are stored as they complete and can be asked about;
+    ready once its input ends. Claimed like a pending video (a killed follower's successor resumes it)."""
+
+    @property
+    def held(self) -> bool:
+        """Written under a claim (pending or live): its holder's heartbeat keeps it."""
+        return self in (VideoStatus.PENDING, VideoStatus.LIVE)
+
+
+HELD_STATUSES = (VideoStatus.PENDING, VideoStatus.LIVE)
+"""Statuses of a video written under a claim (`VideoStatus.held`)."""
 
 
 def utcnow() -> datetime:

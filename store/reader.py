@@ -85,6 +85,15 @@ def segments(read: SessionFactory, video_id: int) -> list[SegmentInfo]:
 
 
 def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Model]:
+    video, model = video_of_model(s, video_id, fingerprint)
+    if video.status != VideoStatus.READY:
+        why = f": {video.error}" if video.error else ""
+        raise StoreError(f"video {video_id} is {video.status}{why}; run python -m ingest {video.path} to finish it")
+    return video, model
+
+
+def video_of_model(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Model]:
+    """The video and its model row; NotFound, or FingerprintMismatch when another model compressed it."""
     row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
                     .where(Video.id == video_id)).tuples().first()
     if row is None:
@@ -95,9 +104,6 @@ def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Mo
             f"video {video_id} was compressed by model {model.name!r} ({model.fingerprint[:12]}), not by the model "
             f"asking ({fingerprint[:12]}): ingest it again with this model (python -m ingest {video.path} --model ...)"
         )
-    if video.status != VideoStatus.READY:
-        why = f": {video.error}" if video.error else ""
-        raise StoreError(f"video {video_id} is {video.status}{why}; run python -m ingest {video.path} to finish it")
     return video, model
 
 
@@ -165,6 +171,12 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
     """
     from store.packs import read_pack  # torch: only where caches are read
 
+    with read() as s:
+        status = s.scalar(select(Video.status).where(Video.id == video_id))
+    if status == VideoStatus.LIVE:  # being followed: the chunks stored so far
+        from store.live import load_live_caches
+
+        return load_live_caches(read, home, video_id, fingerprint)
     with read() as s:
         video, _ = _ready_video(s, video_id, fingerprint)
         first = s.scalar(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)
@@ -306,7 +318,7 @@ def remove_video(write: SessionFactory, home: Home, video_id: int, *, lease_s: f
         video = s.get(Video, video_id)
         if video is None:
             raise NotFound(f"no video with id {video_id} in the store")
-        if (video.status == VideoStatus.PENDING and not force
+        if (VideoStatus(video.status).held and not force
                 and holder_alive(video.claimed_by, video.heartbeat_at, lease_s, utcnow())):
             raise StoreError(f"video {video_id} is being ingested right now by {video.claimed_by}; stop that "
                              "process first (or pass force=True)")

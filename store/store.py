@@ -177,6 +177,12 @@ class Store:
                   caches: Sequence[SegmentCache]) -> Path:
         return writer.add_chunk(self.write, self.home, claim, owner, segments, caches)
 
+    def set_live(self, claim: Claim, owner: str, probe: ProbeRecord) -> None:
+        """The claimed video is live: `probe` says what it holds so far (store/live.py)."""
+        from store.live import set_live
+
+        set_live(self.write, claim, owner, probe)
+
     def finish(self, claim: Claim, owner: str) -> int:
         return writer.finish(self.write, self.home, claim, owner)
 

@@ -60,5 +60,7 @@ class StoredTimelines:
         self.fingerprint = fingerprint
         self.lru = TimelineLRU(size)
 
-    def get(self, video_id: int) -> Timeline:
-        return self.lru.get(video_id, lambda: load_timeline(self.store, video_id, self.fingerprint))
+    def get(self, video_id: int, version: int | None = None) -> Timeline:
+        """The video's timeline; `version` (a live video's segment count) keys what it held when loaded."""
+        key = video_id if version is None else (video_id, version)
+        return self.lru.get(key, lambda: load_timeline(self.store, video_id, self.fingerprint))

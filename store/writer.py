@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from store.claims import owns
 from store.db import SessionFactory, StoreError
 from store.home import Home
-from store.models import Cache, Segment, Thumbnail, Video, VideoStatus, utcnow
+from store.models import HELD_STATUSES, Cache, Segment, Thumbnail, Video, VideoStatus, utcnow
 from store.records import Claim, ProbeRecord, SegmentRecord
 
 if TYPE_CHECKING:  # torch (through store.packs) is imported where caches are written: listing and removing
@@ -267,7 +267,7 @@ def fail(write: SessionFactory, claim: Claim, owner: str, error: str) -> None:
     """Mark a claimed video failed; segments already stored stay (a retry resumes them)."""
     with write() as s:
         s.execute(update(Video)
-                  .where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status == VideoStatus.PENDING)
+                  .where(Video.id == claim.video_id, Video.claimed_by == owner, Video.status.in_(HELD_STATUSES))
                   .values(status=VideoStatus.FAILED, error=error, claimed_by=None, heartbeat_at=None,
                           updated_at=utcnow())
                   .execution_options(synchronize_session=False))
