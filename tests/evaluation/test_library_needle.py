@@ -29,7 +29,7 @@ def test_library_sizes_are_real_stores_asked_through_the_service(tmp_path):
     report = run_library_needle(model, tmp_path / "work", model_name="tiny", sizes=(1, 3), needles=2,
                                 max_new_tokens=2, log=lines.append)
     n = report["questions"]
-    assert n >= 2 and set(report["sizes"]) == {"1", "single", "3"} and len(lines) == 3
+    assert n >= 2 and set(report["sizes"]) == {"1", "single", "3", "question_only"} and len(lines) == 4
     assert all(row["n"] == n for row in report["sizes"].values())
     assert report["sizes"]["1"]["needle_hit"] == 1.0  # the needle is the whole library
     assert 0.0 <= report["sizes"]["3"]["needle_hit"] <= 1.0 and report["sizes"]["3"]["ttft_ms_p50"] > 0
