@@ -33,13 +33,17 @@ from evaluation.footage import FPS, Footage, FootageSet, load_footage, pan, phot
 from evaluation.footage_qa import COLOUR, COUNT, Question, correct
 
 NEEDLE_SECONDS = 6
+SHAPE_SEGMENTS, SHAPE_SIDE = 4, 96
+"""Shape needles and plain distractors: segments per video, frame side (the synthetic world's)."""
 
 
 @dataclass(frozen=True)
 class Needle:
-    footage: Footage
+    id: str
     path: Path
     questions: tuple[Question, ...]
+    photo: str | None = None
+    """The held-out photo it pans over (footage needles)."""
 
 
 def needle_questions(photo: Footage, rng: np.random.Generator) -> tuple[Question, ...]:
@@ -78,19 +82,51 @@ def make_needles(footage: FootageSet, folder: Path, count: int, seed: int) -> li
         raise ValueError(f"only {len(photos)} held-out photos have a colour or count label; ask for at most that many "
                          "needles")
     folder.mkdir(parents=True, exist_ok=True)
-    return [Needle(p, write_pan(p, folder / f"needle-{p.id}.mp4", rng), needle_questions(p, rng)) for p in photos]
+    return [Needle(p.id, write_pan(p, folder / f"needle-{p.id}.mp4", rng), needle_questions(p, rng), p.id)
+            for p in photos]
 
 
-def make_distractors(footage: FootageSet, needles: list[Needle], folder: Path, count: int, seed: int) -> list[Path]:
-    """`count` videos showing no needle's subject: pans over the other photos (a few each), the clips, then
-    synthetic-world videos."""
+def shape_video(path: Path, objects: list, segment_seconds: float, rng: np.random.Generator) -> Path:
+    """A synthetic-world video: one segment per entry of `objects` ((shape, colour) or None: a plain background)."""
+    from voco.data.needle import draw_segment
+    from voco.data.synthetic import write_mp4
+
+    frames = int(round(FPS * segment_seconds))
+    write_mp4(path, np.concatenate([draw_segment(rng, frames, SHAPE_SIDE, obj) for obj in objects]), FPS)
+    return path
+
+
+def make_shape_needles(folder: Path, count: int, seed: int, segment_seconds: float) -> list[Needle]:
+    """One video per shape of the synthetic world: plain backgrounds and one segment showing the shape in a
+    random colour; its question is "what color is the <shape>?" (no other video shows that shape)."""
+    from voco.data.world import OBJECT_COLORS, SHAPES
+
+    if count > len(SHAPES):
+        raise ValueError(f"shape needles: at most {len(SHAPES)} (one per shape), got {count}")
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    needles = []
+    for shape in SHAPES[:count]:
+        colour = str(rng.choice(list(OBJECT_COLORS)))
+        objects: list = [None] * SHAPE_SEGMENTS
+        objects[int(rng.integers(SHAPE_SEGMENTS))] = (shape, colour)
+        path = shape_video(folder / f"needle-{shape}.mp4", objects, segment_seconds, rng)
+        needles.append(Needle(shape, path, (Question("colour", f"what color is the {shape}?", (colour,), shape),)))
+    return needles
+
+
+def make_distractors(footage: FootageSet, needles: list[Needle], folder: Path, count: int, seed: int, *,
+                     fill: str = "synthetic", segment_seconds: float = 2.0) -> list[Path]:
+    """`count` videos showing no needle's subject: pans over the photos no needle uses (a few each), the clips,
+    then `fill`: synthetic-world videos ("synthetic") or plain synthetic backgrounds ("plain": shape needles,
+    whose question a synthetic-world video could answer too)."""
     from voco.data.synthetic import write_dataset
 
     if count <= 0:
         return []
     rng = np.random.default_rng(seed + 1)
     folder.mkdir(parents=True, exist_ok=True)
-    used = {n.footage.id for n in needles}
+    used = {n.photo for n in needles}
     asked = {q.subject for n in needles for q in n.questions}
     others = [p for p in footage.photos if p.id not in used and not (p.mentioned & asked)]
     out: list[Path] = []
@@ -101,9 +137,11 @@ def make_distractors(footage: FootageSet, needles: list[Needle], folder: Path, c
         if not (clip.mentioned & asked):
             out.append(Path(shutil.copyfile(clip.path(), folder / f"clip-{clip.id}{clip.path().suffix}")))
     out = out[:count]
-    if len(out) < count:
+    if len(out) < count and fill == "synthetic":
         write_dataset(folder / "synthetic", count - len(out), base_seed=seed, split="test")
         out += sorted((folder / "synthetic" / "videos").glob("*.mp4"))[: count - len(out)]
+    while len(out) < count:
+        out.append(shape_video(folder / f"plain-{len(out)}.mp4", [None] * SHAPE_SEGMENTS, segment_seconds, rng))
     return out
 
 
@@ -139,8 +177,9 @@ def _row(results: list[dict], needle_ids: list[int] | None = None) -> dict:
 
 
 def run_library_needle(model, workdir: Path, *, model_name: str = "default", sizes=(1, 10, 100), needles: int = 10,
-                       seed: int = 0, max_new_tokens: int = 24, log=print) -> dict:
-    """Ask every needle question alone and at each library size; returns per-size rows and every answer."""
+                       kind: str = "footage", seed: int = 0, max_new_tokens: int = 24, log=print) -> dict:
+    """Ask every needle question alone and at each library size; returns per-size rows and every answer.
+    kind: "footage" (pans over held-out photos) or "shapes" (synthetic-world shapes, for models of that world)."""
     from app.service import ChatService
     from store import Store
 
@@ -149,8 +188,13 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
         raise ValueError(f"a library size is 1 or at least the number of needles ({needles}), got {sizes}")
     footage = load_footage()
     workdir = Path(workdir)
-    plan = make_needles(footage, workdir / "videos", needles, seed)
-    distractors = make_distractors(footage, plan, workdir / "videos" / "distractors", max(sizes) - needles, seed)
+    if kind not in ("footage", "shapes"):
+        raise ValueError(f"needle kind must be footage or shapes, got {kind!r}")
+    seconds = float(model.voco.segment_seconds)
+    plan = (make_needles(footage, workdir / "videos", needles, seed) if kind == "footage"
+            else make_shape_needles(workdir / "videos", needles, seed, seconds))
+    distractors = make_distractors(footage, plan, workdir / "videos" / "distractors", max(sizes) - needles, seed,
+                                   fill="synthetic" if kind == "footage" else "plain", segment_seconds=seconds)
     questions = [(n, q) for n in plan for q in n.questions]
     report: dict = {"needles": needles, "questions": len(questions), "sizes": {}, "samples": []}
 
@@ -159,7 +203,7 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
         for needle, q in questions:
             r = _ask(service, video_of(needle), q, max_new_tokens)
             results.append(r)
-            report["samples"].append({"size": label, "needle": needle.footage.id, "question": q.text,
+            report["samples"].append({"size": label, "needle": needle.id, "question": q.text,
                                       "answer": r["answer"], "correct": r["correct"],
                                       "sources": sorted({s["name"] for s in r.get("sources", ())})})
         return results
@@ -167,7 +211,7 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
     if 1 in sizes:  # each needle alone in its own library
         results, ids = [], []
         for needle in plan:
-            home = workdir / "homes" / f"one-{needle.footage.id}"
+            home = workdir / "homes" / f"one-{needle.id}"
             (vid,) = _ingest([needle.path], home, model, model_name).values()
             with Store.open(home) as store:
                 service = ChatService(store, model, model_name)
@@ -175,7 +219,7 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
                     r = _ask(service, None, q, max_new_tokens)
                     results.append(r)
                     ids.append(vid)
-                    report["samples"].append({"size": 1, "needle": needle.footage.id, "question": q.text,
+                    report["samples"].append({"size": 1, "needle": needle.id, "question": q.text,
                                               "answer": r["answer"], "correct": r["correct"]})
         report["sizes"]["1"] = _row(results, ids)
         log(f"library of 1: {report['sizes']['1']}")

@@ -1,7 +1,7 @@
 """Library questions, one needle video among many (issue 28): accuracy and time to first token against library size.
 
     python scripts/eval_library_needle.py                                  # the default: sizes 1, 10, 100
-    python scripts/eval_library_needle.py --model synthetic --sizes 1,10   # any model; fewer sizes
+    python scripts/eval_library_needle.py --model synthetic --kind shapes --needles 5   # synthetic-world needles
     python scripts/eval_library_needle.py --samples runs/needle.json       # every question and answer
 
 Needles: pans over held-out photos (evaluation/heldout_footage.yaml), each asked its colour and count questions;
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="bundled name or checkpoint folder (default: default)")
     p.add_argument("--sizes", default="1,10,100", help="library sizes, comma-separated (1, or >= --needles)")
     p.add_argument("--needles", type=int, default=10, help="needle videos (held-out photos with colour labels)")
+    p.add_argument("--kind", choices=("footage", "shapes"), default="footage",
+                   help="footage: pans over held-out photos (real-footage models); shapes: one synthetic-world shape "
+                   "per needle, plain distractors (models of that world)")
     p.add_argument("--workdir", default=None, help="where videos and stores go (default: a temporary folder)")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir or tmp)
         try:
             report = run_library_needle(model, workdir, model_name=args.model, sizes=sizes, needles=args.needles,
-                                        seed=args.seed, max_new_tokens=args.max_new_tokens,
+                                        kind=args.kind, seed=args.seed, max_new_tokens=args.max_new_tokens,
                                         log=lambda line: print(line, file=sys.stderr))
         except ValueError as err:
             p.error(str(err))

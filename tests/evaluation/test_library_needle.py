@@ -14,7 +14,7 @@ def test_distractors_show_no_needle_subject(tmp_path):
     distractors = make_distractors(footage, needles, tmp_path / "d", 4, seed=0)
     assert len(distractors) == 4 and len(set(distractors)) == 4
     ids = {p.stem.split("-")[1] for p in distractors if p.stem.startswith("photo-")}
-    assert ids and not ids & {n.footage.id for n in needles}
+    assert ids and not ids & {n.photo for n in needles}
     for photo in (footage.by_id(i) for i in ids):
         assert not photo.mentioned & asked
 
@@ -40,3 +40,15 @@ def test_library_sizes_are_real_stores_asked_through_the_service(tmp_path):
     single = report["sizes"]["single"]["accuracy"]
     assert single == 0 or np.isclose(report["sizes"]["3"]["of_single"] * single, report["sizes"]["3"]["accuracy"],
                                      atol=1e-3)
+
+
+def test_shape_needles_are_the_only_videos_with_their_shape(tmp_path):
+    from evaluation.library_needle import make_shape_needles
+
+    footage = load_footage()
+    needles = make_shape_needles(tmp_path / "n", 3, seed=0, segment_seconds=1.0)
+    assert [n.id for n in needles] == ["circle", "square", "triangle"]
+    assert all(q.text == f"what color is the {n.id}?" for n in needles for q in n.questions)
+    distractors = make_distractors(footage, needles, tmp_path / "d", 48, seed=0, fill="plain", segment_seconds=1.0)
+    assert len(distractors) == 48 and any(p.stem.startswith("plain-") for p in distractors)
+    assert not any("voco_test" in p.name for p in distractors)  # synthetic-world videos show shapes: never here
