@@ -223,14 +223,13 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
                                               "answer": r["answer"], "correct": r["correct"]})
         report["sizes"]["1"] = _row(results, ids)
         log(f"library of 1: {report['sizes']['1']}")
-    home, stored = workdir / "homes" / "library", {}
-    for size in [s for s in sizes if s > 1]:
-        missing = [n.path for n in plan if n.path not in stored] + distractors[: size - needles]
-        stored.update(_ingest([p for p in missing if p not in stored], home, model, model_name))
+    for size in [s for s in sizes if s > 1]:  # one home per size: a re-run over the same workdir finds each as it was
+        home = workdir / "homes" / f"library-{size}"
+        stored = _ingest([n.path for n in plan] + distractors[: size - needles], home, model, model_name)
         with Store.open(home) as store:
             service = ChatService(store, model, model_name)
             if "single" not in report["sizes"]:
-                report["sizes"]["single"] = _row(ask_all(service, "single", lambda n: stored[n.path]))
+                report["sizes"]["single"] = _row(ask_all(service, "single", lambda n, ids=stored: ids[n.path]))
                 log(f"single video: {report['sizes']['single']}")
             results = ask_all(service, size, lambda n: None)
             report["sizes"][str(size)] = _row(results, [stored[n.path] for n, _ in questions])

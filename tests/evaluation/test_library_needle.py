@@ -37,6 +37,10 @@ def test_library_sizes_are_real_stores_asked_through_the_service(tmp_path):
     assert len(library) == n and all(s["sources"] for s in library)
     names = set().union(*(s["sources"] for s in library))
     assert names <= {p.name for p in (tmp_path / "work" / "videos").rglob("*.mp4")}
+    from store import Store
+
+    with Store.open(tmp_path / "work" / "homes" / "library-3") as store:
+        assert len(store.list_videos()) == 3  # each size its own library
     single = report["sizes"]["single"]["accuracy"]
     assert single == 0 or np.isclose(report["sizes"]["3"]["of_single"] * single, report["sizes"]["3"]["accuracy"],
                                      atol=1e-3)
