@@ -233,7 +233,12 @@ class Follower:
         segmenter = self._segmenter(claim, done)
         try:
             with Heartbeat(self.store, self.settings.owner, every_s=max(0.5, self.config.lease_s / 4)):
-                end_s = self._read(claim, done, segmenter)
+                try:
+                    end_s = self._read(claim, done, segmenter)
+                except VideoError as err:  # unreadable before anything was stored: a failed video, as ingest says
+                    if not self.state.segments:
+                        self.store.fail(claim, self.settings.owner, str(err))
+                    raise
                 last = segmenter.close(end_s)
                 if last is not None and last.index not in done:
                     self._store(claim, [last])

@@ -146,3 +146,18 @@ def test_a_follower_killed_mid_stream_resumes_without_losing_or_repeating_a_segm
         assert [s.index for s in segments] == list(range(16))  # none lost, none twice
         assert [(s.index, s.start_s, s.end_s) for s in segments][: len(kept)] == kept
         assert len(store.load_caches(video.id, video.fingerprint)) == 16
+
+
+def test_a_source_that_is_no_video_fails_with_its_reason_and_is_recorded(tiny, tmp_path):
+    from voco.video.probe import VideoError
+
+    model, name = tiny
+    bad = tmp_path / "notes.ts"
+    bad.write_bytes(b"not a video" * 100)
+    with Store.open(tmp_path / "home") as store:
+        with pytest.raises(VideoError, match="notes.ts: cannot open it as a video stream"):
+            follow(LiveSource.parse(str(bad)), store=store, model=model, model_name=name, idle_timeout_s=0.5)
+        (video,) = store.list_videos()
+        assert video.status == VideoStatus.FAILED and "cannot open it" in video.error
+    with pytest.raises(VideoError, match="no such file"):
+        LiveSource.parse(str(tmp_path / "missing.ts"))
