@@ -31,11 +31,11 @@ def register_upload_api(service: ChatService, refused, failed) -> None:
         """Upload a video file and ingest it in the background. Returns {"job_id", "name", "status" (queued,
         ingesting, ready, failed, cancelled), "progress" (0-1), "message", "video_id" (once ready)}; a file that
         is no video, too large or too long is refused with its reason."""
-        path = video.get("path") if isinstance(video, dict) else getattr(video, "path", None)
+        field = video.get if isinstance(video, dict) else lambda key: getattr(video, key, None)
+        path = field("path")
         if not path:
             raise refused("/upload", ServiceError("video must be a file (gradio_client.handle_file(path))"))
-        name = (video.get("orig_name") if isinstance(video, dict) else getattr(video, "orig_name", None)) \
-            or Path(path).name
+        name = field("orig_name") or Path(path).name
         try:
             return job_dict(service.upload(path, name))
         except (ServiceError, OSError) as err:

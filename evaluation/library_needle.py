@@ -198,9 +198,10 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
     questions = [(n, q) for n in plan for q in n.questions]
     report: dict = {"needles": needles, "questions": len(questions), "sizes": {}, "samples": []}
 
-    def ask_all(service, label, video_of) -> list[dict]:
+    def ask_all(service, label, video_of, pairs=questions) -> list[dict]:
+        """Each (needle, question) of `pairs` asked about video `video_of(needle)` (None: the whole library)."""
         results = []
-        for needle, q in questions:
+        for needle, q in pairs:
             r = _ask(service, video_of(needle), q, max_new_tokens)
             results.append(r)
             report["samples"].append({"size": label, "needle": needle.id, "question": q.text,
@@ -214,13 +215,9 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
             home = workdir / "homes" / f"one-{needle.id}"
             (vid,) = _ingest([needle.path], home, model, model_name).values()
             with Store.open(home) as store:
-                service = ChatService(store, model, model_name)
-                for q in needle.questions:
-                    r = _ask(service, None, q, max_new_tokens)
-                    results.append(r)
-                    ids.append(vid)
-                    report["samples"].append({"size": 1, "needle": needle.id, "question": q.text,
-                                              "answer": r["answer"], "correct": r["correct"]})
+                results += ask_all(ChatService(store, model, model_name), 1, lambda n: None,
+                                   [(needle, q) for q in needle.questions])
+            ids += [vid] * len(needle.questions)
         report["sizes"]["1"] = _row(results, ids)
         log(f"library of 1: {report['sizes']['1']}")
     for size in [s for s in sizes if s > 1]:  # one home per size: a re-run over the same workdir finds each as it was

@@ -210,6 +210,19 @@ def _executor(args: argparse.Namespace):
     return executor_for(args.executor, ray=ray)
 
 
+def ingest_config(args: argparse.Namespace) -> IngestConfig:
+    """The ingest settings the flags give (files and --follow alike); ValueError names a bad one."""
+    return IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
+                        chunk_segments=args.chunk_segments,
+                        decode_max_side=args.decode_max_side, decoder=args.decoder,
+                        max_duration_s=args.max_duration or None,
+                        max_frame_pixels=args.max_frame_pixels or None,
+                        max_segments=args.max_segments or None,
+                        lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
+                        torch_threads=args.threads, device=args.device, dtype=args.dtype,
+                        cache_dtype=args.cache_dtype)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -218,15 +231,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # the weight-loading bar would mix with ours
 
     try:
-        config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
-                              chunk_segments=args.chunk_segments,
-                              decode_max_side=args.decode_max_side, decoder=args.decoder,
-                              max_duration_s=args.max_duration or None,
-                              max_frame_pixels=args.max_frame_pixels or None,
-                              max_segments=args.max_segments or None,
-                              lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
-                              torch_threads=args.threads, device=args.device, dtype=args.dtype,
-                              cache_dtype=args.cache_dtype)
+        config = ingest_config(args)
         executor = _executor(args)
     except (ValueError, ImportError) as err:
         print(f"error: {shown(err)}", file=sys.stderr)
@@ -250,7 +255,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from ingest.follow import LiveSource, follow
-    from ingest.results import EXIT_INTERRUPTED, FileStatus
+    from ingest.results import EXIT_INTERRUPTED, EXIT_SOME_FAILED, FileStatus
     from ingest.run import load_model
     from voco.timeline import clock
     from voco.video.probe import VideoError
@@ -262,10 +267,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
     try:
         source = LiveSource.parse(args.follow, args.name)
-        config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
-                              decode_max_side=args.decode_max_side, lease_s=args.lease_seconds,
-                              torch_threads=args.threads, device=args.device, dtype=args.dtype,
-                              cache_dtype=args.cache_dtype)
+        config = ingest_config(args)
         model = load_model(args.model, args.device, args.dtype)
         with Store.open(args.home, args.db) as store:
             result = follow(source, store=store, model=model, model_name=args.model, config=config,
@@ -282,7 +284,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
         emit(f"{shown(result.path)}: {result.status}" + (f", {result.segments} segments, {result.duration_s} s"
                                                           if result.segments else "")
              + (f" ({result.error})" if result.error else ""))
-    return EXIT_OK if result.status != FileStatus.FAILED else 2
+    return EXIT_SOME_FAILED if result.status == FileStatus.FAILED else EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -34,11 +34,9 @@ import numpy as np
 
 from ingest.config import IngestConfig
 from ingest.heartbeat import Heartbeat
-from ingest.identify import video_key
 from ingest.results import FileResult, FileStatus
 from ingest.thumbs import JPEG_MIME, encode_jpeg, thumbnail_size
-from ingest.vectors import store_video_vectors
-from ingest.worker import VideoIngestor
+from ingest.worker import VideoIngestor, index_video
 from store import ClaimStatus, ProbeRecord, SegmentRecord, Store
 from voco import VoCoModel
 from voco.segments import frame_indices, sample_times
@@ -190,7 +188,6 @@ class FollowState:
 
     segments: int = 0
     end_s: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
 
 
 class Follower:
@@ -211,16 +208,13 @@ class Follower:
         self.vectors: dict[int, object] = {}
         self.frame_size = (0, 0)
         self.frames_seen = 0
-
-    def _claim(self):
-        s, cfg = self.settings, self.config
-        key = video_key(self.source.identity, s.model_id, segment_seconds=s.segment_seconds,
-                        frames_per_segment=s.frames_per_segment, image_size=s.image_size,
-                        decode_max_side=cfg.decode_max_side, cache_dtype=cfg.cache_dtype)
-        return self.store.claim(key, fingerprint=s.fingerprint, path=self.source.name, size=0, owner=s.owner)
+        self.first_frame_s: float | None = None
+        """Time of the first frame this run read (a resumed pipe starts after what is stored)."""
 
     def run(self) -> FileResult:
-        claim = self._claim()
+        s = self.settings
+        claim = self.store.claim(s.key(self.source.identity), fingerprint=s.fingerprint, path=self.source.name,
+                                 size=0, owner=s.owner)
         if claim.status == ClaimStatus.PRESENT:
             return FileResult(self.source.name, FileStatus.PRESENT, claim.video_id, claim.num_segments,
                               claim.duration, None)
@@ -278,6 +272,7 @@ class Follower:
                 t0 = frame.time if t0 is None else t0
                 now = frame.time - t0 + segmenter.offset_s
                 step, t = (now - t if now > t else step), now
+                self.first_frame_s = t if self.first_frame_s is None else self.first_frame_s
                 self.frames_seen += 1
                 for segment in segmenter.push(t, model_conv.frame(frame), thumb_conv.frame(frame)):
                     if segment.index not in done:
@@ -324,7 +319,8 @@ class Follower:
 
     def _probe(self) -> ProbeRecord:
         w, h = self.frame_size
-        fps = self.frames_seen / self.state.end_s if self.state.end_s else 0.0
+        span = self.state.end_s - (self.first_frame_s or 0.0)
+        fps = self.frames_seen / span if span > 0 else 0.0
         return ProbeRecord(duration=round(self.state.end_s, 3), fps=round(fps, 3), num_frames=self.frames_seen,
                            width=w, height=h, rotation=0, num_segments=self.state.segments)
 
@@ -336,12 +332,9 @@ class Follower:
                               "the input ended before a whole segment was recorded")
         self.store.set_live(claim, self.settings.owner, self._probe())
         segments = self.store.finish(claim, self.settings.owner)
-        if self.ingestor.embedder is not None:
-            try:
-                store_video_vectors(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id,
-                                    computed=self.vectors)
-            except Exception as err:  # noqa: BLE001 - a pipe cannot be decoded again for segments stored before
-                log.warning("could not index %s for search: %s", self.source.name, err)  # a restart
+        if self.ingestor.embedder is not None:  # a pipe cannot be decoded again for segments stored before a restart
+            index_video(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id, self.vectors,
+                        self.source.name)
             self.ingestor.update_index()
         return FileResult(self.source.name, FileStatus.INGESTED, claim.video_id, segments,
                           round(self.state.end_s, 3), None)

@@ -29,7 +29,7 @@ from ingest.config import IngestConfig
 from ingest.identify import identify, video_key
 from ingest.results import FileResult, FileStatus, failure_message
 from ingest.thumbs import encode_jpeg, thumbnail_size
-from store import Claim, ClaimLost, ClaimStatus, ProbeRecord, Store, StoreError
+from store import Claim, ClaimLost, ClaimStatus, ProbeRecord, Store, StoreError, VideoKey
 from voco.video.decode import Decoded, DecodeStats, FrameSizes, fetch_frames
 from voco.video.frames import decode_side_cap, model_frame_size
 from voco.video.plan import SegmentPlan, plan_segments, wanted_pts
@@ -52,6 +52,12 @@ class Settings:
     config: IngestConfig
     pricer: SegmentPricer | None = None
     """What a segment costs, for the price a refusal past `IngestConfig.max_segments` states."""
+
+    def key(self, sha256: str) -> VideoKey:
+        """The stored video's identity for content `sha256` under these settings (`video_key`)."""
+        return video_key(sha256, self.model_id, segment_seconds=self.segment_seconds,
+                         frames_per_segment=self.frames_per_segment, image_size=self.image_size,
+                         decode_max_side=self.config.decode_max_side, cache_dtype=self.config.cache_dtype)
 
 
 @dataclass
@@ -174,9 +180,7 @@ class Producer(threading.Thread):
                                                error=str(err))
             self.put(Resolved(order, FileResult(str(path), FileStatus.FAILED, vid, None, None, str(err))))
             return True
-        key = video_key(file_id.sha256, s.model_id, segment_seconds=s.segment_seconds,
-                        frames_per_segment=s.frames_per_segment, image_size=s.image_size,
-                        decode_max_side=s.config.decode_max_side, cache_dtype=s.config.cache_dtype)
+        key = s.key(file_id.sha256)
         claim = self.store.claim(key, fingerprint=s.fingerprint, path=file_id.path, size=file_id.size, owner=s.owner)
         if claim.status == ClaimStatus.PRESENT and self.store.reset_if_files_missing(claim.video_id):
             # its cache file was deleted behind the store's back: ingest it again

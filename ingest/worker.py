@@ -126,6 +126,15 @@ class VideoIngestor:
                         self.settings.owner, err)
 
 
+def index_video(store: Store, embedder, fingerprint: str, video_id: int, computed: dict, name) -> None:
+    """Write a finished video's search vectors (`computed`: those made while compressing); a failure is logged, not
+    raised: the caches are stored, and --rebuild-index recomputes what is missing."""
+    try:
+        store_video_vectors(store, embedder, fingerprint, video_id, computed=computed)
+    except Exception as err:  # noqa: BLE001
+        log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s", name, err)
+
+
 def _drain(items: queue.Queue, producer: threading.Thread) -> None:
     while producer.is_alive():
         with contextlib.suppress(queue.Empty):
@@ -233,12 +242,8 @@ class Consumer:
         self.flush(job)
         segments = self.store.finish(job.claim, self.settings.owner)
         if self.embedder is not None:
-            try:
-                store_video_vectors(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id,
-                                    computed=self.vectors.pop(job.order, {}))
-            except Exception as err:  # noqa: BLE001 - the caches are stored; --rebuild-index recomputes these
-                log.warning("could not index %s for search (run python -m ingest --rebuild-index): %s",
-                            job.path, err)
+            index_video(self.store, self.embedder, self.settings.fingerprint, job.claim.video_id,
+                        self.vectors.pop(job.order, {}), job.path)
         self.resolve(job.order, FileResult(str(job.path), FileStatus.INGESTED, job.claim.video_id, segments,
                                            round(job.probe.duration, 3), None))
 

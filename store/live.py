@@ -15,17 +15,15 @@ from store.home import Home
 from store.models import Cache, Segment, VideoStatus, utcnow
 from store.reader import video_of_model
 from store.records import Claim, ProbeRecord, VideoCaches
-from store.writer import _require_owner
+from store.writer import _require_owner, apply_probe
 
 
 def set_live(write: SessionFactory, claim: Claim, owner: str, probe: ProbeRecord) -> None:
     """Mark the claimed video live with what it holds so far (segments, duration, frame size)."""
     with write() as s:
         video = _require_owner(s, claim, owner)
-        video.duration, video.fps, video.num_frames = probe.duration, probe.fps, probe.num_frames
-        video.width, video.height, video.rotation = probe.width, probe.height, probe.rotation
-        video.num_segments = probe.num_segments
-        video.status, video.heartbeat_at, video.updated_at = VideoStatus.LIVE, utcnow(), utcnow()
+        apply_probe(video, probe)  # no check against a stored count: a live video grows
+        video.status, video.updated_at = VideoStatus.LIVE, utcnow()
         s.commit()
 
 

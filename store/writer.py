@@ -57,11 +57,16 @@ def set_probe(write: SessionFactory, claim: Claim, owner: str, probe: ProbeRecor
         if video.num_segments is not None and video.num_segments != probe.num_segments:
             raise StoreError(f"video {video.id}: the file now gives {probe.num_segments} segments, the store holds "
                              f"{video.num_segments} from an earlier run; remove it (--remove {video.id}) and retry")
-        video.duration, video.fps, video.num_frames = probe.duration, probe.fps, probe.num_frames
-        video.width, video.height, video.rotation = probe.width, probe.height, probe.rotation
-        video.num_segments = probe.num_segments
-        video.heartbeat_at = utcnow()
+        apply_probe(video, probe)
         s.commit()
+
+
+def apply_probe(video: Video, probe: ProbeRecord) -> None:
+    """Copy what the probe says onto the video row (and refresh its heartbeat)."""
+    video.duration, video.fps, video.num_frames = probe.duration, probe.fps, probe.num_frames
+    video.width, video.height, video.rotation = probe.width, probe.height, probe.rotation
+    video.num_segments = probe.num_segments
+    video.heartbeat_at = utcnow()
 
 
 def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
