@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port} ({problem}): pass a free port with --port N, or stop "
               "what uses it", file=sys.stderr)
         return 1
+    from app.lines import library_line
     from app.service import ChatService, ServiceLimits
-    from app.ui import answer_slots, build_ui, library_line
+    from app.ui import answer_slots, build_ui
     from ingest.run import load_model
     from voco.session import make_selector
 

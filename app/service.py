@@ -63,7 +63,7 @@ def timeline_caption(segment, used: bool) -> str:
     """A thumbnail's caption: where its segment starts ("0:04", "1:02:05"), after the mark of an answer's segment.
 
     Short at any video length (the old "#1799 3598-3600 s" was cut off in a small cell); the number and whole span
-    show under the timeline when the thumbnail is clicked (`app.ui.segment_line`)."""
+    show under the timeline when the thumbnail is clicked (`app.lines.segment_line`)."""
     return f"{USED_MARK if used else ''}{clock(segment.start_s)}"
 
 

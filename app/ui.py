@@ -11,10 +11,24 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 
 import gradio as gr  # noqa: E402
 
+from app.lines import (  # noqa: E402
+    NO_ANSWER_BUBBLE,
+    WHOLE_LIBRARY,
+    WHOLE_LIBRARY_LABEL,
+    chat_turns,
+    info_line,
+    library_line,
+    moment_line,
+    segment_line,
+    sources_line,
+    time_options,
+    video_label,
+    waiting_line,
+)
 from app.search import register_search  # noqa: E402
-from app.service import NO_ANSWER, ChatService, ServiceError, TimeLink  # noqa: E402
+from app.service import ChatService, ServiceError, TimeLink  # noqa: E402
 from app.upload_api import register_upload_api  # noqa: E402
-from app.uploads import UploadStatus, ordinal  # noqa: E402
+from app.uploads import UploadStatus  # noqa: E402
 from store import VideoStatus  # noqa: E402
 from voco.session import SegmentSpan  # noqa: E402
 from voco.timeline import clock  # noqa: E402
@@ -28,49 +42,13 @@ EXAMPLES = [  # kinds the bundled default model was trained on (what it can see:
     "What colour is the car?",
     "What appears first?",
 ]
-NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
-"""What the chat shows for an empty answer (and `_pairs` turns back into an empty answer)."""
-TIME_OPTION = "⏱ "
-"""Starts the label of each time button under the last answer (its value is the time as written, "0:04")."""
 TIMELINE_CSS = "#timeline .caption-label { white-space: normal; overflow-wrap: anywhere; }"
 """Gradio clips a thumbnail's caption to one line of 80% of its cell with an ellipsis, so "▶ used · 1:02:05"
 lost its time in a small cell: wrapped instead, a caption of any length is read whole."""
 
 
-def _label(service: ChatService, v) -> str:
-    duration = f"{v.duration:.0f} s" if v.duration else "?"
-    if v.status == VideoStatus.LIVE:
-        return f"{v.id} · 🔴 live · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments so far"
-    return f"{v.id} · {service.name(v.path)} · {duration} · {v.num_segments or 0} segments"
-
-
 LIVE_REFRESH_S = 2.0
 """How often the app shows a live video's new segments (info line and timeline)."""
-
-
-WHOLE_LIBRARY = 0
-"""The picker's value for questions about the whole library (video ids start at 1)."""
-WHOLE_LIBRARY_LABEL = "📚 the whole library"
-
-
-def sources_line(sources) -> str:
-    """Which videos and times a whole-library answer used: "seen in cat.mp4 at 0:04, 0:06 · bikes.mp4 at 1:02"."""
-    by_video: dict[str, list[str]] = {}
-    for source in sources:
-        by_video.setdefault(source.name, []).append(clock(source.span.start_s or 0.0))
-    return "seen in " + " · ".join(f"{name} at {', '.join(times)}" for name, times in by_video.items())
-
-
-def library_line(service: ChatService) -> str:
-    """How many videos can be asked about, and how many cannot (failed or still being ingested)."""
-    counts = service.counts()
-    ready, live = counts.get(VideoStatus.READY, 0), counts.get(VideoStatus.LIVE, 0)
-    text = f"{ready} video{'s' if ready != 1 else ''} ready" + (f" · {live} live" if live else "")
-    others = [f"{n} {status}" for status, n in sorted(counts.items())
-              if status not in (VideoStatus.READY, VideoStatus.LIVE) and n]
-    if others:
-        text += f" · not listed: {', '.join(others)} (`python -m ingest --list` says why)"
-    return text
 
 
 def _refused(endpoint: str, err: Exception) -> gr.Error:
@@ -100,7 +78,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
     """The app. `thumbs_dir` holds segment thumbnails written for the gallery (and nothing else)."""
 
     def video_choices(query: str = ""):
-        videos = [(_label(service, v), v.id) for v in service.videos(query)]
+        videos = [(video_label(service, v), v.id) for v in service.videos(query)]
         return [(WHOLE_LIBRARY_LABEL, WHOLE_LIBRARY), *videos] if videos else videos
 
     def refresh(query: str):
@@ -127,19 +105,13 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         try:
             info = service.video(video_id)
             frames = gallery(info.id)
-            text = info_line(info)
+            text = info_line(service, info)
             if focus is None or focus[0] != info.id:
                 return text, frames, [], "", None
             position, line = focused(info.id, focus[1])
             return text, gr.update(value=frames, selected_index=position), [], line, None
         except ServiceError as err:
             return f"⚠️ {err}", [], [], "", None
-
-    def info_line(info) -> str:
-        live = "🔴 live: " if info.status == VideoStatus.LIVE else ""
-        so_far = " so far" if live else ""
-        return (f"{live}**{service.name(info.path)}** · {info.duration or 0:.1f} s · {info.num_segments} segments "
-                f"of {info.segment_seconds:g} s{so_far} · {info.width}x{info.height}")
 
     def watch_live(video_id):
         """Refresh a live video's info line and timeline while it grows (the timer stops once it is ready)."""
@@ -154,7 +126,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             info = service.video(video_id)
         except ServiceError as err:
             return f"⚠️ {err}", gr.update(), gr.update(active=False)
-        return info_line(info), gallery(info.id), gr.update(active=info.status == VideoStatus.LIVE)
+        return info_line(service, info), gallery(info.id), gr.update(active=info.status == VideoStatus.LIVE)
 
     def focused(video_id, segment_index: int) -> tuple[int | None, str]:
         """-> where a segment is on the timeline (None: it has no thumbnail there) and its moment line."""
@@ -221,7 +193,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             gr.Warning("Type a question first (the question is empty).")
             yield history, question, gr.update(), gr.update()
             return
-        pairs = _pairs(history)
+        pairs = chat_turns(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
         yield history, "", "thinking…", gr.update()
         library = video_id == WHOLE_LIBRARY
@@ -375,45 +347,3 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         found.table.select(open_hit, [found.hits, videos, search], [videos, focus, timeline, moment, question],
                            api_visibility="private")
     return demo
-
-
-def waiting_line(place: int) -> str:
-    """A question's place in the answering line: "waiting: 2nd in line (other questions are being answered)"."""
-    return f"waiting: {ordinal(place)} in line (other questions are being answered)"
-
-
-def time_options(times: tuple[TimeLink, ...]) -> dict:
-    """Chat message options (buttons under the last answer), one per distinct time in it, in order."""
-    written = dict.fromkeys(t.text for t in times)
-    return {"options": [{"label": f"{TIME_OPTION}{text}", "value": text} for text in written]} if written else {}
-
-
-def moment_line(link: TimeLink) -> str:
-    """What a clicked time selects: "**0:04** · segment #4 · 0:04-0:05"."""
-    return f"**{link.text}** · {segment_line(link.segment)}"
-
-
-def segment_line(span: SegmentSpan) -> str:
-    """A segment in full, under the timeline: "segment #4 · 0:04-0:05"."""
-    return f"segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
-
-
-def _pairs(messages: list) -> list[tuple[str, str]]:
-    """Gradio chat messages -> (question, answer) turns, skipping unanswered or error turns.
-
-    A turn the model answered with nothing is passed on as the empty answer it was."""
-    pairs, question = [], None
-    for m in messages:
-        role, content = m.get("role"), m.get("content")
-        if isinstance(content, list):  # Gradio 6 may give content as a list of parts
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if role == "user":
-            question = content
-        elif role == "assistant" and question is not None and content == NO_ANSWER_BUBBLE:
-            pairs.append((str(question), ""))
-            question = None
-        elif (role == "assistant" and question is not None and content and content != "…"
-              and not str(content).startswith("⚠️")):
-            pairs.append((str(question), str(content)))
-            question = None
-    return pairs

@@ -7,8 +7,9 @@ import time
 import gradio as gr
 import pytest
 
+from app.lines import NO_ANSWER_BUBBLE, TIME_OPTION, chat_turns, waiting_line
 from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceLimits
-from app.ui import NO_ANSWER_BUBBLE, TIME_OPTION, _pairs, build_ui, waiting_line
+from app.ui import build_ui
 from store import Store
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -100,7 +101,7 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert all(caption.startswith(USED_MARK) for _, caption in timeline)
     assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
     assert stats.endswith(NO_ANSWER)
-    assert _pairs(history) == [("What is happening in this video?", "")]
+    assert chat_turns(history) == [("What is happening in this video?", "")]
 
 
 def test_a_chat_warning_keeps_the_typed_question_and_the_stats(silent_app):
@@ -142,7 +143,7 @@ def test_time_buttons_under_the_answer_select_their_segment_on_the_timeline(app_
     *_, (history, _, _, timeline) = fns["respond"].fn("when?", [], video.id, 2, 0.0)
     assert history[-1]["options"] == [{"label": f"{TIME_OPTION}{t}", "value": t} for t in ("0:02", "0:04", "1:02:05")]
     assert sum(caption.startswith(USED_MARK) for _, caption in timeline) == video.num_segments  # still marked
-    assert _pairs(history) == [("when?", ANSWER_WITH_TIMES)]
+    assert chat_turns(history) == [("when?", ANSWER_WITH_TIMES)]
 
     show_time = fns["show_time"]  # wired: a click on a chat option -> the timeline's selected thumbnail
     chat, gallery = (next(b for b in demo.blocks.values() if b.elem_id == name) for name in ("chat", "timeline"))
@@ -161,7 +162,7 @@ def test_chat_messages_become_question_answer_turns():
                 {"role": "user", "content": "q2"}, {"role": "assistant", "content": "⚠️ error"},
                 {"role": "user", "content": [{"type": "text", "text": "q3"}]},
                 {"role": "assistant", "content": [{"type": "text", "text": "a3"}]}]
-    assert _pairs(messages) == [("q1", "a1"), ("q3", "a3")]
+    assert chat_turns(messages) == [("q1", "a1"), ("q3", "a3")]
 
 
 def test_the_upload_panel_reports_a_failed_upload_and_cleans_gradios_copy(app_url, tmp_path):
@@ -198,7 +199,7 @@ def test_a_page_load_shows_the_library_as_it_is_now(library, own_home, tmp_path)
 def test_the_whole_library_is_a_choice_of_the_picker_and_of_the_api(app_url, scripted_answer):
     """Picked, a question goes to the segments of all videos that match it best; the stats say which videos and
     times were used; through the API, video_id null does the same and lists the sources."""
-    from app.ui import WHOLE_LIBRARY, WHOLE_LIBRARY_LABEL
+    from app.lines import WHOLE_LIBRARY, WHOLE_LIBRARY_LABEL
 
     url, service, demo = app_url
     fns = {getattr(f.fn, "__name__", ""): f for f in demo.fns.values()}

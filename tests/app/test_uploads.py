@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from app.lines import library_line
 from app.service import ChatService, ServiceError, ServiceLimits
-from app.ui import library_line
 from app.uploads import VIDEO_SUFFIXES, UploadStatus, display_name
 from ingest.run import ingest_paths
 from tests.app.conftest import new_video

@@ -41,8 +41,8 @@ def test_the_segmenter_cuts_by_the_rule_of_every_ingest():
 
 
 def test_a_growing_file_is_live_while_written_and_ready_when_it_ends(tiny, tmp_path):
+    from app.lines import video_label
     from app.service import ChatService
-    from app.ui import _label
 
     model, name = tiny
     source = tmp_path / "cam.ts"
@@ -60,7 +60,7 @@ def test_a_growing_file_is_live_while_written_and_ready_when_it_ends(tiny, tmp_p
             (video,) = service.videos()
             answer = service.answer_dict(video.id, "what happens?", max_new_tokens=2)
             seen_live.append((video.status, answer["segments_total"], state.segments, answer["note"],
-                              _label(service, video)))
+                              video_label(service, video)))
 
     result = follow(LiveSource.parse(str(source)), store=store, model=model, model_name=name,
                     idle_timeout_s=1.5, flush_s=0.0, on_stored=stored)
