@@ -129,10 +129,9 @@ def video_stream(container, path) -> av.video.stream.VideoStream:
 
 
 def frame_ops(frame) -> tuple[str, ...]:
-    for side in frame.side_data or ():
-        if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            return display_ops(parse_display_matrix(bytes(side)))
-    return ()
+    # looked up by type: PyAV 18.1.1 iterates side data as its types, 18.1.0 as the entries; both have .get
+    side = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX) if frame.side_data else None
+    return display_ops(parse_display_matrix(bytes(side))) if side is not None else ()
 
 
 def probe(path: str | os.PathLike) -> VideoProbe:
