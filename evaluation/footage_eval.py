@@ -13,6 +13,10 @@ Answerers (each `answer(video, question, history=()) -> str`):
     LookupRule        no language model: the classifier's top-1 class word per segment ("A cat, then a cup."),
                       "No." to every yes/no, "At the beginning." to every when, "One." to every how-many, the
                       dominant colour of the frames' centre to every colour question
+    EvidenceRule      a diagnostic, not a baseline (`--evidence-rule`): the model's own evidence slots per segment
+                      read by rules that are told the question's kind and subject (no parsing): what a perfect
+                      reader of that evidence would score, so the gap to the model is the reader's and the gap to
+                      1.0 the evidence's
 
 `evaluate` runs every answerer on the same questions and reports accuracy per kind (with n), the macro average over
 kinds, the share of in-scope answers that say "I can't tell", and for models the contradiction rate (a thing named
@@ -22,6 +26,7 @@ changes when the chat already holds an unrelated turn).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -179,8 +184,65 @@ class LookupRule:
         return dominant_colour(frames[:, h // 4: 3 * h // 4, w // 4: 3 * w // 4])
 
 
+class EvidenceRule:
+    """The evidence tower's slots per segment read by rules told the question's kind and subject (module doc)."""
+
+    name = "evidence rule"
+
+    def __init__(self, model):
+        from voco.evidence.concepts import Vocabulary
+        from voco.evidence.projector import plural
+
+        self.model, self.words = model, model.vision_tower.words
+        vocabulary = Vocabulary.load()
+        self.aliases = {w: {w, plural(w), *vocabulary.synonyms.get(w, ())} for w in self.words}
+        self.aliases["person"] |= {"man", "woman", "men", "women", "people", "child", "boy", "girl"}
+        self._memo: dict[str, list[list[tuple[str, set[str], int, int]]]] = {}
+
+    def slots(self, video: HeldoutVideo) -> list[list[tuple[str, set[str], int, int]]]:
+        """Per segment, its filled slots: (name, every word it answers to, colour id, count)."""
+        from voco.evidence.tower import COLOUR, COUNT, HYPERNYMS, NAME
+
+        if video.name not in self._memo:
+            slots = self.model.vision_features(video.segments)  # [T, S, FIELDS]
+            self._memo[video.name] = [
+                [(self.words[int(s[NAME])],
+                  set().union(*(self.aliases[self.words[int(w)]] for w in (s[NAME], *s[HYPERNYMS:]) if w >= 0)),
+                  int(s[COLOUR]), int(s[COUNT])) for s in frame if s[NAME] >= 0] for frame in slots]
+        return self._memo[video.name]
+
+    def answer(self, video: HeldoutVideo, question: Question) -> str:
+        from voco.colours import COLOURS
+        from voco.train.scene_questions import NUMBER_WORDS, clock, runs
+
+        segments, kind = self.slots(video), question.kind
+        subject = re.sub(r"^(the|an?) ", "", question.subject.lower())
+        phrases = [" and ".join(article(name) for name, *_ in frame) or "nothing" for frame in segments]
+        merged = [p for i, p in enumerate(phrases) if i == 0 or p != phrases[i - 1]]
+        if kind in ("what", "first", "last"):
+            said = {"what": merged, "first": merged[:1], "last": merged[-1:]}[kind]
+            return ", then ".join(said).capitalize() + "."
+        if kind == "cant_tell":
+            return "I can't tell from the video."
+        hits = [(i, slot) for i, frame in enumerate(segments) for slot in frame
+                if subject in slot[1] or subject.rstrip("s") in slot[1]]
+        if kind == "exists":
+            return "Yes." if hits else "No."
+        if kind == "count":
+            return f"{NUMBER_WORDS[min(max(hits[0][1][3], 1), 10)] if hits else 'One'}."
+        if kind == "colour" and (hits or segments[0]):
+            colour = (hits[0][1] if hits else segments[0][0])[2]
+            return f"{COLOURS[colour].capitalize()}." if colour >= 0 else "I can't tell from the video."
+        if not hits:
+            return f"There is no {subject} in the video."
+        spans = [f"at {clock(video.times[a][0])}" if a == b else
+                 f"from {clock(video.times[a][0])} to {clock(video.times[b][0])}"
+                 for a, b in runs(sorted({i for i, _ in hits}))]
+        return " and ".join(spans).capitalize() + "."
+
+
 def _ask(answerer, video: HeldoutVideo, question: Question, history=()) -> str:
-    if isinstance(answerer, LookupRule):
+    if isinstance(answerer, (LookupRule, EvidenceRule)):
         return answerer.answer(video, question)
     return answerer.answer(video, question.text, history)
 
@@ -188,7 +250,7 @@ def _ask(answerer, video: HeldoutVideo, question: Question, history=()) -> str:
 def consistency(answerer, video: HeldoutVideo, questions: list[Question], said: list[str]) -> dict:
     """Contradictions (things named by the "what" answer, denied when asked about) and history flips (yes/no
     answers that change after an unrelated earlier turn) of one video."""
-    if isinstance(answerer, LookupRule):
+    if isinstance(answerer, (LookupRule, EvidenceRule)):
         return {}
     what = next(i for i, q in enumerate(questions) if q.kind == "what")
     named = named_things(said[what])

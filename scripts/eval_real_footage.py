@@ -28,7 +28,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.footage import heldout_videos, load_footage  # noqa: E402
-from evaluation.footage_eval import LookupRule, ModelAnswerer, QuestionOnly, ViewAnswerer, evaluate  # noqa: E402
+from evaluation.footage_eval import (  # noqa: E402
+    EvidenceRule,
+    LookupRule,
+    ModelAnswerer,
+    QuestionOnly,
+    ViewAnswerer,
+    evaluate,
+)
 from store.quant import CACHE_DTYPES  # noqa: E402
 
 
@@ -44,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated ways of storing caches every model answers from, side by side: model "
                         "(as computed), int8 (the caches after the store's int8 round trip, store/quant.py)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the question-only and lookup-rule rows")
+    parser.add_argument("--evidence-rule", action="store_true",
+                        help="also the evidence rule (a diagnostic: the first model's evidence slots read by rules "
+                             "told each question's kind and subject; what a perfect reader of them would score)")
     parser.add_argument("--no-checks", action="store_true", help="skip the contradiction and history-flip checks")
     parser.add_argument("--long", action="store_true", help="also the one-hour videos (first model only)")
     parser.add_argument("--long-only", action="store_true", help="only the one-hour videos")
@@ -73,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             answerers.append(QuestionOnly(f"{first} question-only", models[first], args.max_new_tokens))
             rule_model = models.get("classnames") or VoCoModel.from_pretrained("classnames")
             answerers.append(LookupRule(rule_model))
+        if args.evidence_rule:
+            answerers.append(EvidenceRule(models[names[0]]))
         videos = heldout_videos(footage, args.seed)
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         out = evaluate(answerers, videos, footage, args.seed, checks=not args.no_checks, log=log)

@@ -85,3 +85,29 @@ def test_helpers():
     assert named_things("A cat, then a red car and two dogs.") == ["cat", "car", "dogs"]
     assert degenerate("A.\n\nA.\n\nA.") and degenerate("a tripod, a, then, a tripod, a, then, a tripod, a")
     assert not degenerate("A cat, then a car, then a dog.")
+
+
+def test_evidence_rule_reads_the_models_own_slots(footage):
+    """The evidence-rule diagnostic answers from the default model's evidence slots: yes and the segments' times for
+    a word some segment's slots show (or a synonym of it), no and "not there" for a word none shows."""
+    from evaluation.footage_eval import EvidenceRule
+    from voco import VoCoModel
+
+    rule = EvidenceRule(VoCoModel.from_pretrained("default"))
+    video = next(v for v in heldout_videos(footage, 0) if len(v.scenes) == 2)
+    slots = rule.slots(video)
+    assert len(slots) == len(video.segments) and all(frame for frame in slots)
+    name = slots[-1][0][0]
+    shown = [i for i, frame in enumerate(slots) if any(name in words for _, words, _, _ in frame)]
+
+    def ask(kind: str, subject: str) -> str:
+        return rule.answer(video, Question(kind, "", None, subject))
+
+    assert ask("exists", name) == "Yes." and ask("exists", "unicorn") == "No."
+    assert ask("exists", f"the {name}") == "Yes."
+    times = clock_times(ask("when", name))  # the first and last start of each run of segments showing it
+    starts = [video.times[i][0] for i in shown]
+    assert times[0] == starts[0] and times[-1] == starts[-1] and set(times) <= set(starts)
+    assert ask("absent", "unicorn") == "There is no unicorn in the video."
+    assert ask("cant_tell", "") == "I can't tell from the video."
+    assert correct(Question("first", "", ((slots[0][0][0],), ["zzz"])), ask("first", ""))
