@@ -242,3 +242,11 @@ def test_renamed_videos_say_the_same_about_other_names():
         assert renamed[1].things[0].colour == "yellow" and renamed[1].things[0].count == 2
         assert renamed[0].people == 1
     assert segments[0][0][1][NAME] == index["dog"]  # the bank's arrays are left as they were
+
+
+def test_absent_sets_how_often_a_thing_question_is_about_something_not_there():
+    rng = np.random.default_rng(0)
+    for absent, low, high in ((0.0, 0, 0), (0.5, 0.4, 0.6), (1.0, 1, 1)):
+        when = [qa for qa in (ask("when", _video(), rng, absent=absent) for _ in range(300)) if qa is not None]
+        share = np.mean([qa.answer.startswith("There is no") for qa in when])
+        assert low <= share <= high, (absent, share)

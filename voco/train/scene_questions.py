@@ -235,9 +235,9 @@ def _ask_exists(video: VideoTruth, rng: np.random.Generator) -> QA | None:
     return QA(text, "Yes." if present else "No.", "exists")
 
 
-def _ask_about_thing(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
-    """when / colour / count about a thing in view (80%) or absent (20%)."""
-    if rng.random() < 0.2:
+def _ask_about_thing(kind: str, video: VideoTruth, rng: np.random.Generator, absent: float) -> QA | None:
+    """when / colour / count about a thing in view, or (chance `absent`) about one the video does not show."""
+    if rng.random() < absent:
         word = _absent_word(video, rng)
         if word is None:
             return None
@@ -309,8 +309,9 @@ def _ask_cant_tell(video: VideoTruth, rng: np.random.Generator) -> QA:
     return QA(text[0].upper() + text[1:], CANT_TELL, "cant_tell")
 
 
-def ask(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
-    """One question of `kind` about the video and its answer (None when the video has nothing to ask it about)."""
+def ask(kind: str, video: VideoTruth, rng: np.random.Generator, absent: float = 0.2) -> QA | None:
+    """One question of `kind` about the video and its answer (None when the video has nothing to ask it about);
+    `absent`: the chance that a when / colour / count question is about a thing not in the video."""
     if kind == "what":
         return QA(_pick(WHAT, rng), sentence(", then ".join(scene_phrases(video))), kind)
     if kind == "exists":
@@ -318,7 +319,7 @@ def ask(kind: str, video: VideoTruth, rng: np.random.Generator) -> QA | None:
     if kind in ("first", "last", "after"):
         return _ask_order(kind, video, rng)
     if kind in ("when", "colour", "count"):
-        return _ask_about_thing(kind, video, rng)
+        return _ask_about_thing(kind, video, rng, absent)
     if kind == "cant_tell":
         return _ask_cant_tell(video, rng)
     raise ValueError(f"unknown question kind {kind!r}; known: {KINDS}")

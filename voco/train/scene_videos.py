@@ -46,6 +46,9 @@ class SceneVideoSpec:
     evidence and its answers (`renamed`): the stamps hold a few hundred names, and a model that sees only those
     learns to say them rather than to read the evidence (validation, on names never trained on, stays near 0 for
     "what" and "first")."""
+    absent: float = 0.2
+    """Chance that a when / colour / count question asks about a thing the video does not show (answer: "There is
+    no dog in the video.", "None."): how often reading the question's noun against the evidence decides."""
     kinds: tuple[str, ...] = KINDS
     bank: dict = dataclasses.field(default_factory=dict)
     """`voco.train.scene_bank.BankSpec` fields (stamps and background folders, scene counts)."""
@@ -57,7 +60,7 @@ class SceneVideoSpec:
             raise ValueError(f"stamp_scenes: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
             raise ValueError("stamp_scenes: need 1 <= min_segments <= max_segments and max_scenes >= 1")
-        for name in ("people", "subset", "history", "rename"):
+        for name in ("people", "subset", "history", "rename", "absent"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"stamp_scenes: {name} is a chance in [0, 1], got {getattr(self, name)}")
         BankSpec(**self.bank)
@@ -174,7 +177,7 @@ class SceneVideos:
                            tuple(w for w in self.absent_pool if w not in mentioned), segment_words)
         qas, histories = [], []
         for kind in rng.choice(self.spec.kinds, size=self.questions_per_video * 2):
-            qa = ask(str(kind), video, rng)
+            qa = ask(str(kind), video, rng, absent=self.spec.absent)
             if qa is None:
                 continue
             earlier = [(q.question, q.answer) for q in qas]
