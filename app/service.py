@@ -313,8 +313,8 @@ class ChatService:
     def _relevance(self, question: str, video_id: int, timeline: Timeline) -> Sequence[float]:
         if self.relevance is not None:
             return self.relevance(question, video_id, timeline)
-        if video_id in self._live:  # no search vectors until it is finished: the selector's uniform sketch
-            return [0.0] * len(timeline.caches)
+        if video_id in self._live:  # the vectors its follower has written so far (`ingest.vectors.LiveVectors`)
+            return self.moments.live_scores(question, video_id, len(timeline.caches))
         return self.moments.scores_for(question, video_id)
 
     def _stream(self, req: AskRequest, timeline: Timeline, scores: Callable[[], Sequence[float]],

@@ -36,6 +36,7 @@ from ingest.config import IngestConfig
 from ingest.heartbeat import Heartbeat
 from ingest.results import FileResult, FileStatus
 from ingest.thumbs import JPEG_MIME, encode_jpeg, thumbnail_size
+from ingest.vectors import LiveVectors
 from ingest.worker import VideoIngestor, index_video
 from store import ClaimStatus, ProbeRecord, SegmentRecord, Store
 from voco import VoCoModel
@@ -205,7 +206,8 @@ class Follower:
         """Called with the `FollowState` after each stored batch (progress lines, tests)."""
         self.stop = threading.Event()
         self.state = FollowState()
-        self.vectors: dict[int, object] = {}
+        self.live_vectors: LiveVectors | None = None
+        """Search vectors of the stored segments, written as they come (search sees the video while it grows)."""
         self.frame_size = (0, 0)
         self.frames_seen = 0
         self.first_frame_s: float | None = None
@@ -223,6 +225,9 @@ class Follower:
                              "that one first")
         self.store.prepare(claim)
         done = set(claim.done)
+        if self.ingestor.embedder is not None:
+            self.live_vectors = LiveVectors(self.store, self.ingestor.embedder, s.fingerprint, claim.video_id)
+            self.live_vectors.load(done)  # a pipe cannot be read again for the segments stored before a restart
         self.state.segments = len(done)
         segmenter = self._segmenter(claim, done)
         try:
@@ -305,16 +310,14 @@ class Follower:
         """Compress and store one batch (one chunk, one transaction), then say how far the video has come."""
         frames = [s.frames for s in segments]
         caches = self.model.compress(frames, batch_size=self.config.batch_size)
-        embedder = self.ingestor.embedder
-        if embedder is not None and embedder.reads_frames:
-            self.vectors.update(zip((s.index for s in segments), embedder.segment_vectors(caches, frames=frames),
-                                    strict=True))
         records = [SegmentRecord(s.index, s.start_s, s.end_s, encode_jpeg(s.thumbnail) if s.thumbnail is not None
                                  else None, JPEG_MIME if s.thumbnail is not None else None) for s in segments]
         self.store.add_chunk(claim, self.settings.owner, records, caches)
         self.state.segments = max(self.state.segments, segments[-1].index + 1)
         self.state.end_s = max(self.state.end_s, segments[-1].end_s)
         self.store.set_live(claim, self.settings.owner, self._probe())
+        if self.live_vectors is not None:
+            self.live_vectors.add([s.index for s in segments], caches, frames)
         self.on_stored(self.state)
 
     def _probe(self) -> ProbeRecord:
@@ -332,9 +335,9 @@ class Follower:
                               "the input ended before a whole segment was recorded")
         self.store.set_live(claim, self.settings.owner, self._probe())
         segments = self.store.finish(claim, self.settings.owner)
-        if self.ingestor.embedder is not None:  # a pipe cannot be decoded again for segments stored before a restart
-            index_video(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id, self.vectors,
-                        self.source.name)
+        if self.live_vectors is not None:  # all computed here or taken back: a pipe cannot be decoded again
+            index_video(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id,
+                        self.live_vectors.vectors, self.source.name)
             self.ingestor.update_index()
         return FileResult(self.source.name, FileStatus.INGESTED, claim.video_id, segments,
                           round(self.state.end_s, 3), None)

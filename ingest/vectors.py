@@ -2,17 +2,23 @@
 
     store_video_vectors(store, embedder, fingerprint, video_id)   # after the video's pack is final
     rebuild_index(store, model)                                    # python -m ingest --rebuild-index
+    LiveVectors(store, embedder, fingerprint, video_id)            # a live video's, written as it grows
+
+A live video (`python -m ingest --follow`) is not in the faiss index until it is finished; its follower writes the
+vectors of its stored segments to the same file as they come (`LiveVectors`), and `MomentSearch` reads the files
+of live videos beside the index, so search and relevance see a recording while it grows.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
-from store import NotFound, Store, VideoStatus
-from store.index import SegmentIndex, read_vectors, write_vectors
+from store import NotFound, Store, StoreError, VideoStatus
+from store.index import Hit, SegmentIndex, read_vectors, write_vectors
 from voco import VoCoModel
 from voco.search import SegmentEmbedder, make_embedder, video_scores
 
@@ -39,6 +45,51 @@ def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: st
         vectors = embedder.segment_vectors(caches, frames=stored_video_frames(info, len(caches)))
     write_vectors(store, info.uid, fingerprint, embedder.name, vectors)
     return vectors
+
+
+class LiveVectors:
+    """A live video's search vectors: computed per stored batch, kept in memory, and written beside its chunks (the
+    run from segment 0 on, whenever it has doubled or `every_s` seconds have passed), so that search sees the
+    video while it grows and a restarted follower takes back those of segments it cannot read again (a pipe)."""
+
+    def __init__(self, store: Store, embedder: SegmentEmbedder, fingerprint: str, video_id: int,
+                 every_s: float = 5.0):
+        self.store, self.embedder, self.fingerprint, self.every_s = store, embedder, fingerprint, every_s
+        self.uid = store.get_video(video_id).uid
+        self.vectors: dict[int, np.ndarray] = {}
+        """segment index -> vector: what `store_video_vectors` takes as `computed` when the video is finished."""
+        self._written, self._written_at = 0, float("-inf")
+
+    def load(self, stored: set[int]) -> None:
+        """Take back the vectors a previous run wrote for the segments stored before it stopped."""
+        try:
+            vectors = read_vectors(self.store, self.uid, self.fingerprint, self.embedder.name)
+        except StoreError as err:  # a torn or foreign file: recomputed where frames allow, as for a finished video
+            log.warning("a live video's search vectors cannot be read back (%s); continuing without them", err)
+            return
+        if vectors is not None:
+            self.vectors.update({i: v for i, v in enumerate(vectors) if i in stored})
+            self._written = len(vectors)
+
+    def add(self, indices: list[int], caches: list, frames: list) -> None:
+        """The vectors of one stored batch (its caches, and its frames for an embedder that reads frames)."""
+        self.vectors.update(zip(indices, self.embedder.segment_vectors(caches, frames=frames), strict=True))
+        self.flush()
+
+    def flush(self) -> None:
+        rows = 0
+        while rows in self.vectors:
+            rows += 1
+        due = rows >= 2 * self._written or time.monotonic() - self._written_at >= self.every_s
+        if rows == self._written or not due:  # doubling: a young video's search catches up at once
+            return
+        try:
+            write_vectors(self.store, self.uid, self.fingerprint, self.embedder.name,
+                          np.stack([self.vectors[i] for i in range(rows)]))
+        except (OSError, ValueError) as err:  # search lags behind; the caches are stored all the same
+            log.warning("could not write a live video's search vectors: %s", err)
+            return
+        self._written, self._written_at = rows, time.monotonic()
 
 
 def stored_video_frames(info, segments: int) -> list[np.ndarray]:
@@ -99,7 +150,8 @@ class MomentSearch:
             raise ValueError("the search text is empty: describe what the moment shows, e.g. 'a cat'")
         if not 1 <= top <= 1000:
             raise ValueError(f"top must be 1 .. 1000, got {top}")
-        hits = self.index.search(self.embedder.query_vector(text), top)
+        query = self.embedder.query_vector(text)
+        hits = sorted(self.index.search(query, top) + self.live_hits(query, top), key=lambda h: -h.score)[:top]
         if self.index.missing:
             log.warning("%d ready videos have no search vectors yet: run python -m ingest --rebuild-index",
                         len(self.index.missing))
@@ -123,6 +175,34 @@ class MomentSearch:
         """
         info = self.store.get_video(video_id)
         vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
-        if vectors is None:  # an old video: compute from its caches (and keep them for next time)
+        if vectors is None or len(vectors) != info.num_segments:  # an old video, or a live one's file it outgrew
             vectors = store_video_vectors(self.store, self.embedder, self.model.fingerprint, video_id)
         return video_scores(vectors, self.embedder.query_vector(question), self.novelty_weight)
+
+    def live_scores(self, question: str, video_id: int, segments: int) -> np.ndarray:
+        """`scores_for` of a live video's first `segments` segments, from the vectors its follower has written so
+        far; segments past them (the last few seconds) score 0, the average of the standardised scores."""
+        info = self.store.get_video(video_id)
+        scores = np.zeros(segments, np.float32)
+        vectors = read_vectors(self.store, info.uid, self.model.fingerprint, self.embedder.name)
+        if vectors is not None and len(vectors):
+            rows = min(len(vectors), segments)
+            scores[:rows] = video_scores(vectors[:rows], self.embedder.query_vector(question), self.novelty_weight)
+        return scores
+
+    def live_hits(self, query: np.ndarray, top: int) -> list[Hit]:
+        """The best `top` segments of each live video of this model (read from their vector files)."""
+        hits = []
+        for video in self.store.list_videos(status=VideoStatus.LIVE):
+            if video.fingerprint != self.model.fingerprint:
+                continue
+            try:
+                vectors = read_vectors(self.store, video.uid, self.model.fingerprint, self.embedder.name)
+            except StoreError as err:
+                log.warning("live video %d: its search vectors cannot be read (%s)", video.id, err)
+                continue
+            if vectors is None:
+                continue
+            scores = vectors @ query.astype(np.float32)  # [T]: the index's inner product
+            hits += [Hit(video.id, int(i), float(scores[i])) for i in np.argsort(-scores, kind="stable")[:top]]
+        return hits

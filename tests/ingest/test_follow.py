@@ -61,6 +61,10 @@ def test_a_growing_file_is_live_while_written_and_ready_when_it_ends(tiny, tmp_p
             answer = service.answer_dict(video.id, "what happens?", max_new_tokens=2)
             seen_live.append((video.status, answer["segments_total"], state.segments, answer["note"],
                               video_label(service, video)))
+            # search sees it while it grows: the vectors its follower wrote so far
+            hits = service.moments.search("what happens?", top=5)
+            scores = service.moments.live_scores("what happens?", video.id, state.segments)
+            seen_live.append(([(h["video_id"], h["segment"]) for h in hits], scores, video.id))
 
     result = follow(LiveSource.parse(str(source)), store=store, model=model, model_name=name,
                     idle_timeout_s=1.5, flush_s=0.0, on_stored=stored)
@@ -69,6 +73,9 @@ def test_a_growing_file_is_live_while_written_and_ready_when_it_ends(tiny, tmp_p
     status, total, _, note, label = seen_live[0]
     assert note.startswith(f"live video: answered from what was stored up to 0:{total:02d}"), note
     assert "🔴 live" in label and f"{total} segments so far" in label
+    hits, scores, live_id = seen_live[1]
+    assert hits and all(v == live_id and 0 <= i < total for v, i in hits)
+    assert len(scores) == total and np.ptp(scores) > 0  # ranked by the question, not the uniform sketch
     assert result.status == "ingested" and result.segments == 12
     (video,) = store.list_videos()
     assert video.status == VideoStatus.READY and video.num_segments == 12
@@ -109,7 +116,11 @@ def test_a_pipe_is_followed_until_it_closes(tiny, tmp_path):
 def test_a_follower_killed_mid_stream_resumes_without_losing_or_repeating_a_segment(tiny, tmp_path):
     import signal
 
-    _, name = tiny
+    from ingest.vectors import LiveVectors, MomentSearch
+    from store.index import read_vectors
+    from voco.search import make_embedder
+
+    model, name = tiny
     source, home = tmp_path / "cam.ts", tmp_path / "home"
     stop = threading.Event()
     writer = threading.Thread(target=write_live, args=(source, pattern_frames(160, seed=7)),
@@ -132,6 +143,14 @@ def test_a_follower_killed_mid_stream_resumes_without_losing_or_repeating_a_segm
             (video,) = store.list_videos()
             assert video.status == VideoStatus.LIVE  # killed: still live, its stored segments kept
             kept = [(s.index, s.start_s, s.end_s) for s in store.segments(video.id)]
+            # the search vectors written before the kill: searchable now, and what a restart takes back
+            embedder = make_embedder(None, model)
+            written = read_vectors(store, video.uid, video.fingerprint, embedder.name)
+            assert written is not None and 1 <= len(written) <= len(kept)
+            back = LiveVectors(store, embedder, video.fingerprint, video.id)
+            back.load({i for i, _, _ in kept})
+            assert sorted(back.vectors) == list(range(len(written)))
+            assert {h["video_id"] for h in MomentSearch(store, model).search("a segment", top=3)} == {video.id}
         second = _follower(home, name, source)
         writer.join()
         out, err = second.communicate(timeout=120)
