@@ -180,3 +180,31 @@ def test_a_source_that_is_no_video_fails_with_its_reason_and_is_recorded(tiny, t
         assert video.status == VideoStatus.FAILED and "cannot open it" in video.error
     with pytest.raises(VideoError, match="no such file"):
         LiveSource.parse(str(tmp_path / "missing.ts"))
+
+
+def test_a_live_http_stream_is_followed_until_the_server_closes_it(tiny, tmp_path):
+    """A URL FFmpeg opens (here a local HTTP server sending MPEG-TS as it is encoded, no length: a live stream)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            write_live(self.wfile, pattern_frames(60, seed=8), speed=4.0)  # 6 s; the connection closes at the end
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    model, name = tiny
+    url = f"http://127.0.0.1:{server.server_address[1]}/cam.ts"
+    try:
+        with Store.open(tmp_path / "home") as store:
+            result = follow(LiveSource.parse(url), store=store, model=model, model_name=name, idle_timeout_s=2.0)
+            assert result.status == "ingested" and result.segments == 6 and result.path == url
+            (video,) = store.list_videos()
+            assert video.status == VideoStatus.READY and video.path == url and video.num_segments == 6
+    finally:
+        server.shutdown()
