@@ -335,9 +335,10 @@ class Follower:
                               "the input ended before a whole segment was recorded")
         self.store.set_live(claim, self.settings.owner, self._probe())
         segments = self.store.finish(claim, self.settings.owner)
-        if self.live_vectors is not None:  # all computed here or taken back: a pipe cannot be decoded again
-            index_video(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id,
-                        self.live_vectors.vectors, self.source.name)
+        if self.live_vectors is not None:  # computed here or taken back; a file is decoded again for any missing
+            vectors = (self.live_vectors.filled(segments) if self.source.continues else self.live_vectors.vectors)
+            index_video(self.store, self.ingestor.embedder, self.settings.fingerprint, claim.video_id, vectors,
+                        self.source.name)
             self.ingestor.update_index()
         return FileResult(self.source.name, FileStatus.INGESTED, claim.video_id, segments,
                           round(self.state.end_s, 3), None)

@@ -47,6 +47,18 @@ def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: st
     return vectors
 
 
+def nearest_filled(vectors: dict[int, np.ndarray], segments: int) -> dict[int, np.ndarray]:
+    """`vectors` with each missing segment of 0 .. segments - 1 (stored in the seconds before a kill, of a source
+    that cannot be read again) given its nearest stored neighbour's vector: adjacent seconds, so search stays whole."""
+    missing = [i for i in range(segments) if i not in vectors]
+    if not vectors or not missing:
+        return dict(vectors)
+    log.warning("%d segments stored before a restart have no search vector; each takes its nearest neighbour's",
+                len(missing))
+    have = np.asarray(sorted(vectors))
+    return {**vectors, **{i: vectors[int(have[np.abs(have - i).argmin()])] for i in missing}}
+
+
 class LiveVectors:
     """A live video's search vectors: computed per stored batch, kept in memory, and written beside its chunks (the
     run from segment 0 on, whenever it has doubled or `every_s` seconds have passed), so that search sees the
@@ -75,6 +87,10 @@ class LiveVectors:
         """The vectors of one stored batch (its caches, and its frames for an embedder that reads frames)."""
         self.vectors.update(zip(indices, self.embedder.segment_vectors(caches, frames=frames), strict=True))
         self.flush()
+
+    def filled(self, segments: int) -> dict[int, np.ndarray]:
+        """The vectors of segments 0 .. segments - 1 (`nearest_filled`): for a source that cannot be read again."""
+        return nearest_filled(self.vectors, segments)
 
     def flush(self) -> None:
         rows = 0

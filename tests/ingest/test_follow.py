@@ -208,3 +208,13 @@ def test_a_live_http_stream_is_followed_until_the_server_closes_it(tiny, tmp_pat
             assert video.status == VideoStatus.READY and video.path == url and video.num_segments == 6
     finally:
         server.shutdown()
+
+
+def test_segments_without_a_live_vector_take_their_nearest_neighbours():
+    from ingest.vectors import nearest_filled
+
+    vectors = {0: np.zeros(2), 1: np.ones(2), 5: np.full(2, 5.0)}
+    filled = nearest_filled(vectors, 7)
+    assert sorted(filled) == list(range(7))
+    assert [float(filled[i][0]) for i in range(7)] == [0, 1, 1, 1, 5, 5, 5]  # 3: 1 and 5 are as near; the first
+    assert nearest_filled(vectors, 2) == vectors and nearest_filled({}, 3) == {}
