@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="model weights' dtype (default: the checkpoint's); ingest with the same one, or the "
                    "library's caches belong to another model identity")
+    p.add_argument("--compressor", metavar="NAME", help="how the library's segments were cached (voco, full, pool, "
+                   "...; default: what the library holds for --model, else the checkpoint's own)")
+    p.add_argument("--k", type=int, metavar="K", help="tokens kept per segment, with --compressor (default: the "
+                   "library's, else the checkpoint's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public share link (off by default)")
@@ -116,6 +120,25 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def library_model(store: Store, args: argparse.Namespace):
+    """The model the app answers with: --model with --compressor / --k, else with the compressor the library holds
+    most of --model's videos cached by (a stock checkpoint ingested with --compressor full is answered with full
+    caches), else the checkpoint's own."""
+    from ingest.run import load_model
+
+    compressor, k = args.compressor, args.k
+    if compressor is None:
+        names = [args.model, *([str(Path(args.model).resolve())] if Path(args.model).exists() else [])]
+        built = store.compressions(names)
+        if built:
+            compressor, k = built[0][0], built[0][1] if k is None else k
+            others = ", ".join(f"{c} (k={n})" for c, n in built[1:])
+            if others:
+                print(f"the library also holds {args.model}'s videos cached by {others}: answering those needs "
+                      "--compressor", file=sys.stderr)
+    return load_model(args.model, args.device, args.dtype, compressor, k)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -127,12 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.lines import library_line
     from app.service import ChatService, ServiceLimits
     from app.ui import answer_slots, build_ui
-    from ingest.run import load_model
     from voco.session import make_selector
 
     try:
-        model = load_model(args.model, args.device, args.dtype)
         store = Store.open(args.home, args.db)
+        model = library_model(store, args)
     except (FileNotFoundError, ValueError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

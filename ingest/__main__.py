@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="model weights' dtype (default: the checkpoint's); part of the model identity, so caches of "
                    "another dtype are kept apart")
+    p.add_argument("--compressor", metavar="NAME", help="how each segment is cached: voco (the k <voco> tokens a "
+                   "VoCo-tuned model reads), full (every vision token's KV: a stock LLaVA-family checkpoint answers "
+                   "zero-shot), pool (k average-pooled tokens), qformer, atp, atp+voco (default: the checkpoint's "
+                   "voco.json; voco for a plain checkpoint); part of the model identity, so libraries never mix")
+    p.add_argument("--k", type=int, metavar="K", help="tokens kept per segment for voco / pool (default: the "
+                   "checkpoint's)")
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES, default=IngestConfig.cache_dtype,
                    help="how caches are stored: 'model' (as computed, in the model's dtype; default) or 'int8' (about "
                    "0.26x the bytes of float32: int8 per head_dim vector with a float16 scale, read back in the "
@@ -220,7 +226,7 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
                         max_segments=args.max_segments or None,
                         lease_s=args.lease_seconds, wait_for_others=not args.no_wait,
                         torch_threads=args.threads, device=args.device, dtype=args.dtype,
-                        cache_dtype=args.cache_dtype)
+                        cache_dtype=args.cache_dtype, compressor=args.compressor, k=args.k)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -268,7 +274,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     try:
         source = LiveSource.parse(args.follow, args.name)
         config = ingest_config(args)
-        model = load_model(args.model, args.device, args.dtype)
+        model = load_model(args.model, args.device, args.dtype, args.compressor, args.k)
         with Store.open(args.home, args.db) as store:
             result = follow(source, store=store, model=model, model_name=args.model, config=config,
                             idle_timeout_s=args.idle_timeout, on_stored=stored)
@@ -293,7 +299,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ingest.vectors import MomentSearch, rebuild_index
 
     try:
-        model = load_model(args.model, args.device, args.dtype)
+        model = load_model(args.model, args.device, args.dtype, args.compressor, args.k)
         with Store.open(args.home, args.db) as store:
             if args.rebuild_index:
                 report = rebuild_index(store, model)

@@ -62,6 +62,12 @@ class IngestConfig:
     dtype: str | None = None
     """Model weights' dtype (`float32`, `bfloat16`, `float16`); None: the checkpoint's own. It changes the cache
     bytes, so it is part of the model's identity: a store keeps bf16 and fp32 caches of one video apart."""
+    compressor: str | None = None
+    """How a segment is cached (a registered compressor: voco, full, pool, ...); None: the checkpoint's voco.json
+    (voco for a plain checkpoint). `full` or `pool` answer zero-shot from a stock checkpoint's own vision tokens.
+    Part of the model's identity: caches of two compressors never mix."""
+    k: int | None = None
+    """Tokens kept per segment (voco, pool); None: the checkpoint's."""
     cache_dtype: str = "model"
     """How caches are stored (one of `CACHE_DTYPES`): `model` keeps them as computed, in the model's dtype; `int8`
     stores a quarter of float32's bytes (symmetric absmax int8 per head_dim vector with a float16 scale,
@@ -98,6 +104,8 @@ class IngestConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or None: the checkpoint's), "
                              f"got {self.dtype!r}")
         check_cache_dtype(self.cache_dtype)
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k (tokens kept per segment) must be >= 1, got {self.k}")
         if self.thumbnail_side < 16:
             raise ValueError(f"thumbnail_side must be >= 16, got {self.thumbnail_side}")
 

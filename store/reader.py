@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -57,6 +59,14 @@ def list_videos(read: SessionFactory, *, status: str | None = None) -> list[Vide
                                        .order_by(File.path)).tuples():
                 paths.setdefault(sha, []).append(path)
         return [_info(v, m, n, paths.get(v.sha256 or "", [])) for v, m, n in rows]
+
+
+def compressions(read: SessionFactory, names: Sequence[str]) -> list[tuple[str, int]]:
+    """(compressor, k) of every model registered under one of `names` that holds a video, most videos first."""
+    with read() as s:
+        rows = s.execute(select(Model.compressor, Model.k, func.count(Video.id)).join(Video, Video.model_id == Model.id)
+                         .where(Model.name.in_(list(names))).group_by(Model.compressor, Model.k)).tuples().all()
+    return [(c, k) for c, k, _ in sorted(rows, key=lambda r: -r[2])]
 
 
 def get_video(read: SessionFactory, video_id: int) -> VideoInfo:

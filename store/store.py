@@ -209,6 +209,11 @@ class Store:
     def list_videos(self, *, status: str | None = None) -> list[VideoInfo]:
         return reader.list_videos(self.read, status=status)
 
+    def compressions(self, names: Sequence[str]) -> list[tuple[str, int]]:
+        """(compressor, k) of the models registered under one of `names` (a checkpoint's name or folder) that
+        hold videos, most videos first: how a library was built, so the app answers it with the same."""
+        return reader.compressions(self.read, names)
+
     def get_video(self, video_id: int) -> VideoInfo:
         return reader.get_video(self.read, video_id)
 

@@ -90,7 +90,7 @@ def load_checkpoint(
             hf_logging.enable_progress_bar()
     model = from_llava(llava, tokenizer, voco, add_tokens=not has_voco)
     model.compressor.load_weights(path, tuned=voco.voco_tuned)  # its own weights (pool, qformer), if any
-    if not has_voco:
+    if not has_voco and model.compressor.reads_voco_token:  # full / pool read the checkpoint's own tokens
         warnings.warn(
             f"{path} is a plain LLaVA checkpoint that has not been VoCo-tuned: it has a new, untrained "
             f"{voco.voco_token} token, so answers from its caches will be poor until it is trained "

@@ -57,8 +57,8 @@ class LocalExecutor:
         store = request.store or Store.open(request.home, request.db_url, lease_s=request.config.lease_s)
         try:
             store.check_writable()  # before the model loads (seconds to minutes): a read-only store fails at once
-            model = (load_model(request.model, config.device, config.dtype) if isinstance(request.model, str)
-                     else request.model)
+            model = (load_model(request.model, config.device, config.dtype, config.compressor, config.k)
+                     if isinstance(request.model, str) else request.model)
             ingestor = VideoIngestor(store, model, request.model_name, request.config)
             return ingestor.run(request.files, request.listeners, show_progress=request.show_progress)
         finally:

@@ -48,7 +48,8 @@ class IngestWorker:
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         self.store = Store.open(home, db_url, lease_s=config.lease_s)
-        self.ingestor = VideoIngestor(self.store, load_model(model, config.device, config.dtype), model_name, config)
+        loaded = load_model(model, config.device, config.dtype, config.compressor, config.k)
+        self.ingestor = VideoIngestor(self.store, loaded, model_name, config)
 
     def ingest_one(self, path: str) -> Summary:
         return self.ingestor.ingest_one(path)

@@ -152,6 +152,7 @@ class AtpVoCoCompressor(_AtpBase):
     """ATP pruning inside the compress pass, then only the k `<voco>` tokens' KV is kept (dense)."""
 
     name = "atp+voco"
+    reads_voco_token = True
     options = {"budget_percent": round(100 * VOCO_BUDGET)}
 
     def budget(self) -> float:

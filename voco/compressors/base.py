@@ -97,6 +97,9 @@ class Compressor:
     keeps_all_vision: ClassVar[bool] = False
     """True for the uncompressed reference row (`full`): the table's retention is against it, and no cache
     probe is added to it."""
+    reads_voco_token: ClassVar[bool] = False
+    """Whether its segment sequence holds `<voco>` tokens (a plain checkpoint's new, untrained one: poor caches
+    until tuned); False: a stock checkpoint's caches are its own (`full`, `pool`), zero-shot."""
     module_name: ClassVar[str | None] = None
     """Attribute, state-dict prefix and training parameter group of the compressor's module."""
     dense_caches: ClassVar[bool] = True

@@ -26,6 +26,7 @@ class VoCoCompressor(Compressor):
     """VoCo-LLaMA: k `<voco>` tokens after the vision tokens; their KV stands for the segment."""
 
     name = "voco"
+    reads_voco_token = True
 
     def layout(self, n_vision: int) -> SegmentLayout:
         return SegmentLayout(length=1 + n_vision + self.k, kept_start=1 + n_vision, kept=self.k)

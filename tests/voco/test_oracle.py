@@ -1,0 +1,109 @@
+"""Zero-shot answers from a stock checkpoint equal its own transformers `.generate()` (issue 24).
+
+A plain checkpoint (as transformers saves it, no voco.json) with the `full` compressor: one segment's caches are the
+KV of its vision tokens computed on `[<seg>, V_1 .. V_n]`, placed after the prompt's prefix and read by the
+question. When the prefix is exactly that start token (the tokenizer's <bos>, or the start token a tokenizer without
+one is given), the two-stage answer is the single pass transformers runs on `[<seg>, <image> x n, question]`, so the
+greedy tokens must be the same. What differs with a longer prefix (a system prompt before the video) is stated in the
+README ("Use your own model"): the vision tokens never see text before them, because a cache is computed once per
+segment and serves every question.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from voco import VoCoModel
+from voco.config import PromptTemplate
+from voco.families import family_of
+from voco.generation import GenerationConfig, generate_tokens
+from voco.tiny import tiny_config, tiny_family_config, tiny_tokenizer
+
+QUESTION = "what color is the circle?"
+NEW_TOKENS = 10
+
+
+def _plain(model_type: str, folder):
+    """A tiny random checkpoint of the family as transformers saves it; its placeholder tokens lie past the
+    tokenizer's ids (as LLaVA's padded vocabulary has room), so no question text holds one."""
+    tokenizer = tiny_tokenizer(with_bos=model_type == "llava", with_voco=False)
+    vocab = len(tokenizer) + 8
+    if model_type == "llava":
+        config = tiny_config("llama", "clip", vocab_size=vocab)
+        config.image_token_index = vocab - 1
+    else:
+        config = tiny_family_config(model_type, vocab_size=vocab)
+    torch.manual_seed(0)
+    family_of(config).model_class(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return config
+
+
+@pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2)])
+def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames, tmp_path):
+    config = _plain(model_type, tmp_path / "plain")
+    start = "" if model_type == "llava" else "<segment>"  # <bos> comes with the tokenizer; Qwen2 has none
+    prompt = PromptTemplate(system="", prefix=start, question="\n{question} ASSISTANT:")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # full reads no <voco>: no "not VoCo-tuned" warning
+        model = VoCoModel.from_pretrained(tmp_path / "plain", compressor="full", frames_per_segment=frames,
+                                          prompt=prompt)
+    segment = np.random.default_rng(5).integers(0, 256, (frames, 40, 48, 3), dtype=np.uint8)
+    mine = list(generate_tokens(model, QUESTION, model.compress([segment]), GenerationConfig(NEW_TOKENS)))
+
+    # the family's transformers class on the same weights (the plain folder, plus the start token the loader
+    # added for a tokenizer without <bos>), fed the same pixels with the family's placeholders
+    model.save_pretrained(tmp_path / "same")
+    theirs = family_of(config).model_class.from_pretrained(tmp_path / "same").eval()
+    prefix, suffix = model.prompt_ids(QUESTION)
+    n = model.vision_embeds([segment]).shape[1]
+    pixels = model.pixel_values([segment])  # [F, 3, S, S]
+    if model_type == "llava":  # frames as images, one after another
+        placeholder, inputs = config.image_token_index, {"pixel_values": pixels}
+    else:
+        placeholder, inputs = config.video_token_index, {"pixel_values_videos": pixels[None]}
+    ids = torch.tensor([prefix + [placeholder] * n + suffix])
+    with torch.no_grad():
+        out = theirs.generate(input_ids=ids, **inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    expected = out[0, ids.shape[1]:].tolist()
+    eos = model.tokenizer.eos_token_id
+    expected = expected[: expected.index(eos)] if eos in expected else expected
+    assert len(mine) >= 3 and mine == expected, (mine, out[0, ids.shape[1]:].tolist())
+    assert prefix == [model.segment_start_id]  # the case the contract makes exact (module doc)
+
+
+def test_a_stock_checkpoint_ingested_with_full_caches_is_answered_by_the_app(tmp_path):
+    """`python -m ingest VIDEO --model PLAIN --compressor full`, then the app (its model chosen as `python -m app`
+    chooses it: the compressor the library was built with) answers as `/ask` does."""
+    import json
+    import subprocess
+    import sys
+
+    from app.__main__ import library_model, parse_args
+    from app.service import ChatService
+    from store import Store
+    from tests.fixtures.videos import pattern_frames, write_video
+
+    _plain("llava", tmp_path / "plain")
+    video = write_video(tmp_path / "clip.mp4", pattern_frames(40, seed=3))  # 4 s at 10 fps
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "ingest", str(video), "--model", str(tmp_path / "plain"), "--compressor", "full",
+           "--segment-seconds", "1", "--home", str(home), "--threads", "1", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "not been VoCo-tuned" not in done.stderr  # full caches read no <voco>
+    (result,) = json.loads(done.stdout)["files"]
+    assert result["status"] == "ingested" and result["segments"] == 4
+    with Store.open(home) as store:
+        assert store.compressions([str((tmp_path / "plain").resolve())]) == [("full", 1)]
+        model = library_model(store, parse_args(["--home", str(home), "--model", str(tmp_path / "plain")]))
+        assert model.compressor.name == "full"
+        (stored,) = store.list_videos()
+        assert stored.fingerprint == model.fingerprint  # the app reads the library it was given
+        out = ChatService(store, model, model_name=str(tmp_path / "plain")).answer_dict(
+            stored.id, "what is shown?", max_new_tokens=4)
+        assert isinstance(out["answer"], str) and out["segments_used"] and out["segments_total"] == 4
