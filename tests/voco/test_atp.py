@@ -196,3 +196,37 @@ def test_question_time_variant_and_search_vectors(make_segments):
     assert torch.isfinite(model.next_token_logits(QUESTION, asked)).all()
     vectors = VoCoKeyEmbedder(model).segment_vectors(stored)
     assert vectors.shape == (3, VoCoKeyEmbedder(model).dim) and np.isfinite(vectors).all()
+
+
+def _importance_by_loops(query: torch.Tensor, key: torch.Tensor, vision: list[int], text: list[int]) -> np.ndarray:
+    """ATP's importance written out token by token (voco/atp.py module doc), sharing no code with `AtpRun`: the
+    attention mass each vision token receives from the vision queries (softmax over vision keys) and from the text
+    queries, each averaged over heads and queries, times the number of vision tokens, then the mean of the two."""
+    q, k = query[0].double().numpy(), key[0].double().numpy()  # [H, seq, D]
+    heads, n, scale = q.shape[0], len(vision), q.shape[-1] ** -0.5
+    received = {"self": np.zeros(n), "cross": np.zeros(n)}
+    for part, queries in (("self", vision), ("cross", text)):
+        for h in range(heads):
+            for i in queries:
+                logits = np.array([q[h, i] @ k[h, j] * scale for j in vision])
+                weights = np.exp(logits - logits.max())
+                received[part] += weights / weights.sum() / (heads * len(queries))
+    return 0.5 * (received["self"] + received["cross"]) * n
+
+
+def test_pruning_keeps_the_tokens_attention_reads_most():
+    """A hard ATP step keeps exactly the most important vision tokens, by an importance computed independently of
+    `AtpRun` (an inverted ranking, keeping the least read tokens, passes the parity tests but fails here)."""
+    torch.manual_seed(3)
+    n, m, heads, dim = 16, 3, 2, 8
+    query, key = torch.randn(1, heads, 1 + n + m, dim), torch.randn(1, heads, 1 + n + m, dim) * 2
+    groups = Groups.one_per_row(1, n, m)
+    run = AtpRun(torch.nn.Module(), num_layers=4, budget=0.5, groups=groups, grid=torch.zeros(1, n), soft=False)
+    run.thresholds = lambda j, *_: torch.tensor([[0.0, 9.0]])  # z > 0: above the mean log score (no spatial)
+    run.prune(0, query, key)
+    kept = (run.mask[0] > 0.5).numpy()
+    importance = _importance_by_loops(query, key, list(range(1, 1 + n)), list(range(1 + n, 1 + n + m)))
+    assert 2 <= kept.sum() <= n - 2
+    assert importance[kept].min() > importance[~kept].max()
+    log_s = np.log(importance)
+    assert set(np.flatnonzero(kept)) == set(np.flatnonzero(log_s > log_s.mean()))
