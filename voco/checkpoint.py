@@ -108,13 +108,17 @@ def load_checkpoint(
 def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:
     """Take a transformers LLaVA-family model apart into a `VoCoModel` (same weights, no copies)."""
     config = llava.config
-    lm = build_lm(config.text_config, llava.model.language_model, llava.lm_head)
+    family = family_of(config)
+    vision_tower, projector, language_model, lm_head = family.parts(llava)
+    lm = build_lm(config.text_config, language_model, lm_head)
     if add_tokens:
         _add_special_tokens(lm, tokenizer, voco)
         config.text_config.vocab_size = lm.get_input_embeddings().num_embeddings
-    projector = family_of(config).frame_path(llava, make_projector(config, voco.projector,
-                                                                   llava.model.multi_modal_projector))
-    return VoCoModel(config, voco, llava.model.vision_tower, projector, lm, tokenizer)
+    if voco.projector != "mlp2x_gelu" and not hasattr(projector, "linear_1"):
+        raise ValueError(f"projector {voco.projector!r} replaces LLaVA's projector; a {config.model_type} "
+                         "checkpoint's own connector is its frame path: leave voco.json projector at mlp2x_gelu")
+    frame_path = family.frame_path(llava, make_projector(config, voco.projector, projector))
+    return VoCoModel(config, voco, vision_tower, frame_path, lm, tokenizer)
 
 
 def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0) -> VoCoModel:

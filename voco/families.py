@@ -1,15 +1,18 @@
 """Checkpoint families: which transformers class holds a checkpoint, and its per-frame (video) path.
 
 A family is chosen by the checkpoint's `config.model_type` (a registered class per type, never a name
-substring). Every family is a vision tower, a projector and a decoder LM under the attribute names
-LLaVA uses (`model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`);
-they differ in what turns one frame's vision features into LM embeddings, and VoCo follows each
+substring). Every family is a vision tower, a projector and a decoder LM (`Family.parts`: under the attribute
+names LLaVA uses, `model.vision_tower`, `model.multi_modal_projector`, `model.language_model`, `lm_head`, or the
+family's own); they differ in what turns one frame's vision features into LM embeddings, and VoCo follows each
 model's own *video* path, since segments are video frames:
 
 - `llava` (LLaVA-1.5): the projector.
 - `llava_onevision` (LLaVA-OneVision, SigLIP + Qwen2): the projector, then 2x2 bilinear pooling of the
   token grid (`LlavaOnevisionModel.apply_pooling`: 729 -> 196 tokens per 384 px frame).
 - `llava_next_video` (LLaVA-NeXT-Video): the spatial pooler (`vision_resampler`), then the projector.
+- `idefics3` and `smolvlm` (Idefics3, SmolVLM / SmolVLM2: SigLIP + Llama): the encoder's post-layernorm
+  patch states, then the connector (pixel shuffle by `scale_factor`, then a linear): each frame read as one
+  global image at the encoder's side, as their processors read video frames (no tile splitting).
 
 The family's frame path is one `nn.Module` (`VoCoModel.projector`), so the model code has no family
 branches; its parts go back into the family's transformers class on save. Parameters the video path
@@ -24,10 +27,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import (
+    Idefics3ForConditionalGeneration,
     LlavaForConditionalGeneration,
     LlavaNextVideoForConditionalGeneration,
     LlavaOnevisionForConditionalGeneration,
     PreTrainedModel,
+    SmolVLMForConditionalGeneration,
 )
 
 
@@ -36,6 +41,20 @@ class Family:
 
     model_type = "llava"
     model_class: type[PreTrainedModel] = LlavaForConditionalGeneration
+
+    def parts(self, model: PreTrainedModel) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+        """(vision tower, projector, decoder LM, LM head) of a loaded family model."""
+        inner = model.model
+        return inner.vision_tower, inner.multi_modal_projector, inner.language_model, model.lm_head
+
+    def vision_features(self, config, vision_tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels [frames, 3, S, S] -> the features the frame path reads [frames, p, vision]: LLaVA's
+        feature layer(s), CLS dropped under the "default" selection."""
+        out = vision_tower(pixel_values=pixels, output_hidden_states=True)
+        layer = config.vision_feature_layer
+        layers = [layer] if isinstance(layer, int) else list(layer)
+        feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [frames, p(+1), vision]
+        return feats[:, 1:] if config.vision_feature_select_strategy == "default" else feats
 
     def frame_path(self, model: PreTrainedModel, projector: nn.Module) -> nn.Module:
         """The module VoCo runs on a frame's selected vision features [frames, p, vision] -> [frames, n, hidden]."""
@@ -52,12 +71,14 @@ class Family:
         """The family's transformers model around existing parts (no new weights), for save_pretrained."""
         with torch.device("meta"):
             model = self.model_class(config)
-        model.model.vision_tower = vision_tower
-        model.model.multi_modal_projector = self.projector_of(frame_path)
-        model.model.language_model = language_model
-        model.lm_head = lm_head
+        self.put(model, vision_tower, self.projector_of(frame_path), language_model, lm_head)
         self.restore(model, frame_path)
         return model
+
+    def put(self, model: PreTrainedModel, vision_tower, projector, language_model, lm_head) -> None:
+        """The inverse of `parts`."""
+        model.model.vision_tower, model.model.multi_modal_projector = vision_tower, projector
+        model.model.language_model, model.lm_head = language_model, lm_head
 
 
 class OnevisionFramePath(nn.Module):
@@ -120,7 +141,32 @@ class NextVideoFamily(Family):
         model.model.image_newline = frame_path.image_newline
 
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (Family(), OnevisionFamily(), NextVideoFamily())}
+class Idefics3Family(Family):
+    """Idefics3 / SmolVLM: `model.vision_model`, `model.connector`, `model.text_model`; the connector is the frame
+    path (pixel shuffle + linear), so a `linear` VoCo projector does not apply."""
+
+    model_type = "idefics3"
+    model_class = Idefics3ForConditionalGeneration
+
+    def parts(self, model):
+        inner = model.model
+        return inner.vision_model, inner.connector, inner.text_model, model.lm_head
+
+    def put(self, model, vision_tower, projector, language_model, lm_head):
+        model.model.vision_model, model.model.connector = vision_tower, projector
+        model.model.text_model, model.lm_head = language_model, lm_head
+
+    def vision_features(self, config, vision_tower, pixels):
+        return vision_tower(pixel_values=pixels).last_hidden_state  # [frames, p, vision], post-layernorm
+
+
+class SmolVLMFamily(Idefics3Family):
+    model_type = "smolvlm"
+    model_class = SmolVLMForConditionalGeneration
+
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (Family(), OnevisionFamily(), NextVideoFamily(),
+                                                          Idefics3Family(), SmolVLMFamily())}
 
 
 def family_of(config, where: str = "the checkpoint") -> Family:
@@ -129,5 +175,6 @@ def family_of(config, where: str = "the checkpoint") -> Family:
     if family is None:
         raise ValueError(
             f"{where} holds a {type(config).__name__} ({getattr(config, 'model_type', None)!r}); VoCo needs a "
-            f"LLaVA-family checkpoint (vision tower + projector + decoder LM): model_type one of {sorted(FAMILIES)}")
+            f"LLaVA-family or SmolVLM checkpoint (vision tower + projector + decoder LM): model_type one of "
+            f"{sorted(FAMILIES)}")
     return family

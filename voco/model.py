@@ -24,6 +24,7 @@ from voco import identity, timeline
 from voco.cache import SegmentCache, place_on_timeline
 from voco.compressors import Compressor, LinearProjector, SegmentLayout, make_compressor
 from voco.config import VoCoConfig
+from voco.families import family_of
 from voco.preprocess import frame_preprocessor
 from voco.recompute import OnePassCache
 from voco.rope import rotary_inv_freq
@@ -49,6 +50,7 @@ class VoCoModel(nn.Module):
     ):
         super().__init__()
         self.config = config
+        self.family = family_of(config)
         self.voco = voco
         self.vision_tower = vision_tower
         self.projector = projector
@@ -153,13 +155,7 @@ class VoCoModel(nn.Module):
                 return self.vision_tower(torch.cat(segments)).to(self.device)
             return torch.cat([self.vision_tower(seg) for seg in segments]).to(self.device)
         pixels = self.pixel_values(frames)  # [B*F, 3, S, S]
-        out = self.vision_tower(pixel_values=pixels, output_hidden_states=True)
-        layer = self.config.vision_feature_layer
-        layers = [layer] if isinstance(layer, int) else list(layer)
-        feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [B*F, p(+1), vision]
-        if self.config.vision_feature_select_strategy == "default":
-            feats = feats[:, 1:]  # drop CLS, as LLaVA does
-        return feats
+        return self.family.vision_features(self.config, self.vision_tower, pixels)  # [B*F, p, vision]
 
     def vision_embeds(self, frames: Sequence[Frames]) -> torch.Tensor:
         """Projected vision embeddings of B segments: [B, n, hidden], n = F * tokens per frame."""

@@ -124,10 +124,18 @@ def llava7b_model(layers: int = 32, vision_layers: int = 24, *, device: str | to
 
 
 def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 64, layers: int = 2):
-    """A tiny random config of another LLaVA family (voco/families.py), Qwen2 decoder:
-    `llava_onevision` (SigLIP, 4x4 patch grid pooled to 2x2 per frame) or `llava_next_video` (CLIP,
-    spatial pooling stride 2)."""
-    from transformers import LlavaNextVideoConfig, LlavaOnevisionConfig
+    """A tiny random config of another family (voco/families.py): `llava_onevision` (SigLIP, 4x4 patch grid
+    pooled to 2x2 per frame) or `llava_next_video` (CLIP, spatial pooling stride 2), Qwen2 decoder; `idefics3` or
+    `smolvlm` (Idefics3's SigLIP at 32 px in 8 px patches, pixel shuffle by 2: 4 tokens per frame), Llama
+    decoder (a tokenizer with <bos>, as SmolLM2's)."""
+    from transformers import Idefics3Config, LlavaNextVideoConfig, LlavaOnevisionConfig, SmolVLMConfig
+
+    if model_type in ("idefics3", "smolvlm"):
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      image_size=32, patch_size=8)
+        text = tiny_config("llama", vocab_size=vocab_size, hidden=hidden, layers=layers).text_config
+        cls = Idefics3Config if model_type == "idefics3" else SmolVLMConfig
+        return cls(vision_config=vision, text_config=text.to_dict(), scale_factor=2, image_token_id=vocab_size - 1)
 
     base = tiny_config("qwen2", "siglip" if model_type == "llava_onevision" else "clip", vocab_size=vocab_size,
                        hidden=hidden, layers=layers)
@@ -140,7 +148,8 @@ def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 
         return LlavaNextVideoConfig(**common, vision_feature_layer=-2, vision_feature_select_strategy="default",
                                     spatial_pool_mode="average", spatial_pool_stride=2,
                                     image_grid_pinpoints=[[32, 32]])
-    raise ValueError(f"model_type must be 'llava_onevision' or 'llava_next_video', got {model_type!r}")
+    raise ValueError(f"model_type must be one of llava_onevision, llava_next_video, idefics3, smolvlm; got "
+                     f"{model_type!r}")
 
 
 TINY_CLASSES = ("cat", "dog", "red car", "coffee cup", "rocket", "flower", "tree", "boat")

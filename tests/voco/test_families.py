@@ -82,6 +82,6 @@ def test_save_and_load_round_trip(plain_checkpoint, make_segments, tmp_path):
 
 
 def test_families_are_chosen_by_model_type():
-    assert sorted(FAMILIES) == ["llava", "llava_next_video", "llava_onevision"]
-    with pytest.raises(ValueError, match=r"LlamaConfig \('llama'\); VoCo needs a LLaVA-family checkpoint"):
+    assert sorted(FAMILIES) == ["idefics3", "llava", "llava_next_video", "llava_onevision", "smolvlm"]
+    with pytest.raises(ValueError, match=r"LlamaConfig \('llama'\); VoCo needs a LLaVA-family or SmolVLM"):
         family_of(LlamaConfig())

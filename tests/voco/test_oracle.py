@@ -30,7 +30,7 @@ NEW_TOKENS = 10
 def _plain(model_type: str, folder):
     """A tiny random checkpoint of the family as transformers saves it; its placeholder tokens lie past the
     tokenizer's ids (as LLaVA's padded vocabulary has room), so no question text holds one."""
-    tokenizer = tiny_tokenizer(with_bos=model_type == "llava", with_voco=False)
+    tokenizer = tiny_tokenizer(with_bos=model_type != "llava_next_video", with_voco=False)  # Qwen2 has no <bos>
     vocab = len(tokenizer) + 8
     if model_type == "llava":
         config = tiny_config("llama", "clip", vocab_size=vocab)
@@ -43,10 +43,11 @@ def _plain(model_type: str, folder):
     return config
 
 
-@pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2)])
+@pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2), ("idefics3", 1),
+                                               ("smolvlm", 2)])
 def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames, tmp_path):
     config = _plain(model_type, tmp_path / "plain")
-    start = "" if model_type == "llava" else "<segment>"  # <bos> comes with the tokenizer; Qwen2 has none
+    start = "<segment>" if model_type == "llava_next_video" else ""  # <bos> comes with the tokenizer; Qwen2 has none
     prompt = PromptTemplate(system="", prefix=start, question="\n{question} ASSISTANT:")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # full reads no <voco>: no "not VoCo-tuned" warning
@@ -64,6 +65,8 @@ def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames,
     pixels = model.pixel_values([segment])  # [F, 3, S, S]
     if model_type == "llava":  # frames as images, one after another
         placeholder, inputs = config.image_token_index, {"pixel_values": pixels}
+    elif model_type in ("idefics3", "smolvlm"):  # frames as one sample's images, each a global image (no tiles)
+        placeholder, inputs = config.image_token_id, {"pixel_values": pixels[None]}
     else:
         placeholder, inputs = config.video_token_index, {"pixel_values_videos": pixels[None]}
     ids = torch.tensor([prefix + [placeholder] * n + suffix])
@@ -74,6 +77,9 @@ def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames,
     expected = expected[: expected.index(eos)] if eos in expected else expected
     assert len(mine) >= 3 and mine == expected, (mine, out[0, ids.shape[1]:].tolist())
     assert prefix == [model.segment_start_id]  # the case the contract makes exact (module doc)
+    again = VoCoModel.from_pretrained(tmp_path / "same")  # the saved VoCo checkpoint loads back as it was
+    assert again.fingerprint == model.fingerprint
+    assert torch.equal(again.compress([segment])[0].kv, model.compress([segment])[0].kv)
 
 
 def test_a_stock_checkpoint_ingested_with_full_caches_is_answered_by_the_app(tmp_path):
