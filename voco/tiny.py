@@ -105,6 +105,19 @@ def llava15_7b_config(layers: int = 32, vision_layers: int = 24) -> LlavaConfig:
                        vision_feature_select_strategy="default", image_token_index=32000)
 
 
+def smolvlm_256m_config():
+    """SmolVLM-256M's shapes (random weights): SigLIP-base at 512 px in 16 px patches, pixel shuffle by 4 (64
+    tokens per frame), SmolLM2-135M's decoder (30 layers, 576 wide, 3 KV heads of 64)."""
+    from transformers import SmolVLMConfig
+
+    vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  image_size=512, patch_size=16)
+    text = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                       num_key_value_heads=3, vocab_size=49280, max_position_embeddings=8192, rope_theta=100000.0,
+                       tie_word_embeddings=True)
+    return SmolVLMConfig(vision_config=vision, text_config=text.to_dict(), scale_factor=4, image_token_id=49190)
+
+
 def llava7b_model(layers: int = 32, vision_layers: int = 24, *, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.bfloat16, seed: int = 0, **voco_fields):
     """A random `VoCoModel` of LLaVA-1.5-7B's shapes (k=1, one frame per segment unless given), built directly
