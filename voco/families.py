@@ -8,7 +8,8 @@ model's own *video* path, since segments are video frames:
 
 - `llava` (LLaVA-1.5): the projector.
 - `llava_onevision` (LLaVA-OneVision, SigLIP + Qwen2): the projector, then 2x2 bilinear pooling of the
-  token grid (`LlavaOnevisionModel.apply_pooling`: 729 -> 196 tokens per 384 px frame).
+  token grid (`LlavaOnevisionModel.apply_pooling`: 729 -> 196 tokens per 384 px frame); a segment's frames
+  end with one `image_newline`, as its video path ends a video's.
 - `llava_next_video` (LLaVA-NeXT-Video): the spatial pooler (`vision_resampler`), then the projector.
 - `idefics3` and `smolvlm` (Idefics3, SmolVLM / SmolVLM2: SigLIP + Llama): the encoder's post-layernorm
   patch states, then the connector (pixel shuffle by `scale_factor`, then a linear): each frame read as one
@@ -16,7 +17,7 @@ model's own *video* path, since segments are video frames:
 
 The family's frame path is one `nn.Module` (`VoCoModel.projector`), so the model code has no family
 branches; its parts go back into the family's transformers class on save. Parameters the video path
-does not read (OneVision's and NeXT-Video's `image_newline`) are carried along so a save writes them back.
+does not read (NeXT-Video's `image_newline`) are carried along so a save writes them back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ class Family:
         """The module VoCo runs on a frame's selected vision features [frames, p, vision] -> [frames, n, hidden]."""
         return projector
 
+    segment_tail: str | None = None
+    """What the family's video path adds after a segment's frames (None: nothing); part of the model identity
+    (`voco.identity`), since it changes every cache of the family."""
+
+    def segment_tokens(self, frame_path: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """A segment's frame tokens [B, F * n, hidden] -> its vision sequence (the family's video path)."""
+        return tokens
+
     def projector_of(self, frame_path: nn.Module) -> nn.Module:
         return frame_path
 
@@ -87,7 +96,7 @@ class OnevisionFramePath(nn.Module):
     def __init__(self, projector: nn.Module, image_newline: nn.Parameter, grid: int):
         super().__init__()
         self.projector = projector
-        self.image_newline = image_newline  # not used per frame; kept for the save
+        self.image_newline = image_newline  # after a segment's frames (OnevisionFamily.segment_tokens), not per frame
         self.grid = grid
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -114,6 +123,12 @@ class NextVideoFramePath(nn.Module):
 class OnevisionFamily(Family):
     model_type = "llava_onevision"
     model_class = LlavaOnevisionForConditionalGeneration
+    segment_tail = "image_newline"
+
+    def segment_tokens(self, frame_path, tokens):
+        """OneVision's video path ends a video's frames with one `image_newline` (`get_video_features`)."""
+        newline = frame_path.image_newline.to(tokens.dtype).expand(tokens.shape[0], 1, -1)  # [B, 1, hidden]
+        return torch.cat([tokens, newline], dim=1)
 
     def frame_path(self, model, projector):
         vision = model.config.vision_config

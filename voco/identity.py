@@ -68,6 +68,8 @@ def compression_settings(model, voco: dict | None = None) -> dict:
         del settings["compressor_options"]
     settings["voco_token_id"] = model.voco_token_id
     settings["segment_start_id"] = model.segment_start_id
+    if model.family.segment_tail is not None:  # only such families: the identities of the others stay as they were
+        settings["segment_tail"] = model.family.segment_tail
     reading = getattr(model.vision_tower, "identity", None)
     if callable(reading):  # a tower whose output depends on more than its weights (the evidence tower's tables)
         settings["vision_reading"] = reading()

@@ -159,8 +159,12 @@ class VoCoModel(nn.Module):
 
     def vision_embeds(self, frames: Sequence[Frames]) -> torch.Tensor:
         """Projected vision embeddings of B segments: [B, n, hidden], n = F * tokens per frame."""
-        embeds = self.projector(self.vision_features(frames))  # [B*F, p, hidden]
-        return embeds.reshape(len(frames), -1, embeds.shape[-1])
+        return self.segment_tokens(self.projector(self.vision_features(frames)), len(frames))
+
+    def segment_tokens(self, embeds: torch.Tensor, segments: int) -> torch.Tensor:
+        """Projected frame tokens [B*F, p, hidden] -> each segment's vision sequence [B, n, hidden] (the family's
+        video path may close a segment's frames with a token: OneVision's image_newline)."""
+        return self.family.segment_tokens(self.projector, embeds.reshape(segments, -1, embeds.shape[-1]))
 
     def embed_segment(self, frames: Frames) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> the segment's projected vision embeddings [n, hidden]."""

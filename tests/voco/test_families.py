@@ -50,9 +50,8 @@ def test_frames_take_the_models_own_video_path(plain_checkpoint, make_segments):
     video = out.pooler_output
     video = video if torch.is_tensor(video) else torch.stack(list(video))
     mine = model.vision_embeds(segments)  # [segments, frames * tokens, hidden]
-    if config.model_type == "llava_onevision":
-        video = video[:, :-1]  # OneVision appends image_newline once after the frames; VoCo's row has none
-        assert mine.shape[1] == 2 * 4  # a 4x4 grid pooled 2x2 per frame
+    if config.model_type == "llava_onevision":  # a 4x4 grid pooled 2x2 per frame, then one image_newline
+        assert mine.shape[1] == 2 * 4 + 1
     torch.testing.assert_close(mine, video.reshape(mine.shape), rtol=0, atol=1e-6)
 
 

@@ -30,7 +30,8 @@ NEW_TOKENS = 10
 def _plain(model_type: str, folder):
     """A tiny random checkpoint of the family as transformers saves it; its placeholder tokens lie past the
     tokenizer's ids (as LLaVA's padded vocabulary has room), so no question text holds one."""
-    tokenizer = tiny_tokenizer(with_bos=model_type != "llava_next_video", with_voco=False)  # Qwen2 has no <bos>
+    qwen2 = model_type in ("llava_next_video", "llava_onevision")  # Qwen2 decoders: no <bos>
+    tokenizer = tiny_tokenizer(with_bos=not qwen2, with_voco=False)
     vocab = len(tokenizer) + 8
     if model_type == "llava":
         config = tiny_config("llama", "clip", vocab_size=vocab)
@@ -43,11 +44,11 @@ def _plain(model_type: str, folder):
     return config
 
 
-@pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2), ("idefics3", 1),
-                                               ("smolvlm", 2)])
+@pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2),
+                                               ("llava_onevision", 2), ("idefics3", 1), ("smolvlm", 2)])
 def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames, tmp_path):
     config = _plain(model_type, tmp_path / "plain")
-    start = "<segment>" if model_type == "llava_next_video" else ""  # <bos> comes with the tokenizer; Qwen2 has none
+    start = "<segment>" if model_type.startswith("llava_") else ""  # <bos> comes with the tokenizer; Qwen2 has none
     prompt = PromptTemplate(system="", prefix=start, question="\n{question} ASSISTANT:")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # full reads no <voco>: no "not VoCo-tuned" warning

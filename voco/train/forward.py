@@ -98,8 +98,7 @@ def segment_features(model, segments: Sequence) -> torch.Tensor:
 
 def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
     """[B, n, hidden] projected vision tokens of B segments (frames or features, as `segment_features`)."""
-    embeds = model.projector(segment_features(model, segments))  # [B*F, tokens, hidden]
-    return embeds.reshape(len(segments), -1, embeds.shape[-1])
+    return model.segment_tokens(model.projector(segment_features(model, segments)), len(segments))
 
 
 @dataclass
