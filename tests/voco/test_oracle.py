@@ -44,6 +44,57 @@ def _plain(model_type: str, folder):
     return config
 
 
+def generate_as_transformers(model: VoCoModel, theirs, segment: np.ndarray) -> list[int]:
+    """Greedy answer tokens of the family's transformers model `theirs` on [prefix, placeholders, question]."""
+    config = theirs.config
+    prefix, suffix = model.prompt_ids(QUESTION)
+    n = model.vision_embeds([segment]).shape[1]
+    pixels = model.pixel_values([segment])  # [F, 3, S, S]
+    if config.model_type == "llava":  # frames as images, one after another
+        placeholder, inputs = config.image_token_index, {"pixel_values": pixels}
+    elif config.model_type in ("idefics3", "smolvlm"):  # frames as one sample's images, each global (no tiles)
+        placeholder, inputs = config.image_token_id, {"pixel_values": pixels[None]}
+    else:
+        placeholder, inputs = config.video_token_index, {"pixel_values_videos": pixels[None]}
+    ids = torch.tensor([prefix + [placeholder] * n + suffix], device=model.device)
+    with torch.no_grad():
+        out = theirs.generate(input_ids=ids, **inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    tokens = out[0, ids.shape[1]:].tolist()
+    eos = model.tokenizer.eos_token_id
+    return tokens[: tokens.index(eos)] if eos in tokens else tokens
+
+
+def _llava7b_oracle(device: str, layers: int) -> None:
+    """LLaVA-1.5-7B's real shapes (random weights, `layers` decoder layers, fp32): its transformers model built
+    around the same parts answers one 576-token segment as the full caches do."""
+    from voco.tiny import llava7b_model
+
+    model = llava7b_model(layers, 24 if device == "cuda" else 2, device=device, dtype=torch.float32,
+                          compressor="full", prompt=PromptTemplate(system="", prefix="", question="\n{question} "
+                                                                   "ASSISTANT:"))
+    theirs = family_of(model.config).assemble(model.config, model.vision_tower, model.projector, model.lm.model,
+                                              model.lm.lm_head).eval()
+    segment = np.random.default_rng(5).integers(0, 256, (1, 336, 336, 3), dtype=np.uint8)
+    mine = list(generate_tokens(model, QUESTION, model.compress([segment]), GenerationConfig(NEW_TOKENS)))
+    assert mine and mine == generate_as_transformers(model, theirs, segment)
+
+
+@pytest.mark.slow
+def test_llava7b_shapes_answer_as_transformers_cpu():
+    _llava7b_oracle("cpu", 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_llava7b_shapes_answer_as_transformers_gpu():
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 must be fp32
+    try:
+        _llava7b_oracle("cuda", 32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
 @pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2),
                                                ("llava_onevision", 2), ("idefics3", 1), ("smolvlm", 2)])
 def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames, tmp_path):
@@ -61,22 +112,9 @@ def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames,
     # added for a tokenizer without <bos>), fed the same pixels with the family's placeholders
     model.save_pretrained(tmp_path / "same")
     theirs = family_of(config).model_class.from_pretrained(tmp_path / "same").eval()
-    prefix, suffix = model.prompt_ids(QUESTION)
-    n = model.vision_embeds([segment]).shape[1]
-    pixels = model.pixel_values([segment])  # [F, 3, S, S]
-    if model_type == "llava":  # frames as images, one after another
-        placeholder, inputs = config.image_token_index, {"pixel_values": pixels}
-    elif model_type in ("idefics3", "smolvlm"):  # frames as one sample's images, each a global image (no tiles)
-        placeholder, inputs = config.image_token_id, {"pixel_values": pixels[None]}
-    else:
-        placeholder, inputs = config.video_token_index, {"pixel_values_videos": pixels[None]}
-    ids = torch.tensor([prefix + [placeholder] * n + suffix])
-    with torch.no_grad():
-        out = theirs.generate(input_ids=ids, **inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
-    expected = out[0, ids.shape[1]:].tolist()
-    eos = model.tokenizer.eos_token_id
-    expected = expected[: expected.index(eos)] if eos in expected else expected
-    assert len(mine) >= 3 and mine == expected, (mine, out[0, ids.shape[1]:].tolist())
+    expected = generate_as_transformers(model, theirs, segment)
+    assert len(mine) >= 3 and mine == expected, (mine, expected)
+    prefix, _ = model.prompt_ids(QUESTION)
     assert prefix == [model.segment_start_id]  # the case the contract makes exact (module doc)
     again = VoCoModel.from_pretrained(tmp_path / "same")  # the saved VoCo checkpoint loads back as it was
     assert again.fingerprint == model.fingerprint
