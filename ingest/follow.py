@@ -39,6 +39,7 @@ from ingest.thumbs import JPEG_MIME, encode_jpeg, thumbnail_size
 from ingest.vectors import LiveVectors
 from ingest.worker import VideoIngestor, index_video
 from store import ClaimStatus, ProbeRecord, SegmentRecord, Store
+from store.quant import as_stored
 from voco import VoCoModel
 from voco.segments import frame_indices, sample_times
 from voco.video.decode import Converter
@@ -317,7 +318,7 @@ class Follower:
         self.state.end_s = max(self.state.end_s, segments[-1].end_s)
         self.store.set_live(claim, self.settings.owner, self._probe())
         if self.live_vectors is not None:
-            self.live_vectors.add([s.index for s in segments], caches, frames)
+            self.live_vectors.add([s.index for s in segments], as_stored(caches, self.config.cache_dtype), frames)
         self.on_stored(self.state)
 
     def _probe(self) -> ProbeRecord:

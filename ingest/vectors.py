@@ -29,17 +29,17 @@ def store_video_vectors(store: Store, embedder: SegmentEmbedder, fingerprint: st
                         computed: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Compute a ready video's search vectors [T, dim], write them beside its pack, and return them.
 
-    From its stored caches; an embedder that reads frames takes the vectors ingest `computed` while it
-    compressed ({segment index: vector}), and when some are missing (a resumed video, --rebuild-index)
-    decodes the video's file again as ingest sampled it.
+    Ingest hands over the vectors it `computed` while it compressed ({segment index: vector}); when some are
+    missing (a resumed video, --rebuild-index) they come from the stored caches, or, for an embedder that reads
+    frames, from the video's file decoded again as ingest sampled it.
     """
     info = store.get_video(video_id)
     computed = computed or {}
-    if not embedder.reads_frames:
-        vectors = embedder.segment_vectors(store.load_caches(video_id, fingerprint))
-    elif info.num_segments and all(i in computed for i in range(info.num_segments)):
+    if info.num_segments and all(i in computed for i in range(info.num_segments)):
         # what ingest computed while compressing: no need to read the pack back
         vectors = np.stack([computed[i] for i in range(info.num_segments)]).astype(np.float32)
+    elif not embedder.reads_frames:
+        vectors = embedder.segment_vectors(store.load_caches(video_id, fingerprint))
     else:
         caches = store.load_caches(video_id, fingerprint)
         vectors = embedder.segment_vectors(caches, frames=stored_video_frames(info, len(caches)))

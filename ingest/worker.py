@@ -36,6 +36,7 @@ from ingest.thumbs import JPEG_MIME
 from ingest.vectors import index_for, store_video_vectors
 from store import ClaimLost, ModelInfo, SegmentRecord, Store, VideoStatus
 from store.claims import new_owner
+from store.quant import as_stored
 from voco import VoCoModel
 from voco.search import make_embedder
 
@@ -156,7 +157,7 @@ class Consumer:
         # job order -> compressed segments not yet written (records, caches); see IngestConfig.chunk_segments
         self.pending: dict[int, tuple[list[SegmentRecord], list]] = {}
         self.jobs: dict[int, Job] = {}  # job order -> job, for the pending segments
-        # job order -> {segment index: search vector}, for embedders that read frames (not kept on disk
+        # job order -> {segment index: search vector}, computed as segments are compressed (not kept on disk
         # until the video is finished: a resumed video's earlier segments are decoded again then)
         self.vectors: dict[int, dict[int, object]] = {}
 
@@ -204,8 +205,9 @@ class Consumer:
     def compress(self, batch: Batch) -> None:
         job = batch.job
         caches = self.model.compress(batch.frames, batch_size=self.settings.config.batch_size)
-        if self.embedder is not None and self.embedder.reads_frames:
-            vectors = self.embedder.segment_vectors(caches, frames=batch.frames)
+        if self.embedder is not None:  # now, from what is in memory: the finished video's pack is not read back
+            stored = as_stored(caches, self.settings.config.cache_dtype)  # the caches as the pack will give them
+            vectors = self.embedder.segment_vectors(stored, frames=batch.frames)
             self.vectors.setdefault(job.order, {}).update(zip((p.index for p in batch.plans), vectors, strict=True))
         records = [SegmentRecord(p.index, p.start_s, p.end_s, thumb, JPEG_MIME if thumb else None)
                    for p, thumb in zip(batch.plans, batch.thumbs, strict=True)]

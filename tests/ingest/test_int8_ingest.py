@@ -74,3 +74,26 @@ def test_the_cli_refuses_an_unknown_cache_dtype(tmp_path, capsys):
     assert "invalid choice: 'int4'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="cache_dtype must be one of model, int8, got 'float8'"):
         IngestConfig(cache_dtype="float8")
+
+
+@pytest.mark.parametrize("cache_dtype", ["model", "int8"])
+def test_search_vectors_computed_while_compressing_are_those_of_the_stored_caches(tmp_path, synthetic_model,
+                                                                                    cache_dtype):
+    """Ingest writes a finished video's search vectors from what it compressed (the pack is not read back); they
+    are the vectors of the caches as stored, int8 round trip included."""
+    from store.index import read_vectors
+    from voco.search import embedder_for
+
+    video = write_video(tmp_path / "clip.mp4", pattern_frames(40, seed=4))
+    config = IngestConfig(segment_seconds=SEGMENT_SECONDS, batch_size=3, cache_dtype=cache_dtype)
+    summary = ingest_paths([str(video)], home=tmp_path / "home", model=synthetic_model, model_name="synthetic",
+                           config=config)
+    assert summary.exit_code == 0, summary.text()
+    embedder = embedder_for(synthetic_model)
+    assert not embedder.reads_frames  # the voco-keys vectors: from caches, so the stored ones can be recomputed
+    with Store.open(tmp_path / "home") as store:
+        (info,) = store.list_videos()
+        written = read_vectors(store, info.uid, synthetic_model.fingerprint, embedder.name)
+        again = embedder.segment_vectors(store.load_caches(info.id, synthetic_model.fingerprint))
+    assert written.shape == again.shape == (4, embedder.dim)
+    assert float(abs(written - again).max()) <= 1e-5 * float(abs(again).max())
