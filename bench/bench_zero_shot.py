@@ -3,6 +3,7 @@ shapes, and time to first token over 64 segments of each, side by side in one ru
 
     python bench/bench_zero_shot.py                 # the table + SmolVLM-256M's shapes timed on this CPU (~2 min)
     python bench/bench_zero_shot.py --no-timing     # the table only (analytic, instant)
+    python bench/bench_zero_shot.py --shapes llava-1.5-7b --device cuda   # LLaVA-1.5-7B's shapes, bf16, on a GPU
 
 Bytes: keys and values of the kept tokens over all layers in bf16 (`voco.cost.kv_bytes`), one frame per 2-second
 segment (an hour: 1,800 segments); tokens per frame are each family's own video path. Timing: a random model of
@@ -49,20 +50,33 @@ def cost_table() -> list[dict]:
     return rows
 
 
-def ttft_ms(repeats: int, segments: int = 64) -> dict:
-    """TTFT over `segments` placed caches of a random model of SmolVLM-256M's shapes, per compressor."""
+def random_model(shapes: str, compressor: str, k: int, device: str):
+    """A random model of a real checkpoint's shapes: SmolVLM-256M (float32) or LLaVA-1.5-7B (bf16, for a GPU)."""
     import torch
 
     from voco.checkpoint import new_model
     from voco.config import PromptTemplate, VoCoConfig
-    from voco.session import AnswerSession, Timeline
-    from voco.tiny import smolvlm_256m_config, tiny_tokenizer
+    from voco.tiny import llava7b_model, smolvlm_256m_config, tiny_tokenizer
 
-    frame = np.random.default_rng(0).integers(0, 256, (1, 512, 512, 3), np.uint8)
-    out = {}
+    if shapes == "llava-1.5-7b":
+        return llava7b_model(device=device, dtype=torch.bfloat16, compressor=compressor, k=k)
+    voco = VoCoConfig(compressor=compressor, k=k, frames_per_segment=1, prompt=PromptTemplate())
+    return new_model(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).to(device).eval()
+
+
+def ttft_ms(shapes: str, device: str, repeats: int) -> dict:
+    """TTFT over placed caches of a random model of `shapes`, per compressor: 64 segments (SmolVLM), or the 6 whose
+    full caches fit LLaVA-1.5-7B's 4,096 positions (6 x 576)."""
+    import torch
+
+    from voco.session import AnswerSession, Timeline
+
+    segments = 6 if shapes == "llava-1.5-7b" else 64
+    out = {"segments": segments}
     for name, (compressor, k) in {"voco-1": ("voco", 1), "pool-16": ("pool", 16), "full": ("full", 1)}.items():
-        voco = VoCoConfig(compressor=compressor, k=k, frames_per_segment=1, prompt=PromptTemplate())
-        model = new_model(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).eval()
+        model = random_model(shapes, compressor, k, device)
+        side = model.config.vision_config.image_size
+        frame = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), np.uint8)
         with torch.inference_mode():
             cache = model.compress([frame])[0]
         timeline = Timeline.of([cache] * segments, [(2.0 * i, 2.0 * i + 2) for i in range(segments)])
@@ -72,6 +86,8 @@ def ttft_ms(repeats: int, segments: int = 64) -> dict:
             best = min(best, stats.ttft_ms)
         out[name] = {"tokens_per_segment": cache.k, "past_tokens": cache.k * segments, "ttft_ms": round(best, 1)}
         del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
     return out
 
 
@@ -80,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-timing", action="store_true", help="only the analytic table")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shapes", choices=("smolvlm-256m", "llava-1.5-7b"), default="smolvlm-256m",
+                   help="whose shapes are timed (llava-1.5-7b: bf16, needs a GPU: --device cuda)")
+    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     import torch
 
@@ -94,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
               + f"  {r['gb_per_hour']['full']:>12.1f}", file=sys.stderr)
     result = {"machine": machine(), "bf16_kv": rows}
     if not args.no_timing:
-        result["smolvlm_256m_ttft_64_segments"] = timing = ttft_ms(args.repeats)
-        for name, t in timing.items():
-            print(f"SmolVLM-256M shapes, 64 segments, {name}: {t['past_tokens']} cached tokens, TTFT {t['ttft_ms']} ms",
-                  file=sys.stderr)
+        result["ttft"] = timing = {"shapes": args.shapes, "device": args.device,
+                                               **ttft_ms(args.shapes, args.device, args.repeats)}
+        for name in ("voco-1", "pool-16", "full"):
+            t = timing[name]
+            print(f"{args.shapes} shapes, {timing['segments']} segments, {name}: {t['past_tokens']} cached tokens, "
+                  f"TTFT {t['ttft_ms']} ms", file=sys.stderr)
     print(json.dumps(result))
     return 0
 
