@@ -103,11 +103,9 @@ def test_bf16_parity_llava7b_shapes_cpu():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_parity_llava7b_shapes_gpu():
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 must be fp32
-    try:
+    from tests.fixtures.gpu import exact_fp32
+
+    with exact_fp32():
         model = llava7b_model(4, 24, device="cuda", dtype=torch.float32, k=2)
         errors = parity_errors(model, _segments(6, 336, seed=3), _segments(6, 336, seed=9))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     check(errors)

@@ -87,12 +87,10 @@ def test_llava7b_shapes_answer_as_transformers_cpu():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_llava7b_shapes_answer_as_transformers_gpu():
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 must be fp32
-    try:
+    from tests.fixtures.gpu import exact_fp32
+
+    with exact_fp32():
         _llava7b_oracle("cuda", 32)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 @pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2),
