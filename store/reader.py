@@ -51,12 +51,12 @@ def list_videos(read: SessionFactory, *, status: str | None = None) -> list[Vide
                  .outerjoin(done, done.c.video_id == Video.id).order_by(Video.id))
         if status is not None:
             query = query.where(Video.status == status)
-        rows = s.execute(query).tuples().all()
+        rows = s.execute(query).all()
         hashes = {v.sha256 for v, _, _ in rows if v.sha256}
         paths: dict[str, list[str]] = {}
         if hashes:
             for sha, path in s.execute(select(File.sha256, File.path).where(File.sha256.in_(hashes))
-                                       .order_by(File.path)).tuples():
+                                       .order_by(File.path)):
                 paths.setdefault(sha, []).append(path)
         return [_info(v, m, n, paths.get(v.sha256 or "", [])) for v, m, n in rows]
 
@@ -65,7 +65,7 @@ def compressions(read: SessionFactory, names: Sequence[str]) -> list[tuple[str, 
     """(compressor, k) of every model registered under one of `names` that holds a video, most videos first."""
     with read() as s:
         rows = s.execute(select(Model.compressor, Model.k, func.count(Video.id)).join(Video, Video.model_id == Model.id)
-                         .where(Model.name.in_(list(names))).group_by(Model.compressor, Model.k)).tuples().all()
+                         .where(Model.name.in_(list(names))).group_by(Model.compressor, Model.k)).all()
     return [(c, k) for c, k, _ in sorted(rows, key=lambda r: -r[2])]
 
 
@@ -78,7 +78,7 @@ def get_video(read: SessionFactory, video_id: int) -> VideoInfo:
 def _select_one(read: SessionFactory, video_id: int) -> list[VideoInfo]:
     with read() as s:
         row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
-                        .where(Video.id == video_id)).tuples().first()
+                        .where(Video.id == video_id)).first()
         if row is None:
             return []
         video, model = row
@@ -105,7 +105,7 @@ def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Mo
 def video_of_model(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Model]:
     """The video and its model row; NotFound, or FingerprintMismatch when another model compressed it."""
     row = s.execute(select(Video, Model).join(Model, Video.model_id == Model.id)
-                    .where(Video.id == video_id)).tuples().first()
+                    .where(Video.id == video_id)).first()
     if row is None:
         raise NotFound(f"no video with id {video_id} in the store (see python -m ingest --list)")
     video, model = row

@@ -138,7 +138,7 @@ def _cache_rows(session: Session, video_id: int) -> list[tuple[Segment, Cache]]:
     return list(session.execute(
         select(Segment, Cache).join(Cache, Cache.segment_id == Segment.id)
         .where(Segment.video_id == video_id).order_by(Segment.index)
-    ).tuples())
+    ))
 
 
 def finish(write: SessionFactory, home: Home, claim: Claim, owner: str) -> int:
