@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="model weights' dtype (default: the checkpoint's); ingest with the same one, or the "
                    "library's caches belong to another model identity")
-    p.add_argument("--compressor", metavar="NAME", help="how the library's segments were cached (voco, full, pool, "
-                   "...; default: what the library holds for --model, else the checkpoint's own)")
+    p.add_argument("--compressor", metavar="NAME", help="how the library's segments were cached (voco, full, "
+                   "pool_frames, pool, ...; default: what the library holds for --model, else the checkpoint's own)")
     p.add_argument("--k", type=int, metavar="K", help="tokens kept per segment, with --compressor (default: the "
                    "library's, else the checkpoint's)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -94,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "another dtype are kept apart")
     p.add_argument("--compressor", metavar="NAME", help="how each segment is cached: voco (the k <voco> tokens a "
                    "VoCo-tuned model reads), full (every vision token's KV: a stock LLaVA-family checkpoint answers "
-                   "zero-shot), pool (k average-pooled tokens), qformer, atp, atp+voco (default: the checkpoint's "
-                   "voco.json; voco for a plain checkpoint); part of the model identity, so libraries never mix")
-    p.add_argument("--k", type=int, metavar="K", help="tokens kept per segment for voco / pool (default: the "
-                   "checkpoint's)")
+                   "zero-shot), pool_frames (each frame's token grid pooled to k tokens by the model's own pooling, "
+                   "zero-shot; k a square: 4, 16, 36, ...), pool (k average-pooled tokens + a trained linear), "
+                   "qformer, atp, atp+voco (default: the checkpoint's voco.json; voco for a plain checkpoint); part of "
+                   "the model identity, so libraries never mix")
+    p.add_argument("--k", type=int, metavar="K", help="tokens kept per segment for voco / pool, per frame for "
+                   "pool_frames (default: the checkpoint's)")
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES, default=IngestConfig.cache_dtype,
                    help="how caches are stored: 'model' (as computed, in the model's dtype; default) or 'int8' (about "
                    "0.26x the bytes of float32: int8 per head_dim vector with a float16 scale, read back in the "

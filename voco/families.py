@@ -15,6 +15,9 @@ model's own *video* path, since segments are video frames:
   patch states, then the connector (pixel shuffle by `scale_factor`, then a linear): each frame read as one
   global image at the encoder's side, as their processors read video frames (no tile splitting).
 
+`pool_frames` caches pool each frame's token grid further by the family's own pooling (`Family.pool_grid`:
+averaging; OneVision: bilinear).
+
 The family's frame path is one `nn.Module` (`VoCoModel.projector`), so the model code has no family
 branches; its parts go back into the family's transformers class on save. Parameters the video path
 does not read (NeXT-Video's `image_newline`) are carried along so a save writes them back.
@@ -72,6 +75,21 @@ class Family:
     def projector_of(self, frame_path: nn.Module) -> nn.Module:
         return frame_path
 
+    def pool_grid(self, tokens: torch.Tensor, side: int) -> torch.Tensor:
+        """Frame tokens [frames, g * g, hidden] (a row-major g x g grid) -> [frames, side * side, hidden] by the
+        family's own spatial pooling (`pool_frames` caches): averaging, as LLaVA-NeXT-Video's pooler does."""
+        grid = square_side(tokens.shape[1], "the frame path's tokens per frame")
+        if not 1 <= side <= grid:
+            raise ValueError(f"a frame's {grid} x {grid} token grid cannot be pooled to {side} x {side}")
+        frames, _, dim = tokens.shape
+        x = tokens.reshape(frames, grid, grid, dim).permute(0, 3, 1, 2)  # [frames, hidden, g, g]
+        x = self.pool_2d(x, side)  # [frames, hidden, side, side]
+        return x.permute(0, 2, 3, 1).reshape(frames, side * side, dim)
+
+    @staticmethod
+    def pool_2d(x: torch.Tensor, side: int) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, side)
+
     def restore(self, model: PreTrainedModel, frame_path: nn.Module) -> None:
         """Put what `frame_path` carries besides the projector back into a family model being saved."""
 
@@ -90,6 +108,18 @@ class Family:
         model.model.language_model, model.lm_head = language_model, lm_head
 
 
+def square_side(count: int, what: str) -> int:
+    side = math.isqrt(count)
+    if side * side != count:
+        raise ValueError(f"{what} ({count}) are not a square grid: pool them with the `pool` compressor instead")
+    return side
+
+
+def bilinear(x: torch.Tensor, side: int) -> torch.Tensor:
+    """[frames, hidden, g, g] -> [frames, hidden, side, side], LLaVA-OneVision's pooling (`apply_pooling`)."""
+    return F.interpolate(x, size=[side, side], mode="bilinear")
+
+
 class OnevisionFramePath(nn.Module):
     """LLaVA-OneVision's video path: projector, then bilinear 2x2 pooling of the token grid."""
 
@@ -103,7 +133,7 @@ class OnevisionFramePath(nn.Module):
         x = self.projector(features)  # [frames, grid * grid, hidden]
         frames, _, dim = x.shape
         x = x.view(frames, self.grid, self.grid, dim).permute(0, 3, 1, 2)
-        x = F.interpolate(x, size=[math.ceil(self.grid / 2)] * 2, mode="bilinear")  # as apply_pooling
+        x = bilinear(x, math.ceil(self.grid / 2))  # as apply_pooling
         return x.permute(0, 2, 3, 1).reshape(frames, -1, dim)
 
 
@@ -139,6 +169,8 @@ class OnevisionFamily(Family):
 
     def restore(self, model, frame_path):
         model.model.image_newline = frame_path.image_newline
+
+    pool_2d = staticmethod(bilinear)  # its own pooling, pooled further
 
 
 class NextVideoFamily(Family):

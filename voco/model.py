@@ -164,6 +164,7 @@ class VoCoModel(nn.Module):
     def segment_tokens(self, embeds: torch.Tensor, segments: int) -> torch.Tensor:
         """Projected frame tokens [B*F, p, hidden] -> each segment's vision sequence [B, n, hidden] (the family's
         video path may close a segment's frames with a token: OneVision's image_newline)."""
+        embeds = self.compressor.frame_tokens(self, embeds)  # [B*F, p', hidden]
         return self.family.segment_tokens(self.projector, embeds.reshape(segments, -1, embeds.shape[-1]))
 
     def embed_segment(self, frames: Frames) -> torch.Tensor:

@@ -119,10 +119,13 @@ def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames,
     assert torch.equal(again.compress([segment])[0].kv, model.compress([segment])[0].kv)
 
 
-@pytest.mark.parametrize("model_type", ["llava", "llava_next_video", "llava_onevision", "idefics3", "smolvlm"])
-def test_a_stock_checkpoint_ingested_with_full_caches_is_answered_by_the_app(model_type, tmp_path):
-    """`python -m ingest VIDEO --model PLAIN --compressor full`, then the app (its model chosen as `python -m app`
-    chooses it: the compressor the library was built with) answers as `/ask` does, for each family."""
+@pytest.mark.parametrize("model_type, compressor, k", [
+    ("llava", "full", 1), ("llava_next_video", "full", 1), ("llava_onevision", "full", 1), ("idefics3", "full", 1),
+    ("smolvlm", "full", 1), ("llava_onevision", "pool_frames", 1)])
+def test_a_stock_checkpoint_ingested_zero_shot_is_answered_by_the_app(model_type, compressor, k, tmp_path):
+    """`python -m ingest VIDEO --model PLAIN --compressor full` (or pool_frames), then the app (its model chosen as
+    `python -m app` chooses it: the compressor the library was built with) answers as `/ask` does, for each
+    family."""
     import json
     import subprocess
     import sys
@@ -150,14 +153,64 @@ def test_a_stock_checkpoint_ingested_with_full_caches_is_answered_by_the_app(mod
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # full caches read no <voco>: no "not VoCo-tuned" warning
             summary = ingest_paths([str(video)], home=home, model=str(tmp_path / "plain"),
-                                   config=IngestConfig(compressor="full", segment_seconds=1.0))
+                                   config=IngestConfig(compressor=compressor, k=k, segment_seconds=1.0))
         assert summary.exit_code == 0 and summary.files[0].segments == 4, summary.text()
     with Store.open(home) as store:
-        assert store.compressions([str((tmp_path / "plain").resolve())]) == [("full", 1)]
+        assert store.compressions([str((tmp_path / "plain").resolve())]) == [(compressor, k)]
         model = library_model(store, parse_args(["--home", str(home), "--model", str(tmp_path / "plain")]))
-        assert model.compressor.name == "full"
+        assert (model.compressor.name, model.k) == (compressor, k)
         (stored,) = store.list_videos()
         assert stored.fingerprint == model.fingerprint  # the app reads the library it was given
         out = ChatService(store, model, model_name=str(tmp_path / "plain")).answer_dict(
             stored.id, "what is shown?", max_new_tokens=4)
         assert isinstance(out["answer"], str) and out["segments_used"] and out["segments_total"] == 4
+
+
+# ---- pool_frames: each frame's token grid pooled by the family's own pooling ------------------------------------
+
+
+def _loaded(folder, model_type: str, compressor: str, k: int, frames: int = 2) -> VoCoModel:
+    start = "<segment>" if model_type.startswith("llava_") else ""
+    return VoCoModel.from_pretrained(folder, compressor=compressor, k=k, frames_per_segment=frames,
+                                     prompt=PromptTemplate(system="", prefix=start, question="\n{question} A:"))
+
+
+def test_pool_frames_averages_each_frames_grid_as_next_videos_pooler(tmp_path):
+    """LLaVA-1.5 (a 4 x 4 grid per frame) pooled to k = 4: each frame's 2 x 2 blocks averaged, as
+    LLaVA-NeXT-Video's `AvgPool2d(stride)` pooler does, frame by frame (never across the two frames)."""
+    _plain("llava", tmp_path / "plain")
+    full = _loaded(tmp_path / "plain", "llava", "full", 1)
+    pooled = _loaded(tmp_path / "plain", "llava", "pool_frames", 4)
+    segment = np.random.default_rng(2).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    with torch.no_grad():
+        tokens = full.vision_embeds([segment])[0]  # [2 * 16, hidden]
+        grids = tokens.reshape(2, 4, 4, -1).permute(0, 3, 1, 2)  # [frames, hidden, 4, 4]
+        want = torch.nn.AvgPool2d(2)(grids).permute(0, 2, 3, 1).reshape(8, -1)  # [2 * 4, hidden]
+        got = pooled.vision_embeds([segment])[0]
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+    (cache,) = pooled.compress([segment])
+    assert cache.kv.shape[-2] == 8 and pooled.fingerprint != full.fingerprint  # 8 of 32 tokens; caches never mix
+
+
+def test_pool_frames_to_the_grids_own_size_is_the_full_cache(tmp_path):
+    """OneVision (its own bilinear pooling gives a 2 x 2 grid per frame, then one image_newline per segment):
+    pooling to that same size changes no token, so its caches equal `full`'s."""
+    _plain("llava_onevision", tmp_path / "plain")
+    segment = np.random.default_rng(3).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    full = _loaded(tmp_path / "plain", "llava_onevision", "full", 1).compress([segment])[0]
+    same = _loaded(tmp_path / "plain", "llava_onevision", "pool_frames", 4).compress([segment])[0]
+    smaller = _loaded(tmp_path / "plain", "llava_onevision", "pool_frames", 1).compress([segment])[0]
+    assert same.kv.shape == full.kv.shape and torch.allclose(same.kv, full.kv, atol=1e-5)
+    assert smaller.kv.shape[-2] == 2 * 1 + 1  # one pooled token per frame, then the newline
+
+
+def test_pool_frames_refuses_what_it_cannot_pool(tmp_path):
+    _plain("llava", tmp_path / "plain")
+    with pytest.raises(ValueError, match="k = 5 tokens per frame must be a square"):
+        _loaded(tmp_path / "plain", "llava", "pool_frames", 5)
+    too_many = _loaded(tmp_path / "plain", "llava", "pool_frames", 25)
+    with pytest.raises(ValueError, match="4 x 4 token grid cannot be pooled to 5 x 5"):
+        too_many.compress([np.zeros((2, 32, 32, 3), np.uint8)])
+    evidence = VoCoModel.from_pretrained("default", compressor="pool_frames", k=4)  # 4 slots x 6 words a frame
+    with pytest.raises(ValueError, match=r"\(24\) are not a square grid: pool them with the `pool` compressor"):
+        evidence.compress([np.zeros((1, 48, 64, 3), np.uint8)])

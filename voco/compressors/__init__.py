@@ -1,6 +1,6 @@
 """Compressors behind one protocol (`voco.compressors.base`); a config name resolves to a class.
 
-    voco, full, pool   voco/compressors/dense.py
+    voco, full, pool, pool_frames   voco/compressors/dense.py
     qformer            voco/qformer.py
 
 A new compressor: a `Compressor` subclass with a `name`, decorated with `@register`, in a module added to

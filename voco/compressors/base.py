@@ -136,6 +136,11 @@ class Compressor:
 
     # ---- pass 1 ------------------------------------------------------------------------------------------
 
+    def frame_tokens(self, model, tokens: torch.Tensor) -> torch.Tensor:
+        """Each frame's projected tokens [frames, p, hidden] -> the tokens of it a segment's sequence holds
+        (all of them; `pool_frames` pools each frame's grid first)."""
+        return tokens
+
     def layout(self, n_vision: int) -> SegmentLayout:
         raise NotImplementedError
 

@@ -3,16 +3,20 @@
     voco: [<seg>, V_1 .. V_n, <voco>_1 .. <voco>_k]  keep positions n+1 .. n+k
     full: [<seg>, V_1 .. V_n]                        keep positions 1 .. n
     pool: [<seg>, P_1 .. P_m]                        keep positions 1 .. m   (P = linear(avgpool(V)), m = k)
+    pool_frames: full over V' = each frame's token grid pooled to k tokens (the family's own pooling)
 
 <seg> is the tokenizer's <bos> (or a dedicated start token for tokenizers without one).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from voco.cache import check_caches
 from voco.compressors.base import Compressor, SegmentLayout, register
 
 
@@ -70,6 +74,34 @@ class FullCompressor(Compressor):
 
     def describe(self, n_vision: int) -> str:
         return f"the KV cache of all {n_vision} vision tokens (no compression)"
+
+
+@register
+class FramePoolCompressor(FullCompressor):
+    """Each frame's token grid pooled to k tokens (a sqrt(k) x sqrt(k) grid) by the model family's own spatial
+    pooling (`Family.pool_grid`), then every pooled token's KV kept, as `full` keeps them. No trained weights:
+    a stock checkpoint answers from these caches zero-shot, at k / p of the full caches' bytes."""
+
+    name = "pool_frames"
+    uses_k = True
+    keeps_all_vision = False
+
+    def __init__(self, k: int, module: nn.Module | None = None, options: dict | None = None):
+        super().__init__(k, module, options)
+        self.side = math.isqrt(k)
+        if self.side * self.side != k:
+            raise ValueError(f"pool_frames: k = {k} tokens per frame must be a square number (1, 4, 9, 16, 36, "
+                             "64, ...): each frame's token grid is pooled to sqrt(k) x sqrt(k)")
+
+    def frame_tokens(self, model, tokens: torch.Tensor) -> torch.Tensor:
+        return model.family.pool_grid(tokens, self.side)  # [frames, k, hidden]
+
+    def check_caches(self, caches, fingerprint: str) -> None:
+        # a cache keeps k tokens per frame (and the family's tail): its count is not k; the fingerprint covers k
+        check_caches(caches, fingerprint=fingerprint, compressor=self.name, k=None)
+
+    def describe(self, n_vision: int) -> str:
+        return f"the KV cache of {n_vision} vision tokens: each frame's token grid pooled to {self.k} tokens"
 
 
 class AvgPoolLinear(nn.Module):
