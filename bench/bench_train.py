@@ -87,7 +87,8 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="tiny", help="tiny | llava7b | llava7b:LAYERS | a checkpoint folder")
+    p.add_argument("--model", default="tiny",
+                   help="tiny | smolvlm256m | llava7b | llava7b:LAYERS | a checkpoint folder")
     p.add_argument("--engine", default="single", choices=["single", "ddp", "fsdp"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--checkpointing", action="store_true", help="transformers' per-layer gradient checkpointing")

@@ -1,5 +1,5 @@
-"""What a stock checkpoint's caches cost (issue 24): bytes per segment and per hour for voco / pool / full at real
-shapes, and time to first token over 64 segments of each, side by side in one run.
+"""What a stock checkpoint's caches cost (issue 24): bytes per segment and per hour for voco / pool_frames / full at
+real shapes, and time to first token over 64 segments of each, side by side in one run.
 
     python bench/bench_zero_shot.py                 # the table + SmolVLM-256M's shapes timed on this CPU (~2 min)
     python bench/bench_zero_shot.py --no-timing     # the table only (analytic, instant)
@@ -34,7 +34,7 @@ CHECKPOINTS = {
     "SmolVLM-500M": (DecoderShape(32, 960, 2560, 15, 5, 64), 64),
     "SmolVLM-256M": (DecoderShape(30, 576, 1536, 9, 3, 64), 64),
 }
-KEPT = {"voco-1": 1, "voco-2": 2, "pool-16": 16}  # tokens kept per segment; full keeps every vision token
+KEPT = {"voco-1": 1, "voco-2": 2, "pool_frames-16": 16}  # tokens kept per segment (one frame); full keeps all
 SEGMENTS_PER_HOUR = 1800
 QUESTION = "what is the person holding?"
 
@@ -73,7 +73,8 @@ def ttft_ms(shapes: str, device: str, repeats: int) -> dict:
 
     segments = 6 if shapes == "llava-1.5-7b" else 64
     out = {"segments": segments}
-    for name, (compressor, k) in {"voco-1": ("voco", 1), "pool-16": ("pool", 16), "full": ("full", 1)}.items():
+    kinds = {"voco-1": ("voco", 1), "pool_frames-16": ("pool_frames", 16), "full": ("full", 1)}
+    for name, (compressor, k) in kinds.items():
         model = random_model(shapes, compressor, k, device)
         side = model.config.vision_config.image_size
         frame = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), np.uint8)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_timing:
         result["ttft"] = timing = {"shapes": args.shapes, "device": args.device,
                                                **ttft_ms(args.shapes, args.device, args.repeats)}
-        for name in ("voco-1", "pool-16", "full"):
+        for name in ("voco-1", "pool_frames-16", "full"):
             t = timing[name]
             print(f"{args.shapes} shapes, {timing['segments']} segments, {name}: {t['past_tokens']} cached tokens, "
                   f"TTFT {t['ttft_ms']} ms", file=sys.stderr)

@@ -24,14 +24,21 @@ def machine() -> dict:
 
 
 def load_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None):
-    """`tiny` (random, 64 px frames, 64 tokens per frame), `llava7b` (random weights, LLaVA-1.5-7B shapes,
-    bf16: for a GPU), `default` (bundled), or a checkpoint folder."""
+    """`tiny` (random, 64 px frames, 64 tokens per frame), `smolvlm256m` (random weights, SmolVLM-256M's shapes),
+    `llava7b` (random weights, LLaVA-1.5-7B shapes, bf16: for a GPU), `default` (bundled), or a checkpoint folder."""
     from voco import VoCoModel
 
     if name == "tiny":
         from voco.tiny import tiny_config, tiny_model
 
         return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1).to(device)
+    if name == "smolvlm256m":  # configs/smolvlm_voco.yaml's model at its real shapes, random weights
+        from voco.checkpoint import new_model
+        from voco.config import PromptTemplate, VoCoConfig
+        from voco.tiny import smolvlm_256m_config, tiny_tokenizer
+
+        voco = VoCoConfig(k=2, frames_per_segment=1, prompt=PromptTemplate())
+        return new_model(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).to(device, dtype or torch.float32)
     if name.startswith("llava7b"):  # llava7b or llava7b:LAYERS (a shallower stand-in to check the path)
         from voco.tiny import llava7b_model
 

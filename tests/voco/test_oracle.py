@@ -214,3 +214,18 @@ def test_pool_frames_refuses_what_it_cannot_pool(tmp_path):
     evidence = VoCoModel.from_pretrained("default", compressor="pool_frames", k=4)  # 4 slots x 6 words a frame
     with pytest.raises(ValueError, match=r"\(24\) are not a square grid: pool them with the `pool` compressor"):
         evidence.compress([np.zeros((1, 48, 64, 3), np.uint8)])
+
+
+def test_segments_cached_alone_differ_from_one_pass_only_from_the_second(tmp_path):
+    """scripts/probe_segment_isolation.py: one segment is the single pass exactly; with two, the second segment's
+    KV was computed without the first before it, so the answer's distribution moves (README "Use your own model")."""
+    from scripts.probe_segment_isolation import compare, tiny_llava
+
+    tiny_llava(tmp_path / "plain")
+    model = VoCoModel.from_pretrained(tmp_path / "plain", compressor="full", frames_per_segment=1,
+                                      prompt=PromptTemplate(system="", prefix="", question="\n{question} ASSISTANT:"))
+    model.save_pretrained(tmp_path / "same")
+    theirs = family_of(model.config).model_class.from_pretrained(tmp_path / "same").eval()
+    one, two = (compare(model, theirs, t, videos=3, tokens=4, seed=1) for t in (1, 2))
+    assert one["first_token_same"] == one["answer_same"] == 1.0 and one["kl_first_token"] < 1e-6
+    assert two["kl_first_token"] > 1e-5
