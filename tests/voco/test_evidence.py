@@ -219,3 +219,29 @@ def test_identity_covers_the_evidence_settings(evidence_model):
         tower.config = original
         evidence_model._fingerprint = None
     assert evidence_model.fingerprint == before
+
+
+def test_crops_read_each_window_as_its_own_picture(evidence_model):
+    """`crops`: the top-left window is the classifier's pooled features of that corner cut from the frame and read
+    at full input size (not a window of the whole frame's map); identities change only when it is set."""
+    import dataclasses
+
+    tower = evidence_model.vision_tower
+    net = tower.classifier.net
+    frame = torch.from_numpy(_segments(1, seed=4)[0])  # [1, 40, 48, 3]
+    rows, cols = window_slices(40, 48, tower.config.window)[1]
+    with torch.no_grad():
+        corner = net.extract_features(tower.pixels(frame[:, rows, cols])).float().mean(dim=(2, 3))  # [1, 1280]
+        pooled = tower.crop_features(frame, net)  # [1, 6, 1280]
+    assert pooled.shape[:2] == (1, 6) and torch.allclose(pooled[0, 1], corner[0], atol=1e-5)
+    assert rows == slice(0, 24) and cols == slice(0, 29)  # 0.6 of each side, rounded up
+    before, original = evidence_model.fingerprint, tower.config
+    try:
+        tower.config = dataclasses.replace(original, crops=True)
+        evidence_model._fingerprint = None
+        slots = tower.read(frame)
+        assert slots.shape == (1, tower.config.slots, FIELDS) and evidence_model.fingerprint != before
+    finally:
+        tower.config = original
+        evidence_model._fingerprint = None
+    assert "crops" not in original.settings() and evidence_model.fingerprint == before

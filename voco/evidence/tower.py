@@ -3,9 +3,9 @@
     slots = EvidenceTower(config, concepts)(frames)   # uint8 [N, H, W, 3] -> float [N, S, FIELDS]
 
 1. EfficientNet-Lite (ImageNet, frozen) reads the frame stretched to `image_size`; its last feature map
-   [1280, h, w] is pooled over windows (the whole frame and overlapping corner and centre regions) and each pooled
-   vector goes through the classifier head: class probabilities per window, so a thing filling a quarter of the
-   frame is seen as well as one filling it all.
+   [1280, h, w] is pooled over windows (the whole frame and overlapping corner and centre regions; with `crops`,
+   each region is read again as a crop at `image_size`) and each pooled vector goes through the classifier head:
+   class probabilities per window, so a thing filling a quarter of the frame is seen as well as one filling it all.
 2. Class probabilities are summed into everyday names and hypernyms (`ConceptTable`: every dog breed is a dog).
    A name's score is its best window's; the `slots - 1` best names above `min_score` fill the object slots.
 3. Each slot's colour is the dominant basic colour (`voco.colours`) of the pixels under the name's class
@@ -18,6 +18,7 @@ hypernym ids (2, -1: none); word ids index `EvidenceTower.words` (the concept ta
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -52,7 +53,18 @@ class EvidenceConfig:
     """Longer side of the frame the face detector reads (`voco.evidence.people.FaceCounter`)."""
     blob_threshold: float = 0.5
     """A feature-map cell belongs to a thing's blob when its activation is at least this share of the maximum."""
+    crops: bool = False
+    """Read the corner and centre windows as crops of the frame, each at the classifier's input size (five more
+    classifier passes: a thing in a corner is seen larger), rather than as windows of the whole frame's map."""
     extra: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        """The fields as identities hash them: `crops`, added later, only when set, so earlier models' identities
+        (and their caches and scene banks) stay as they were."""
+        out = dataclasses.asdict(self)
+        if not out["crops"]:
+            del out["crops"]
+        return out
 
     def __post_init__(self) -> None:
         if self.slots < 1 or not 0 < self.min_score < 1 or not 0 < self.window <= 1:
@@ -107,11 +119,10 @@ class EvidenceTower(nn.Module):
     def identity(self) -> dict:
         """What changes this tower's slots beside its weights (`voco.identity`): its settings, input size and
         the concept table's content (the words and which class has which name and hypernyms)."""
-        import dataclasses
         import json
 
         table = json.dumps([self.words, self.concepts.class_concepts, sorted(self.concepts.hypernyms.items())])
-        return {"evidence": dataclasses.asdict(self.config), "image_size": self.image_size,
+        return {"evidence": self.config.settings(), "image_size": self.image_size,
                 "concepts": hashlib.sha256(table.encode()).hexdigest()}
 
     def train(self, mode: bool = True):
@@ -148,13 +159,17 @@ class EvidenceTower(nn.Module):
                     self._memo.pop(next(iter(self._memo)))
         return torch.stack([self._memo[key] for key in keys]).clone()
 
+    @torch.no_grad()
     def read(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> float32 slots [N, S, FIELDS] (no memo)."""
         net = self.classifier.net
         x = self.pixels(frames.to(self.mean.device)).to(net._fc.weight.dtype)
         feats = net.extract_features(x).float()  # [N, 1280, h, w]
         windows = window_slices(feats.shape[2], feats.shape[3], self.config.window)
-        pooled = torch.stack([feats[:, :, r, c].mean(dim=(2, 3)) for r, c in windows], dim=1)  # [N, Wn, 1280]
+        if self.config.crops:
+            pooled = self.crop_features(frames.to(self.mean.device), net)  # [N, Wn, 1280]
+        else:
+            pooled = torch.stack([feats[:, :, r, c].mean(dim=(2, 3)) for r, c in windows], dim=1)  # [N, Wn, 1280]
         probs = torch.softmax(net._fc(pooled.to(net._fc.weight.dtype)).float(), dim=-1)  # [N, Wn, C]
         name_scores = probs @ self.concepts.name_matrix.to(probs.device)  # [N, Wn, words]
         small = F.avg_pool2d(x.float() * self.std + self.mean, 2).clamp(0, 255)  # [N, 3, S/2, S/2]
@@ -163,6 +178,15 @@ class EvidenceTower(nn.Module):
         for i in range(len(frames)):
             out[i] = self.frame_slots(feats[i], probs[i], name_scores[i], windows, colours[i], frames[i])
         return out
+
+    def crop_features(self, frames: torch.Tensor, net) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> pooled features [N, Wn, 1280] of the whole frame and of each corner / centre
+        crop (`window_slices` in pixels), every one read at the classifier's input size."""
+        n, h, w, _ = frames.shape
+        crops = [frames[:, r, c] for r, c in window_slices(h, w, self.config.window)]  # each [N, h', w', 3]
+        x = torch.cat([self.pixels(crop) for crop in crops]).to(net._fc.weight.dtype)  # [Wn * N, 3, S, S]
+        pooled = net.extract_features(x).float().mean(dim=(2, 3))  # [Wn * N, 1280]
+        return pooled.view(len(crops), n, -1).transpose(0, 1)
 
     def frame_slots(self, feats: torch.Tensor, probs: torch.Tensor, name_scores: torch.Tensor, windows,
                     colours: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ class BankSpec:
 
 def bank_key(tower: EvidenceTower, spec: BankSpec) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps({"version": VERSION, "evidence": dataclasses.asdict(tower.config),
+    digest.update(json.dumps({"version": VERSION, "evidence": tower.config.settings(),
                               "image_size": tower.image_size,
                               "spec": dataclasses.asdict(spec), "scene": dataclasses.asdict(spec.scene_spec())},
                              sort_keys=True, default=str).encode())
