@@ -226,7 +226,7 @@ class ChatService:
 
     def timeline_segments(self, video_id: object) -> list[SegmentInfo]:
         """The segments the timeline shows, in its order: those with a thumbnail."""
-        return [s for s in self.store.segments(self.video(video_id).id) if s.thumbnail]
+        return [s for s in self.store.segments(self.video(video_id).id, thumbnails=True) if s.thumbnail]
 
     def timeline(self, video_id: object, used: Collection[int] = ()) -> list[tuple[bytes, str]]:
         """(JPEG bytes, caption) per segment: what the model 'saw'; segments in `used` (an answer's) are marked."""

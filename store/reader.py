@@ -88,10 +88,16 @@ def _select_one(read: SessionFactory, video_id: int) -> list[VideoInfo]:
         return [_info(video, model, done, paths)]
 
 
-def segments(read: SessionFactory, video_id: int) -> list[SegmentInfo]:
+def segments(read: SessionFactory, video_id: int, *, thumbnails: bool = False) -> list[SegmentInfo]:
+    """A video's segments in order; their thumbnails (a JPEG each, another table) only when asked for: times alone
+    are one query over the segment rows."""
+    where = Segment.video_id == video_id
     with read() as s:
-        return [SegmentInfo(g.index, g.start_s, g.end_s, g.thumbnail, g.thumbnail_mime)
-                for g in s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.index))]
+        if thumbnails:
+            return [SegmentInfo(g.index, g.start_s, g.end_s, g.thumbnail, g.thumbnail_mime)
+                    for g in s.scalars(select(Segment).where(where).order_by(Segment.index))]
+        rows = s.execute(select(Segment.index, Segment.start_s, Segment.end_s).where(where).order_by(Segment.index))
+        return [SegmentInfo(index, start, end, None, None) for index, start, end in rows]
 
 
 def _ready_video(s: Session, video_id: int, fingerprint: str) -> tuple[Video, Model]:

@@ -217,8 +217,9 @@ class Store:
     def get_video(self, video_id: int) -> VideoInfo:
         return reader.get_video(self.read, video_id)
 
-    def segments(self, video_id: int) -> list[SegmentInfo]:
-        return reader.segments(self.read, video_id)
+    def segments(self, video_id: int, *, thumbnails: bool = False) -> list[SegmentInfo]:
+        """A video's segments in order (index, start and end seconds); their JPEG thumbnails with `thumbnails`."""
+        return reader.segments(self.read, video_id, thumbnails=thumbnails)
 
     def load_video_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> VideoCaches:
         """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not."""

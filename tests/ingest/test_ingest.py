@@ -35,7 +35,7 @@ def test_every_container_codec_and_oddity_is_ingested(tmp_path, video_dir, model
         assert all(v.status == "ready" and v.segments_done == v.num_segments for v in videos.values())
         rotated = videos["rotated.mp4"]
         assert (rotated.width, rotated.height) == (48, 64)  # display orientation
-        segments = store.segments(rotated.id)
+        segments = store.segments(rotated.id, thumbnails=True)
         assert all(s.thumbnail[:2] == b"\xff\xd8" and s.thumbnail_mime == "image/jpeg" for s in segments)
         assert [(s.start_s, s.end_s) for s in segments] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
 

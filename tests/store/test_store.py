@@ -85,7 +85,9 @@ def test_round_trip_one_pack_per_video(store):
     assert len(files) == 1 and files[0].name.startswith("pack-")  # chunks consolidated and removed
     info = store.get_video(claim.video_id)
     assert (info.status, info.num_segments, info.segments_done) == ("ready", 5, 5)
-    assert [s.thumbnail for s in store.segments(claim.video_id)] == [b"jpg"] * 5
+    assert [s.thumbnail for s in store.segments(claim.video_id, thumbnails=True)] == [b"jpg"] * 5
+    times = store.segments(claim.video_id)  # times only: no thumbnail read
+    assert [(s.index, s.start_s, s.thumbnail) for s in times] == [(i, float(i), None) for i in range(5)]
 
 
 def test_caches_of_one_model_are_never_served_to_another(store):

@@ -29,7 +29,8 @@ def test_thumbnails_move_out_of_segments_and_back_with_every_row(tmp_path, db_ur
             conn.execute(text(statement), {"jpeg": JPEG} if ":jpeg" in statement else {})
     engine.dispose()
     with Store.open(home, db_url) as store:  # upgrades to the newest revision
-        assert [(s.thumbnail, s.thumbnail_mime) for s in store.segments(1)] == [(JPEG, "image/jpeg"), (None, None)]
+        shown = [(s.thumbnail, s.thumbnail_mime) for s in store.segments(1, thumbnails=True)]
+        assert shown == [(JPEG, "image/jpeg"), (None, None)]
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM caches")).scalar() == 2
             assert "thumbnail" not in list(conn.execute(text("SELECT * FROM segments")).keys())
