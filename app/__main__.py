@@ -124,7 +124,7 @@ def library_model(store: Store, args: argparse.Namespace):
     """The model the app answers with: --model with --compressor / --k, else with the compressor the library holds
     most of --model's videos cached by (a stock checkpoint ingested with --compressor full is answered with full
     caches), else the checkpoint's own."""
-    from ingest.run import load_model
+    from voco import load_model
 
     compressor, k = args.compressor, args.k
     if compressor is None:

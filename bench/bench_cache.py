@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from ingest.run import model_info  # noqa: E402
 from store import ProbeRecord, SegmentRecord, Store, VideoKey  # noqa: E402
 from voco.cache import SegmentCache  # noqa: E402
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
 
-    model = load_model(args.model).eval()
+    model = bench_model(args.model).eval()
     size = model.config.vision_config.image_size
     rng = np.random.default_rng(0)
     distinct = model.compress([rng.integers(0, 256, (model.voco.frames_per_segment, size, size, 3), dtype=np.uint8)

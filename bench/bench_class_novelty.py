@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from voco.search import ClassEvidenceEmbedder, video_scores  # noqa: E402
 from voco.train.class_mixture import ClassMixtureSpec, ClassMixtureWorld, article  # noqa: E402
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = bench_model(args.model)
     embedder = ClassEvidenceEmbedder(model)
     world = ClassMixtureWorld.for_model(model, ClassMixtureSpec(min_segments=3, max_segments=12), seed=0)
     found: dict[float, list[int]] = {w: [] for w in WEIGHTS}

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from ingest.config import IngestConfig  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args(argv)
 
-    model = load_model(args.model)
+    model = bench_model(args.model)
     with tempfile.TemporaryDirectory(prefix="bench_hour_") as tmp:
         clip = Path(tmp) / f"clip_{args.minutes:g}min_{args.fps}fps.mp4"
         made = time.perf_counter()

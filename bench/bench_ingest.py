@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from ingest.config import VIDEO_EXTENSIONS, IngestConfig  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
 from ingest.thumbs import encode_jpeg, thumbnail_size  # noqa: E402
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = bench_model(args.model)
     config = IngestConfig(segment_seconds=args.segment_seconds, batch_size=args.batch_size,
                           decode_max_side=args.decode_max_side, decoder=args.backend)
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 
 USERS = (1, 4, 16, 64)
 MODES = {"one_at_a_time": 1, "batched": None}  # max_batch (None: --max-batch)
@@ -110,11 +110,11 @@ def run_users(service, asks: list[tuple[int, str]], users: int, rounds: int, max
             "first_errors": errors[:3], "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
-def bench_model(name: str, home: Path, args) -> dict:
+def measure_model(name: str, home: Path, args) -> dict:
     from app.service import ChatService, ServiceLimits
     from store import Store
 
-    model = load_model(name)
+    model = bench_model(name)
     model.eval()
     t0 = time.perf_counter()
     asks = build_library(home, name, model, args.synthetic_videos)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         home = args.home or Path(tmp)
         started = time.perf_counter()
         load = os.getloadavg()[0]
-        results = {name: bench_model(name, home, args) for name in args.models}
+        results = {name: measure_model(name, home, args) for name in args.models}
     print(json.dumps({"bench": "load", "machine": {**machine(), "load_average_1min_at_start": round(load, 2),
                                                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
                       "rounds": args.rounds, "max_batch": args.max_batch, "max_new_tokens": args.max_new_tokens,

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from voco.data.needle import draw_segment  # noqa: E402
 from voco.data.world import OBJECT_COLORS  # noqa: E402
 from voco.search import DEFAULT_NOVELTY_WEIGHT, VoCoKeyEmbedder, video_scores  # noqa: E402
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
-    model = load_model(args.model).eval()
+    model = bench_model(args.model).eval()
     with torch.inference_mode():
         hay, needles = compress_pools(model, args)
         embedder = VoCoKeyEmbedder(model, args.layer)

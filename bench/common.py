@@ -23,15 +23,12 @@ def machine() -> dict:
     return info
 
 
-def load_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None):
-    """`tiny` (random, 64 px frames, 64 tokens per frame), `smolvlm256m` (random weights, SmolVLM-256M's shapes),
-    `llava7b` (random weights, LLaVA-1.5-7B shapes, bf16: for a GPU), `default` (bundled), or a checkpoint folder."""
-    from voco import VoCoModel
+def bench_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None):
+    """A model for a bench: `smolvlm256m` (SmolVLM-256M's shapes) or `llava7b` / `llava7b:LAYERS` (LLaVA-1.5-7B's,
+    bf16: for a GPU), random weights at real shapes; anything else through `voco.load_model` (a bundled name,
+    `tiny`, or a checkpoint folder)."""
+    from voco import load_model
 
-    if name == "tiny":
-        from voco.tiny import tiny_config, tiny_model
-
-        return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1).to(device)
     if name == "smolvlm256m":  # configs/smolvlm_voco.yaml's model at its real shapes, random weights
         from voco.checkpoint import new_model
         from voco.config import PromptTemplate, VoCoConfig
@@ -44,7 +41,7 @@ def load_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None)
 
         layers = int(name.split(":")[1]) if ":" in name else 32
         return llava7b_model(layers, device=device, dtype=dtype or torch.bfloat16)
-    return VoCoModel.from_pretrained(name, device=device, dtype=dtype)
+    return load_model(name, device=device, dtype=dtype)
 
 
 def best_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:

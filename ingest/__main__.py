@@ -264,7 +264,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
     from ingest.follow import LiveSource, follow
     from ingest.results import EXIT_INTERRUPTED, EXIT_SOME_FAILED, FileStatus
-    from ingest.run import load_model
+    from voco import load_model
     from voco.timeline import clock
     from voco.video.probe import VideoError
 
@@ -297,8 +297,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """--search / --rebuild-index: both need the model (imported here, not at start-up)."""
-    from ingest.run import load_model
     from ingest.vectors import MomentSearch, rebuild_index
+    from voco import load_model
 
     try:
         model = load_model(args.model, args.device, args.dtype, args.compressor, args.k)

@@ -39,20 +39,6 @@ class UsageError(ValueError):
     """Bad arguments (e.g. a path that does not exist); nothing was done."""
 
 
-def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None, compressor: str | None = None,
-               k: int | None = None) -> VoCoModel:
-    """`VoCoModel.from_pretrained` on `device` in `dtype` (None: the checkpoint's), with `compressor` and `k`
-    replacing the checkpoint's (None: its own); FileNotFoundError (with its message) when there is no such model,
-    ValueError for an unknown compressor."""
-    import torch
-
-    overrides = {key: value for key, value in (("compressor", compressor), ("k", k)) if value is not None}
-    model = VoCoModel.from_pretrained(name_or_path, device=device,
-                                      dtype=None if dtype is None else getattr(torch, dtype), **overrides)
-    model.eval()
-    return model
-
-
 def ingest_paths(
     paths: Sequence[str | PathLike],
     *,

@@ -29,8 +29,9 @@ def ask(model_name: str, home: Path, questions=QUESTIONS) -> list[dict]:
     from app.quickstart import build_library
     from app.service import ChatService
     from ingest.config import IngestConfig
-    from ingest.run import ingest_paths, load_model
+    from ingest.run import ingest_paths
     from store import Store
+    from voco import load_model
     from voco.session import make_selector
 
     model = load_model(model_name, "cpu", None)

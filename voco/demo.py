@@ -12,18 +12,10 @@ import time
 
 import torch
 
+from voco.checkpoint import load_model
 from voco.data.synthetic import make_example
-from voco.model import VoCoModel
 from voco.reference import reference_logits
 from voco.segments import split_frames
-
-
-def load_model(name: str) -> VoCoModel:
-    if name == "tiny":
-        from voco.tiny import tiny_config, tiny_model
-
-        return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1)
-    return VoCoModel.from_pretrained(name)
 
 
 def main(argv: list[str] | None = None) -> int:

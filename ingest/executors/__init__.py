@@ -49,9 +49,9 @@ class LocalExecutor:
     name = "local"
 
     def run(self, request: IngestRequest) -> Summary:
-        from ingest.run import load_model
         from ingest.worker import VideoIngestor
         from store import Store
+        from voco import load_model
 
         config = request.config
         store = request.store or Store.open(request.home, request.db_url, lease_s=request.config.lease_s)

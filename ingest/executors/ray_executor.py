@@ -42,9 +42,9 @@ class IngestWorker:
     """The body of a Ray worker actor (plain class: `ray.remote` wraps it at run time)."""
 
     def __init__(self, home: str, db_url: str | None, model: str, model_name: str, config: IngestConfig):
-        from ingest.run import load_model
         from ingest.worker import VideoIngestor
         from store import Store
+        from voco import load_model
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         self.store = Store.open(home, db_url, lease_s=config.lease_s)

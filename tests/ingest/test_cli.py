@@ -88,8 +88,8 @@ def test_progress_bars_go_to_stderr(tmp_path, one_video, model_dir, capsys):
 def test_dtype_flag_stores_bf16_caches_apart_from_fp32(tmp_path, one_video, model_dir, capsys):
     import torch
 
-    from ingest.run import load_model
     from store import Store
+    from voco import load_model
 
     home = tmp_path / "home"
     assert cli(one_video, "--json", home=home, model_dir=model_dir) == 0
