@@ -61,6 +61,23 @@ def _answers(kind: str, video: VideoTruth, n: int = 60) -> list:
     return [qa for qa in (ask(kind, video, rng) for _ in range(n)) if qa is not None]
 
 
+def test_sibling_no_asks_about_a_thing_of_a_kind_the_video_shows():
+    """`sibling`: a yes/no question's absent thing is one sharing a hypernym with what is seen (a dog where a cat
+    is); at 0 the questions are drawn exactly as before the option existed (the bundled recipe's data)."""
+    video = _video(siblings=("dog",))
+
+    def noes(sibling: float) -> list[str]:
+        rng = np.random.default_rng(0)
+        qas = [ask("exists", video, rng, sibling=sibling) for _ in range(80)]
+        return [qa.question for qa in qas if qa is not None and qa.answer == "No."]
+
+    assert noes(1.0) and all("dog" in q for q in noes(1.0))
+    plain = np.random.default_rng(0)
+    assert noes(0.0) == [qa.question for qa in (ask("exists", _video(), plain) for _ in range(80))
+                         if qa is not None and qa.answer == "No."]
+    assert not all("dog" in q for q in noes(0.0))
+
+
 def test_answers_follow_the_truth():
     video = _video()
     assert {qa.answer for qa in _answers("what", video)} == {"A cat, then two cars and a person, then a cat."}

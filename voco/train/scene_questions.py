@@ -114,6 +114,9 @@ class VideoTruth:
     absent_pool: tuple[str, ...] = ()
     segment_words: list[set[str]] | None = None
     """Per segment, the words its own evidence shows (None: every segment shows all its scene's words)."""
+    siblings: tuple[str, ...] = ()
+    """Absent words that share a hypernym with something the video shows (a cat where a dog is seen): the hard
+    "No." of a yes/no question."""
 
     def segments_with(self, word: str) -> list[int]:
         """Segments whose scene has `word` and (when known) whose own evidence shows it: when a thing is seen."""
@@ -224,9 +227,14 @@ def _absent_word(video: VideoTruth, rng: np.random.Generator) -> str | None:
     return _pick(pool, rng) if pool else None
 
 
-def _ask_exists(video: VideoTruth, rng: np.random.Generator) -> QA | None:
+def _ask_exists(video: VideoTruth, rng: np.random.Generator, sibling: float = 0.0) -> QA | None:
     present = rng.random() < 0.5
-    word = _present_word(video, rng, rng.random() < 0.4) if present else _absent_word(video, rng)
+    if present:
+        word = _present_word(video, rng, rng.random() < 0.4)
+    elif sibling > 0 and video.siblings and rng.random() < sibling:  # no draw at 0: earlier recipes unchanged
+        word = _pick(video.siblings, rng)
+    else:
+        word = _absent_word(video, rng)
     if word is None:
         return None
     said = spoken(word, video, rng)
@@ -309,13 +317,15 @@ def _ask_cant_tell(video: VideoTruth, rng: np.random.Generator) -> QA:
     return QA(text[0].upper() + text[1:], CANT_TELL, "cant_tell")
 
 
-def ask(kind: str, video: VideoTruth, rng: np.random.Generator, absent: float = 0.2) -> QA | None:
+def ask(kind: str, video: VideoTruth, rng: np.random.Generator, absent: float = 0.2,
+        sibling: float = 0.0) -> QA | None:
     """One question of `kind` about the video and its answer (None when the video has nothing to ask it about);
-    `absent`: the chance that a when / colour / count question is about a thing not in the video."""
+    `absent`: the chance that a when / colour / count question is about a thing not in the video; `sibling`: the
+    chance that a yes/no question's absent thing is one of `video.siblings`."""
     if kind == "what":
         return QA(_pick(WHAT, rng), sentence(", then ".join(scene_phrases(video))), kind)
     if kind == "exists":
-        return _ask_exists(video, rng)
+        return _ask_exists(video, rng, sibling)
     if kind in ("first", "last", "after"):
         return _ask_order(kind, video, rng)
     if kind in ("when", "colour", "count"):

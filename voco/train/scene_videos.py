@@ -49,6 +49,10 @@ class SceneVideoSpec:
     absent: float = 0.2
     """Chance that a when / colour / count question asks about a thing the video does not show (answer: "There is
     no dog in the video.", "None."): how often reading the question's noun against the evidence decides."""
+    sibling: float = 0.0
+    """Chance that a yes/no question about an absent thing asks about a sibling of something the video shows (a
+    name sharing a hypernym with a shown thing: "Is there a cat?" where the evidence reads "dog animal") rather than
+    any name: hard negatives, so "No." depends on the asked word, not on its kind."""
     kinds: tuple[str, ...] = KINDS
     bank: dict = dataclasses.field(default_factory=dict)
     """`voco.train.scene_bank.BankSpec` fields (stamps and background folders, scene counts)."""
@@ -60,7 +64,7 @@ class SceneVideoSpec:
             raise ValueError(f"stamp_scenes: kinds must be some of {KINDS}, got {self.kinds}")
         if not 1 <= self.min_segments <= self.max_segments or self.max_scenes < 1:
             raise ValueError("stamp_scenes: need 1 <= min_segments <= max_segments and max_scenes >= 1")
-        for name in ("people", "subset", "history", "rename", "absent"):
+        for name in ("people", "subset", "history", "rename", "absent", "sibling"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"stamp_scenes: {name} is a chance in [0, 1], got {getattr(self, name)}")
         BankSpec(**self.bank)
@@ -97,6 +101,7 @@ class SceneVideos:
         names = {t.name for truth in self.truths for t in truth.things}
         self.absent_pool = tuple(sorted(names | set(self.vocabulary) | {"person"}))
         self.renamer = Renamer(self.words, hypernyms, person_id) if hypernyms and split == "train" else None
+        self.hypernyms = hypernyms or {}
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(entropy=self.seed,
@@ -173,11 +178,12 @@ class SceneVideos:
             segments, truths = self.renamer(segments, truths, rng)
             segment_words = [self.shown([s]) for s in segments]
             mentioned = self.shown(segments)
-        video = VideoTruth(truths, scene_of, starts, self.vocabulary,
-                           tuple(w for w in self.absent_pool if w not in mentioned), segment_words)
+        absent = tuple(w for w in self.absent_pool if w not in mentioned)
+        siblings = tuple(w for w in absent if set(self.hypernyms.get(w, ())) & mentioned)
+        video = VideoTruth(truths, scene_of, starts, self.vocabulary, absent, segment_words, siblings)
         qas, histories = [], []
         for kind in rng.choice(self.spec.kinds, size=self.questions_per_video * 2):
-            qa = ask(str(kind), video, rng, absent=self.spec.absent)
+            qa = ask(str(kind), video, rng, absent=self.spec.absent, sibling=self.spec.sibling)
             if qa is None:
                 continue
             earlier = [(q.question, q.answer) for q in qas]
