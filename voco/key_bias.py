@@ -1,8 +1,8 @@
 """Per-layer key biases inside transformers' own forward: one registered attention function.
 
-ATP (voco/atp.py) keeps a different set of vision tokens in every decoder layer. Expressed as attention, a
-token pruned at layer l is a key that no query of layer l (or deeper) may read: an additive bias on that key,
--inf (hard pruning, inference) or log(mask) (soft masks, training), different per layer. A single attention
+ATP (voco/compressors/atp/pruning.py) keeps a different set of vision tokens in every decoder layer. Expressed as
+attention, a token pruned at layer l is a key that no query of layer l (or deeper) may read: an additive bias on
+that key, -inf (hard pruning, inference) or log(mask) (soft masks, training), different per layer. A single attention
 mask cannot say that (transformers builds one mask for all layers), so this module registers an attention
 function `voco_key_bias` that adds a per-layer bias to the mask transformers built, then calls transformers'
 own SDPA attention. The bias travels as the forward kwarg `key_bias` (transformers passes unknown kwargs down

@@ -1,15 +1,15 @@
-"""ATP (voco/atp.py): two-stage ragged caches against the single-pass per-layer block-mask reference, and the
-pruning rule's own contracts (placement, budgets, grid, soft masks and their gradients)."""
+"""ATP (voco/compressors/atp/pruning.py): two-stage ragged caches against the single-pass per-layer block-mask
+reference, and the pruning rule's own contracts (placement, budgets, grid, soft masks and their gradients)."""
 
 import numpy as np
 import pytest
 import torch
 
 import voco.cache as voco_cache
-from voco.atp import AtpRun, Groups, atp_layers, grid_sample, module_targets
 from voco.cache import RaggedSegmentCache
+from voco.compressors.atp.pruning import AtpRun, Groups, atp_layers, grid_sample, module_targets
+from voco.compressors.atp.reference import atp_reference_logits, atp_single_pass_logits
 from voco.key_bias import StaticKeyBias, use_key_bias_attention
-from voco.ragged_reference import atp_reference_logits, atp_single_pass_logits
 from voco.tiny import tiny_config, tiny_model
 
 QUESTION = "what color is the circle that moves left?"
@@ -199,9 +199,10 @@ def test_question_time_variant_and_search_vectors(make_segments):
 
 
 def _importance_by_loops(query: torch.Tensor, key: torch.Tensor, vision: list[int], text: list[int]) -> np.ndarray:
-    """ATP's importance written out token by token (voco/atp.py module doc), sharing no code with `AtpRun`: the
-    attention mass each vision token receives from the vision queries (softmax over vision keys) and from the text
-    queries, each averaged over heads and queries, times the number of vision tokens, then the mean of the two."""
+    """ATP's importance written out token by token (voco/compressors/atp/pruning.py module doc), sharing no code
+    with `AtpRun`: the attention mass each vision token receives from the vision queries (softmax over vision keys)
+    and from the text queries, each averaged over heads and queries, times the number of vision tokens, then the mean
+    of the two."""
     q, k = query[0].double().numpy(), key[0].double().numpy()  # [H, seq, D]
     heads, n, scale = q.shape[0], len(vision), q.shape[-1] ** -0.5
     received = {"self": np.zeros(n), "cross": np.zeros(n)}

@@ -2,7 +2,7 @@
 
 import torch
 
-from voco.qformer import QFormer
+from voco.compressors.qformer import QFormer
 from voco.tiny import tiny_model
 
 

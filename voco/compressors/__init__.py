@@ -1,7 +1,8 @@
 """Compressors behind one protocol (`voco.compressors.base`); a config name resolves to a class.
 
     voco, full, pool, pool_frames   voco/compressors/dense.py
-    qformer            voco/qformer.py
+    qformer                         voco/compressors/qformer.py
+    atp, atp+voco                   voco/compressors/atp/ (compressor, pruning, ragged answering, reference)
 
 A new compressor: a `Compressor` subclass with a `name`, decorated with `@register`, in a module added to
 `MODULES` (imported on first lookup).
@@ -23,7 +24,7 @@ from voco.compressors.base import (
     register,
 )
 
-MODULES = ("voco.compressors.dense", "voco.qformer", "voco.compressors.atp")
+MODULES = ("voco.compressors.dense", "voco.compressors.qformer", "voco.compressors.atp.compressor")
 """Modules whose import registers compressors."""
 
 

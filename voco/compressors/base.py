@@ -2,8 +2,8 @@
 depends on the compressor (its own weights, the single-pass reference's row, training, the model card).
 
 A config name resolves to a class (`compressor_class("pool")`), as litgpt resolves model names; nothing outside
-`voco/compressors/` and the compressor modules (`voco/qformer.py`, ...) branches on the name. A new compressor is
-a subclass with `name = "..."`, decorated with `@register`, in a module listed in `voco.compressors.MODULES`.
+`voco/compressors/` (every compressor's module lives there) branches on the name. A new compressor is a subclass
+with `name = "..."`, decorated with `@register`, in a module listed in `voco.compressors.MODULES`.
 
 Hooks a compressor overrides (everything has a default that fits a dense, one-pass compressor):
 

@@ -174,7 +174,7 @@ def video_placements(model, counts: Sequence[int], kept: int, P: int,
 
 def _timeline_key_bias(key_mask: torch.Tensor, counts: Sequence[int], P: int, longest: int) -> list[torch.Tensor]:
     """Per layer [V, P + longest]: 0 on the prefix and pads, log(mask) on each video's segment tokens."""
-    from voco.atp import EPS
+    from voco.compressors.atp.pruning import EPS
 
     # [S, layers, kept]; a mask of exactly 0 (hard, eval mode) hides the token exactly
     log_mask = key_mask.clamp_min(EPS).log().masked_fill(key_mask == 0, torch.finfo(torch.float32).min)

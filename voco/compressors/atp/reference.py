@@ -7,9 +7,9 @@ sees only itself, the tail sees the prefix, the kept tokens and itself). ATP run
 each ATP layer every segment's vision tokens are scored from that layer's queries and keys over the segment's
 own slice of the sequence, thresholded, and the pruned tokens become keys no query reads from that layer on
 (a per-layer block mask, `voco.key_bias`). Nothing here uses the two-stage path's compress pass, cache
-gathering, ragged placement or padding (`compress_batch`, `place_ragged_on_timeline`, `voco.ragged`), so a bug
-in any of them shows as a parity failure. The pruning rule itself (`voco.atp.AtpRun`) is shared: it is the
-method, as the decoder is.
+gathering, ragged placement or padding (`compress_batch`, `place_ragged_on_timeline`,
+`voco.compressors.atp.ragged`), so a bug in any of them shows as a parity failure. The pruning rule itself
+(`voco.compressors.atp.pruning.AtpRun`) is shared: it is the method, as the decoder is.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from voco.atp import AtpRun, Groups, grid_sample
+from voco.compressors.atp.pruning import AtpRun, Groups, grid_sample
 from voco.key_bias import use_key_bias_attention
 from voco.reference import block_mask_and_positions, design_segments
 

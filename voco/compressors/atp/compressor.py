@@ -1,4 +1,4 @@
-"""The ATP compressors (voco/atp.py prunes; these say what a segment's sequence holds and what is kept).
+"""The ATP compressors (pruning.py prunes; these say what a segment's sequence holds and what is kept).
 
     atp:       [<seg>, V_1 .. V_n, I_1 .. I_m]   keep, per layer, the vision tokens ATP kept there (ragged)
     atp+voco:  [<seg>, V_1 .. V_n, <voco>_1 .. <voco>_k]   prune inside the pass, keep the k <voco> tokens (dense)
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from voco.atp import AtpPruner, AtpRun, Groups, grid_sample
 from voco.cache import RaggedSegmentCache, SegmentCache, check_ragged_caches
+from voco.compressors.atp.pruning import AtpPruner, AtpRun, Groups, grid_sample
 from voco.compressors.base import Compressed, Compressor, SegmentLayout, register
 from voco.compressors.dense import segment_start
 from voco.key_bias import use_key_bias_attention
@@ -137,7 +137,7 @@ class AtpCompressor(_AtpBase):
     def past_from_caches(self, model, caches: Sequence[RaggedSegmentCache], prefix_ids: list[int],
                          starts: Sequence[float] | None = None):
         """Ragged caches carry no time labels (`starts` is not read; `VoCoConfig` refuses `segment_label`)."""
-        from voco.ragged import past_from_ragged
+        from voco.compressors.atp.ragged import past_from_ragged
 
         model.voco.check_segment_label()
         return past_from_ragged(model, caches, prefix_ids)

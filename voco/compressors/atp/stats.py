@@ -1,6 +1,6 @@
 """What a trained ATP model keeps and what it costs, on the test split of its training config (one JSON line).
 
-    python -m voco.ragged_stats --checkpoint runs/table/atp-30/final --config configs/table.yaml [--videos 100]
+    python -m voco.compressors.atp.stats --checkpoint runs/table/atp-30/final --config configs/table.yaml [--videos 100]
 
 - tokens kept per layer: mean, std, min and max over the test segments (hard masks, as stored);
 - the layer-averaged kept share of the vision-token KV, and the cache's KV bytes per segment (+ the per-token
@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from voco.atp import atp_layers
 from voco.cache import RaggedSegmentCache
+from voco.compressors.atp.pruning import atp_layers
 from voco.compressors.dense import FullCompressor
 from voco.cost import DecoderShape, pass_flops
 
