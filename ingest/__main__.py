@@ -234,7 +234,8 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from ingest.run import UsageError, ingest_paths
+    from ingest.config import UsageError
+    from ingest.run import ingest_paths
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would mix with ours
 

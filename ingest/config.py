@@ -12,6 +12,9 @@ DECODERS = ("auto", "pyav", "decord")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+class UsageError(ValueError):
+    """Bad arguments (e.g. a path that does not exist); nothing was done."""
+
 
 @dataclass(frozen=True)
 class IngestConfig:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
-from ingest.config import IngestConfig
+from ingest.config import IngestConfig, UsageError
 from ingest.discover import discover, missing_paths
 from ingest.executors import Executor, IngestRequest, LocalExecutor
 from ingest.progress import ProgressCallback
@@ -33,10 +33,6 @@ from voco import VoCoModel
 from voco.video.decode import decord_available
 
 log = logging.getLogger(__name__)
-
-
-class UsageError(ValueError):
-    """Bad arguments (e.g. a path that does not exist); nothing was done."""
 
 
 def ingest_paths(

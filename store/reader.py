@@ -69,6 +69,11 @@ def compressions(read: SessionFactory, names: Sequence[str]) -> list[tuple[str, 
     return [(c, k) for c, k, _ in sorted(rows, key=lambda r: -r[2])]
 
 
+def video_status(read: SessionFactory, video_id: int) -> VideoStatus | None:
+    with read() as s:
+        return s.scalar(select(Video.status).where(Video.id == video_id))
+
+
 def get_video(read: SessionFactory, video_id: int) -> VideoInfo:
     for info in _select_one(read, video_id):
         return info
@@ -187,12 +192,6 @@ def load_video_caches(read: SessionFactory, write: SessionFactory, home: Home, v
     """
     from store.packs import read_pack  # torch: only where caches are read
 
-    with read() as s:
-        status = s.scalar(select(Video.status).where(Video.id == video_id))
-    if status == VideoStatus.LIVE:  # being followed: the chunks stored so far
-        from store.live import load_live_caches
-
-        return load_live_caches(read, home, video_id, fingerprint)
     with read() as s:
         video, _ = _ready_video(s, video_id, fingerprint)
         first = s.scalar(select(Cache.file).join(Segment, Cache.segment_id == Segment.id)

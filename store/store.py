@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from store import claims, reader, rekey, writer
+from store import claims, live, reader, rekey, writer
 from store.claims import DEFAULT_LEASE_S
 from store.db import StoreError, make_engine, session_factories, sqlite_url, upgrade
 from store.home import Home, default_home
-from store.models import File, Model, utcnow
+from store.models import File, Model, VideoStatus, utcnow
 from store.records import (
     Claim,
     LegacyModel,
@@ -179,9 +179,7 @@ class Store:
 
     def set_live(self, claim: Claim, owner: str, probe: ProbeRecord) -> None:
         """The claimed video is live: `probe` says what it holds so far (store/live.py)."""
-        from store.live import set_live
-
-        set_live(self.write, claim, owner, probe)
+        live.set_live(self.write, claim, owner, probe)
 
     def finish(self, claim: Claim, owner: str) -> int:
         return writer.finish(self.write, self.home, claim, owner)
@@ -222,7 +220,10 @@ class Store:
         return reader.segments(self.read, video_id, thumbnails=thumbnails)
 
     def load_video_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> VideoCaches:
-        """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not."""
+        """Stacked caches of a ready video, checked (see `reader.load_video_caches`); PackDamaged when not. A live
+        video's (being followed): the chunks stored so far (`live.load_live_caches`)."""
+        if reader.video_status(self.read, video_id) == VideoStatus.LIVE:
+            return live.load_live_caches(self.read, self.home, video_id, fingerprint)
         return reader.load_video_caches(self.read, self.write, self.home, video_id, fingerprint, verify=verify)
 
     def load_caches(self, video_id: int, fingerprint: str, *, verify: bool = False) -> list[SegmentCache]:

@@ -29,7 +29,7 @@ import time
 from datetime import UTC
 from pathlib import Path
 
-from ingest.config import IngestConfig, RayConfig
+from ingest.config import IngestConfig, RayConfig, UsageError
 from ingest.executors import IngestRequest
 from ingest.progress import ProgressEvent, ProgressKind, TqdmProgress
 from ingest.results import FileResult, FileStatus, Summary
@@ -75,7 +75,6 @@ class RayExecutor:
     def run(self, request: IngestRequest) -> Summary:
         import ray
 
-        from ingest.run import UsageError
         from store import Store, default_home
 
         if not isinstance(request.model, str):
@@ -166,7 +165,6 @@ class RayExecutor:
     def _wait_ready(ray, actors: list) -> str:
         """Every worker up, its store open and its model loaded (-> the model's fingerprint); else one clear error
         (not one per file)."""
-        from ingest.run import UsageError
 
         try:
             return ray.get([actor.fingerprint.remote() for actor in actors])[0]

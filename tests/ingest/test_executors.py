@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
-from ingest.config import IngestConfig, RayConfig
+from ingest.config import IngestConfig, RayConfig, UsageError
 from ingest.progress import ProgressEvent
-from ingest.run import UsageError, ingest_paths
+from ingest.run import ingest_paths
 from store import Store
 from tests.fixtures.videos import make_bad_files, pattern_frames, write_video
 from tests.ingest.conftest import SEGMENT_SECONDS

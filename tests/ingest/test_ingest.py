@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ingest.config import IngestConfig
+from ingest.config import IngestConfig, UsageError
 from ingest.progress import ProgressEvent
-from ingest.run import UsageError, ingest_paths
+from ingest.run import ingest_paths
 from store import Store, StoreError
 from tests.fixtures.videos import decode_all, make_bad_files, pattern_frames, write_resolution_changes, write_video
 from tests.ingest.conftest import SEGMENT_SECONDS

@@ -11,8 +11,8 @@ from voco.tiny import TINY_ASSEMBLY_VOCO, TINY_CLASSES, tiny_assembled_model, ti
 from voco.train.class_mixture import KINDS, THROUGHOUT, WHEN_ANSWERS, ClassMixtureSpec, ClassMixtureWorld, when_answer
 from voco.train.config import ConfigError, config_from_dict
 from voco.train.datasets import DATASETS, ClassMixtureData, SyntheticWorldData
-from voco.train.forward import segment_vision_embeds
 from voco.train.loop import train
+from voco.train.vision_inputs import segment_vision_embeds
 
 NAMES = ["Egyptian cat", "tabby", "espresso", "coffee mug", "moped", "space shuttle", "daisy", "stage"]
 

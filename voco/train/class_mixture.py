@@ -9,7 +9,7 @@ Questions are templated over the scene classes' names: what is shown, whether so
 comes first or last, and when something appears.
 
 These examples hold vision *features* (float32 [frames, 1, classes]) in place of frames; the training
-forward pass feeds them to the projector directly (`voco.train.forward.segment_vision_embeds`).
+forward pass feeds them to the projector directly (`voco.train.vision_inputs.segment_vision_embeds`).
 """
 
 from __future__ import annotations

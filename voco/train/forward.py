@@ -30,7 +30,9 @@ from voco.compressors.dense import FullCompressor
 from voco.key_bias import StaticKeyBias
 from voco.recompute import OnePassCache
 from voco.timeline import Placement, append_labels, place
+from voco.train import kv_distill
 from voco.train.probe import probe_loss
+from voco.train.vision_inputs import segment_vision_embeds
 
 
 def compress_segments(model, segments: Sequence, *, view: str = "cache", chunk: int = 0,
@@ -76,29 +78,8 @@ def full_view(model, segments: Sequence) -> Compressed:
     return FullCompressor(model.k).compress_for_training(model, segment_vision_embeds(model, segments))
 
 
-def summary_view(model, segments: Sequence) -> Compressed:
-    """Only each segment's summary tokens, from the full view, where `<voco>` sits (`voco.train.kv_distill`)."""
-    from voco.train import kv_distill  # it reads features through this module
-
-    return kv_distill.summary_view(model, segments)
-
-
-VIEWS = {"cache": cache_view, "full": full_view, "summary": summary_view}
+VIEWS = {"cache": cache_view, "full": full_view, "summary": kv_distill.summary_view}
 """A stage's `view` -> what its questions read of each segment (differentiable, `Compressed`)."""
-
-
-def segment_features(model, segments: Sequence) -> torch.Tensor:
-    """[B*F, p, d] vision features of B segments given as frames (uint8 [F, H, W, 3], through the vision tower)
-    or as precomputed features (float [F, p, d], what `VoCoModel.vision_features` gives per frame)."""
-    if torch.as_tensor(segments[0]).dtype == torch.uint8:
-        return model.vision_features(segments)
-    feats = torch.stack([torch.as_tensor(s) for s in segments]).to(model.device, model.dtype)  # [B, F, p, d]
-    return feats.flatten(0, 1)
-
-
-def segment_vision_embeds(model, segments: Sequence) -> torch.Tensor:
-    """[B, n, hidden] projected vision tokens of B segments (frames or features, as `segment_features`)."""
-    return model.segment_tokens(model.projector(segment_features(model, segments)), len(segments))
 
 
 @dataclass
@@ -265,9 +246,7 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
     segment's summary token (`voco.train.kv_distill`; `kv_teacher` a `FrozenTeacher` or None for the current
     weights, `kv_distill_spread` its scale), + the compressor's own losses."""
     if kv_distill_weight > 0:  # first: a frozen teacher swaps weights in place, which a built graph forbids
-        from voco.train.kv_distill import kv_distill_loss, teacher_kv  # they build on this module
-
-        distill_target = teacher_kv(model, batch.segments, kv_teacher)
+        distill_target = kv_distill.teacher_kv(model, batch.segments, kv_teacher)
     compressed = compress_with_aux(model, batch.segments, view=view, chunk=chunk, checkpointing=checkpointing)
     kv = compressed.kv
     timeline = build_timeline(model, kv, compressed.layout, batch.segment_counts, batch.prefix_ids,
@@ -299,7 +278,7 @@ def batch_loss(model, batch, *, view: str = "cache", kl_weight: float = 0.0, kl_
         stats.update(probe_stats)
         loss = loss + probe_weight * aux
     if kv_distill_weight > 0:
-        distill, distill_stats = kv_distill_loss(kv, distill_target, spread=kv_distill_spread)
+        distill, distill_stats = kv_distill.kv_distill_loss(kv, distill_target, spread=kv_distill_spread)
         stats.update(distill_stats)
         loss = loss + kv_distill_weight * distill
     for name, term in compressed.aux.items():  # the compressor's own losses (e.g. a token budget), weighted

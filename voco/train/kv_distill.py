@@ -29,7 +29,7 @@ import torch
 from voco.compressors import Compressed
 from voco.compressors.dense import FullCompressor
 from voco.rope import shift_keys
-from voco.train.forward import segment_features
+from voco.train.vision_inputs import segment_features
 
 
 def summary_vision(model, segments: Sequence, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
