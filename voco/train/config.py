@@ -19,8 +19,6 @@ Unknown keys, wrong types and impossible values fail at load time with the key's
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import yaml
 from voco.compressors import compressor_class, module_names
 from voco.config import VoCoConfig
 from voco.data.world import WorldConfig
+from voco.train.typed import ConfigError, build
 
 PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "adapters")
 """Parameter groups a stage can train: the vision tower, the projector, the whole decoder LM (embeddings and
@@ -48,10 +47,6 @@ OBJECTIVES = ("answers", "patches")
 ENGINE_KINDS = ("single", "ddp", "fsdp")
 """`voco.train.engine.ENGINES` maps each to its class (checked there too, so the two cannot drift)."""
 PRECISIONS = ("fp32", "bf16")
-
-
-class ConfigError(ValueError):
-    """A training config that cannot be used; the message names the offending key."""
 
 
 @dataclass
@@ -358,83 +353,19 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def moved_keys(data: dict) -> str:
+        """The hint for a top-level key that moved (`voco.train.typed.build` raises it), or ""."""
+        moved = sorted(set(data) & set(MOVED_KEYS))
+        return f"{moved[0]} moved: write it as {MOVED_KEYS[moved[0]]} (see configs/llava7b.yaml)" if moved else ""
+
 
 MOVED_KEYS = {"gradient_checkpointing": "engine.gradient_checkpointing"}
 """Top-level keys that moved, and where to (a config that still has one fails with that hint)."""
 
 
-def _build(cls, data, where: str):
-    """Build dataclass `cls` from a mapping, checking keys and simple types; errors name the dotted key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    moved = sorted(set(data) & set(MOVED_KEYS)) if cls is TrainConfig else []
-    if moved:
-        raise ConfigError(f"{moved[0]} moved: write it as {MOVED_KEYS[moved[0]]} (see configs/llava7b.yaml)")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        hint = cls.unknown_keys_hint(unknown) if hasattr(cls, "unknown_keys_hint") else ""
-        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(fields)}{hint}")
-    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _convert(hints[name], value, key)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where or 'config'}: {err}") from err
-
-
-def _convert(hint, value, key: str):
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(a, v, key) for a, v in zip(args, value, strict=True))
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    return value
-
-
 def config_from_dict(data: dict) -> TrainConfig:
-    return _build(TrainConfig, data, "")
+    return build(TrainConfig, data, "")
 
 
 def load_config(path: str | Path) -> TrainConfig:

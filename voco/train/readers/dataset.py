@@ -33,6 +33,7 @@ from voco.train.readers.formats import (
     parse_webvid,
 )
 from voco.train.readers.media import Item, MediaError, MediaLoader, Problems
+from voco.train.typed import build
 
 SPLITS = ("train", "val", "test")
 
@@ -70,9 +71,7 @@ _CATALOGUES: dict[str, Catalogue] = {}
 
 def options_from(cls: type, values: dict, where: str = "data.options"):
     """The options dataclass from a mapping: unknown keys, wrong types and bad values name the key."""
-    from voco.train.config import _build
-
-    return _build(cls, values, where)
+    return build(cls, values, where)
 
 
 class MediaQAData:
