@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from store.quant import check_cache_dtype
     from voco import VoCoModel
-    from voco.checkpoint import resolve_checkpoint
+    from voco.folders import resolve_checkpoint
     from voco.train.config import ConfigError, load_config
 
     try:

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from voco.assembly import AssemblySpec, prepare_lm
-from voco.checkpoint import resolve_checkpoint
+from voco.folders import resolve_checkpoint
 
 SCENES = (("moped",), ("rooster",), ("odometer",), ("Egyptian cat",), ("flamingo", "espresso"), ("daisy", "bee"))
 QUESTIONS = ("What does the video show?", "What appears first in the video?", "Is there a dog in the video?")

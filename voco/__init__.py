@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from voco.cache import SegmentCache
-    from voco.checkpoint import load_model
     from voco.config import PromptTemplate, VoCoConfig
+    from voco.loading import load_model
     from voco.model import VoCoModel
 
 _HOMES = {"SegmentCache": "voco.cache", "PromptTemplate": "voco.config", "VoCoConfig": "voco.config",
-          "VoCoModel": "voco.model", "load_model": "voco.checkpoint"}
+          "VoCoModel": "voco.model", "load_model": "voco.loading"}
 __all__ = ["PromptTemplate", "SegmentCache", "VoCoConfig", "VoCoModel", "load_model"]
 
 

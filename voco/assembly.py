@@ -33,8 +33,10 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig
 
 from voco.config import VoCoConfig
+from voco.folders import ASSEMBLY_JSON, resolve_checkpoint
 from voco.lora import add_lora, lora_state
 from voco.model import VoCoModel
+from voco.tokens import add_special_tokens
 from voco.vision import (
     ClassEvidenceProjector,
     EfficientNetLiteConfig,
@@ -43,7 +45,6 @@ from voco.vision import (
     read_class_names,
 )
 
-ASSEMBLY_JSON = "assembly.json"
 VISION_FIELDS = ("variant", "image_size", "num_classes", "width_coefficient", "depth_coefficient", "temperature")
 TRAINED = "trained.safetensors"
 ASSETS = Path(__file__).parent / "assets"
@@ -149,10 +150,6 @@ class AssemblySpec:
         return path if path.is_absolute() else ASSETS / path
 
 
-def is_assembled(folder: str | Path) -> bool:
-    return Path(folder, ASSEMBLY_JSON).is_file()
-
-
 # ---- the LM -------------------------------------------------------------------------------------------
 
 
@@ -202,7 +199,6 @@ def _lm_folder(spec: AssemblySpec, checkpoint: Path | None) -> Path:
 def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | None = None,
              dtype: torch.dtype = torch.float32) -> VoCoModel:
     """The model `spec` describes; trained parts from `checkpoint/trained.safetensors` when it exists."""
-    from voco.checkpoint import _add_special_tokens
 
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     folder = _lm_folder(spec, checkpoint)
@@ -222,7 +218,7 @@ def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | N
         projector = ClassEvidenceProjector(*name_embeddings(lm, tokenizer, names, spec.name_tokens), spec.top_k)
     else:
         tower, projector = _evidence_parts(spec, voco, tower, lm, tokenizer)
-    _add_special_tokens(lm, tokenizer, voco)
+    add_special_tokens(lm, tokenizer, voco)
     add_lora(lm.model, spec.lora_targets, spec.lora_rank, spec.lora_alpha)
     attention = lm.config._attn_implementation
     config = LlavaConfig(vision_config=vision_config, text_config=lm.config, vision_feature_layer=-1,
@@ -306,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["prepare"], help="convert the model's GGUF LM into the cache")
     parser.add_argument("--model", default="default", help="assembled checkpoint name or folder")
     args = parser.parse_args(argv)
-    from voco.checkpoint import resolve_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     spec = AssemblySpec.load(resolve_checkpoint(args.model))

@@ -20,49 +20,16 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, LlavaConfig
 from transformers.utils import logging as hf_logging
 
-from voco.assembly import ASSEMBLY_JSON, is_assembled, load_assembled, save_assembled
+from voco.assembly import load_assembled, save_assembled
 from voco.config import VOCO_JSON, VoCoConfig
 from voco.families import family_of
+from voco.folders import is_assembled, resolve_checkpoint
 from voco.identity import COMPRESSION_FIELDS, remember_source
 from voco.model import VoCoModel, build_lm, make_projector
 from voco.preprocess import llava_preprocessing
+from voco.tokens import add_special_tokens
 
-BUNDLED = Path(__file__).parent / "checkpoints"
 log = logging.getLogger(__name__)
-
-
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """`"default"` (or another bundled name) -> its folder in the package; otherwise a local folder."""
-    path = Path(name_or_path).expanduser()
-    if not path.exists() and (BUNDLED / str(name_or_path)).is_dir():
-        path = BUNDLED / str(name_or_path)
-    if not path.exists():
-        bundled = sorted(p.name for p in BUNDLED.glob("*") if p.is_dir()) if BUNDLED.is_dir() else []
-        raise FileNotFoundError(
-            f"no checkpoint at {name_or_path!r}: pass a local checkpoint folder (nothing is downloaded) "
-            f"or a bundled name {bundled or '(none installed yet: train one with python -m voco.train)'}"
-        )
-    if not (path / "config.json").is_file() and not is_assembled(path):
-        raise FileNotFoundError(f"{path} has no config.json (nor {ASSEMBLY_JSON}): it is not a transformers "
-                                "checkpoint folder or an assembled model")
-    return path
-
-
-def load_model(name_or_path: str | Path = "default", device: str | torch.device = "cpu",
-               dtype: str | torch.dtype | None = None, compressor: str | None = None,
-               k: int | None = None) -> VoCoModel:
-    """The one model loader of the CLIs, the app, the demo and the benches: `load_checkpoint` in eval mode on
-    `device` in `dtype` (a torch dtype or its name, e.g. "bfloat16"; None: the checkpoint's), with `compressor` and
-    `k` replacing the checkpoint's (None: its own). "tiny" is a tiny random model (demos, benches).
-    FileNotFoundError (with its message) when there is no such model, ValueError for an unknown compressor."""
-    if str(name_or_path) == "tiny":
-        from voco.tiny import tiny_config, tiny_model  # random test weights: only for this name
-
-        return tiny_model("llama", config=tiny_config(image_size=64, patch_size=8), k=1).to(device).eval()
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    overrides = {key: value for key, value in (("compressor", compressor), ("k", k)) if value is not None}
-    return load_checkpoint(name_or_path, device=device, dtype=dtype, **overrides).eval()
 
 
 def load_checkpoint(
@@ -129,7 +96,7 @@ def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoM
     vision_tower, projector, language_model, lm_head = family.parts(llava)
     lm = build_lm(config.text_config, language_model, lm_head)
     if add_tokens:
-        _add_special_tokens(lm, tokenizer, voco)
+        add_special_tokens(lm, tokenizer, voco)
         config.text_config.vocab_size = lm.get_input_embeddings().num_embeddings
     if voco.projector != "mlp2x_gelu" and not hasattr(projector, "linear_1"):
         raise ValueError(f"projector {voco.projector!r} replaces LLaVA's projector; a {config.model_type} "
@@ -160,30 +127,3 @@ def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     model.compressor.save_weights(path)
 
 
-def _wanted_tokens(tokenizer, voco: VoCoConfig) -> list[str]:
-    tokens = [voco.voco_token]
-    if voco.segment_start_token is not None:
-        tokens.append(voco.segment_start_token)
-    return tokens
-
-
-def _add_special_tokens(lm, tokenizer, voco: VoCoConfig) -> None:
-    """Add `<voco>` (and a segment-start token if needed) with embeddings at the mean of the existing
-    tokens' rows, growing the embedding matrices only when the new ids do not fit."""
-    if voco.segment_start_token is None and tokenizer.bos_token_id is None:
-        voco.segment_start_token = "<segment>"  # tokenizers without <bos> (Qwen2) get a start token
-    missing = [t for t in _wanted_tokens(tokenizer, voco) if t not in tokenizer.get_vocab()]
-    if not missing:
-        return
-    known = len(tokenizer)
-    tokenizer.add_tokens(missing, special_tokens=True)
-    new_ids = tokenizer.convert_tokens_to_ids(missing)
-    rows = lm.get_input_embeddings().num_embeddings
-    if max(new_ids) >= rows:
-        lm.resize_token_embeddings(max(new_ids) + 1, mean_resizing=False)
-    with torch.no_grad():
-        weights = (lm.get_input_embeddings().weight, lm.get_output_embeddings().weight)
-        for weight in {id(w): w for w in weights}.values():  # once if tied
-            weight[new_ids] = weight[:known].mean(dim=0, keepdim=True)
-    log.info("added %s to the tokenizer (ids %s); embedding rows %d -> %d", missing, new_ids, rows,
-             lm.get_input_embeddings().num_embeddings)

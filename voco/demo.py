@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from voco.checkpoint import load_model
 from voco.data.synthetic import make_example
+from voco.loading import load_model
 from voco.reference import reference_logits
 from voco.segments import split_frames
 

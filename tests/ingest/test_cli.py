@@ -73,7 +73,7 @@ def test_usage_and_environment_errors_exit_1(tmp_path, one_video, model_dir, cap
 
 
 def test_missing_default_model_says_so_and_exits_1(tmp_path, one_video, capsys, monkeypatch):
-    monkeypatch.setattr("voco.checkpoint.BUNDLED", tmp_path / "no_bundled_models")  # a checkout without one
+    monkeypatch.setattr("voco.folders.BUNDLED", tmp_path / "no_bundled_models")  # a checkout without one
     assert main([str(one_video), "--home", str(tmp_path / "home")]) == 1
     err = capsys.readouterr().err
     assert "no checkpoint at 'default'" in err and "python -m voco.train" in err

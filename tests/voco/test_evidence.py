@@ -74,7 +74,7 @@ def tokenizer():
     from transformers import AutoTokenizer
 
     from voco.assembly import AssemblySpec, prepare_lm
-    from voco.checkpoint import resolve_checkpoint
+    from voco.folders import resolve_checkpoint
 
     return AutoTokenizer.from_pretrained(prepare_lm(AssemblySpec.load(resolve_checkpoint("classnames")).lm_gguf))
 
