@@ -12,10 +12,11 @@ hears its place in line); past that a question is refused with `ServiceBusy` ("b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from voco.cache import SegmentCache
 from voco.engine import AnswerEngine, EngineBusy, EngineConfig
 from voco.generation import ContextTooLong
 from voco.model import VoCoModel
-from voco.session import AnswerSession, SegmentSpan, Selector, SessionStats, Timeline, UniformSubset
+from voco.session import AnswerSession, Selector, SessionStats, Timeline, UniformSubset
 from voco.timeline import clock
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ ASKABLE = (VideoStatus.READY, VideoStatus.LIVE)
 USED_MARK = "▶ used · "
 """Starts the timeline caption of each segment the last answer used."""
 
-__all__ = ["NO_ANSWER", "USED_MARK", "AnswerStats", "AnswerUpdate", "ChatService", "ServiceBusy", "ServiceError",
+__all__ = ["NO_ANSWER", "USED_MARK", "AnswerUpdate", "ChatService", "ServiceBusy", "ServiceError",
            "ServiceLimits", "TimeLink", "UploadJob"]
 
 
@@ -68,71 +69,10 @@ def timeline_caption(segment, used: bool) -> str:
 
 
 @dataclass(frozen=True)
-class AnswerStats:
-    """What an answer cost and used."""
-
-    segments_used: tuple[SegmentSpan, ...]
-    """The segments the answer saw, in time order, with their start-end seconds."""
-    segments_total: int
-    cache_tokens: int
-    vision_tokens: int
-    """Vision tokens the used segments stand for."""
-    ttft_ms: float
-    """From the question's arrival to its first token (time in line included)."""
-    tokens: int
-    tokens_per_s: float
-    note: str = ""
-    """What the person should know: a uniform subset of a long video, or that the model gave no answer."""
-    waited_ms: float = 0.0
-    """Time in line behind other people's questions before this one started."""
-
-    @classmethod
-    def of(cls, stats: SessionStats, vision_tokens_per_segment: int, note: str) -> AnswerStats:
-        return cls(segments_used=stats.segments_used, segments_total=stats.segments_total,
-                   cache_tokens=stats.cache_tokens, vision_tokens=len(stats.segments_used) * vision_tokens_per_segment,
-                   ttft_ms=stats.ttft_ms, tokens=stats.tokens, tokens_per_s=stats.tokens_per_s, note=note,
-                   waited_ms=stats.waited_ms)
-
-    @property
-    def subset(self) -> bool:
-        """True when the answer saw only some of the video's segments."""
-        return len(self.segments_used) < self.segments_total
-
-    @property
-    def compression(self) -> float:
-        return self.vision_tokens / max(1, self.cache_tokens)
-
-    def times(self) -> str:
-        """The used segments' times, runs of neighbours joined ("0-6 s, 12-14 s")."""
-        runs: list[list[SegmentSpan]] = []
-        for span in self.segments_used:
-            if runs and span.index == runs[-1][-1].index + 1:
-                runs[-1].append(span)
-            else:
-                runs.append([span])
-        return ", ".join(SegmentSpan(r[0].index, r[0].start_s, r[-1].end_s).label() for r in runs)
-
-    def summary(self) -> str:
-        speed = f" at {self.tokens_per_s:.1f} tok/s" if self.tokens > 1 else ""
-        used = f"{len(self.segments_used)}/{self.segments_total} segments ({self.times()})"
-        waited = f" ({self.waited_ms:.0f} ms in line)" if self.waited_ms >= 1 else ""
-        text = (f"{used} · {self.cache_tokens} cache tokens for "
-                f"{self.vision_tokens} vision tokens ({self.compression:.0f}x) · first token "
-                f"{self.ttft_ms:.0f} ms{waited} · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
-        return f"{text} · {self.note}" if self.note else text
-
-    def to_dict(self) -> dict:
-        """The API's view: `segments_used` as [{index, start_s, end_s}], `subset` when not all were used."""
-        return {**asdict(self), "segments_used": [s.to_dict() for s in self.segments_used], "subset": self.subset,
-                "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2),
-                "waited_ms": round(self.waited_ms, 1)}
-
-
-@dataclass(frozen=True)
 class AnswerUpdate:
     text: str
     """The answer so far."""
-    stats: AnswerStats | None = None
+    stats: SessionStats | None = None
     """Set on the last update."""
     times: tuple[TimeLink, ...] = ()
     """Set on the last update: each clock time in the answer and the segment of the video it falls in (a question
@@ -350,18 +290,19 @@ class ChatService:
         note = " · ".join(n for n in (live, note) if n)
         if not text:
             note = f"{note} · {NO_ANSWER}" if note else NO_ANSWER
-        answer_stats = AnswerStats.of(stats, self.vision_tokens_per_segment(), note)
+        answer_stats = dataclasses.replace(stats, note=note,
+                                           vision_tokens=len(stats.segments_used) * self.vision_tokens_per_segment())
         if sources:  # times are per video: the sources say which video each used segment is of
             yield AnswerUpdate(text, answer_stats, sources=tuple(sources[i] for i in stats.positions))
         else:
             yield AnswerUpdate(text, answer_stats, tuple(time_links(text, timeline.spans)))
 
-    def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, AnswerStats]:
+    def answer(self, video_id: object, question: object, **kwargs) -> tuple[str, SessionStats]:
         *_, last = self.ask(video_id, question, **kwargs)
         return last.text, last.stats
 
     def answer_dict(self, video_id: object, question: object, **kwargs) -> dict:
-        """The `/ask` API's answer: {"answer", the stats (`AnswerStats.to_dict`), "times": [{"text", "seconds",
+        """The `/ask` API's answer: {"answer", the stats (`SessionStats.to_dict`), "times": [{"text", "seconds",
         "segment": {"index", "start_s", "end_s"}}] for each clock time in the answer}."""
         *_, last = self.ask(video_id, question, **kwargs)
         out = {"answer": last.text, **last.stats.to_dict(), "times": [t.to_dict() for t in last.times]}

@@ -16,6 +16,7 @@ to the question plus temporal context (`retrieved`, from per-segment relevance s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -226,11 +227,48 @@ class SessionStats:
     """The used segments' places in the timeline (what `segments_used` spans are of)."""
     waited_ms: float = 0.0
     """Time in line before the answer started (batched answering, `voco.engine.AnswerEngine`); in `ttft_ms`."""
+    vision_tokens: int = 0
+    """Vision tokens the used segments stand for (set by whoever knows the model's count: the app)."""
+    note: str = ""
+    """What the person should know: a uniform subset of a long video, or that the model gave no answer."""
 
     @property
     def subset(self) -> bool:
         """True when the answer saw only some of the video's segments."""
         return len(self.segments_used) < self.segments_total
+
+    @property
+    def compression(self) -> float:
+        return self.vision_tokens / max(1, self.cache_tokens)
+
+    def times(self) -> str:
+        """The used segments' times, runs of neighbours joined ("0-6 s, 12-14 s")."""
+        runs: list[list[SegmentSpan]] = []
+        for span in self.segments_used:
+            if runs and span.index == runs[-1][-1].index + 1:
+                runs[-1].append(span)
+            else:
+                runs.append([span])
+        return ", ".join(SegmentSpan(r[0].index, r[0].start_s, r[-1].end_s).label() for r in runs)
+
+    def summary(self) -> str:
+        """One line for a person: segments and their times, cache tokens, first token, speed, the note."""
+        speed = f" at {self.tokens_per_s:.1f} tok/s" if self.tokens > 1 else ""
+        used = f"{len(self.segments_used)}/{self.segments_total} segments ({self.times()})"
+        waited = f" ({self.waited_ms:.0f} ms in line)" if self.waited_ms >= 1 else ""
+        text = (f"{used} · {self.cache_tokens} cache tokens for "
+                f"{self.vision_tokens} vision tokens ({self.compression:.0f}x) · first token "
+                f"{self.ttft_ms:.0f} ms{waited} · {self.tokens} token{'s' if self.tokens != 1 else ''}{speed}")
+        return f"{text} · {self.note}" if self.note else text
+
+    def to_dict(self) -> dict:
+        """The API's view: `segments_used` as [{index, start_s, end_s}], `subset` when not all were used (the
+        timeline `positions` stay inside)."""
+        out = {**dataclasses.asdict(self), "segments_used": [s.to_dict() for s in self.segments_used],
+               "subset": self.subset, "ttft_ms": round(self.ttft_ms, 1), "tokens_per_s": round(self.tokens_per_s, 2),
+               "waited_ms": round(self.waited_ms, 1)}
+        del out["positions"]
+        return out
 
 
 @dataclass(frozen=True)
