@@ -69,7 +69,7 @@ def run(args) -> dict:
                          world_size=engine.dist.world)
     entries = []
     for examples in Prefetcher(_loader(config, model, "train", stage), stream, 0, stage.steps, args.workers):
-        entries.append(train_step(bench, stage, wrapped, optimizer, examples, patches=False))
+        entries.append(train_step(bench, stage, wrapped, optimizer, examples))
     meter.close()
     timed = entries[args.warmup:]
     seconds = sum(e["step_s"] for e in timed)

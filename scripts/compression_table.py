@@ -61,7 +61,7 @@ def variant_config(base: TrainConfig, name: str, steps: int | None = None, init_
             stage.warmup_steps = min(stage.warmup_steps, steps)  # --steps sets every stage
         # a compressor's own weights (pool's linear, the Q-Former) train wherever the LM reads the compressed
         # caches; other compressors have none (and a `patches` stage trains the vision tower only)
-        reads_caches = stage.objective == "answers" and stage.view == "cache"
+        reads_caches = stage.training_objective.answers and stage.view == "cache"
         if cls.keeps_all_vision:  # the cache probe is a compression aid; `full` keeps every token
             stage.probe_weight = 0.0
         own = [cls.module_name] if cls.module_name and reads_caches else []
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --probe-weight must be >= 0", file=sys.stderr)
             return 2
         for stage in base.stages:
-            if stage.objective == "answers" and stage.view == "cache":
+            if stage.training_objective.answers and stage.view == "cache":
                 stage.probe_weight = args.probe_weight
         base.output_dir = str(Path(base.output_dir) / f"probe-{args.probe_weight:g}")
     init_from = None

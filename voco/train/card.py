@@ -39,8 +39,7 @@ def model_card(config, model, metrics: dict) -> str:
                   f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
     stages = "\n".join(
         f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
-        + ("objective `patches` (per-patch ground truth: object, colour, shape, background, region)"
-           if s.objective == "patches" else f"view `{s.view}`")
+        + s.training_objective.describe(s)
         + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
         + (f", KL to the full view {s.kl_weight:g}" if s.kl_weight > 0 else "")
         + (f", KV distillation toward the summary token {s.kv_distill_weight:g}" if s.kv_distill_weight > 0 else "")
@@ -49,8 +48,8 @@ def model_card(config, model, metrics: dict) -> str:
         for s in config.stages)
     kept = model.compressor.kept_tokens(n)
     trained = {g for stage in config.stages for g in stage.train}
-    pretrained = any(s.objective == "patches" for s in config.stages)
-    answer_trained = {g for stage in config.stages if stage.objective == "answers" for g in stage.train}
+    pretrained = any(s.training_objective.pretrains_vision for s in config.stages)
+    answer_trained = {g for stage in config.stages if stage.training_objective.answers for g in stage.train}
     vision_state = ("pretrained on the world's per-patch ground truth (object, colour, shape, background, region; "
                     "our stand-in for CLIP)" + (", then frozen" if "vision" not in answer_trained else "")
                     if pretrained else "trained from scratch" if "vision" in trained else

@@ -27,6 +27,7 @@ import yaml
 from voco.compressors import compressor_class, module_names
 from voco.config import VoCoConfig
 from voco.data.world import WorldConfig
+from voco.train.objectives import Objective, objective_of
 from voco.train.typed import ConfigError, build
 
 PARAM_GROUPS = ("vision", "projector", "lm", "voco_embedding", "adapters")
@@ -43,7 +44,6 @@ def param_groups() -> list[str]:
 INITS = ("new", "pretrained", "assembled", "pair")
 DTYPES = ("float32", "bfloat16", "float16")
 VIEWS = ("cache", "full", "summary")
-OBJECTIVES = ("answers", "patches")
 ENGINE_KINDS = ("single", "ddp", "fsdp")
 """`voco.train.engine.ENGINES` maps each to its class (checked there too, so the two cannot drift)."""
 PRECISIONS = ("fp32", "bf16")
@@ -219,17 +219,24 @@ class StageSpec:
     """Weight of the cache probe (`voco.train.probe`): linear heads read each segment's kept KV and predict what
     the segment shows, which keeps compression from collapsing while the LM learns to read the caches."""
     objective: str = "answers"
-    """`answers`: cross-entropy on answer tokens (the VoCo stages); `patches`: pretrain the vision tower on the
-    world's per-patch ground truth (object / colour / shape / background, `voco.train.patches`), our stand-in
-    for a pretrained CLIP; such a stage trains only `vision`."""
+    """A `voco.train.objectives` name. `answers`: cross-entropy on answer tokens (the VoCo stages); `patches`:
+    pretrain the vision tower on the world's per-patch ground truth (object / colour / shape / background,
+    `voco.train.patches`), our stand-in for a pretrained CLIP; such a stage trains only `vision`."""
+
+    @property
+    def training_objective(self) -> Objective:
+        """The `objective` name resolved (`voco.train.objectives`)."""
+        return objective_of(self.objective)
 
     def __post_init__(self) -> None:
         where = f"stage {self.name!r}"
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"{where}: objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.objective == "patches" and (self.train != ["vision"] or self.kl_weight > 0):
-            raise ConfigError(f"{where}: a `patches` stage trains only the vision tower (train: [vision]) "
-                              f"and has no KL term; got train {self.train}, kl_weight {self.kl_weight}")
+        try:
+            objective = objective_of(self.objective)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        problem = objective.check(self, where)
+        if problem:
+            raise ConfigError(problem)
         if self.steps < 1:
             raise ConfigError(f"{where}: steps must be >= 1, got {self.steps}")
         if self.videos_per_batch is not None and self.videos_per_batch < 1:
@@ -243,7 +250,7 @@ class StageSpec:
             raise ConfigError(f"{where}: view must be one of {VIEWS}, got {self.view!r}")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ConfigError(f"{where}: warmup_steps must lie in 0 .. steps ({self.steps})")
-        if self.probe_weight < 0 or (self.probe_weight > 0 and (self.view != "cache" or self.objective != "answers")):
+        if self.probe_weight < 0 or (self.probe_weight > 0 and (self.view != "cache" or not objective.answers)):
             raise ConfigError(f"{where}: probe_weight must be >= 0 and needs view 'cache' and objective 'answers'")
         if not 0 <= self.min_lr_ratio <= 1 or self.kl_weight < 0 or self.kl_temperature <= 0:
             raise ConfigError(f"{where}: need 0 <= min_lr_ratio <= 1, kl_weight >= 0, kl_temperature > 0")
@@ -330,8 +337,9 @@ class TrainConfig:
                 DATASETS[self.data.dataset].check_options(self.data, stage.options)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"stage {stage.name!r} options: {err}") from err
-            if not world_data and (stage.objective == "patches" or stage.probe_weight > 0 or stage.world):
-                raise ConfigError(f"stage {stage.name!r}: the patches objective, the cache probe and world "
+            if not world_data and (stage.training_objective.synthetic_world or stage.probe_weight > 0
+                                   or stage.world):
+                raise ConfigError(f"stage {stage.name!r}: the {stage.objective} objective, the cache probe and world "
                                   f"overrides need the synthetic world, not data.dataset {self.data.dataset!r}")
             own = compressor_class(voco.compressor).module_name
             foreign = sorted(g for g in stage.train if g in module_names() and g != own)

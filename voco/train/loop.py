@@ -27,7 +27,6 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,15 +37,12 @@ from voco.checkpoint import load_checkpoint
 from voco.lora import lora_state
 from voco.train.build import DTYPE, build_model
 from voco.train.config import StageSpec, TrainConfig
-from voco.train.data import Prefetcher, TrainStream, encode
+from voco.train.data import Prefetcher, TrainStream
 from voco.train.datasets import DATASETS, make_dataset
 from voco.train.engine import Engine, make_engine
 from voco.train.evaluate import blind_baseline, evaluate
-from voco.train.forward import batch_loss
 from voco.train.kv_distill import FrozenTeacher
 from voco.train.meter import StepMeter
-from voco.train.patches import PatchHeads, feature_size, load_patch_example, patch_loss
-from voco.train.probe import CacheProbe, cache_numel
 from voco.train.state import AUX_HEADS, KV_TEACHER, OPTIMIZER, TrainerState, resume_from, save_state, set_rng_states
 
 # ---- schedule and parameter groups -----------------------------------------------------------------
@@ -112,8 +108,9 @@ def mask_row_grads(model) -> None:
 class TrainModule(nn.Module):
     """forward(batch) -> loss, so that DDP sees the whole step as one module call.
 
-    The stage's throw-away auxiliary heads live here, seeded per stage: the per-patch heads of a `patches`
-    stage (`voco.train.patches`) or the cache probe of a stage with probe_weight > 0 (`voco.train.probe`).
+    The stage's throw-away auxiliary heads live here, seeded per stage: what its objective asks for
+    (`voco.train.objectives`: the per-patch heads of a `patches` stage, the cache probe of a stage with
+    probe_weight > 0); its loss is the objective's.
     """
 
     def __init__(self, model, stage: StageSpec, config: TrainConfig, index: int):
@@ -126,19 +123,10 @@ class TrainModule(nn.Module):
         self.kv_teacher = FrozenTeacher(model) if stage.kv_distill_frozen_teacher else None
         with torch.random.fork_rng(devices=[]):  # the heads' init must not move the resumable RNG stream
             torch.manual_seed(config.seed + 1000 + index)
-            if stage.objective == "patches":
-                self.heads = PatchHeads(feature_size(model)).to(model.device)
-            elif stage.probe_weight > 0:
-                self.heads = CacheProbe(cache_numel(model)).to(model.device)
+            self.heads = stage.training_objective.heads(model, stage)
 
     def forward(self, batch):
-        if self.stage.objective == "patches":
-            return patch_loss(self.model, self.heads, batch)
-        return batch_loss(self.model, batch, view=self.stage.view, kl_weight=self.stage.kl_weight,
-                          kl_temperature=self.stage.kl_temperature, chunk=self.config.segment_chunk,
-                          probe=self.heads, probe_weight=self.stage.probe_weight,
-                          kv_distill_weight=self.stage.kv_distill_weight, kv_teacher=self.kv_teacher,
-                          kv_distill_spread=self.stage.kv_distill_spread)
+        return self.stage.training_objective.loss(self, batch)
 
 
 # ---- state ------------------------------------------------------------------------------------------
@@ -148,12 +136,8 @@ class TrainModule(nn.Module):
 
 
 def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = None):
-    voco = model.voco
-    if stage is not None and stage.objective == "patches":
-        vision = model.config.vision_config
-        return partial(load_patch_example, world=config.data.world_config(stage.world),
-                       base_seed=config.data.base_seed, frames_per_segment=voco.frames_per_segment,
-                       grid=vision.image_size // vision.patch_size)
+    if stage is not None:
+        return stage.training_objective.loader(config, model, split, stage)
     return make_dataset(config, model, split, stage).load
 
 
@@ -290,7 +274,7 @@ def run_stage(run: Run, index: int, stage: StageSpec, first_global: int, progres
     """Train one stage (from where the state says); False when max_steps stopped it first."""
     config, engine, model, state = run.config, run.engine, run.model, run.state
     module, wrapped, optimizer = _stage_module(run, index, stage)
-    patches = stage.objective == "patches"
+    objective = stage.training_objective
     model.train()
     stream = TrainStream(num_videos=config.data.train_videos,
                          videos_per_batch=stage.videos_per_batch or config.data.videos_per_batch,
@@ -305,16 +289,14 @@ def run_stage(run: Run, index: int, stage: StageSpec, first_global: int, progres
         bar = tqdm(total=stage.steps, initial=state.step, desc=f"{stage.name}", unit="step", dynamic_ncols=True)
     ema = None
     for examples in batches:
-        entry = train_step(run, stage, wrapped, optimizer, examples, patches)
+        entry = train_step(run, stage, wrapped, optimizer, examples)
         ema = entry["loss"] if ema is None else 0.95 * ema + 0.05 * entry["loss"]
         if bar is not None:
-            extra = ({f"{k[4:]}_acc": f"{v:.2f}" for k, v in entry.items() if k.startswith("acc_")} if patches
-                     else {"tok_s": f"{entry['tokens'] / entry['step_s']:.0f}"})
-            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{entry['lr']:.1e}", **extra,
+            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{entry['lr']:.1e}", **objective.progress(entry),
                             vid_s=f"{len(examples) * engine.dist.world / entry['step_s']:.2f}")
             bar.update(1)
         end_of_stage = state.step == stage.steps
-        if not patches and (state.global_step % config.eval_every == 0 or end_of_stage):
+        if objective.answers and (state.global_step % config.eval_every == 0 or end_of_stage):
             validate(run, stage, bar)
         if end_of_stage:
             state.stage, state.step = index + 1, 0
@@ -329,13 +311,13 @@ def run_stage(run: Run, index: int, stage: StageSpec, first_global: int, progres
     return not (max_steps is not None and state.global_step >= max_steps and state.stage < len(config.stages))
 
 
-def train_step(run: Run, stage: StageSpec, wrapped: nn.Module, optimizer, examples: list, patches: bool) -> dict:
+def train_step(run: Run, stage: StageSpec, wrapped: nn.Module, optimizer, examples: list) -> dict:
     """One optimizer step; returns (and records) its history entry."""
     config, engine, model, state = run.config, run.engine, run.model, run.state
     lr = lr_at(stage, state.step)
     for g in optimizer.param_groups:
         g["lr"] = lr
-    batch = examples if patches else encode(model, examples)
+    batch = stage.training_objective.batch(model, examples)
     run.meter.start()
     with engine.autocast():
         loss, stats = wrapped(batch)
@@ -392,7 +374,7 @@ def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=pr
     saveable(model): what to save (the engine's: FSDP saves a plain copy)."""
     final = out / "final"
     model.eval()
-    if any(stage.view == "cache" and stage.objective == "answers" for stage in config.stages):
+    if any(stage.view == "cache" and stage.training_objective.answers for stage in config.stages):
         model.voco.voco_tuned = True  # it has now been trained to compress into <voco>
     test = eval_examples(config, model, "test", config.data.test_videos)
     started = time.perf_counter()
