@@ -1,4 +1,4 @@
-"""The app's moment search: the `/search` API endpoint and the search box, over `ingest.vectors.MomentSearch`.
+"""The app's moment search: the `/search` API endpoint and the search box, over `ingest.search.MomentSearch`.
 
 Search always returns its best hits, even when nothing in the library shows what was asked ("a phone" in a
 library with no phone), so every hit says whether it is `weak`: a score too low to trust (see `weak_cut`).
@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 
 from app.validation import public_text, search_request
-from ingest.vectors import MomentSearch
+from ingest.search import MomentSearch
 from store import StoreError
 from voco.search import ClassEvidenceEmbedder, ConceptEvidenceEmbedder
 from voco.timeline import clock

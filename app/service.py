@@ -28,7 +28,7 @@ from app.times import TimeLink, time_links
 from app.uploads import UploadJob, Uploads, display_name
 from app.validation import AskRequest, ServiceError, ask_request, public_text
 from app.validation import video_id as checked_video_id
-from ingest.vectors import MomentSearch
+from ingest.search import MomentSearch
 from store import NotFound, SegmentInfo, Store, StoreError, VideoInfo, VideoStatus
 from store.timelines import StoredTimelines
 from voco.batching import Waiting

@@ -17,7 +17,7 @@ with `voco` (caches kept in a small LRU, and the runner asks a video's questions
 selection by default (`segments="retrieved"`: all segments when they fit, else those most relevant to the
 question; `uniform`; `all`, which records a video too long for the context as that question's error), and keep
 their videos in `store.timelines.TimelineLRU`, the app's LRU. Relevance is the app's: `voco.search.video_scores`
-over the model's own search vectors (`StoreAnswerer`: `ingest.vectors.MomentSearch.scores_for`, the stored vectors;
+over the model's own search vectors (`StoreAnswerer`: `ingest.search.MomentSearch.scores_for`, the stored vectors;
 `ModelAnswerer`: computed beside the caches when a video is compressed).
 """
 
@@ -158,7 +158,7 @@ class StoreAnswerer(_VocoAnswerer):
 
         self.model = model
         self._init_selection(segments, max_segments)
-        self._moments = None  # ingest.vectors.MomentSearch, made when a selection first needs relevance
+        self._moments = None  # ingest.search.MomentSearch, made when a selection first needs relevance
         self.home = home
         self.db_url = db_url
         self.model_name = model_name
@@ -200,7 +200,7 @@ class StoreAnswerer(_VocoAnswerer):
 
         def scores():  # only when the selection must choose a subset: the app's relevance, stored vectors
             if self._moments is None:
-                from ingest.vectors import MomentSearch
+                from ingest.search import MomentSearch
 
                 self._moments = MomentSearch(self.store, self.model)
             return self._moments.scores_for(question, video_id)

@@ -298,7 +298,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """--search / --rebuild-index: both need the model (imported here, not at start-up)."""
-    from ingest.vectors import MomentSearch, rebuild_index
+    from ingest.search import MomentSearch
+    from ingest.vectors import rebuild_index
     from voco import load_model
 
     try:

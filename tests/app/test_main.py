@@ -51,7 +51,7 @@ def test_the_app_answers_long_videos_from_retrieved_segments_by_default(library,
 
     import app.ui
     from app.__main__ import main
-    from ingest.vectors import MomentSearch
+    from ingest.search import MomentSearch
     from voco.session import RetrievedSegments
 
     root, model = library

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.search import WEAK_Z, find_moments
-from ingest.vectors import MomentSearch
+from ingest.search import MomentSearch
 from tests.app.test_api import launch
 
 gradio_client = pytest.importorskip("gradio_client")

@@ -80,7 +80,8 @@ def test_ingest_writes_class_vectors_that_a_rebuild_reproduces(assembled, tmp_pa
     """Vectors computed from the frames ingest compressed == those decoded again from the file (what a resumed
     video or --rebuild-index gets); the index is keyed by the class embedder and search returns its moments."""
     from ingest.run import ingest_paths
-    from ingest.vectors import MomentSearch, rebuild_index
+    from ingest.search import MomentSearch
+    from ingest.vectors import rebuild_index
     from store import Store
     from store.index import read_vectors, vectors_path
 

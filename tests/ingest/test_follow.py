@@ -116,7 +116,8 @@ def test_a_pipe_is_followed_until_it_closes(tiny, tmp_path):
 def test_a_follower_killed_mid_stream_resumes_without_losing_or_repeating_a_segment(tiny, tmp_path):
     import signal
 
-    from ingest.vectors import LiveVectors, MomentSearch
+    from ingest.search import MomentSearch
+    from ingest.vectors import LiveVectors
     from store.index import read_vectors
     from voco.search import make_embedder
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_real_model_search_finds_each_scene_of_a_real_video(tmp_path):
     from evaluation.footage import FPS, load_footage, pan, photo_pixels
     from ingest.run import ingest_paths
-    from ingest.vectors import MomentSearch
+    from ingest.search import MomentSearch
     from store import Store
     from voco import VoCoModel
     from voco.search import ConceptEvidenceEmbedder

@@ -1,4 +1,4 @@
-"""Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py)."""
+"""Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py, ingest/search.py)."""
 
 import json
 import os
@@ -63,7 +63,7 @@ def test_key_vectors_rank_the_needle_first(synthetic_model):
 
 
 def test_search_finds_the_needle_moment_across_the_library(library, synthetic_model):
-    from ingest.vectors import MomentSearch
+    from ingest.search import MomentSearch
 
     store, ids, needle, _ = library
     search = MomentSearch(store, synthetic_model)
@@ -89,7 +89,8 @@ def test_search_cli_prints_the_needle_first(library, capsys):
 
 def test_index_follows_reingest_remove_and_rebuild(library, synthetic_model, tmp_path):
     from ingest.run import ingest_paths
-    from ingest.vectors import MomentSearch, rebuild_index
+    from ingest.search import MomentSearch
+    from ingest.vectors import rebuild_index
 
     store, ids, needle, paths = library
     search = MomentSearch(store, synthetic_model)
@@ -127,7 +128,7 @@ def test_a_reused_video_id_or_a_foreign_index_file_never_misleads_a_running_sear
 
     from ingest.__main__ import main
     from ingest.run import ingest_paths
-    from ingest.vectors import MomentSearch
+    from ingest.search import MomentSearch
     from store import Store
 
     fps = synthetic_model.voco.frames_per_segment
