@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local app
 
@@ -74,27 +75,31 @@ def answer_slots(service: ChatService) -> int:
     return service.limits.max_batch + service.limits.max_queue + BUSY_MARGIN
 
 
-def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
-    """The app. `thumbs_dir` holds segment thumbnails written for the gallery (and nothing else)."""
+class ChatPage:
+    """The app's page: its handlers (methods) over one `ChatService`, the layout, and the wiring between them."""
 
-    def video_choices(query: str = ""):
-        videos = [(video_label(service, v), v.id) for v in service.videos(query)]
+    def __init__(self, service: ChatService, thumbs_dir: Path):
+        self.service = service
+        self.thumbs_dir = thumbs_dir  # segment thumbnails written for the gallery (and nothing else)
+
+    def video_choices(self, query: str = ""):
+        videos = [(video_label(self.service, v), v.id) for v in self.service.videos(query)]
         return [(WHOLE_LIBRARY_LABEL, WHOLE_LIBRARY), *videos] if videos else videos
 
-    def refresh(query: str):
-        return gr.update(choices=video_choices(query)), library_line(service)
+    def refresh(self, query: str):
+        return gr.update(choices=self.video_choices(query)), library_line(self.service)
 
-    def gallery(video_id, used=()) -> list[tuple[str, str]]:
+    def gallery(self, video_id, used=()) -> list[tuple[str, str]]:
         """(thumbnail file, caption) per segment, the segments in `used` marked."""
         frames = []
-        for jpeg, caption in service.timeline(video_id, used):
-            path = thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
+        for jpeg, caption in self.service.timeline(video_id, used):
+            path = self.thumbs_dir / f"{hashlib.sha1(jpeg).hexdigest()[:16]}.jpg"
             if not path.exists():
                 path.write_bytes(jpeg)
             frames.append((str(path), caption))
         return frames
 
-    def select(video_id, focus=None):
+    def select(self, video_id, focus=None):
         """-> info line, timeline, chat, moment line, focus (used up). `focus` (video id, segment index): the
         moment-search hit that picked this video, selected on its timeline."""
         if video_id is None:
@@ -103,34 +108,34 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             return ("**The whole library**: each question is answered from the segments of all videos that match "
                     "it best; the answer says which videos and times it used.", [], [], "", None)
         try:
-            info = service.video(video_id)
-            frames = gallery(info.id)
-            text = info_line(service, info)
+            info = self.service.video(video_id)
+            frames = self.gallery(info.id)
+            text = info_line(self.service, info)
             if focus is None or focus[0] != info.id:
                 return text, frames, [], "", None
-            position, line = focused(info.id, focus[1])
+            position, line = self.focused(info.id, focus[1])
             return text, gr.update(value=frames, selected_index=position), [], line, None
         except ServiceError as err:
             return f"⚠️ {err}", [], [], "", None
 
-    def watch_live(video_id):
+    def watch_live(self, video_id):
         """Refresh a live video's info line and timeline while it grows (the timer stops once it is ready)."""
         try:
-            live = video_id not in (None, WHOLE_LIBRARY) and service.video(video_id).status == VideoStatus.LIVE
+            live = video_id not in (None, WHOLE_LIBRARY) and self.service.video(video_id).status == VideoStatus.LIVE
         except ServiceError:
             live = False
         return gr.update(active=live)
 
-    def grow(video_id):
+    def grow(self, video_id):
         try:
-            info = service.video(video_id)
+            info = self.service.video(video_id)
         except ServiceError as err:
             return f"⚠️ {err}", gr.update(), gr.update(active=False)
-        return info_line(service, info), gallery(info.id), gr.update(active=info.status == VideoStatus.LIVE)
+        return info_line(self.service, info), self.gallery(info.id), gr.update(active=info.status == VideoStatus.LIVE)
 
-    def focused(video_id, segment_index: int) -> tuple[int | None, str]:
+    def focused(self, video_id, segment_index: int) -> tuple[int | None, str]:
         """-> where a segment is on the timeline (None: it has no thumbnail there) and its moment line."""
-        shown = service.timeline_segments(video_id)
+        shown = self.service.timeline_segments(video_id)
         position = next((i for i, s in enumerate(shown) if s.index == segment_index), None)
         if position is None:
             return None, f"segment #{segment_index} has no thumbnail on the timeline"
@@ -138,10 +143,10 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         link = TimeLink(clock(span.start_s), span.start_s, SegmentSpan(span.index, span.start_s, span.end_s))
         return position, moment_line(link)
 
-    def show_segment(video_id, evt: gr.SelectData):
+    def show_segment(self, video_id, evt: gr.SelectData):
         """A thumbnail was clicked: its segment's number and whole span under the timeline (its caption is short)."""
         try:
-            segments = [] if video_id is None else service.timeline_segments(video_id)
+            segments = [] if video_id is None else self.service.timeline_segments(video_id)
         except ServiceError as err:
             return f"⚠️ {err}"
         if not isinstance(evt.index, int) or not 0 <= evt.index < len(segments):
@@ -149,7 +154,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         span = segments[evt.index]
         return segment_line(SegmentSpan(span.index, span.start_s, span.end_s))
 
-    def open_hit(hits: list[dict], video_id, query: str, evt: gr.SelectData):
+    def open_hit(self, hits: list[dict], video_id, query: str, evt: gr.SelectData):
         """A moment-search hit was clicked: pick its video, select its segment, and fill the question box with a
         question about that moment. -> picker, focus, timeline, moment line, question."""
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -159,31 +164,31 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         question = f"What happens at {clock(hit['start_s'])}?"
         if hit["video_id"] == video_id:  # the picker keeps its value, so `select` does not run: select here
             try:
-                position, line = focused(video_id, hit["segment"])
+                position, line = self.focused(video_id, hit["segment"])
             except ServiceError as err:  # removed since the search
                 return gr.update(), None, gr.update(), f"⚠️ {err}", question
             return gr.update(), None, gr.update(selected_index=position), line, question
         # `select` runs when the picker changes and selects the segment in the new video's timeline
-        picker = gr.update(choices=choices_with(query, hit["video_id"]), value=hit["video_id"])
+        picker = gr.update(choices=self.choices_with(query, hit["video_id"]), value=hit["video_id"])
         return picker, (hit["video_id"], hit["segment"]), gr.update(), gr.update(), question
 
-    def choices_with(query: str, video_id: int):
+    def choices_with(self, query: str, video_id: int):
         """The picker's choices for the name filter, or all of them when the filter hides `video_id`."""
-        choices = video_choices(query)
-        return choices if any(value == video_id for _, value in choices) else video_choices()
+        choices = self.video_choices(query)
+        return choices if any(value == video_id for _, value in choices) else self.video_choices()
 
-    def show_time(video_id, evt: gr.SelectData):
+    def show_time(self, video_id, evt: gr.SelectData):
         """A time button under the last answer was clicked: select its segment on the timeline, say which."""
         try:
-            links = [] if video_id in (None, WHOLE_LIBRARY) else service.times(video_id, str(evt.value))
+            links = [] if video_id in (None, WHOLE_LIBRARY) else self.service.times(video_id, str(evt.value))
             if not links:
                 return gr.update(), ""
-            position = service.timeline_position(video_id, links[0].segment.index)
+            position = self.service.timeline_position(video_id, links[0].segment.index)
         except ServiceError as err:
             return gr.update(), f"⚠️ {err}"
         return gr.update(selected_index=position), moment_line(links[0])
 
-    def respond(question: str, history: list, video_id, max_tokens: int, temperature: float):
+    def respond(self, question: str, history: list, video_id, max_tokens: int, temperature: float):
         history = list(history or [])
         if video_id is None:  # the typed question and the last answer's stats stay where they are
             gr.Warning("Pick a video first: your question is kept.")
@@ -198,7 +203,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         yield history, "", "thinking…", gr.update()
         library = video_id == WHOLE_LIBRARY
         try:
-            for update in service.ask(None if library else video_id, question, pairs, max_new_tokens=max_tokens,
+            for update in self.service.ask(None if library else video_id, question, pairs, max_new_tokens=max_tokens,
                                       temperature=temperature):
                 if update.queued is not None:  # other people's questions are being answered: say where this one is
                     line = waiting_line(update.queued)
@@ -214,7 +219,7 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                 else:  # the timeline marks the segments this answer used; its times become buttons
                     history[-1] = {**history[-1], **time_options(update.times)}
                     used = {s.index for s in update.stats.segments_used}
-                    yield history, "", update.stats.summary(), gallery(video_id, used)
+                    yield history, "", update.stats.summary(), self.gallery(video_id, used)
         except ServiceError as err:
             log.info("chat refused: %s", err)
             history[-1] = {"role": "assistant", "content": f"⚠️ {err}"}
@@ -224,13 +229,13 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
             history[-1] = {"role": "assistant", "content": f"⚠️ internal error: {type(err).__name__}: {err}"}
             yield history, "", "", gr.update()
 
-    def start_upload(file):
+    def start_upload(self, file):
         """-> job id, status line, timer, cancel button, the file box (emptied: gradio's copy is deleted)."""
         if file is None:
             return None, "", gr.update(active=False), gr.update(visible=False), None
         name = Path(file).name  # gradio keeps the original name: <its cache>/<hash>/<name>
         try:
-            job = service.upload(file, name)
+            job = self.service.upload(file, name)
         except (ServiceError, OSError) as err:
             return None, f"⚠️ {err}", gr.update(active=False), gr.update(visible=False), None
         finally:
@@ -238,36 +243,37 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
         state = job.message if job.status == UploadStatus.QUEUED else "ingesting…"  # "queued: 2nd in line (…)"
         return job.id, f"uploaded {name}: {state}", gr.update(active=True), gr.update(visible=True), None
 
-    def cancel_upload(job_id):
+    def cancel_upload(self, job_id):
         if job_id:
-            service.cancel_upload(job_id)
+            self.service.cancel_upload(job_id)
         return "cancelling…" if job_id else ""
 
-    def poll_upload(job_id, query):
+    def poll_upload(self, job_id, query):
         if not job_id:
             return gr.update(), gr.update(), "", gr.update(active=False), job_id, gr.update(visible=False)
-        job = service.job(job_id)
+        job = self.service.job(job_id)
         if job.status.running:
             line = (f"{job.name}: {job.message}" if job.status == UploadStatus.QUEUED
                     else f"ingesting {job.name}: {job.progress:.0%} ({job.message})")
             return (gr.update(), gr.update(), line,
                     gr.update(active=True), job_id, gr.update(visible=True))
         picked = job.video_id if job.status == UploadStatus.READY else None
-        choices = gr.update(choices=video_choices(query), **({"value": picked} if picked is not None else {}))
+        choices = gr.update(choices=self.video_choices(query), **({"value": picked} if picked is not None else {}))
         prefix = {UploadStatus.READY: "✅", UploadStatus.CANCELLED: "⏹️"}.get(job.status, "⚠️ upload failed:")
-        return (choices, library_line(service), f"{prefix} {job.name}: {job.message}", gr.update(active=False), None,
-                gr.update(visible=False))
+        return (choices, library_line(self.service), f"{prefix} {job.name}: {job.message}", gr.update(active=False),
+                None, gr.update(visible=False))
 
-    with gr.Blocks(title="VoCo Video QA", delete_cache=(3600, 3600)) as demo:
+    def layout(self) -> SimpleNamespace:
+        """The page's components (inside a `gr.Blocks`), by name."""
         gr.Markdown("# VoCo Video QA\nAsk about a video: answers come from its compressed VoCo caches.")
         with gr.Row():
             with gr.Column(scale=2):
                 search = gr.Textbox(label="Search videos", placeholder="name…")
-                videos = gr.Dropdown(choices=video_choices(), label="Videos", value=None, elem_id="video-picker")
-                library = gr.Markdown(library_line(service), elem_id="library")
+                videos = gr.Dropdown(choices=self.video_choices(), label="Videos", value=None, elem_id="video-picker")
+                library = gr.Markdown(library_line(self.service), elem_id="library")
                 refresh_btn = gr.Button("Refresh", size="sm")
                 upload = gr.File(label="Upload a video", file_types=["video"], type="filepath",
-                                 visible=service.uploads is not None, elem_id="upload")
+                                 visible=self.service.uploads is not None, elem_id="upload")
                 upload_status = gr.Markdown(elem_id="upload-status")
                 cancel = gr.Button("Cancel upload", size="sm", visible=False, elem_id="cancel-upload")
                 info = gr.Markdown("Pick a video on the left, or upload one.")
@@ -288,62 +294,89 @@ def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
                 stats = gr.Markdown(elem_id="stats")
                 gr.Examples(EXAMPLES, inputs=question)
                 with gr.Accordion("Settings", open=False):
-                    max_tokens = gr.Slider(1, service.limits.max_new_tokens, value=32, step=1, label="Max new tokens")
+                    max_tokens = gr.Slider(1, self.service.limits.max_new_tokens, value=32, step=1,
+                                           label="Max new tokens")
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
         job_id = gr.State(None)
         focus = gr.State(None)  # (video id, segment index) of the moment-search hit that changed the picker
         timer = gr.Timer(1.0, active=False)
         live_timer = gr.Timer(LIVE_REFRESH_S, active=False)
+        return SimpleNamespace(search=search, videos=videos, library=library, refresh_btn=refresh_btn, upload=upload,
+                               upload_status=upload_status, cancel=cancel, info=info, timeline=timeline,
+                               moment=moment, chat=chat, question=question, send=send, stop=stop, clear=clear,
+                               stats=stats, max_tokens=max_tokens, temperature=temperature, job_id=job_id,
+                               focus=focus, timer=timer, live_timer=live_timer)
 
-        demo.load(refresh, search, [videos, library], api_visibility="private")  # a page opened after a CLI ingest
-        search.change(refresh, search, [videos, library], api_visibility="private")
-        refresh_btn.click(refresh, search, [videos, library], api_visibility="private")
-        videos.change(select, [videos, focus], [info, timeline, chat, moment, focus], api_visibility="private")
-        videos.change(watch_live, videos, live_timer, api_visibility="private")
-        live_timer.tick(grow, videos, [info, timeline, live_timer], api_visibility="private")
-        chat.option_select(show_time, videos, [timeline, moment], api_visibility="private")
-        timeline.select(show_segment, videos, moment, api_visibility="private")
-        inputs = [question, chat, videos, max_tokens, temperature]
-        answered = [chat, question, stats, timeline]
-        answering = {"concurrency_limit": answer_slots(service), "concurrency_id": "answers"}
-        asked = [send.click(respond, inputs, answered, api_visibility="private", **answering),
-                 question.submit(respond, inputs, answered, api_visibility="private", **answering)]
-        stop.click(None, cancels=asked, api_visibility="private")
-        clear.click(lambda: ([], "", ""), None, [chat, stats, moment], api_visibility="private")
-        upload.upload(start_upload, upload, [job_id, upload_status, timer, cancel, upload], api_visibility="private")
-        cancel.click(cancel_upload, job_id, upload_status, api_visibility="private")
-        timer.tick(poll_upload, [job_id, search], [videos, library, upload_status, timer, job_id, cancel],
-                   api_visibility="private")
+    def wire(self, demo: gr.Blocks, ui: SimpleNamespace) -> dict:
+        """Events -> handlers; returns the answering concurrency settings (the /ask API shares them)."""
+        private = {"api_visibility": "private"}  # page events, not API endpoints
+        listed = [ui.videos, ui.library]
+        demo.load(self.refresh, ui.search, listed, **private)  # a page opened after a CLI ingest
+        ui.search.change(self.refresh, ui.search, listed, **private)
+        ui.refresh_btn.click(self.refresh, ui.search, listed, **private)
+        ui.videos.change(self.select, [ui.videos, ui.focus], [ui.info, ui.timeline, ui.chat, ui.moment, ui.focus],
+                         **private)
+        ui.videos.change(self.watch_live, ui.videos, ui.live_timer, **private)
+        ui.live_timer.tick(self.grow, ui.videos, [ui.info, ui.timeline, ui.live_timer], **private)
+        ui.chat.option_select(self.show_time, ui.videos, [ui.timeline, ui.moment], **private)
+        ui.timeline.select(self.show_segment, ui.videos, ui.moment, **private)
+        inputs = [ui.question, ui.chat, ui.videos, ui.max_tokens, ui.temperature]
+        answered = [ui.chat, ui.question, ui.stats, ui.timeline]
+        answering = {"concurrency_limit": answer_slots(self.service), "concurrency_id": "answers"}
+        asked = [ui.send.click(self.respond, inputs, answered, **private, **answering),
+                 ui.question.submit(self.respond, inputs, answered, **private, **answering)]
+        ui.stop.click(None, cancels=asked, **private)
+        ui.clear.click(lambda: ([], "", ""), None, [ui.chat, ui.stats, ui.moment], **private)
+        ui.upload.upload(self.start_upload, ui.upload, [ui.job_id, ui.upload_status, ui.timer, ui.cancel, ui.upload],
+                         **private)
+        ui.cancel.click(self.cancel_upload, ui.job_id, ui.upload_status, **private)
+        ui.timer.tick(self.poll_upload, [ui.job_id, ui.search],
+                      [ui.videos, ui.library, ui.upload_status, ui.timer, ui.job_id, ui.cancel], **private)
+        return answering
 
-        def ask(video_id: int | None, question: str, max_new_tokens: int = 32) -> dict:
-            """Answer a question about a stored video (greedy decoding); video_id null: about the whole library,
-            from the segments of all videos that match the question best, with "sources": [{"video_id", "name",
-            "index", "start_s", "end_s"}] for each segment used.
 
-            Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
-            "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...,
-            "times": [{"text": "0:04", "seconds": 4.0, "segment": {"index", "start_s", "end_s"}}, ...] for each
-            clock time in the answer, with the segment it falls in}: an empty answer comes with the note
-            "the model gave no answer"; a bad request raises its reason."""
-            try:
-                return service.answer_dict(video_id, question, max_new_tokens=max_new_tokens)
-            except ServiceError as err:
-                raise _refused("/ask", err) from err
-            except Exception as err:  # noqa: BLE001 - a bug in one request must not stop the app
-                raise _failed("/ask", err) from err
+def register_api(service: ChatService, answering: dict) -> None:
+    """The /ask and /videos endpoints (gradio_client and HTTP callers)."""
 
-        def list_videos(query: str = "") -> list[dict]:
-            """Videos ready to be asked about: id, file name, duration, segments, status."""
-            if not isinstance(query, str):
-                raise _refused("/videos", ServiceError(f"query must be text, got {type(query).__name__}"))
-            # no "path" key: gradio_client would take the dict for a file to download
-            return [{"id": v.id, "name": service.name(v.path), "duration_s": v.duration, "segments": v.num_segments,
-                     "status": v.status} for v in service.videos(query)]
+    def ask(video_id: int | None, question: str, max_new_tokens: int = 32) -> dict:
+        """Answer a question about a stored video (greedy decoding); video_id null: about the whole library,
+        from the segments of all videos that match the question best, with "sources": [{"video_id", "name",
+        "index", "start_s", "end_s"}] for each segment used.
 
-        gr.api(ask, api_name="ask", **answering)
-        gr.api(list_videos, api_name="videos")
+        Returns {"answer": text, "note": ..., "segments_used": [{"index", "start_s", "end_s"}, ...],
+        "subset": true when only some of the video's segments were used, "segments_total", "tokens", ...,
+        "times": [{"text": "0:04", "seconds": 4.0, "segment": {"index", "start_s", "end_s"}}, ...] for each
+        clock time in the answer, with the segment it falls in}: an empty answer comes with the note
+        "the model gave no answer"; a bad request raises its reason."""
+        try:
+            return service.answer_dict(video_id, question, max_new_tokens=max_new_tokens)
+        except ServiceError as err:
+            raise _refused("/ask", err) from err
+        except Exception as err:  # noqa: BLE001 - a bug in one request must not stop the app
+            raise _failed("/ask", err) from err
+
+    def list_videos(query: str = "") -> list[dict]:
+        """Videos ready to be asked about: id, file name, duration, segments, status."""
+        if not isinstance(query, str):
+            raise _refused("/videos", ServiceError(f"query must be text, got {type(query).__name__}"))
+        # no "path" key: gradio_client would take the dict for a file to download
+        return [{"id": v.id, "name": service.name(v.path), "duration_s": v.duration, "segments": v.num_segments,
+                 "status": v.status} for v in service.videos(query)]
+
+    gr.api(ask, api_name="ask", **answering)
+    gr.api(list_videos, api_name="videos")
+
+
+def build_ui(service: ChatService, thumbs_dir: Path) -> gr.Blocks:
+    """The app. `thumbs_dir` holds segment thumbnails written for the gallery (and nothing else)."""
+    page = ChatPage(service, thumbs_dir)
+    with gr.Blocks(title="VoCo Video QA", delete_cache=(3600, 3600)) as demo:
+        ui = page.layout()
+        answering = page.wire(demo, ui)
+        register_api(service, answering)
         register_upload_api(service, _refused, _failed)  # /upload, /upload_status, /cancel_upload
         found = register_search(service.moments)  # the /search endpoint and box (app/search.py)
-        found.table.select(open_hit, [found.hits, videos, search], [videos, focus, timeline, moment, question],
+        found.table.select(page.open_hit, [found.hits, ui.videos, ui.search],
+                           [ui.videos, ui.focus, ui.timeline, ui.moment, ui.question],
                            api_visibility="private")
     return demo
