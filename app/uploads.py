@@ -8,9 +8,9 @@ duplicate (its bytes are already stored as another video). `sweep` removes what 
 At most `max_running` uploads ingest at once (each one runs the model); the rest wait in line, first come first
 served, and their message says their place. A queued upload that is cancelled leaves the line at once.
 
-Cancelling uses the ingest's own interrupt path (Ctrl-C in `python -m ingest`): the progress
-listener raises `UploadCancelled`, a KeyboardInterrupt, in the ingesting thread, so the ingest stops
-at its next batch, keeps nothing half-written, and returns a summary marked `interrupted`.
+Cancelling sets the job's event, which the ingest reads as its stop (`ingest_paths(cancel=...)`, the same path as
+Ctrl-C in `python -m ingest`): it stops at its next batch, keeps nothing half-written, and returns a summary marked
+`interrupted`; the upload's file and rows are then removed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from app.validation import ServiceError, public_text
 from ingest.config import VIDEO_EXTENSIONS
-from ingest.progress import ProgressEvent, ProgressKind
+from ingest.progress import ProgressEvent
 from ingest.results import FileStatus
 from ingest.run import ingest_paths
 from store import Store, StoreError, VideoInfo, VideoStatus
@@ -55,10 +55,6 @@ class UploadStatus(StrEnum):
     @property
     def running(self) -> bool:
         return self in (UploadStatus.QUEUED, UploadStatus.INGESTING)
-
-
-class UploadCancelled(KeyboardInterrupt):
-    """Raised by the progress listener of a cancelled upload: the ingest handles it as a Ctrl-C."""
 
 
 @dataclass
@@ -191,7 +187,7 @@ class Uploads:
                 return
             # no model lock: compressing an upload and answering questions may interleave
             summary = ingest_paths([job.path], model=self.model, model_name=self.model_name, store=self.store,
-                                   progress=lambda event: self._progress(job, event))
+                                   progress=lambda event: self._progress(job, event), cancel=job.cancel_requested)
             if summary.interrupted:
                 self._cancelled(job)
                 return
@@ -208,8 +204,6 @@ class Uploads:
             if result.status == FileStatus.PRESENT and self._owner_path(result.video_id) != str(job.path):
                 job.message += " (already stored: the uploaded copy is not kept)"
                 shutil.rmtree(job.path.parent, ignore_errors=True)
-        except UploadCancelled:  # only if the ingest let it through (it handles it as a Ctrl-C today)
-            self._cancelled(job)
         except Exception as err:  # noqa: BLE001 - a failed upload must not take the app down
             log.warning("upload %s (%s) failed: %s: %s", job.id, job.name, type(err).__name__, err)
             job.status, job.message = UploadStatus.FAILED, public_text(f"{type(err).__name__}: {err}",
@@ -222,8 +216,6 @@ class Uploads:
             self._dispatch()
 
     def _progress(self, job: UploadJob, event: ProgressEvent) -> None:
-        if job.cancel_requested.is_set() and event.kind in (ProgressKind.START, ProgressKind.BATCH):
-            raise UploadCancelled(job.id)
         if event.segments_total:
             job.progress = event.segments_done / event.segments_total
         if not job.cancel_requested.is_set():

@@ -18,6 +18,7 @@ compression across files) or Ray worker actors. Each batch is stored as it is co
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -47,6 +48,7 @@ def ingest_paths(
     show_progress: bool = False,
     store: Store | None = None,
     executor: Executor | None = None,
+    cancel: threading.Event | None = None,
 ) -> Summary:
     """Ingest every video under `paths` into the store; see the module docstring.
 
@@ -55,6 +57,8 @@ def ingest_paths(
     executor reports done events only).
     store: an open `Store` to use (else one is opened at `home` / `db_url` and closed at the end).
     executor: where the videos are ingested (default: `LocalExecutor()`, this process).
+    cancel: once set, the local executor stops at its next batch, as at Ctrl-C: what was compressed is kept and the
+    summary is marked `interrupted` (the Ray executor does not read it).
     Raises UsageError, FileNotFoundError (no such model), store.StoreError (database or home unusable).
     """
     config = config or IngestConfig()
@@ -75,7 +79,7 @@ def ingest_paths(
     request = IngestRequest(files=found.videos, home=None if home is None else str(home), db_url=db_url,
                             model=model, model_name=model_name or "unnamed", config=config,
                             listeners=[progress] if progress is not None else [], show_progress=show_progress,
-                            store=store)
+                            store=store, cancel=cancel)
     summary = executor.run(request)
     summary.files += [FileResult(s.path, FileStatus.FAILED, None, None, None, s.reason) for s in found.skipped]
     return summary

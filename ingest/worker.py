@@ -70,8 +70,11 @@ class VideoIngestor:
         """Ingest one file (the unit of work of every executor); its `Summary` holds one `FileResult`."""
         return self.run([Path(path)], [])
 
-    def run(self, files: list[Path], listeners: list[ProgressCallback], *, show_progress: bool = False) -> Summary:
-        """Ingest `files` through the overlapped pipeline; the summary lists them in the order given."""
+    def run(self, files: list[Path], listeners: list[ProgressCallback], *, show_progress: bool = False,
+            cancel: threading.Event | None = None) -> Summary:
+        """Ingest `files` through the overlapped pipeline; the summary lists them in the order given. Ctrl-C, or
+        `cancel` set (checked before each batch), stops it: what was compressed is written, the rest dropped, and
+        the summary is marked `interrupted`."""
         owner = self.settings.owner
         bars = TqdmProgress(len(files)) if show_progress else None
         consumer = Consumer(self.store, self.model, self.settings, len(files),
@@ -85,12 +88,12 @@ class VideoIngestor:
                 producer.start()
                 try:
                     while (item := items.get()) is not DONE:
+                        if cancel is not None and cancel.is_set():
+                            self._interrupt(consumer, stop, items, producer)
+                            break
                         consumer.handle(item)
                 except KeyboardInterrupt:
-                    consumer.summary.interrupted = True
-                    stop.set()
-                    consumer.flush_all()  # compressed work is kept; a kill -9 loses at most one chunk per video
-                    _drain(items, producer)
+                    self._interrupt(consumer, stop, items, producer)
         finally:
             stop.set()
             if producer.ident is not None:
@@ -104,6 +107,13 @@ class VideoIngestor:
         summary.elapsed_s = time.perf_counter() - start
         summary.files.sort(key=lambda r: consumer.order.get(r.path, 0))
         return summary
+
+    @staticmethod
+    def _interrupt(consumer, stop: threading.Event, items: queue.Queue, producer) -> None:
+        consumer.summary.interrupted = True
+        stop.set()
+        consumer.flush_all()  # compressed work is kept; a kill -9 loses at most one chunk per video
+        _drain(items, producer)
 
     def update_index(self) -> None:
         """Bring the search index up to date once per run (not per video: a sync reads and rewrites it whole)."""

@@ -11,6 +11,7 @@ claims (store/claims.py): any mix of local processes and Ray workers on one stor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class IngestRequest:
     show_progress: bool = False
     store: object | None = None
     """An open Store the local executor uses instead of opening one."""
+    cancel: threading.Event | None = None
+    """Set: the local executor stops at its next batch, as at Ctrl-C (`VideoIngestor.run`)."""
 
 
 class Executor(Protocol):
@@ -60,7 +63,8 @@ class LocalExecutor:
             model = (load_model(request.model, config.device, config.dtype, config.compressor, config.k)
                      if isinstance(request.model, str) else request.model)
             ingestor = VideoIngestor(store, model, request.model_name, request.config)
-            return ingestor.run(request.files, request.listeners, show_progress=request.show_progress)
+            return ingestor.run(request.files, request.listeners, show_progress=request.show_progress,
+                                cancel=request.cancel)
         finally:
             if request.store is None:
                 store.close()

@@ -145,6 +145,28 @@ def test_one_video_failing_in_the_model_does_not_stop_the_others(tmp_path, video
     assert [f.status for f in retry.files] == ["ingested", "present"]
 
 
+def test_a_cancel_event_stops_the_ingest_as_ctrl_c_does(tmp_path, model):
+    """`ingest_paths(cancel=...)` (the app's upload cancel): set during the second batch, the ingest stops before
+    the third, keeps the two batches it compressed, and says it was interrupted."""
+    import threading
+
+    long = write_video(tmp_path / "long.mp4", pattern_frames(80))  # 8 s: 8 segments, 4 batches
+    cancel = threading.Event()
+    batches: list[ProgressEvent] = []
+
+    def cancel_at_the_second_batch(event: ProgressEvent) -> None:
+        if event.kind == "batch":
+            batches.append(event)
+            if len(batches) == 2:
+                cancel.set()
+
+    summary = run([long], tmp_path / "home", model, progress=cancel_at_the_second_batch, cancel=cancel)
+    assert summary.interrupted and summary.segments == 4 and len(batches) == 2
+    with Store.open(tmp_path / "home") as store:
+        (video,) = store.list_videos()
+        assert (video.status, video.segments_done) == ("pending", 4)
+
+
 def test_progress_events_and_interrupt_then_resume(tmp_path, model):
     long = write_video(tmp_path / "long.mp4", pattern_frames(80))  # 8 s: 8 segments, 4 batches
     home = tmp_path / "home"

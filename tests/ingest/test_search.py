@@ -1,4 +1,5 @@
-"""Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py, ingest/search.py)."""
+"""Search vectors, the faiss index and moment search (voco/search.py, store/index.py, ingest/vectors.py and
+search.py)."""
 
 import json
 import os
