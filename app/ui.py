@@ -36,7 +36,8 @@ from voco.timeline import clock  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [  # kinds the bundled default model was trained on (what it can see: README, "The bundled default model")
+# kinds the bundled default model was trained on (what it can see: docs/measured.md, "The bundled default model")
+EXAMPLES = [
     "What is in the video?",
     "Is there a person?",
     "When does the car appear?",

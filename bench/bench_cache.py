@@ -1,6 +1,6 @@
 """Cache size and cache loading: bytes per segment on disk, and loading a 1-hour video's caches.
 
-    python bench/bench_cache.py --model synthetic      # the README's figures (bundled synthetic-world model)
+    python bench/bench_cache.py --model synthetic      # docs/measured.md's figures (bundled synthetic-world model)
     python bench/bench_cache.py --model default --segments 1800   # one hour of the default's 2 s segments
     python bench/bench_cache.py --model tiny --segments 600
 

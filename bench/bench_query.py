@@ -1,6 +1,6 @@
 """Query cost: time to first token and decode speed over T segments, voco vs full caches vs recompute.
 
-    python bench/bench_query.py --model synthetic          # the README's figures (bundled synthetic-world model)
+    python bench/bench_query.py --model synthetic          # docs/measured.md's figures (bundled synthetic-world model)
     python bench/bench_query.py --model tiny --segments 1,8,32
 
 Side by side in one run, for each T: `voco` answers from k cached tokens per segment, `full` from

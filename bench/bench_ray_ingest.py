@@ -3,7 +3,7 @@ node estimate, and concurrent ingests racing on one PostgreSQL store.
 
     python bench/bench_ray_ingest.py                       # all parts: 16 synthetic videos, tiny model, 20 races
     python bench/bench_ray_ingest.py --races 0             # throughput and stage costs only
-    python bench/bench_ray_ingest.py --stage-model synthetic  # the synthetic model's stage costs (README estimate)
+    python bench/bench_ray_ingest.py --stage-model synthetic  # the synthetic model's stage costs (docs/measured.md)
 
 throughput   the same videos ingested into a fresh store by the local executor, then by Ray with 1 and with 2
              worker actors (a local Ray started once; every worker has 1 torch thread, like the local run).

@@ -5,8 +5,8 @@ model, the KV-distillation targets) of held-out photos, against each other and a
     python scripts/probe_cache_spread.py --model default --photos astronaut,cat,coffee
 
 A cache that answers from the video must move with it: the evidence experiment's caches sit 1-2% apart while its
-distillation targets sit 7-8% apart, 20-22% when computed without its LoRA adapters (README, "The evidence-tower
-experiment"). The model is changed in memory only. Prints one JSON line.
+distillation targets sit 7-8% apart, 20-22% when computed without its LoRA adapters (docs/measured.md, "The
+bundled default model"). The model is changed in memory only. Prints one JSON line.
 """
 
 from __future__ import annotations
