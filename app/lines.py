@@ -12,7 +12,7 @@ from voco.session import SegmentSpan
 from voco.timeline import clock
 
 NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
-"""What the chat shows for an empty answer (and `chat_turns` turns back into an empty answer)."""
+"""What the chat shows for an empty answer."""
 TIME_OPTION = "⏱ "
 """Starts the label of each time button under the last answer (its value is the time as written, "0:04")."""
 WHOLE_LIBRARY = 0
@@ -73,24 +73,3 @@ def moment_line(link: TimeLink) -> str:
 def segment_line(span: SegmentSpan) -> str:
     """A segment in full, under the timeline: "segment #4 · 0:04-0:05"."""
     return f"segment #{span.index} · {clock(span.start_s)}-{clock(span.end_s)}"
-
-
-def chat_turns(messages: list) -> list[tuple[str, str]]:
-    """Gradio chat messages -> (question, answer) turns, skipping unanswered or error turns.
-
-    A turn the model answered with nothing is passed on as the empty answer it was."""
-    pairs, question = [], None
-    for m in messages:
-        role, content = m.get("role"), m.get("content")
-        if isinstance(content, list):  # Gradio 6 may give content as a list of parts
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if role == "user":
-            question = content
-        elif role == "assistant" and question is not None and content == NO_ANSWER_BUBBLE:
-            pairs.append((str(question), ""))
-            question = None
-        elif (role == "assistant" and question is not None and content and content != "…"
-              and not str(content).startswith("⚠️")):
-            pairs.append((str(question), str(content)))
-            question = None
-    return pairs

@@ -16,7 +16,6 @@ from app.lines import (  # noqa: E402
     NO_ANSWER_BUBBLE,
     WHOLE_LIBRARY,
     WHOLE_LIBRARY_LABEL,
-    chat_turns,
     info_line,
     library_line,
     moment_line,
@@ -189,46 +188,50 @@ class ChatPage:
             return gr.update(), f"⚠️ {err}"
         return gr.update(selected_index=position), moment_line(links[0])
 
-    def respond(self, question: str, history: list, video_id, max_tokens: int, temperature: float):
-        history = list(history or [])
+    def respond(self, question: str, history: list, turns: list, video_id, max_tokens: int, temperature: float):
+        """-> chat, question box, stats line, timeline, turns. `turns`: the (question, answer) pairs answered so
+        far in this chat (a `gr.State`, not read back from the bubbles), the history each answer is given."""
+        history, turns = list(history or []), [tuple(t) for t in turns or []]
         if video_id is None:  # the typed question and the last answer's stats stay where they are
             gr.Warning("Pick a video first: your question is kept.")
-            yield history, question, gr.update(), gr.update()
+            yield history, question, gr.update(), gr.update(), turns
             return
         if not (question or "").strip():
             gr.Warning("Type a question first (the question is empty).")
-            yield history, question, gr.update(), gr.update()
+            yield history, question, gr.update(), gr.update(), turns
             return
-        pairs = chat_turns(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
-        yield history, "", "thinking…", gr.update()
+        yield history, "", "thinking…", gr.update(), turns
         library = video_id == WHOLE_LIBRARY
         try:
-            for update in self.service.ask(None if library else video_id, question, pairs, max_new_tokens=max_tokens,
-                                      temperature=temperature):
+            for update in self.service.ask(None if library else video_id, question, turns,
+                                           max_new_tokens=max_tokens, temperature=temperature):
                 if update.queued is not None:  # other people's questions are being answered: say where this one is
                     line = waiting_line(update.queued)
                     history[-1] = {"role": "assistant", "content": f"… {line}"}
-                    yield history, "", line, gr.update()
+                    yield history, "", line, gr.update(), turns
                     continue
                 shown = update.text or ("…" if update.stats is None else NO_ANSWER_BUBBLE)
                 history[-1] = {"role": "assistant", "content": shown}
                 if update.stats is None:
-                    yield history, "", "answering…", gr.update()
-                elif library:  # no one timeline: the stats say which videos and times the answer used
-                    yield history, "", f"{sources_line(update.sources)} · {update.stats.summary()}", gr.update()
+                    yield history, "", "answering…", gr.update(), turns
+                    continue
+                answered = [*turns, (question, update.text)]  # an empty answer goes on as the empty answer it was
+                if library:  # no one timeline: the stats say which videos and times the answer used
+                    line = f"{sources_line(update.sources)} · {update.stats.summary()}"
+                    yield history, "", line, gr.update(), answered
                 else:  # the timeline marks the segments this answer used; its times become buttons
                     history[-1] = {**history[-1], **time_options(update.times)}
                     used = {s.index for s in update.stats.segments_used}
-                    yield history, "", update.stats.summary(), self.gallery(video_id, used)
-        except ServiceError as err:
+                    yield history, "", update.stats.summary(), self.gallery(video_id, used), answered
+        except ServiceError as err:  # a refused turn is shown, not given to later answers
             log.info("chat refused: %s", err)
             history[-1] = {"role": "assistant", "content": f"⚠️ {err}"}
-            yield history, "", "", gr.update()
+            yield history, "", "", gr.update(), turns
         except Exception as err:  # noqa: BLE001 - one bad request must not stop the app
             log.exception("answer failed")
             history[-1] = {"role": "assistant", "content": f"⚠️ internal error: {type(err).__name__}: {err}"}
-            yield history, "", "", gr.update()
+            yield history, "", "", gr.update(), turns
 
     def start_upload(self, file):
         """-> job id, status line, timer, cancel button, the file box (emptied: gradio's copy is deleted)."""
@@ -299,13 +302,14 @@ class ChatPage:
                                            label="Max new tokens")
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
         job_id = gr.State(None)
+        turns = gr.State([])  # (question, answer) pairs of this chat: the history each answer is given
         focus = gr.State(None)  # (video id, segment index) of the moment-search hit that changed the picker
         timer = gr.Timer(1.0, active=False)
         live_timer = gr.Timer(LIVE_REFRESH_S, active=False)
         return SimpleNamespace(search=search, videos=videos, library=library, refresh_btn=refresh_btn, upload=upload,
                                upload_status=upload_status, cancel=cancel, info=info, timeline=timeline,
                                moment=moment, chat=chat, question=question, send=send, stop=stop, clear=clear,
-                               stats=stats, max_tokens=max_tokens, temperature=temperature, job_id=job_id,
+                               stats=stats, max_tokens=max_tokens, temperature=temperature, job_id=job_id, turns=turns,
                                focus=focus, timer=timer, live_timer=live_timer)
 
     def wire(self, demo: gr.Blocks, ui: SimpleNamespace) -> dict:
@@ -318,16 +322,17 @@ class ChatPage:
         ui.videos.change(self.select, [ui.videos, ui.focus], [ui.info, ui.timeline, ui.chat, ui.moment, ui.focus],
                          **private)
         ui.videos.change(self.watch_live, ui.videos, ui.live_timer, **private)
+        ui.videos.change(lambda: [], None, ui.turns, **private)  # another video: a new chat
         ui.live_timer.tick(self.grow, ui.videos, [ui.info, ui.timeline, ui.live_timer], **private)
         ui.chat.option_select(self.show_time, ui.videos, [ui.timeline, ui.moment], **private)
         ui.timeline.select(self.show_segment, ui.videos, ui.moment, **private)
-        inputs = [ui.question, ui.chat, ui.videos, ui.max_tokens, ui.temperature]
-        answered = [ui.chat, ui.question, ui.stats, ui.timeline]
+        inputs = [ui.question, ui.chat, ui.turns, ui.videos, ui.max_tokens, ui.temperature]
+        answered = [ui.chat, ui.question, ui.stats, ui.timeline, ui.turns]
         answering = {"concurrency_limit": answer_slots(self.service), "concurrency_id": "answers"}
         asked = [ui.send.click(self.respond, inputs, answered, **private, **answering),
                  ui.question.submit(self.respond, inputs, answered, **private, **answering)]
         ui.stop.click(None, cancels=asked, **private)
-        ui.clear.click(lambda: ([], "", ""), None, [ui.chat, ui.stats, ui.moment], **private)
+        ui.clear.click(lambda: ([], "", "", []), None, [ui.chat, ui.stats, ui.moment, ui.turns], **private)
         ui.upload.upload(self.start_upload, ui.upload, [ui.job_id, ui.upload_status, ui.timer, ui.cancel, ui.upload],
                          **private)
         ui.cancel.click(self.cancel_upload, ui.job_id, ui.upload_status, **private)

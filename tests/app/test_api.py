@@ -7,7 +7,7 @@ import time
 import gradio as gr
 import pytest
 
-from app.lines import NO_ANSWER_BUBBLE, TIME_OPTION, chat_turns, waiting_line
+from app.lines import NO_ANSWER_BUBBLE, TIME_OPTION, waiting_line
 from app.service import NO_ANSWER, USED_MARK, ChatService, ServiceLimits
 from app.ui import build_ui
 from store import Store
@@ -96,12 +96,12 @@ def test_an_empty_answer_says_so_in_the_api_and_the_chat(silent_app):
     assert result["answer"] == "" and result["note"] == NO_ANSWER
 
     respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
-    *_, (history, _, stats, timeline) = respond("What is happening in this video?", [], video.id, 4, 0.0)
+    *_, (history, _, stats, timeline, turns) = respond("What is happening in this video?", [], [], video.id, 4, 0.0)
     assert len(timeline) == video.num_segments  # the final update marks the used segments on the timeline
     assert all(caption.startswith(USED_MARK) for _, caption in timeline)
     assert history[-1] == {"role": "assistant", "content": NO_ANSWER_BUBBLE}
     assert stats.endswith(NO_ANSWER)
-    assert chat_turns(history) == [("What is happening in this video?", "")]
+    assert turns == [("What is happening in this video?", "")]  # the empty answer goes on as it was
 
 
 def test_a_chat_warning_keeps_the_typed_question_and_the_stats(silent_app):
@@ -112,8 +112,8 @@ def test_a_chat_warning_keeps_the_typed_question_and_the_stats(silent_app):
     earlier = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     for question, video_id in (("What is in the video?", None), ("   ", service.videos()[0].id)):
         with pytest.warns(UserWarning) as warned:
-            (history, box, stats, timeline), = list(respond(question, earlier, video_id, 4, 0.0))
-        assert history == earlier and box == question
+            (history, box, stats, timeline, turns), = list(respond(question, earlier, [("q", "a")], video_id, 4, 0.0))
+        assert history == earlier and box == question and turns == [("q", "a")]
         assert stats == timeline == {"__type__": "update"}  # left as they were
         assert any(("Pick a video first" if video_id is None else "question is empty") in str(w.message)
                    for w in warned)
@@ -140,10 +140,10 @@ def test_time_buttons_under_the_answer_select_their_segment_on_the_timeline(app_
     last = service.loaded(video.id).spans[-1]
     scripted_answer(ANSWER_WITH_TIMES)
     fns = {getattr(f.fn, "__name__", ""): f for f in demo.fns.values()}
-    *_, (history, _, _, timeline) = fns["respond"].fn("when?", [], video.id, 2, 0.0)
+    *_, (history, _, _, timeline, turns) = fns["respond"].fn("when?", [], [], video.id, 2, 0.0)
     assert history[-1]["options"] == [{"label": f"{TIME_OPTION}{t}", "value": t} for t in ("0:02", "0:04", "1:02:05")]
     assert sum(caption.startswith(USED_MARK) for _, caption in timeline) == video.num_segments  # still marked
-    assert chat_turns(history) == [("when?", ANSWER_WITH_TIMES)]
+    assert turns == [("when?", ANSWER_WITH_TIMES)]
 
     show_time = fns["show_time"]  # wired: a click on a chat option -> the timeline's selected thumbnail
     chat, gallery = (next(b for b in demo.blocks.values() if b.elem_id == name) for name in ("chat", "timeline"))
@@ -157,12 +157,25 @@ def test_time_buttons_under_the_answer_select_their_segment_on_the_timeline(app_
     assert show_time.fn(None, gr.SelectData(None, {"index": 0, "value": "0:04"}))[1] == ""
 
 
-def test_chat_messages_become_question_answer_turns():
-    messages = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
-                {"role": "user", "content": "q2"}, {"role": "assistant", "content": "⚠️ error"},
-                {"role": "user", "content": [{"type": "text", "text": "q3"}]},
-                {"role": "assistant", "content": [{"type": "text", "text": "a3"}]}]
-    assert chat_turns(messages) == [("q1", "a1"), ("q3", "a3")]
+def test_each_answer_is_given_the_chats_earlier_turns_and_a_refused_one_is_not_kept(app_url, scripted_answer,
+                                                                                    monkeypatch):
+    """The chat's turns live in a `gr.State` (not parsed back from the bubbles): each answer gets them as its
+    history, an answered question joins them, a refused one does not."""
+    _, service, demo = app_url
+    video = service.videos()[0]
+    respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
+    given = []
+    real_ask = service.ask
+    monkeypatch.setattr(service, "ask", lambda vid, q, history, **kw: given.append(list(history))
+                        or real_ask(vid, q, history, **kw))
+    scripted_answer("A cat.")
+    *_, (history, _, _, _, turns) = respond("what is it?", [], [], video.id, 2, 0.0)
+    assert turns == [("what is it?", "A cat.")]
+    with pytest.warns(UserWarning, match="question is empty"):  # refused before asking: turns as they were
+        *_, (history, _, _, _, turns) = respond("", history, turns, video.id, 2, 0.0)
+    *_, (history, _, _, _, turns) = respond("and then?", history, turns, video.id, 2, 0.0)
+    assert given == [[], [("what is it?", "A cat.")]]
+    assert turns == [("what is it?", "A cat."), ("and then?", "A cat.")]
 
 
 def test_the_upload_panel_reports_a_failed_upload_and_cleans_gradios_copy(app_url, tmp_path):
@@ -208,7 +221,7 @@ def test_the_whole_library_is_a_choice_of_the_picker_and_of_the_api(app_url, scr
     info, timeline, *_ = fns["select"].fn(WHOLE_LIBRARY, None)
     assert info.startswith("**The whole library**") and timeline == []
     scripted_answer("A red circle.")
-    *_, (history, _, stats, _) = fns["respond"].fn("a red circle?", [], WHOLE_LIBRARY, 2, 0.0)
+    *_, (history, _, stats, _, _) = fns["respond"].fn("a red circle?", [], [], WHOLE_LIBRARY, 2, 0.0)
     assert history[-1]["content"] == "A red circle."
     names = {service.name(v.path) for v in service.videos()}
     assert stats.startswith("seen in ") and any(f"{name} at " in stats for name in names), stats
@@ -236,7 +249,7 @@ def test_asks_at_once_wait_in_line_and_past_it_the_api_says_busy(library, tmp_pa
 
         def chat() -> None:
             respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
-            results["chat"] = [stats for _, _, stats, _ in respond("what?", [], video.id, 3, 0.0)]
+            results["chat"] = [stats for _, _, stats, _, _ in respond("what?", [], [], video.id, 3, 0.0)]
 
         first = threading.Thread(target=ask, args=("first",))
         first.start()
