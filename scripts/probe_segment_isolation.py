@@ -30,21 +30,9 @@ from voco import VoCoModel
 from voco.config import PromptTemplate
 from voco.families import family_of
 from voco.generation import GenerationConfig, generate_tokens
+from voco.tiny import save_plain_checkpoint
 
 QUESTION = "what is in the video?"
-
-
-def tiny_llava(folder: Path) -> Path:
-    """A tiny random LLaVA-1.5 checkpoint as transformers saves it (as tests/voco/test_oracle.py builds it)."""
-    from voco.tiny import tiny_config, tiny_tokenizer
-
-    tokenizer = tiny_tokenizer(with_bos=True, with_voco=False)
-    config = tiny_config("llama", "clip", vocab_size=len(tokenizer) + 8)
-    config.image_token_index = config.text_config.vocab_size - 1
-    torch.manual_seed(0)
-    family_of(config).model_class(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def single_pass(model: VoCoModel, theirs, segments: list[np.ndarray], tokens: int) -> tuple[torch.Tensor, list]:
@@ -91,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.model) if args.model else tiny_llava(Path(tmp) / "llava")
+        folder = Path(args.model) if args.model else Path(tmp) / "llava"
+        if not args.model:
+            save_plain_checkpoint("llava", folder)
         # the prompt prefix is the start token alone: the case where one segment is exact (module doc)
         model = VoCoModel.from_pretrained(folder, compressor="full", device=args.device, frames_per_segment=1,
                                           prompt=PromptTemplate(system="", prefix="", question="\n{question} "

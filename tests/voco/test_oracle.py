@@ -21,27 +21,10 @@ from voco import VoCoModel
 from voco.config import PromptTemplate
 from voco.families import family_of
 from voco.generation import GenerationConfig, generate_tokens
-from voco.tiny import tiny_config, tiny_family_config, tiny_tokenizer
+from voco.tiny import save_plain_checkpoint
 
 QUESTION = "what color is the circle?"
 NEW_TOKENS = 10
-
-
-def _plain(model_type: str, folder):
-    """A tiny random checkpoint of the family as transformers saves it; its placeholder tokens lie past the
-    tokenizer's ids (as LLaVA's padded vocabulary has room), so no question text holds one."""
-    qwen2 = model_type in ("llava_next_video", "llava_onevision")  # Qwen2 decoders: no <bos>
-    tokenizer = tiny_tokenizer(with_bos=not qwen2, with_voco=False)
-    vocab = len(tokenizer) + 8
-    if model_type == "llava":
-        config = tiny_config("llama", "clip", vocab_size=vocab)
-        config.image_token_index = vocab - 1
-    else:
-        config = tiny_family_config(model_type, vocab_size=vocab)
-    torch.manual_seed(0)
-    family_of(config).model_class(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return config
 
 
 def generate_as_transformers(model: VoCoModel, theirs, segment: np.ndarray) -> list[int]:
@@ -96,7 +79,7 @@ def test_llava7b_shapes_answer_as_transformers_gpu():
 @pytest.mark.parametrize("model_type, frames", [("llava", 1), ("llava", 2), ("llava_next_video", 2),
                                                ("llava_onevision", 2), ("idefics3", 1), ("smolvlm", 2)])
 def test_one_segment_answers_as_the_checkpoints_own_generate(model_type, frames, tmp_path):
-    config = _plain(model_type, tmp_path / "plain")
+    config = save_plain_checkpoint(model_type, tmp_path / "plain")
     start = "<segment>" if model_type.startswith("llava_") else ""  # <bos> comes with the tokenizer; Qwen2 has none
     prompt = PromptTemplate(system="", prefix=start, question="\n{question} ASSISTANT:")
     with warnings.catch_warnings():
@@ -135,7 +118,7 @@ def test_a_stock_checkpoint_ingested_zero_shot_is_answered_by_the_app(model_type
     from store import Store
     from tests.fixtures.videos import pattern_frames, write_video
 
-    _plain(model_type, tmp_path / "plain")
+    save_plain_checkpoint(model_type, tmp_path / "plain")
     video = write_video(tmp_path / "clip.mp4", pattern_frames(40, seed=3))  # 4 s at 10 fps
     home = tmp_path / "home"
     if model_type == "llava":  # the command line once; the other families in-process (no interpreter start-up)
@@ -178,7 +161,7 @@ def _loaded(folder, model_type: str, compressor: str, k: int, frames: int = 2) -
 def test_pool_frames_averages_each_frames_grid_as_next_videos_pooler(tmp_path):
     """LLaVA-1.5 (a 4 x 4 grid per frame) pooled to k = 4: each frame's 2 x 2 blocks averaged, as
     LLaVA-NeXT-Video's `AvgPool2d(stride)` pooler does, frame by frame (never across the two frames)."""
-    _plain("llava", tmp_path / "plain")
+    save_plain_checkpoint("llava", tmp_path / "plain")
     full = _loaded(tmp_path / "plain", "llava", "full", 1)
     pooled = _loaded(tmp_path / "plain", "llava", "pool_frames", 4)
     segment = np.random.default_rng(2).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
@@ -195,7 +178,7 @@ def test_pool_frames_averages_each_frames_grid_as_next_videos_pooler(tmp_path):
 def test_pool_frames_to_the_grids_own_size_is_the_full_cache(tmp_path):
     """OneVision (its own bilinear pooling gives a 2 x 2 grid per frame, then one image_newline per segment):
     pooling to that same size changes no token, so its caches equal `full`'s."""
-    _plain("llava_onevision", tmp_path / "plain")
+    save_plain_checkpoint("llava_onevision", tmp_path / "plain")
     segment = np.random.default_rng(3).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
     full = _loaded(tmp_path / "plain", "llava_onevision", "full", 1).compress([segment])[0]
     same = _loaded(tmp_path / "plain", "llava_onevision", "pool_frames", 4).compress([segment])[0]
@@ -205,7 +188,7 @@ def test_pool_frames_to_the_grids_own_size_is_the_full_cache(tmp_path):
 
 
 def test_pool_frames_refuses_what_it_cannot_pool(tmp_path):
-    _plain("llava", tmp_path / "plain")
+    save_plain_checkpoint("llava", tmp_path / "plain")
     with pytest.raises(ValueError, match="k = 5 tokens per frame must be a square"):
         _loaded(tmp_path / "plain", "llava", "pool_frames", 5)
     too_many = _loaded(tmp_path / "plain", "llava", "pool_frames", 25)
@@ -219,9 +202,9 @@ def test_pool_frames_refuses_what_it_cannot_pool(tmp_path):
 def test_segments_cached_alone_differ_from_one_pass_only_from_the_second(tmp_path):
     """scripts/probe_segment_isolation.py: one segment is the single pass exactly; with two, the second segment's
     KV was computed without the first before it, so the answer's distribution moves (README "Use your own model")."""
-    from scripts.probe_segment_isolation import compare, tiny_llava
+    from scripts.probe_segment_isolation import compare
 
-    tiny_llava(tmp_path / "plain")
+    save_plain_checkpoint("llava", tmp_path / "plain")
     model = VoCoModel.from_pretrained(tmp_path / "plain", compressor="full", frames_per_segment=1,
                                       prompt=PromptTemplate(system="", prefix="", question="\n{question} ASSISTANT:"))
     model.save_pretrained(tmp_path / "same")
