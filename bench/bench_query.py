@@ -58,7 +58,7 @@ def query_times(model: VoCoModel, caches, new_tokens: int, repeats: int, sync) -
     return ttft, new_tokens / best_time(decode, repeats, sync)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="synthetic",
                         help="a bundled name ('default', 'synthetic'), 'tiny', or a checkpoint folder")
@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=16, help="decode steps timed per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
     voco = bench_model(args.model, args.device).eval()

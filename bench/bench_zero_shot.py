@@ -54,14 +54,14 @@ def random_model(shapes: str, compressor: str, k: int, device: str):
     """A random model of a real checkpoint's shapes: SmolVLM-256M (float32) or LLaVA-1.5-7B (bf16, for a GPU)."""
     import torch
 
-    from voco.checkpoint import new_model
     from voco.config import PromptTemplate, VoCoConfig
+    from voco.model import VoCoModel
     from voco.tiny import llava7b_model, smolvlm_256m_config, tiny_tokenizer
 
     if shapes == "llava-1.5-7b":
         return llava7b_model(device=device, dtype=torch.bfloat16, compressor=compressor, k=k)
     voco = VoCoConfig(compressor=compressor, k=k, frames_per_segment=1, prompt=PromptTemplate())
-    return new_model(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).to(device).eval()
+    return VoCoModel.from_config(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).to(device).eval()
 
 
 def ttft_ms(shapes: str, device: str, repeats: int) -> dict:

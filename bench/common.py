@@ -30,12 +30,13 @@ def bench_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None
     from voco import load_model
 
     if name == "smolvlm256m":  # configs/smolvlm_voco.yaml's model at its real shapes, random weights
-        from voco.checkpoint import new_model
         from voco.config import PromptTemplate, VoCoConfig
+        from voco.model import VoCoModel
         from voco.tiny import smolvlm_256m_config, tiny_tokenizer
 
         voco = VoCoConfig(k=2, frames_per_segment=1, prompt=PromptTemplate())
-        return new_model(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0).to(device, dtype or torch.float32)
+        model = VoCoModel.from_config(smolvlm_256m_config(), tiny_tokenizer(), voco, seed=0)
+        return model.to(device, dtype or torch.float32)
     if name.startswith("llava7b"):  # llava7b or llava7b:LAYERS (a shallower stand-in to check the path)
         from voco.tiny import llava7b_model
 

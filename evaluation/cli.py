@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from evaluation.judge_prompts import read_script_judge
-from evaluation.judges import JUDGES, ExactJudge, JudgeFatal, OpenAIJudge, Prompts
+from evaluation.judges import JUDGES, ExactJudge, JudgeFatal
+from evaluation.openai_judge import OpenAIJudge, Prompts
 from evaluation.predictions import PREDICTIONS, PredictionsError, Shard, part_path
 from evaluation.readers import DATASETS, DatasetError, read_dataset
 from evaluation.runner import (
@@ -236,22 +237,29 @@ def main(argv: list[str] | None = None, dataset: str | None = None) -> int:
         return _error(str(err))
 
 
-def run(args) -> int:
+def _usage_error(args) -> str | None:
+    """What is wrong with this combination of options, or None."""
     if args.shard is not None and args.merge:
-        return _error("--shard and --merge do not go together: run the shards, then --merge once")
+        return "--shard and --merge do not go together: run the shards, then --merge once"
     if args.overwrite and (args.shard is not None or args.merge):
-        return _error("--overwrite would delete the other shards' predictions: to start over, run once without "
-                      "--shard/--merge and with --overwrite, or use a new --out")
+        return ("--overwrite would delete the other shards' predictions: to start over, run once without "
+                "--shard/--merge and with --overwrite, or use a new --out")
     if args.limit is not None and args.limit < 1:
-        return _error("--limit must be >= 1")
+        return "--limit must be >= 1"
     if args.max_segments is not None and (args.max_segments < 1 or args.segments == "all"):
-        return _error("--max-segments N needs N >= 1 and --segments retrieved or uniform")
-    judging = args.shard is None
-    if judging and args.judge == "openai" and not os.environ.get("OPENAI_API_KEY") \
+        return "--max-segments N needs N >= 1 and --segments retrieved or uniform"
+    if args.shard is None and args.judge == "openai" and not os.environ.get("OPENAI_API_KEY") \
             and args.judge_url.rstrip("/").startswith(OPENAI_URL):
-        return _error(f"--judge openai with {args.judge_url} needs OPENAI_API_KEY in the environment")
+        return f"--judge openai with {args.judge_url} needs OPENAI_API_KEY in the environment"
     if args.judge != "openai" and (args.judge_prompt or args.judge_prompt_from):
-        return _error("--judge-prompt and --judge-prompt-from apply to --judge openai")
+        return "--judge-prompt and --judge-prompt-from apply to --judge openai"
+    return None
+
+
+def run(args) -> int:
+    problem = _usage_error(args)
+    if problem:
+        return _error(problem)
     if args.judge == "openai":
         openai_judge_settings(args)  # a bad prompt file fails now, not after answering
 
@@ -282,38 +290,48 @@ def run(args) -> int:
         info["max_new_tokens"] = args.max_new_tokens
         info["segment_seconds_override"] = args.segment_seconds
 
-    answer_errors = 0
-    if not args.merge:
-        todo = todo_items(plan, out, args.shard)
-        if todo:
-            try:
-                answerer = build_answerer(args)
-            except FileNotFoundError as err:
-                return _error(str(err))
-            describe = getattr(answerer, "describe", None)
-            check_run_info(out, {**info, **(describe() if callable(describe) else {})})
-            try:
-                stats = predict(todo, plan, answerer, out, args.shard, progress)
-            finally:
-                close = getattr(answerer, "close", None)
-                if callable(close):
-                    close()
-            answer_errors = stats.errors
-            if stats.recovered_torn_tail:
-                _note(f"{part_path(out, args.shard)}: a line cut by an earlier kill was dropped (its question was "
-                      "answered again)")
-            print(f"answered {stats.written} questions in {stats.elapsed_s:.1f} s"
-                  + (f"; {stats.errors} failed, e.g. {stats.error_examples[0]}" if stats.errors else ""),
-                  file=sys.stderr)
-        else:
-            check_run_info(out, info, write=False)
-            print("every question already has a prediction" + (f" in shard {args.shard}" if args.shard else ""),
-                  file=sys.stderr)
+    answer_errors = 0 if args.merge else _answer(args, plan, out, info, progress)
+    if answer_errors is None:
+        return EXIT_ERROR
     if args.shard is not None:
         print(f"shard {args.shard} done ({part_path(out, args.shard)}); when every shard is done, run the same "
               "command without --shard and with --merge", file=sys.stderr)
         return EXIT_FAILURES if answer_errors else EXIT_OK
+    return _merge_and_judge(args, plan, out, info, progress)
 
+
+def _answer(args, plan, out: Path, info: dict, progress: bool) -> int | None:
+    """Answer the questions this run (or shard) has no prediction for: how many failed; None if the answerer
+    could not be built (the reason already printed)."""
+    todo = todo_items(plan, out, args.shard)
+    if not todo:
+        check_run_info(out, info, write=False)
+        print("every question already has a prediction" + (f" in shard {args.shard}" if args.shard else ""),
+              file=sys.stderr)
+        return 0
+    try:
+        answerer = build_answerer(args)
+    except FileNotFoundError as err:
+        _error(str(err))
+        return None
+    describe = getattr(answerer, "describe", None)
+    check_run_info(out, {**info, **(describe() if callable(describe) else {})})
+    try:
+        stats = predict(todo, plan, answerer, out, args.shard, progress)
+    finally:
+        close = getattr(answerer, "close", None)
+        if callable(close):
+            close()
+    if stats.recovered_torn_tail:
+        _note(f"{part_path(out, args.shard)}: a line cut by an earlier kill was dropped (its question was "
+              "answered again)")
+    print(f"answered {stats.written} questions in {stats.elapsed_s:.1f} s"
+          + (f"; {stats.errors} failed, e.g. {stats.error_examples[0]}" if stats.errors else ""),
+          file=sys.stderr)
+    return stats.errors
+
+
+def _merge_and_judge(args, plan, out: Path, info: dict, progress: bool) -> int:
     merged = merge(plan, out)
     if merged.duplicates:
         _note(f"{merged.duplicates} duplicate predictions dropped in the merge (one kept per question)")

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.judges import Prompts
+from evaluation.openai_judge import Prompts
 
 SCRIPT_HINT = "Video-ChatGPT's quantitative_evaluation/evaluate_activitynet_qa.py"
 # the script's f-string variables -> our template fields

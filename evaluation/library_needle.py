@@ -176,6 +176,20 @@ def _row(results: list[dict], needle_ids: list[int] | None = None) -> dict:
     return row
 
 
+def _library_videos(folder: Path, sizes: list[int], needles: int, kind: str, seed: int, seconds: float):
+    """The needle videos and enough distractors for the largest library."""
+    if any(1 < s < needles for s in sizes):
+        raise ValueError(f"a library size is 1 or at least the number of needles ({needles}), got {sizes}")
+    if kind not in ("footage", "shapes"):
+        raise ValueError(f"needle kind must be footage or shapes, got {kind!r}")
+    footage = load_footage()
+    plan = (make_needles(footage, folder, needles, seed) if kind == "footage"
+            else make_shape_needles(folder, needles, seed, seconds))
+    distractors = make_distractors(footage, plan, folder / "distractors", max(sizes) - needles, seed,
+                                   fill="synthetic" if kind == "footage" else "plain", segment_seconds=seconds)
+    return plan, distractors
+
+
 def run_library_needle(model, workdir: Path, *, model_name: str = "default", sizes=(1, 10, 100), needles: int = 10,
                        kind: str = "footage", seed: int = 0, max_new_tokens: int = 24, log=print) -> dict:
     """Ask every needle question alone and at each library size; returns per-size rows and every answer.
@@ -184,17 +198,9 @@ def run_library_needle(model, workdir: Path, *, model_name: str = "default", siz
     from store import Store
 
     sizes = sorted(set(sizes))
-    if any(1 < s < needles for s in sizes):
-        raise ValueError(f"a library size is 1 or at least the number of needles ({needles}), got {sizes}")
-    footage = load_footage()
     workdir = Path(workdir)
-    if kind not in ("footage", "shapes"):
-        raise ValueError(f"needle kind must be footage or shapes, got {kind!r}")
-    seconds = float(model.voco.segment_seconds)
-    plan = (make_needles(footage, workdir / "videos", needles, seed) if kind == "footage"
-            else make_shape_needles(workdir / "videos", needles, seed, seconds))
-    distractors = make_distractors(footage, plan, workdir / "videos" / "distractors", max(sizes) - needles, seed,
-                                   fill="synthetic" if kind == "footage" else "plain", segment_seconds=seconds)
+    plan, distractors = _library_videos(workdir / "videos", sizes, needles, kind, seed,
+                                        float(model.voco.segment_seconds))
     questions = [(n, q) for n in plan for q in n.questions]
     report: dict = {"needles": needles, "questions": len(questions), "sizes": {}, "samples": []}
 

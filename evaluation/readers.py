@@ -255,31 +255,7 @@ def read_dataset(
     if questions is not None and qa is not None:
         raise DatasetError("give either --questions/--answers or --qa, not both")
 
-    tried: list[str] = []
-    folder = None
-    if questions is not None:
-        files = [Path(questions).expanduser(), Path(answers).expanduser()]  # type: ignore[arg-type]
-        folder = files[0].parent
-    elif qa is not None:
-        files = [Path(qa).expanduser()]
-        folder = files[0].parent
-    else:
-        files = []
-        for rel in _ANNOTATION_DIRS[dataset]:
-            cand = (root / rel).resolve() if rel != "." else root
-            split = [cand / "test_q.json", cand / "test_a.json"]
-            if all(p.is_file() for p in split):
-                files, folder = split, cand
-                break
-            if (cand / "test_qa.json").is_file():
-                files, folder = [cand / "test_qa.json"], cand
-                break
-            tried.append(str(cand))
-        if not files:
-            raise DatasetError(
-                f"no annotation files for {dataset} under {root}: looked for test_q.json + test_a.json or "
-                f"test_qa.json in {', '.join(tried)}; see evaluation/README.md for the layouts, or name the files "
-                "with --questions/--answers or --qa")
+    files, folder = _annotation_files(dataset, root, questions, answers, qa)
     for path in files:
         if not path.is_file():
             raise DatasetError(f"{path}: no such file")
@@ -290,12 +266,35 @@ def read_dataset(
     if not items:
         raise DatasetError(f"{', '.join(map(str, files))}: no questions in it")
 
-    assert folder is not None
     videos_dir = _find_videos_dir(dataset, root, folder, videos)
     aliases = _read_youtube_mapping(folder) if dataset in ("msvd", "custom") else {}
     if aliases:
         notes.append(f"MSVD-QA youtube_mapping.txt found: {len(aliases)} vidN names map to YouTube clip names")
     return Dataset(dataset, items, files, videos_dir, notes, aliases)
+
+
+def _annotation_files(dataset: str, root: Path, questions, answers, qa) -> tuple[list[Path], Path]:
+    """The annotation files (test_q.json + test_a.json, or test_qa.json) named or found under `root`, and
+    their folder."""
+    if questions is not None:
+        files = [Path(questions).expanduser(), Path(answers).expanduser()]
+        return files, files[0].parent
+    if qa is not None:
+        files = [Path(qa).expanduser()]
+        return files, files[0].parent
+    tried = []
+    for rel in _ANNOTATION_DIRS[dataset]:
+        cand = (root / rel).resolve() if rel != "." else root
+        split = [cand / "test_q.json", cand / "test_a.json"]
+        if all(p.is_file() for p in split):
+            return split, cand
+        if (cand / "test_qa.json").is_file():
+            return [cand / "test_qa.json"], cand
+        tried.append(str(cand))
+    raise DatasetError(
+        f"no annotation files for {dataset} under {root}: looked for test_q.json + test_a.json or "
+        f"test_qa.json in {', '.join(tried)}; see evaluation/README.md for the layouts, or name the files "
+        "with --questions/--answers or --qa")
 
 
 def _find_videos_dir(dataset: str, root: Path, folder: Path, videos: str | os.PathLike | None) -> Path | None:

@@ -112,8 +112,8 @@ def stored_as_rows(base: TrainConfig, row: dict, cache_dtypes: list[str], init_f
     quantize/dequantize for int8), on the same test questions; one row each."""
     from store.quant import INT8, round_trip
     from voco import VoCoModel
+    from voco.train.datasets import eval_examples
     from voco.train.evaluate import evaluate
-    from voco.train.loop import eval_examples
 
     config = variant_config(base, row["variant"], None, init_from)
     model = VoCoModel.from_pretrained(str(Path(config.output_dir) / "final")).eval()
@@ -148,7 +148,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/table.yaml", help="the common budget (YAML training config)")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                              "computed), int8 (round trip through store/quant.py); more than `model` re-scores each "
                              "row's saved final model")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         base = load_config(args.config)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def score(model, config, cache_dtypes: list[str], test_videos: int) -> dict[str, dict]:
     """{cache dtype: the test metrics answering from caches stored so}, on the same questions."""
     from store.quant import INT8, round_trip
+    from voco.train.datasets import eval_examples
     from voco.train.evaluate import evaluate
-    from voco.train.loop import eval_examples
 
     test = eval_examples(config, model, "test", test_videos)
     out = {}

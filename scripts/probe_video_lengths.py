@@ -18,8 +18,8 @@ import yaml
 
 from voco import VoCoModel
 from voco.train.config import load_config
+from voco.train.datasets import eval_examples
 from voco.train.evaluate import evaluate
-from voco.train.loop import eval_examples
 
 
 def length_range(text: str) -> tuple[int, int]:

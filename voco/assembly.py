@@ -27,15 +27,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlavaConfig
 
 from voco.config import VoCoConfig
 from voco.folders import ASSEMBLY_JSON, resolve_checkpoint
 from voco.lora import add_lora, lora_state
-from voco.model import VoCoModel
 from voco.tokens import add_special_tokens
 from voco.vision import (
     ClassEvidenceProjector,
@@ -44,6 +45,10 @@ from voco.vision import (
     name_embeddings,
     read_class_names,
 )
+
+# the model class these build is passed in (VoCoModel's classmethods pass `cls`): typed generically, as
+# voco/model.py imports this module
+Model = TypeVar("Model", bound=nn.Module)
 
 VISION_FIELDS = ("variant", "image_size", "num_classes", "width_coefficient", "depth_coefficient", "temperature")
 TRAINED = "trained.safetensors"
@@ -196,8 +201,8 @@ def _lm_folder(spec: AssemblySpec, checkpoint: Path | None) -> Path:
 # ---- assembling -----------------------------------------------------------------------------------------
 
 
-def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | None = None,
-             dtype: torch.dtype = torch.float32) -> VoCoModel:
+def assemble(model_class: type[Model], spec: AssemblySpec, voco: VoCoConfig, *,
+             checkpoint: str | Path | None = None, dtype: torch.dtype = torch.float32) -> Model:
     """The model `spec` describes; trained parts from `checkpoint/trained.safetensors` when it exists."""
 
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -224,7 +229,7 @@ def assemble(spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | N
     config = LlavaConfig(vision_config=vision_config, text_config=lm.config, vision_feature_layer=-1,
                          vision_feature_select_strategy="full")
     config.text_config._attn_implementation = attention  # LlavaConfig resets its sub-configs' choice
-    model = VoCoModel(config, voco, tower, projector, lm, tokenizer)
+    model = model_class(config, voco, tower, projector, lm, tokenizer)
     model.assembly = spec
     if checkpoint is not None and (checkpoint / TRAINED).is_file():
         load_trained(model, checkpoint / TRAINED)
@@ -248,11 +253,11 @@ def _evidence_parts(spec: AssemblySpec, voco: VoCoConfig, classifier: EfficientN
     return tower, SlotProjector(tower.words, table, tokenizer, config.slots)
 
 
-def new_token_ids(model: VoCoModel) -> list[int]:
+def new_token_ids(model: nn.Module) -> list[int]:
     return sorted({model.voco_token_id, model.segment_start_id})
 
 
-def trained_state(model: VoCoModel) -> dict[str, torch.Tensor]:
+def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What training changes in an assembled model: projector, adapters, the new tokens' embedding rows."""
     state = {f"projector.{k}": v for k, v in model.projector.state_dict().items()}
     state.update({f"lm.{k}": v for k, v in lora_state(model.lm).items()})
@@ -260,7 +265,7 @@ def trained_state(model: VoCoModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def load_trained(model: VoCoModel, path: Path) -> None:
+def load_trained(model: nn.Module, path: Path) -> None:
     state = load_file(path)
     expected = trained_state(model)
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
@@ -277,7 +282,7 @@ def load_trained(model: VoCoModel, path: Path) -> None:
         model.lm.get_input_embeddings().weight[new_token_ids(model)] = state["new_token_rows"].to(model.dtype)
 
 
-def save_assembled(model: VoCoModel, path: str | Path) -> None:
+def save_assembled(model: nn.Module, path: str | Path) -> None:
     """assembly.json + voco.json + trained.safetensors (the pretrained parts stay in their packages)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -289,11 +294,11 @@ def save_assembled(model: VoCoModel, path: str | Path) -> None:
     save_file(trained_state(model), path / TRAINED)
 
 
-def load_assembled(path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-                   **overrides) -> VoCoModel:
+def load_assembled(model_class: type[Model], path: str | Path, *, dtype: torch.dtype | None = None,
+                   device: str | torch.device = "cpu", **overrides) -> Model:
     spec = AssemblySpec.load(path)
     voco = dataclasses.replace(VoCoConfig.load(path), **overrides)
-    return assemble(spec, voco, checkpoint=path, dtype=dtype or torch.float32).to(device).eval()
+    return assemble(model_class, spec, voco, checkpoint=path, dtype=dtype or torch.float32).to(device).eval()
 
 
 def main(argv: list[str] | None = None) -> int:

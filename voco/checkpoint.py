@@ -15,34 +15,41 @@ import dataclasses
 import logging
 import warnings
 from pathlib import Path
+from typing import TypeVar
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, LlavaConfig
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlavaConfig
 from transformers.utils import logging as hf_logging
 
 from voco.assembly import load_assembled, save_assembled
+from voco.compressors import LinearProjector
 from voco.config import VOCO_JSON, VoCoConfig
 from voco.families import family_of
 from voco.folders import is_assembled, resolve_checkpoint
 from voco.identity import COMPRESSION_FIELDS, remember_source
-from voco.model import VoCoModel, build_lm, make_projector
 from voco.preprocess import llava_preprocessing
 from voco.tokens import add_special_tokens
+
+# the model class these build is passed in (VoCoModel's classmethods pass `cls`): typed generically, as
+# voco/model.py imports this module
+Model = TypeVar("Model", bound=nn.Module)
 
 log = logging.getLogger(__name__)
 
 
 def load_checkpoint(
+    model_class: type[Model],
     name_or_path: str | Path = "default",
     *,
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     **overrides,
-) -> VoCoModel:
+) -> Model:
     """Load a VoCo or plain LLaVA checkpoint; `overrides` replace `voco.json` fields (e.g. k=2)."""
     path = resolve_checkpoint(name_or_path)
     if is_assembled(path):  # pretrained parts from packages + trained parts in the folder (voco.assembly)
-        return load_assembled(path, dtype=dtype, device=device, **overrides)
+        return load_assembled(model_class, path, dtype=dtype, device=device, **overrides)
     config = AutoConfig.from_pretrained(path)
     family = family_of(config, str(path))  # by config.model_type: llava, llava_onevision, llava_next_video
     has_voco = (path / VOCO_JSON).is_file()
@@ -72,7 +79,7 @@ def load_checkpoint(
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
-    model = from_llava(llava, tokenizer, voco, add_tokens=not has_voco)
+    model = from_llava(model_class, llava, tokenizer, voco, add_tokens=not has_voco)
     model.compressor.load_weights(path, tuned=voco.voco_tuned)  # its own weights (pool, qformer), if any
     if not has_voco and model.compressor.reads_voco_token:  # full / pool read the checkpoint's own tokens
         warnings.warn(
@@ -89,7 +96,7 @@ def load_checkpoint(
     return model
 
 
-def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoModel:
+def from_llava(model_class: type[Model], llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> Model:
     """Take a transformers LLaVA-family model apart into a `VoCoModel` (same weights, no copies)."""
     config = llava.config
     family = family_of(config)
@@ -102,17 +109,18 @@ def from_llava(llava, tokenizer, voco: VoCoConfig, *, add_tokens: bool) -> VoCoM
         raise ValueError(f"projector {voco.projector!r} replaces LLaVA's projector; a {config.model_type} "
                          "checkpoint's own connector is its frame path: leave voco.json projector at mlp2x_gelu")
     frame_path = family.frame_path(llava, make_projector(config, voco.projector, projector))
-    return VoCoModel(config, voco, vision_tower, frame_path, lm, tokenizer)
+    return model_class(config, voco, vision_tower, frame_path, lm, tokenizer)
 
 
-def new_model(config: LlavaConfig, tokenizer, voco: VoCoConfig, *, seed: int = 0) -> VoCoModel:
+def new_model(model_class: type[Model], config: LlavaConfig, tokenizer, voco: VoCoConfig, *,
+              seed: int = 0) -> Model:
     """A randomly initialised model (tests, benchmarks, training from scratch)."""
     torch.manual_seed(seed)
     llava = family_of(config).model_class(config).eval()
-    return from_llava(llava, tokenizer, voco, add_tokens=True)
+    return from_llava(model_class, llava, tokenizer, voco, add_tokens=True)
 
 
-def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
+def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Write `model` as a transformers LLaVA folder + tokenizer + voco.json (+ the compressor's own weights)."""
     if getattr(model, "assembly", None) is not None:
         save_assembled(model, path)
@@ -127,3 +135,20 @@ def save_checkpoint(model: VoCoModel, path: str | Path) -> None:
     model.compressor.save_weights(path)
 
 
+def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:
+    """The transformers causal LM around an existing decoder and head (no new weights allocated)."""
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(text_config)
+    lm.model = language_model
+    lm.lm_head = lm_head
+    return lm
+
+
+def make_projector(config: LlavaConfig, kind: str, llava_projector: nn.Module) -> nn.Module:
+    """LLaVA's own mlp2x_gelu projector, or a linear one taking over its first layer."""
+    if kind == "mlp2x_gelu":
+        return llava_projector
+    first = llava_projector.linear_1
+    linear = LinearProjector(first.in_features, first.out_features, bias=first.bias is not None)
+    linear.linear_1 = first
+    return linear

@@ -14,15 +14,18 @@ import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, DynamicCache, LlavaConfig, PreTrainedTokenizerBase
+from transformers import DynamicCache, LlavaConfig, PreTrainedTokenizerBase
 
 from voco import identity, timeline
+from voco.assembly import AssemblySpec, assemble
 from voco.cache import SegmentCache, place_on_timeline
-from voco.compressors import Compressor, LinearProjector, SegmentLayout, make_compressor
+from voco.checkpoint import from_llava, load_checkpoint, new_model, save_checkpoint
+from voco.compressors import Compressor, SegmentLayout, make_compressor
 from voco.config import VoCoConfig
 from voco.families import family_of
 from voco.preprocess import frame_preprocessor
@@ -81,16 +84,31 @@ class VoCoModel(nn.Module):
     # ---- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "default", **kwargs) -> VoCoModel:
+    def from_pretrained(cls, name_or_path: str | Path = "default", *, dtype: torch.dtype | None = None,
+                        device: str | torch.device = "cpu", **overrides) -> VoCoModel:
         """Load a bundled model (`"default"`: real footage; `"synthetic"`), a VoCo checkpoint, or a plain LLaVA
-        checkpoint folder."""
-        from voco.checkpoint import load_checkpoint
+        checkpoint folder; `overrides` replace `voco.json` fields (e.g. k=2)."""
+        return load_checkpoint(cls, name_or_path, dtype=dtype, device=device, **overrides)
 
-        return load_checkpoint(name_or_path, **kwargs)
+    @classmethod
+    def from_llava(cls, llava: nn.Module, tokenizer: PreTrainedTokenizerBase, voco: VoCoConfig, *,
+                   add_tokens: bool = True) -> VoCoModel:
+        """A transformers LLaVA-family model taken apart (same weights, no copies)."""
+        return from_llava(cls, llava, tokenizer, voco, add_tokens=add_tokens)
 
-    def save_pretrained(self, path) -> None:
-        from voco.checkpoint import save_checkpoint
+    @classmethod
+    def from_config(cls, config: LlavaConfig, tokenizer: PreTrainedTokenizerBase, voco: VoCoConfig, *,
+                    seed: int = 0) -> VoCoModel:
+        """A randomly initialised model (tests, benchmarks, training from scratch)."""
+        return new_model(cls, config, tokenizer, voco, seed=seed)
 
+    @classmethod
+    def from_assembly(cls, spec: AssemblySpec, voco: VoCoConfig, *, checkpoint: str | Path | None = None,
+                      dtype: torch.dtype = torch.float32) -> VoCoModel:
+        """The model an assembly describes (pretrained parts from packages; trained parts from `checkpoint`)."""
+        return assemble(cls, spec, voco, checkpoint=checkpoint, dtype=dtype)
+
+    def save_pretrained(self, path: str | Path) -> None:
         save_checkpoint(self, path)
 
     # ---- properties -----------------------------------------------------------------------------
@@ -377,22 +395,3 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
         raise ValueError(f"the tokenizer has no {token!r} token: add it (from_pretrained on a LLaVA checkpoint "
                          "does this) or fix voco.json")
     return int(ids[0])
-
-
-def build_lm(text_config, language_model: nn.Module, lm_head: nn.Module) -> nn.Module:
-    """The transformers causal LM around an existing decoder and head (no new weights allocated)."""
-    with torch.device("meta"):
-        lm = AutoModelForCausalLM.from_config(text_config)
-    lm.model = language_model
-    lm.lm_head = lm_head
-    return lm
-
-
-def make_projector(config: LlavaConfig, kind: str, llava_projector: nn.Module) -> nn.Module:
-    """LLaVA's own mlp2x_gelu projector, or a linear one taking over its first layer."""
-    if kind == "mlp2x_gelu":
-        return llava_projector
-    first = llava_projector.linear_1
-    linear = LinearProjector(first.in_features, first.out_features, bias=first.bias is not None)
-    linear.linear_1 = first
-    return linear

@@ -77,7 +77,7 @@ def _strategy(tower, vision_config) -> str:
 def assemble_pair(spec: PairSpec, voco: VoCoConfig | None = None, *, dtype: torch.dtype = torch.float32
                   ) -> VoCoModel:
     """A VoCo model (family `llava`) of the pretrained vision tower and LM in `spec`, with a new projector."""
-    from voco.checkpoint import from_llava
+    from voco.model import VoCoModel
 
     tokenizer = AutoTokenizer.from_pretrained(spec.lm)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -105,4 +105,4 @@ def assemble_pair(spec: PairSpec, voco: VoCoConfig | None = None, *, dtype: torc
         raise RuntimeError(f"pair assembly left parameters unset: {left[:5]}")
     preprocessing = llava_preprocessing(spec.vision, tower.config.image_size)
     voco = dataclasses.replace(voco or VoCoConfig(), **preprocessing, voco_tuned=False)
-    return from_llava(llava, tokenizer, voco, add_tokens=True).eval()
+    return VoCoModel.from_llava(llava, tokenizer, voco, add_tokens=True).eval()

@@ -86,11 +86,11 @@ def tiny_config(
 def tiny_model(lm: str = "llama", vision: str = "clip", *, seed: int = 0, config: LlavaConfig | None = None,
                **voco_fields):
     """A random tiny `VoCoModel`; Qwen2 gets a tokenizer without <bos>, as the real one has none."""
-    from voco.checkpoint import new_model
+    from voco.model import VoCoModel
 
     tokenizer = tiny_tokenizer(with_bos=(lm != "qwen2"))
     voco = VoCoConfig(**{"frames_per_segment": 2, **voco_fields})
-    return new_model(config or tiny_config(lm, vision), tokenizer, voco, seed=seed)
+    return VoCoModel.from_config(config or tiny_config(lm, vision), tokenizer, voco, seed=seed)
 
 
 def llava15_7b_config(layers: int = 32, vision_layers: int = 24) -> LlavaConfig:
@@ -124,14 +124,14 @@ def llava7b_model(layers: int = 32, vision_layers: int = 24, *, device: str | to
     """A random `VoCoModel` of LLaVA-1.5-7B's shapes (k=1, one frame per segment unless given), built directly
     in `dtype` on `device` (no fp32 copy in host memory first). RoPE inverse frequencies stay fp32, as
     `from_pretrained(dtype=...)` leaves them."""
-    from voco.checkpoint import new_model
+    from voco.model import VoCoModel
 
     voco = VoCoConfig(**{"k": 1, "frames_per_segment": 1, **voco_fields})
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            model = new_model(llava15_7b_config(layers, vision_layers), tiny_tokenizer(), voco, seed=seed)
+            model = VoCoModel.from_config(llava15_7b_config(layers, vision_layers), tiny_tokenizer(), voco, seed=seed)
     finally:
         torch.set_default_dtype(default)
     return model.eval()
@@ -221,9 +221,10 @@ def tiny_assembled_model(folder, *, seed: int = 0, **voco_fields):
     """The tiny stand-in assembled (fresh trained parts; LoRA B random so adapters matter in tests)."""
     import torch
 
-    from voco.assembly import assemble
+    from voco.model import VoCoModel
 
-    model = assemble(tiny_assembly_spec(folder, seed=seed), VoCoConfig(**{**TINY_ASSEMBLY_VOCO, **voco_fields}))
+    voco = VoCoConfig(**{**TINY_ASSEMBLY_VOCO, **voco_fields})
+    model = VoCoModel.from_assembly(tiny_assembly_spec(folder, seed=seed), voco)
     torch.manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -12,7 +12,7 @@ import pytest
 
 from evaluation.cli import main
 from evaluation.judge_prompts import PromptSourceError, read_script_judge
-from evaluation.judges import OpenAIJudge, Prompts
+from evaluation.openai_judge import OpenAIJudge, Prompts
 from evaluation.predictions import read_jsonl
 from tests.evaluation.test_judges import FakeOpenAI
 

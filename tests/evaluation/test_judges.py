@@ -12,17 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evaluation.judges import (
-    ExactJudge,
-    JudgeFatal,
-    MalformedReply,
-    OpenAIJudge,
-    Prompts,
-    exact_match,
-    normalize,
-    parse_reply,
-    retry_after_seconds,
-)
+from evaluation.judges import ExactJudge, JudgeFatal, exact_match, normalize
+from evaluation.openai_judge import MalformedReply, OpenAIJudge, Prompts, parse_reply, retry_after_seconds
 
 # ---- exact ------------------------------------------------------------------------------------------
 

@@ -102,7 +102,7 @@ def test_summary_view_is_the_teacher_with_gradients(model_and_segments):
 
 def test_frozen_teacher_keeps_the_stage_start_targets_and_restores_the_weights(model_and_segments):
     from voco.train.kv_distill import FrozenTeacher
-    from voco.train.loop import set_trainable
+    from voco.train.schedule import set_trainable
 
     model, segments = model_and_segments
     set_trainable(model, ["adapters", "projector"])
@@ -127,7 +127,7 @@ def test_frozen_teacher_keeps_the_stage_start_targets_and_restores_the_weights(m
 def test_frozen_teacher_targets_leave_the_answer_pass_trainable(model_and_segments):
     """The teacher swaps weights in place; computed before the pass, the pass still backpropagates."""
     from voco.train.kv_distill import FrozenTeacher
-    from voco.train.loop import set_trainable
+    from voco.train.schedule import set_trainable
 
     model, segments = model_and_segments
     set_trainable(model, ["adapters"])

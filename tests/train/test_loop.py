@@ -15,7 +15,8 @@ from voco.train.build import build_model
 from voco.train.config import load_config
 from voco.train.data import TrainStream, encode, load_video
 from voco.train.forward import batch_loss
-from voco.train.loop import lr_at, mask_row_grads, set_trainable, train
+from voco.train.loop import train
+from voco.train.schedule import lr_at, mask_row_grads, set_trainable
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -152,12 +152,12 @@ def test_render_scene_measures_colour_and_counts(stamp_world):
 
 @pytest.fixture(scope="module")
 def tiny_evidence(tmp_path_factory):
-    from voco.assembly import assemble
     from voco.config import VoCoConfig
+    from voco.model import VoCoModel
     from voco.tiny import TINY_ASSEMBLY_VOCO, tiny_evidence_spec
 
     voco = {**TINY_ASSEMBLY_VOCO, "k": 2, "frames_per_segment": 1, "prompt": {"segment_label": " {start}"}}
-    return assemble(tiny_evidence_spec(tmp_path_factory.mktemp("m")), VoCoConfig(**voco))
+    return VoCoModel.from_assembly(tiny_evidence_spec(tmp_path_factory.mktemp("m")), VoCoConfig(**voco))
 
 
 def test_bank_and_videos(stamp_world, tiny_evidence, tmp_path):

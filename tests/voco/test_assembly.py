@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from voco import VoCoModel
-from voco.assembly import TRAINED, AssemblySpec, PackageFile, assemble
+from voco.assembly import TRAINED, AssemblySpec, PackageFile
 from voco.config import VoCoConfig
 from voco.reference import reference_logits
 from voco.tiny import TINY_ASSEMBLY_VOCO, TINY_CLASSES, tiny_assembled_model, tiny_assembly_spec
@@ -61,7 +61,7 @@ def test_fresh_adapters_leave_the_pretrained_lm_unchanged(tmp_path, targets):
     spec = tiny_assembly_spec(tmp_path)
     if targets is not None:
         spec.lora_targets = targets
-    model = assemble(spec, VoCoConfig(**TINY_ASSEMBLY_VOCO))
+    model = VoCoModel.from_assembly(spec, VoCoConfig(**TINY_ASSEMBLY_VOCO))
     wrapped = sum(type(m).__name__ == "LoRALinear" for m in model.lm.modules())
     assert wrapped == len(spec.lora_targets) * model.lm.config.num_hidden_layers
     base = AutoModelForCausalLM.from_pretrained(spec.lm_folder).eval()
@@ -73,7 +73,7 @@ def test_fresh_adapters_leave_the_pretrained_lm_unchanged(tmp_path, targets):
 
 
 def test_projector_reads_the_top_classes_as_the_lms_own_words(tmp_path):
-    model = assemble(tiny_assembly_spec(tmp_path), VoCoConfig(**TINY_ASSEMBLY_VOCO))
+    model = VoCoModel.from_assembly(tiny_assembly_spec(tmp_path), VoCoConfig(**TINY_ASSEMBLY_VOCO))
     proj = model.projector
     with torch.no_grad():
         proj.confidence.weight.zero_()

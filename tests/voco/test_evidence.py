@@ -111,13 +111,13 @@ def test_empty_frame_reads_as_padding_only(tokenizer):
 
 @pytest.fixture(scope="module")
 def evidence_model(tmp_path_factory):
-    from voco.assembly import assemble
     from voco.config import VoCoConfig
+    from voco.model import VoCoModel
     from voco.tiny import TINY_ASSEMBLY_VOCO, tiny_evidence_spec
 
     voco = {**TINY_ASSEMBLY_VOCO, "k": 2, "frames_per_segment": 1,
             "prompt": {"segment_label": " {start}", "prefix": "{system} USER:"}}
-    return assemble(tiny_evidence_spec(tmp_path_factory.mktemp("evidence")), VoCoConfig(**voco))
+    return VoCoModel.from_assembly(tiny_evidence_spec(tmp_path_factory.mktemp("evidence")), VoCoConfig(**voco))
 
 
 def _segments(T: int, seed: int = 0) -> list[np.ndarray]:

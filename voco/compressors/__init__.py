@@ -10,9 +10,8 @@ A new compressor: a `Compressor` subclass with a `name`, decorated with `@regist
 
 from __future__ import annotations
 
-import importlib
-
 from voco.compressors.base import (
+    MODULES,
     REGISTRY,
     WEIGHTS_FILE,
     Compressed,
@@ -20,17 +19,10 @@ from voco.compressors.base import (
     LinearProjector,
     SegmentLayout,
     compressor_class,
+    load_builtin,
     module_names,
     register,
 )
-
-MODULES = ("voco.compressors.dense", "voco.compressors.qformer", "voco.compressors.atp.compressor")
-"""Modules whose import registers compressors."""
-
-
-def load_builtin() -> None:
-    for module in MODULES:
-        importlib.import_module(module)
 
 
 def make_compressor(voco, text_config) -> Compressor:

@@ -34,6 +34,7 @@ Hooks a compressor overrides (everything has a default that fits a dense, one-pa
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -207,10 +208,17 @@ class Compressor:
         return "untrained"
 
 
+MODULES = ("voco.compressors.dense", "voco.compressors.qformer", "voco.compressors.atp.compressor")
+"""Modules whose import registers compressors (imported on first lookup: they import this module)."""
+
+
+def load_builtin() -> None:
+    for module in MODULES:
+        importlib.import_module(module)
+
+
 def compressor_class(name: str) -> type[Compressor]:
     """The class a config's compressor name resolves to."""
-    from voco.compressors import load_builtin
-
     load_builtin()
     try:
         return REGISTRY[name]
@@ -220,8 +228,6 @@ def compressor_class(name: str) -> type[Compressor]:
 
 def module_names() -> set[str]:
     """Every compressor's module name (training parameter groups that belong to one compressor)."""
-    from voco.compressors import load_builtin
-
     load_builtin()
     return {cls.module_name for cls in REGISTRY.values() if cls.module_name}
 

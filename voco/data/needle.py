@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from voco.data.world import BACKGROUND_COLORS, OBJECT_COLORS, SHAPES, shape_mask
+from voco.data.render import BACKGROUND_COLORS, OBJECT_COLORS, shape_mask
+from voco.data.world import SHAPES
 
 NEEDLE = ("circle", "red")
 

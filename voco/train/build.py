@@ -10,8 +10,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedTokenizerFast
 
-from voco.assembly import AssemblySpec, assemble
-from voco.checkpoint import load_checkpoint, new_model
+from voco.assembly import AssemblySpec
 from voco.config import PromptTemplate
 from voco.data.questions import ANSWER_VOCAB
 from voco.data.synthetic import make_example
@@ -81,12 +80,12 @@ def build_model(spec: ModelSpec, seed: int = 0) -> VoCoModel:
     """The model a config's `model:` section describes, in its training dtype, on the CPU."""
     voco = spec.voco_config()
     if spec.init == "assembled":  # pretrained parts from packages, fresh trained parts (voco.assembly)
-        return assemble(AssemblySpec(**spec.assembly), voco, dtype=DTYPE[spec.dtype])
+        return VoCoModel.from_assembly(AssemblySpec(**spec.assembly), voco, dtype=DTYPE[spec.dtype])
     if spec.init == "pair":  # a pretrained vision encoder + a pretrained LM, a new projector (voco.pair)
         return assemble_pair(PairSpec(vision=spec.vision, lm=spec.lm, seed=seed), voco, dtype=DTYPE[spec.dtype])
     if spec.init == "pretrained":
         overrides = {f.name: getattr(voco, f.name) for f in dataclasses.fields(voco) if f.name in spec.voco}
-        return load_checkpoint(spec.path, dtype=DTYPE[spec.dtype], **overrides)
+        return VoCoModel.from_pretrained(spec.path, dtype=DTYPE[spec.dtype], **overrides)
     tokenizer = world_tokenizer(spec.tokenizer_vocab)
-    model = new_model(llava_config(spec, len(tokenizer)), tokenizer, voco, seed=seed)
+    model = VoCoModel.from_config(llava_config(spec, len(tokenizer)), tokenizer, voco, seed=seed)
     return model.to(DTYPE[spec.dtype])

@@ -21,39 +21,11 @@ def model_card(config, model, metrics: dict) -> str:
     per_frame = (vc.image_size // vc.patch_size) ** 2
     n = per_frame * voco.frames_per_segment
     test = metrics["test"]
-    blind = (metrics.get("blind_baseline") or {}).get("accuracy", {})
-    rows = "\n".join(
-        f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} | "
-        + (f"{blind[t]:.3f} |" if t in blind else "- |") for t, a in test["accuracy"].items())
-    blind_avg = (metrics.get("blind_baseline") or {}).get("average")
-    margin = test["average"] - blind_avg if blind_avg else None
-    weak = ""
-    if margin is not None and margin < 0.1:
-        read = [t for t, a in test["accuracy"].items() if t in blind and a - blind[t] >= 0.05]
-        floor = [t for t, a in test["accuracy"].items() if t in blind and a - blind[t] < 0.05]
-        weak = (f"\n**Status: modestly above the question-only baseline** (+{margin:.3f} average). It reads "
-                f"{', '.join(read) or 'nothing'} from the VoCo caches; {', '.join(floor) or 'no type'} "
-                "stay at the question's prior. A useful toy for the pipeline (compress, cache, answer), not a "
-                "strong video-QA model.\n")
-    blind_line = (f"The question-only baseline (most frequent train answer of the question's template, no video) "
-                  f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
-    stages = "\n".join(
-        f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
-        + s.training_objective.describe(s)
-        + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
-        + (f", KL to the full view {s.kl_weight:g}" if s.kl_weight > 0 else "")
-        + (f", KV distillation toward the summary token {s.kv_distill_weight:g}" if s.kv_distill_weight > 0 else "")
-        + (f", world overrides {s.world}" if s.world else "")
-        + (f", data options {s.options}" if s.options else "")
-        for s in config.stages)
+    rows, blind_line, weak = _accuracy_table(metrics)
+    stages = _stage_lines(config)
     kept = model.compressor.kept_tokens(n)
     trained = {g for stage in config.stages for g in stage.train}
-    pretrained = any(s.training_objective.pretrains_vision for s in config.stages)
-    answer_trained = {g for stage in config.stages if stage.training_objective.answers for g in stage.train}
-    vision_state = ("pretrained on the world's per-patch ground truth (object, colour, shape, background, region; "
-                    "our stand-in for CLIP)" + (", then frozen" if "vision" not in answer_trained else "")
-                    if pretrained else "trained from scratch" if "vision" in trained else
-                    f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
+    vision_state = _vision_state(config, trained)
     minutes = metrics["train_seconds"] / 60
     bundled = _bundled_name(config)
     return f"""# VoCo synthetic-world model (bundled as "{bundled}")
@@ -113,6 +85,49 @@ here for the demo (`python -m voco.demo`), tests, benches and the compression ta
 synthetic videos (`python -m app.quickstart --model synthetic --synthetic-videos 4`), not for real videos.
 `curves.png` shows the training loss and validation accuracy.
 """
+
+
+def _accuracy_table(metrics: dict) -> tuple[str, str, str]:
+    """The test table's rows, the question-only baseline's line, and a status note when the margin is thin."""
+    test = metrics["test"]
+    blind = (metrics.get("blind_baseline") or {}).get("accuracy", {})
+    rows = "\n".join(
+        f"| {t} | {QUESTION_SCOPE[t]} | {test['count'][t]} | {a:.3f} | "
+        + (f"{blind[t]:.3f} |" if t in blind else "- |") for t, a in test["accuracy"].items())
+    blind_avg = (metrics.get("blind_baseline") or {}).get("average")
+    margin = test["average"] - blind_avg if blind_avg else None
+    weak = ""
+    if margin is not None and margin < 0.1:
+        read = [t for t, a in test["accuracy"].items() if t in blind and a - blind[t] >= 0.05]
+        floor = [t for t, a in test["accuracy"].items() if t in blind and a - blind[t] < 0.05]
+        weak = (f"\n**Status: modestly above the question-only baseline** (+{margin:.3f} average). It reads "
+                f"{', '.join(read) or 'nothing'} from the VoCo caches; {', '.join(floor) or 'no type'} "
+                "stay at the question's prior. A useful toy for the pipeline (compress, cache, answer), not a "
+                "strong video-QA model.\n")
+    blind_line = (f"The question-only baseline (most frequent train answer of the question's template, no video) "
+                  f"averages {blind_avg:.3f}: accuracy above it is read from the VoCo caches." if blind_avg else "")
+    return rows, blind_line, weak
+
+
+def _stage_lines(config) -> str:
+    return "\n".join(
+        f"- `{s.name}`: {s.steps} steps, lr {s.lr:g} (warm-up {s.warmup_steps}, cosine), trains {s.train}, "
+        + s.training_objective.describe(s)
+        + (f", cache probe weight {s.probe_weight:g}" if s.probe_weight > 0 else "")
+        + (f", KL to the full view {s.kl_weight:g}" if s.kl_weight > 0 else "")
+        + (f", KV distillation toward the summary token {s.kv_distill_weight:g}" if s.kv_distill_weight > 0 else "")
+        + (f", world overrides {s.world}" if s.world else "")
+        + (f", data options {s.options}" if s.options else "")
+        for s in config.stages)
+
+
+def _vision_state(config, trained: set[str]) -> str:
+    pretrained = any(s.training_objective.pretrains_vision for s in config.stages)
+    answer_trained = {g for stage in config.stages if stage.training_objective.answers for g in stage.train}
+    return ("pretrained on the world's per-patch ground truth (object, colour, shape, background, region; "
+            "our stand-in for CLIP)" + (", then frozen" if "vision" not in answer_trained else "")
+            if pretrained else "trained from scratch" if "vision" in trained else
+            f"seeded random initialisation, frozen (a fixed random-feature encoder; seed {config.seed})")
 
 
 def _bundled_name(config) -> str:

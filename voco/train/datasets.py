@@ -138,3 +138,8 @@ DATASETS: dict[str, type[VideoQADataset]] = {"synthetic": SyntheticWorldData, "c
 
 def make_dataset(config, model, split: str, stage=None) -> VideoQADataset:
     return DATASETS[config.data.dataset].build(config, model, stage, split)
+
+
+def eval_examples(config, model, split: str, count: int) -> list:
+    load = make_dataset(config, model, split).load
+    return [load(i) for i in range(count)]

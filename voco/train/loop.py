@@ -22,9 +22,6 @@ Every step's history entry has its time and LM tokens; the log at each validatio
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,76 +30,18 @@ import torch
 import yaml
 from torch import nn
 
-from voco.checkpoint import load_checkpoint
-from voco.lora import lora_state
+from voco.model import VoCoModel
 from voco.train.build import DTYPE, build_model
 from voco.train.config import StageSpec, TrainConfig
 from voco.train.data import Prefetcher, TrainStream
-from voco.train.datasets import DATASETS, make_dataset
+from voco.train.datasets import eval_examples, make_dataset
 from voco.train.engine import Engine, make_engine
-from voco.train.evaluate import blind_baseline, evaluate
+from voco.train.evaluate import evaluate
+from voco.train.finish import finish, plot_curves
 from voco.train.kv_distill import FrozenTeacher
 from voco.train.meter import StepMeter
+from voco.train.schedule import lr_at, mask_row_grads, set_trainable
 from voco.train.state import AUX_HEADS, KV_TEACHER, OPTIMIZER, TrainerState, resume_from, save_state, set_rng_states
-
-# ---- schedule and parameter groups -----------------------------------------------------------------
-
-
-def lr_at(stage: StageSpec, step: int) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the stage's last step."""
-    if stage.warmup_steps and step < stage.warmup_steps:
-        return stage.lr * (step + 1) / stage.warmup_steps
-    span = max(1, stage.steps - stage.warmup_steps)
-    progress = min(1.0, (step - stage.warmup_steps) / span)
-    floor = stage.lr * stage.min_lr_ratio
-    return floor + (stage.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def set_trainable(model, groups: list[str]) -> list[dict]:
-    """Freeze everything, unfreeze the stage's groups; return AdamW parameter groups (no decay on norms/biases)."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-        p._voco_row_mask = None  # type: ignore[attr-defined]
-    modules = {"vision": model.vision_tower, "projector": model.projector, "lm": model.lm}
-    if model.compressor.module is not None:  # the compressor's own weights train as its module name
-        modules[model.compressor.module_name] = model.compressor.module
-    for name in groups:
-        if name in modules:
-            for p in modules[name].parameters():
-                p.requires_grad_(True)
-    if "adapters" in groups:
-        adapters = lora_state(model.lm)
-        if not adapters:
-            raise ValueError("a stage trains 'adapters' but the model has no LoRA adapters (an assembled model has)")
-        for p in adapters.values():
-            p.requires_grad_(True)
-    embedding = model.lm.get_input_embeddings().weight
-    if "voco_embedding" in groups and "lm" not in groups:
-        # only the <voco> / segment-start rows of the input embeddings learn
-        embedding.requires_grad_(True)
-        rows = torch.zeros(embedding.shape[0], 1, dtype=embedding.dtype, device=embedding.device)
-        rows[[model.voco_token_id, model.segment_start_id]] = 1
-        embedding._voco_row_mask = rows  # type: ignore[attr-defined]
-    decay, no_decay, masked = [], [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        if getattr(p, "_voco_row_mask", None) is not None:
-            masked.append(p)
-        elif p.dim() < 2:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    out = [{"params": decay, "weight_decay": None}, {"params": no_decay, "weight_decay": 0.0},
-           {"params": masked, "weight_decay": 0.0}]
-    return [g for g in out if g["params"]]
-
-
-def mask_row_grads(model) -> None:
-    for p in model.parameters():
-        mask = getattr(p, "_voco_row_mask", None)
-        if mask is not None and p.grad is not None:
-            p.grad.mul_(mask)
 
 
 class TrainModule(nn.Module):
@@ -139,11 +78,6 @@ def _loader(config: TrainConfig, model, split: str, stage: StageSpec | None = No
     if stage is not None:
         return stage.training_objective.loader(config, model, split, stage)
     return make_dataset(config, model, split, stage).load
-
-
-def eval_examples(config: TrainConfig, model, split: str, count: int) -> list:
-    load = _loader(config, model, split)
-    return [load(i) for i in range(count)]
 
 
 @dataclass
@@ -186,7 +120,7 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True, ma
             raise ValueError(f"{source} was written by engine {state.engine!r} in the middle of a stage; resume "
                              f"it with engine.kind {state.engine!r} (FSDP's optimizer state is keyed by parameter "
                              "name, the others' by position), or resume from a stage end")
-        model = load_checkpoint(source, dtype=DTYPE[config.model.dtype])
+        model = VoCoModel.from_pretrained(source, dtype=DTYPE[config.model.dtype])
         set_rng_states(state.rng)
         log(f"resuming from {source}: stage {state.stage} step {state.step} (global step {state.global_step})")
         _close_shortened_stage(config, state, log)
@@ -366,93 +300,3 @@ def checkpoint(run: Run, module: TrainModule, optimizer) -> None:
                        module.kv_teacher)
             plot_curves(state, run.out / "curves.png")
     run.source = run.last
-
-
-def finish(config: TrainConfig, model, state: TrainerState, out: Path, *, log=print,
-           throughput: dict | None = None, saveable=lambda m: m) -> dict:
-    """Save `final/` (model, metrics, curve), evaluate on the test split, and export if configured.
-    saveable(model): what to save (the engine's: FSDP saves a plain copy)."""
-    final = out / "final"
-    model.eval()
-    if any(stage.view == "cache" and stage.training_objective.answers for stage in config.stages):
-        model.voco.voco_tuned = True  # it has now been trained to compress into <voco>
-    test = eval_examples(config, model, "test", config.data.test_videos)
-    started = time.perf_counter()
-    result = evaluate(model, test, max_new_tokens=config.eval_max_new_tokens)
-    blind = (blind_baseline(test, world=config.data.world_config(), base_seed=config.data.base_seed,
-                            questions_per_video=config.data.questions_per_video,
-                            train_videos=config.data.blind_videos)
-             if DATASETS[config.data.dataset].synthetic_world else {})
-    metrics = {
-        "test": result,
-        "blind_baseline": {k: v for k, v in blind.items() if k != "samples"},
-        "test_videos": config.data.test_videos,
-        "test_questions": sum(result["count"].values()),
-        "validation": state.validation[-1] if state.validation else None,
-        "train_seconds": round(state.elapsed_s, 1),
-        "eval_seconds": round(time.perf_counter() - started, 1),
-        "steps": state.global_step,
-        "throughput": throughput or {},
-        "evaluation": "open-ended greedy decoding from the VoCo caches, exact match of the one-word answer",
-    }
-    saved = saveable(model)
-    save_state(final, saved, None, state)
-    (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    plot_curves(state, out / "curves.png")
-    shutil.copy(out / "curves.png", final / "curves.png")
-    msg = " ".join(f"{t}={a:.3f}" for t, a in result["accuracy"].items())
-    log(f"test ({metrics['test_questions']} questions): average {result['average']:.3f} | {msg}")
-    if config.export_dir:
-        export(config, saved, final, Path(config.export_dir), metrics)
-        log(f"exported to {config.export_dir}")
-    return metrics
-
-
-def export(config: TrainConfig, model, final: Path, folder: Path, metrics: dict) -> None:
-    """A clean checkpoint folder (no trainer state): model, config, metrics, curve, MODEL_CARD.md."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    model.save_pretrained(folder)
-    (folder / "train_config.yaml").write_text(
-        f"# {config.command}\n" + yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    shutil.copy(final / "curves.png", folder / "curves.png")
-    from voco.train.card import model_card
-
-    (folder / "MODEL_CARD.md").write_text(model_card(config, model, metrics))
-
-
-def plot_curves(state: TrainerState, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [h["step"] for h in state.history]
-    losses = [h["loss"] for h in state.history]
-    if losses:
-        ax1.plot(steps, losses, alpha=0.3, label="loss")
-        smooth, acc = [], None
-        for v in losses:
-            acc = v if acc is None else 0.95 * acc + 0.05 * v
-            smooth.append(acc)
-        ax1.plot(steps, smooth, label="loss (EMA 0.95)")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("answer-token cross-entropy")
-    ax1.set_yscale("log")
-    ax1.legend()
-    if state.validation:
-        vsteps = [v["step"] for v in state.validation]
-        ax2.plot(vsteps, [v["average"] for v in state.validation], "k-o", label="average", linewidth=2)
-        types = sorted({t for v in state.validation for t in v["accuracy"]})
-        for t in types:
-            ax2.plot(vsteps, [v["accuracy"].get(t, float("nan")) for v in state.validation], alpha=0.6, label=t)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("val accuracy (greedy, exact match)")
-    ax2.set_ylim(0, 1)
-    if state.validation:
-        ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from voco.data.render import shape_mask
 from voco.data.synthetic import video_name, video_seed_sequence
 from voco.data.world import (
     BACKGROUND_COLORS,
@@ -35,7 +36,6 @@ from voco.data.world import (
     WorldConfig,
     generate_video,
     region_of,
-    shape_mask,
 )
 
 TASKS = ("object", "color", "shape", "background", "region")

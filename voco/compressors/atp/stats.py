@@ -84,9 +84,9 @@ def measure(model, segments, question: str, segments_for_ttft: int, repeats: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voco.checkpoint import load_checkpoint
+    from voco.model import VoCoModel
     from voco.train.config import load_config
-    from voco.train.loop import eval_examples
+    from voco.train.datasets import eval_examples
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a trained `atp` checkpoint folder")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     overrides = {} if args.compressor is None else {"compressor": args.compressor, "k": args.k or 1}
-    model = load_checkpoint(args.checkpoint, **overrides).eval()
+    model = VoCoModel.from_pretrained(args.checkpoint, **overrides).eval()
     config = load_config(args.config)
     examples = eval_examples(config, model, "test", args.videos)
     out = {"checkpoint": args.checkpoint, "compressor": model.voco.compressor, "k": model.k}
