@@ -30,7 +30,7 @@ from datetime import UTC
 from pathlib import Path
 
 from ingest.config import IngestConfig, RayConfig, UsageError
-from ingest.executors import IngestRequest
+from ingest.executors.request import IngestRequest
 from ingest.progress import ProgressEvent, ProgressKind, TqdmProgress
 from ingest.results import FileResult, FileStatus, Summary
 from store import VideoStatus
@@ -53,6 +53,9 @@ class IngestWorker:
 
     def ingest_one(self, path: str) -> Summary:
         return self.ingestor.ingest_one(path)
+
+    def update_index(self) -> None:
+        self.ingestor.update_index()
 
     def pid(self) -> int:
         return os.getpid()
@@ -149,6 +152,9 @@ class RayExecutor:
                 for listener in listeners:
                     _emit(listener, ProgressEvent(ProgressKind.DONE, result.path, order, len(files),
                                                   status=result.status, error=result.error))
+            if idle and any(r.status == FileStatus.INGESTED for r in results.values()):
+                # once per run, by one worker (each worker syncing after its videos would rewrite the file per video)
+                ray.get(idle[0].update_index.remote())
         except KeyboardInterrupt:
             summary.interrupted = True  # stored chunks are kept; the next run resumes them
         finally:

@@ -2,13 +2,15 @@
 on SQLite and on a real PostgreSQL server (a local Ray on this machine).
 
 ray.init takes ~3 s here, but every run starts its worker processes (torch and the model load in each:
-~8 s on a busy 2-core machine), so the fast suite keeps one run per test on the README's pairing (Ray +
+~8 s on a busy 2-core machine), so the fast suite keeps one run per test on the pairing docs/guide.md describes (Ray +
 PostgreSQL) and the SQLite variants are `slow`."""
 
+import json
 import shutil
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from ingest.config import IngestConfig, RayConfig, UsageError
 from ingest.progress import ProgressEvent
@@ -60,6 +62,11 @@ def test_ray_workers_ingest_like_the_local_executor(tmp_path, ray_cluster, db_ur
             want = reference.load_video_caches(by_path[video.path].id, model.fingerprint).kv
             torch.testing.assert_close(got, want, rtol=0, atol=1e-6)  # same frames, same model, same bytes
         assert len(store.list_videos(status="failed")) == len(zoo)
+        # the run brought the search index up to date (once, by one worker), as a local run does
+        (index_file,) = (home / "index").glob("*.safetensors")
+        with safe_open(str(index_file), "np") as f:
+            rows = json.loads(f.metadata()["rows"])
+        assert sorted(map(int, rows)) == sorted(v.id for v in store.list_videos(status="ready"))
     again = ingest_paths([folder / "h264.mp4", folder / "vp8.webm"], home=home, db_url=db_url,
                          model=str(model_dir), config=CFG, executor=_ray())
     assert [f.status for f in again.files] == ["present", "present"] and again.segments == 0
