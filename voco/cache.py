@@ -47,7 +47,11 @@ class SegmentCache:
     def nbytes(self) -> int:
         return self.kv.numel() * self.kv.element_size()
 
-    def to_bytes(self) -> bytes:
+    def layer_keys(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys [k, kv_heads, head_dim], positions [k]) of layer i: each kept token's key and the canonical
+        position it is rotated at (what `RaggedSegmentCache.layer_keys` gives too: search reads either)."""
+        positions = torch.arange(self.source_position, self.source_position + self.k)
+        return self.kv[i, 0].transpose(0, 1), positions
         """Lossless safetensors bytes (no pickle); metadata carries position and provenance."""
         meta = {
             "format": CACHE_FORMAT,
@@ -183,6 +187,11 @@ class RaggedSegmentCache:
         start = int(self.lengths[:i].sum())
         end = start + int(self.lengths[i])
         return self.kv[start:end], self.positions[start:end]
+
+    def layer_keys(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys [len_i, kv_heads, head_dim], positions [len_i]) of layer i (as `SegmentCache.layer_keys`)."""
+        kv, positions = self.layer(i)
+        return kv[:, 0], positions
 
     def to_bytes(self) -> bytes:
         meta = {"format": RAGGED_FORMAT, "source_position": str(self.source_position), "span": str(self.span),

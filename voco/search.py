@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from voco.cache import RaggedSegmentCache, SegmentCache
+from voco.cache import SegmentCache
 from voco.rope import shift_keys
 
 if TYPE_CHECKING:
@@ -84,27 +84,16 @@ class VoCoKeyEmbedder:
         self.name = f"voco-keys-l{self.layer}"
 
     def segment_vectors(self, caches: Sequence[SegmentCache], frames: Sequence | None = None) -> np.ndarray:
+        """Each segment's mean key at the search layer over the tokens it keeps there, rotated back to position 0
+        (dense and ragged caches alike: `layer_keys`). [T, H * D]."""
         if not caches:
             return np.zeros((0, self.dim), np.float32)
-        if isinstance(caches[0], RaggedSegmentCache):  # ATP: this layer's kept tokens, each at its own position
-            return np.stack([self.ragged_vector(c) for c in caches])
-        keys = torch.stack([c.kv[self.layer, 0] for c in caches]).float()  # [T, H, k, D]
-        first = torch.tensor([c.source_position for c in caches])
-        return self.vectors_from_keys(keys, first)
-
-    def ragged_vector(self, cache: RaggedSegmentCache) -> np.ndarray:
-        """Mean un-rotated key [H * D] of the tokens a ragged cache keeps at the search layer."""
-        kv, positions = cache.layer(self.layer)  # [len, 2, H, D], [len]
-        keys = shift_keys(kv[:, 0].float(), -positions, self.model.inv_freq.cpu())  # [len, H, D] at position 0
-        return keys.mean(dim=0).reshape(-1).numpy().astype(np.float32)
-
-    def vectors_from_keys(self, keys: torch.Tensor, source_positions: torch.Tensor) -> np.ndarray:
-        """keys [T, H, k, D] rotated at source_position + j -> vectors [T, H * D] (rotated back to 0)."""
-        T, H, k, D = keys.shape
-        per_token = keys.permute(0, 2, 1, 3).reshape(T * k, H, D)  # one shift per token
-        delta = -(source_positions[:, None] + torch.arange(k)[None]).reshape(-1)
-        unrotated = shift_keys(per_token, delta, self.model.inv_freq.cpu()).reshape(T, k, H * D)
-        return unrotated.mean(dim=1).numpy().astype(np.float32)
+        keys, positions = zip(*(c.layer_keys(self.layer) for c in caches), strict=True)
+        counts = torch.tensor([len(p) for p in positions])  # [T]
+        unrotated = shift_keys(torch.cat(keys).float(), -torch.cat(positions), self.model.inv_freq.cpu())  # [N, H, D]
+        owner = torch.repeat_interleave(torch.arange(len(caches)), counts)  # [N]: each token's segment
+        sums = torch.zeros(len(caches), self.dim).index_add_(0, owner, unrotated.reshape(len(owner), -1))
+        return (sums / counts[:, None]).numpy().astype(np.float32)
 
     @torch.inference_mode()
     def query_vector(self, text: str) -> np.ndarray:
