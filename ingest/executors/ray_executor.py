@@ -152,9 +152,7 @@ class RayExecutor:
                 for listener in listeners:
                     _emit(listener, ProgressEvent(ProgressKind.DONE, result.path, order, len(files),
                                                   status=result.status, error=result.error))
-            if idle and any(r.status == FileStatus.INGESTED for r in results.values()):
-                # once per run, by one worker (each worker syncing after its videos would rewrite the file per video)
-                ray.get(idle[0].update_index.remote())
+            _update_index(ray, idle, results.values())
         except KeyboardInterrupt:
             summary.interrupted = True  # stored chunks are kept; the next run resumes them
         finally:
@@ -178,6 +176,13 @@ class RayExecutor:
             for actor in actors:
                 ray.kill(actor)
             raise UsageError(f"the Ray workers could not start: {_cause(err)}") from err
+
+
+def _update_index(ray, idle: list, results) -> None:
+    """Bring the search index up to date once per run, by one worker (each worker syncing after its videos would
+    rewrite the index file per video)."""
+    if idle and any(r.status == FileStatus.INGESTED for r in results):
+        ray.get(idle[0].update_index.remote())
 
 
 def settled(store, path: str | Path, fingerprint: str, since: float) -> FileResult | None:
