@@ -144,7 +144,7 @@ def test_cli_names_the_missing_data_path(tmp_path):
 
 @pytest.mark.slow
 def test_readme_walkthrough_on_tiny_stand_ins(tmp_path, capsys):
-    """The README's path end to end: stage 2 -> stage 3 -> `python -m ingest` -> MSVD-QA evaluation (exact)."""
+    """The path of docs/models.md end to end: stage 2 -> stage 3 -> `python -m ingest` -> MSVD-QA evaluation (exact)."""
     from evaluation.cli import main as evaluate
     from ingest.__main__ import main as ingest
 

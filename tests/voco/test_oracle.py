@@ -4,9 +4,9 @@ A plain checkpoint (as transformers saves it, no voco.json) with the `full` comp
 KV of its vision tokens computed on `[<seg>, V_1 .. V_n]`, placed after the prompt's prefix and read by the
 question. When the prefix is exactly that start token (the tokenizer's <bos>, or the start token a tokenizer without
 one is given), the two-stage answer is the single pass transformers runs on `[<seg>, <image> x n, question]`, so the
-greedy tokens must be the same. What differs with a longer prefix (a system prompt before the video) is stated in the
-README ("Use your own model"): the vision tokens never see text before them, because a cache is computed once per
-segment and serves every question.
+greedy tokens must be the same. What differs with a longer prefix (a system prompt before the video) is stated in
+docs/models.md ("Use your own model"): the vision tokens never see text before them, because a cache is computed
+once per segment and serves every question.
 """
 
 from __future__ import annotations
@@ -201,7 +201,8 @@ def test_pool_frames_refuses_what_it_cannot_pool(tmp_path):
 
 def test_segments_cached_alone_differ_from_one_pass_only_from_the_second(tmp_path):
     """scripts/probe_segment_isolation.py: one segment is the single pass exactly; with two, the second segment's
-    KV was computed without the first before it, so the answer's distribution moves (README "Use your own model")."""
+    KV was computed without the first before it, so the answer's distribution moves (docs/models.md, "Use your own
+    model")."""
     from scripts.probe_segment_isolation import compare
 
     save_plain_checkpoint("llava", tmp_path / "plain")

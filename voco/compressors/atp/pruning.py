@@ -20,9 +20,9 @@ budget loss on the batch's kept fraction per module. Inference: hard masks (bias
 token is then exactly absent from layer l on (its KV is not read, so it is not kept in the cache either).
 Kept tokens keep their original positions.
 
-Choices where the public text is silent (documented in the README): placement (the unofficial 4/14/24 of 32,
-as fractions of depth: layers 0, 1, 3 of a 4-layer LM); scores from the layer's own q/k (so the first module
-may sit before layer 0); non-causal scoring; log-score standardisation; the threshold MLP's inputs
+Choices where the public text is silent (documented in docs/measured.md, "ATP-LLaVA"): placement (the unofficial
+4/14/24 of 32, as fractions of depth: layers 0, 1, 3 of a 4-layer LM); scores from the layer's own q/k (so the
+first module may sit before layer 0); non-causal scoring; log-score standardisation; the threshold MLP's inputs
 (8 statistics) and its prior; tau = 0.1; budget targets falling with depth (1.5 : 1 : 0.5).
 """
 
