@@ -371,3 +371,21 @@ def pack_format(path: Path) -> str:
     with open(path, "rb") as handle:
         _, header = _read_header(handle, path, os.fstat(handle.fileno()).st_size)
     return (header.get("__metadata__") or {}).get("format", "")
+
+
+def write_dense_pack(path: Path, caches: Sequence, metadata: dict[str, str], cache_dtype: str = MODEL) -> list[Slice]:
+    """Write `SegmentCache`s (every segment keeps the same k tokens in every layer) as one pack."""
+    kv, encoding = encode_kv(torch.stack([c.kv.detach().cpu() for c in caches]), cache_dtype)
+    return write_pack(path, kv, [c.source_position for c in caches], {**metadata, **encoding})
+
+
+PACK_WRITERS = {"dense": write_dense_pack, "ragged": write_ragged_pack}
+"""How each cache kind (`SegmentCache.kind`, `RaggedSegmentCache.kind`) is written; readers tell them by header."""
+
+
+def write_cache_pack(path: Path, caches: Sequence, metadata: dict[str, str], cache_dtype: str = MODEL) -> list[Slice]:
+    """One batch of caches of one kind as one pack, as its kind is written."""
+    kinds = {c.kind for c in caches}
+    if len(kinds) != 1:
+        raise ValueError(f"one pack holds caches of one kind, got {sorted(kinds)}")
+    return PACK_WRITERS[kinds.pop()](path, caches, metadata, cache_dtype)

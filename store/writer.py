@@ -73,11 +73,7 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
               segments: Sequence[SegmentRecord], caches: Sequence[SegmentCache]) -> Path:
     """Store one batch: chunk file first, then its rows in one transaction. The caches are stored as the
     video's `cache_dtype` says (store/quant.py); each row's slice and checksum cover the bytes as stored."""
-    import torch
-
-    from store.packs import write_pack, write_ragged_pack
-    from store.quant import encode_kv
-    from voco.cache import RaggedSegmentCache
+    from store.packs import write_cache_pack
 
     if len(segments) != len(caches) or not segments:
         raise ValueError(f"{len(segments)} segment records for {len(caches)} caches")
@@ -88,11 +84,7 @@ def add_chunk(write: SessionFactory, home: Home, claim: Claim, owner: str,
     path = home.chunk_path(claim.uid, segments[0].index, segments[-1].index, owner)
     meta = {"fingerprint": claim.fingerprint, "compressor": caches[0].compressor, "k": caches[0].k,
             "video_uid": claim.uid}
-    if isinstance(caches[0], RaggedSegmentCache):  # per-layer token sets (ATP): a ragged pack
-        slices = write_ragged_pack(path, caches, meta, claim.cache_dtype)
-    else:
-        kv, encoding = encode_kv(torch.stack([c.kv.detach().cpu() for c in caches]), claim.cache_dtype)
-        slices = write_pack(path, kv, [c.source_position for c in caches], {**meta, **encoding})
+    slices = write_cache_pack(path, caches, meta, claim.cache_dtype)
     try:
         with write() as s:
             _require_owner(s, claim, owner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load as st_load
@@ -29,6 +30,8 @@ class SegmentCache:
     source_position: int
     fingerprint: str
     compressor: str
+    kind: ClassVar[str] = "dense"
+    """How the store packs it (store/packs.py `PACK_WRITERS`): every segment keeps k tokens in every layer."""
 
     def __post_init__(self) -> None:
         if self.kv.dim() != 5 or self.kv.shape[1] != 2:
@@ -154,6 +157,8 @@ class RaggedSegmentCache:
     span: int
     fingerprint: str
     compressor: str
+    kind: ClassVar[str] = "ragged"
+    """How the store packs it: per-layer token sets."""
 
     def __post_init__(self) -> None:
         if self.kv.dim() != 4 or self.kv.shape[1] != 2:
