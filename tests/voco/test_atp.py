@@ -215,15 +215,19 @@ def _importance_by_loops(query: torch.Tensor, key: torch.Tensor, vision: list[in
     return 0.5 * (received["self"] + received["cross"]) * n
 
 
-def test_pruning_keeps_the_tokens_attention_reads_most():
-    """A hard ATP step keeps exactly the most important vision tokens, by an importance computed independently of
-    `AtpRun` (an inverted ranking, keeping the least read tokens, passes the parity tests but fails here)."""
+def _check_pruning_keeps_what_attention_reads_most(mutate=None) -> None:
+    """A hard ATP step on fixed random queries and keys must keep exactly the tokens whose importance, computed
+    independently of `AtpRun`, is above the mean log importance. `mutate(scores)` replaces the run's (self, cross)
+    scores: the check must then fail (see the test below)."""
     torch.manual_seed(3)
     n, m, heads, dim = 16, 3, 2, 8
     query, key = torch.randn(1, heads, 1 + n + m, dim), torch.randn(1, heads, 1 + n + m, dim) * 2
     groups = Groups.one_per_row(1, n, m)
     run = AtpRun(torch.nn.Module(), num_layers=4, budget=0.5, groups=groups, grid=torch.zeros(1, n), soft=False)
     run.thresholds = lambda j, *_: torch.tensor([[0.0, 9.0]])  # z > 0: above the mean log score (no spatial)
+    if mutate is not None:
+        scores = run.scores
+        run.scores = lambda q, k: mutate(scores(q, k))
     run.prune(0, query, key)
     kept = (run.mask[0] > 0.5).numpy()
     importance = _importance_by_loops(query, key, list(range(1, 1 + n)), list(range(1 + n, 1 + n + m)))
@@ -231,3 +235,24 @@ def test_pruning_keeps_the_tokens_attention_reads_most():
     assert importance[kept].min() > importance[~kept].max()
     log_s = np.log(importance)
     assert set(np.flatnonzero(kept)) == set(np.flatnonzero(log_s > log_s.mean()))
+
+
+def test_pruning_keeps_the_tokens_attention_reads_most():
+    """A hard ATP step keeps exactly the most important vision tokens, by an importance computed independently of
+    `AtpRun` (an inverted ranking, keeping the least read tokens, passes the parity tests but fails here)."""
+    _check_pruning_keeps_what_attention_reads_most()
+
+
+@pytest.mark.parametrize("ranking", ["inverted", "random"])
+def test_the_pruning_check_fails_on_a_wrong_ranking(ranking):
+    """The check above is not vacuous: with the run's importance inverted (the least read tokens first) or replaced
+    by random scores, it fails."""
+    generator = torch.Generator().manual_seed(0)
+
+    def mutate(scores):
+        if ranking == "inverted":
+            return tuple(1.0 / s for s in scores)
+        return tuple(torch.rand(s.shape, generator=generator) for s in scores)
+
+    with pytest.raises(AssertionError):
+        _check_pruning_keeps_what_attention_reads_most(mutate)
