@@ -13,8 +13,9 @@ from voco.timeline import clock
 
 NO_ANSWER_BUBBLE = f"_({NO_ANSWER})_"
 """What the chat shows for an empty answer."""
-TIME_OPTION = "⏱ "
-"""Starts the label of each time button under the last answer (its value is the time as written, "0:04")."""
+TIME_OPTION = "go to "
+"""Starts the label of each time button under the last answer (its value is the time as written, "0:04"); words, not
+an icon: a stopwatch glyph showed as an empty box where the browser's fonts lack it (headless chromium)."""
 WHOLE_LIBRARY = 0
 """The picker's value for questions about the whole library (video ids start at 1)."""
 WHOLE_LIBRARY_LABEL = "📚 the whole library"
