@@ -55,6 +55,8 @@ class SegmentCache:
         position it is rotated at (what `RaggedSegmentCache.layer_keys` gives too: search reads either)."""
         positions = torch.arange(self.source_position, self.source_position + self.k)
         return self.kv[i, 0].transpose(0, 1), positions
+
+    def to_bytes(self) -> bytes:
         """Lossless safetensors bytes (no pickle); metadata carries position and provenance."""
         meta = {
             "format": CACHE_FORMAT,
