@@ -1,4 +1,5 @@
-"""The README's screenshot: the chat app over the quickstart library, one question asked in a real headless browser.
+"""The README's screenshot: the chat app (`python -m app`, as a user starts it) over the quickstart library, one
+question asked in a real headless browser.
 
     .venv/bin/python -m app.quickstart --no-launch      # the sample library, once
     .venv/bin/python scripts/screenshot_app.py          # -> docs/screenshot.png (~1 min)
@@ -12,17 +13,15 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import socket
+import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from app.service import ChatService
-from app.ui import build_ui
-from store import Store
 from store.home import DB_NAME
-from voco import load_model
 
 WAIT_MS = 120_000
+READY = re.compile(r"open (http://\S+)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +34,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(home: Path, model: str) -> tuple[subprocess.Popen, str]:
+    """`python -m app` on a free port, and its address once it listens."""
+    app = subprocess.Popen([sys.executable, "-m", "app", "--home", str(home), "--model", model,
+                            "--port", str(free_port())], stdout=subprocess.PIPE, text=True)
+    for line in app.stdout:
+        ready = READY.search(line)
+        if ready:
+            return app, ready.group(1)
+    app.wait()
+    sys.exit(f"the app exited ({app.returncode}) before it listened")
+
+
+def ask(url: str, chromium: str, video: str, question: str, out: Path) -> str:
+    """Pick `video`, ask `question`, save the page as `out`; the answer shown."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.locator("#video-picker input").click()
+        page.get_by_role("option", name=re.compile(re.escape(video))).first.click()
+        page.locator("#timeline img").first.wait_for(timeout=WAIT_MS)
+        page.locator("#question textarea").fill(question)
+        page.locator("#ask").click()
+        page.locator("#stats").get_by_text("cache tokens").wait_for(timeout=WAIT_MS)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
+        answer = page.locator("#chat .message").last.inner_text().strip()
+        browser.close()
+    return answer
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,31 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("needs Debian's chromium (apt-get install chromium)")
     if not (args.home / DB_NAME).exists():
         sys.exit(f"{args.home}: no library here; run `python -m app.quickstart --no-launch` first")
-    from playwright.sync_api import sync_playwright
-
-    store = Store.open(args.home)
-    service = ChatService(store, load_model(args.model), model_name=args.model)
-    with tempfile.TemporaryDirectory() as thumbs:
-        demo = build_ui(service, Path(thumbs))
-        _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url)
-                page.locator("#video-picker input").click()
-                page.get_by_role("option", name=re.compile(re.escape(args.video))).first.click()
-                page.locator("#timeline img").first.wait_for(timeout=WAIT_MS)
-                page.locator("#question textarea").fill(args.question)
-                page.locator("#ask").click()
-                page.locator("#stats").get_by_text("cache tokens").wait_for(timeout=WAIT_MS)
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(args.out))
-                answer = page.locator("#chat .message").last.inner_text().strip()
-                browser.close()
-        finally:
-            demo.close()
-            store.close()
+    app, url = start_app(args.home, args.model)
+    try:
+        answer = ask(url, chromium, args.video, args.question, args.out)
+    finally:
+        app.terminate()  # SIGTERM ends the app as Ctrl-C does
+        app.wait(timeout=30)
     print(f"{args.out}: {args.question!r} -> {answer!r}")
     return 0
 
