@@ -290,9 +290,10 @@ def run(args) -> int:
         info["max_new_tokens"] = args.max_new_tokens
         info["segment_seconds_override"] = args.segment_seconds
 
-    answer_errors = 0 if args.merge else _answer(args, plan, out, info, progress)
-    if answer_errors is None:
-        return EXIT_ERROR
+    try:
+        answer_errors = 0 if args.merge else _answer(args, plan, out, info, progress)
+    except FileNotFoundError as err:  # no such model, answerer or file: one line, no traceback
+        return _error(str(err))
     if args.shard is not None:
         print(f"shard {args.shard} done ({part_path(out, args.shard)}); when every shard is done, run the same "
               "command without --shard and with --merge", file=sys.stderr)
@@ -300,20 +301,15 @@ def run(args) -> int:
     return _merge_and_judge(args, plan, out, info, progress)
 
 
-def _answer(args, plan, out: Path, info: dict, progress: bool) -> int | None:
-    """Answer the questions this run (or shard) has no prediction for: how many failed; None if the answerer
-    could not be built (the reason already printed)."""
+def _answer(args, plan, out: Path, info: dict, progress: bool) -> int:
+    """Answer the questions this run (or shard) has no prediction for: how many failed."""
     todo = todo_items(plan, out, args.shard)
     if not todo:
         check_run_info(out, info, write=False)
         print("every question already has a prediction" + (f" in shard {args.shard}" if args.shard else ""),
               file=sys.stderr)
         return 0
-    try:
-        answerer = build_answerer(args)
-    except FileNotFoundError as err:
-        _error(str(err))
-        return None
+    answerer = build_answerer(args)
     describe = getattr(answerer, "describe", None)
     check_run_info(out, {**info, **(describe() if callable(describe) else {})})
     try:
