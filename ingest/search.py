@@ -17,7 +17,8 @@ import numpy as np
 
 from ingest.vectors import index_for, store_video_vectors
 from store import NotFound, Store, StoreError, VideoStatus
-from store.index import Hit, read_vectors
+from store.index import Hit
+from store.search_vectors import read_vectors
 from voco import VoCoModel
 from voco.search import make_embedder, video_scores
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from store import Store, StoreError, VideoStatus
-from store.index import SegmentIndex, read_vectors, write_vectors
+from store.index import SegmentIndex
+from store.search_vectors import read_vectors, write_vectors
 from voco import VoCoModel
 from voco.search import SegmentEmbedder, make_embedder
 

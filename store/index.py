@@ -1,9 +1,5 @@
-"""Search vectors beside the caches, and one faiss index per (model identity, embedder, store).
-
-Vector files (one per ready video, beside its pack; safetensors, no pickle, checksummed like packs):
-
-    caches/ab/<uid>/search-<fingerprint[:16]>-<embedder>.vectors    (safetensors inside)
-        vectors [T, dim] float32; metadata: format, fingerprint, embedder, checksum of the vector bytes
+"""One faiss index per (model identity, embedder, store), derived from the search vectors beside the caches
+(store/search_vectors.py).
 
 The index file (`index/<fingerprint[:16]>-<embedder>.safetensors`: the serialized faiss index and the
 row set it holds, written in one atomic replace) is a derived cache of the database + vector files:
@@ -30,23 +26,18 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from store.db import StoreError
-from store.files import checksum, fsync_dir, temp_path
 from store.models import VideoStatus
+from store.search_vectors import atomic_save, read_vectors
 from store.store import Store
 
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
 
-VECTORS_FORMAT = "voco-search-vectors/1"
 INDEX_FORMAT = "voco-search-index/2"  # /2: rows name uid and segments (/1 files are rebuilt); an approximate
 # index is still a faiss blob of the same file (faiss records its own type), so /2 stays: `trained` is new metadata
 _SEGMENT_BITS = 20  # up to ~1M segments per video
@@ -138,47 +129,6 @@ class Hit:
     score: float
 
 
-def vectors_path(store: Store, uid: str, fingerprint: str, embedder: str) -> Path:
-    # not *.safetensors: the video folder's sweep (store/writer.py) deletes those the database does not list
-    return store.home.video_dir(uid) / f"search-{fingerprint[:16]}-{embedder}.vectors"
-
-
-def _atomic_save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)  # make the rename durable
-
-
-def write_vectors(store: Store, uid: str, fingerprint: str, embedder: str, vectors: np.ndarray) -> Path:
-    """Store a video's search vectors [T, dim] beside its pack (atomically); returns the file."""
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    if data.ndim != 2:
-        raise ValueError(f"search vectors must be [segments, dim], got {tuple(data.shape)}")
-    meta = {"format": VECTORS_FORMAT, "fingerprint": fingerprint, "embedder": embedder,
-            "checksum": checksum(data.tobytes())}
-    path = vectors_path(store, uid, fingerprint, embedder)
-    _atomic_save(path, {"vectors": data}, meta)
-    return path
-
-
-def read_vectors(store: Store, uid: str, fingerprint: str, embedder: str) -> np.ndarray | None:
-    """A video's vectors, checked; None when the file is missing (ingest --rebuild-index recomputes it)."""
-    path = vectors_path(store, uid, fingerprint, embedder)
-    if not path.exists():
-        return None
-    with safe_open(str(path), "np") as f:
-        meta = f.metadata() or {}
-        vectors = f.get_tensor("vectors")
-    if meta.get("format") != VECTORS_FORMAT or meta.get("fingerprint") != fingerprint:
-        raise StoreError(f"{path}: not this model's search vectors (format {meta.get('format')!r}); delete it "
-                         "and run python -m ingest --rebuild-index")
-    if checksum(vectors.tobytes()) != meta.get("checksum"):
-        raise StoreError(f"{path} is corrupt (checksum differs): delete it and run python -m ingest --rebuild-index")
-    return vectors
-
-
 class SegmentIndex:
     """The faiss index of one model identity and embedder over one store; see the module docstring.
 
@@ -238,7 +188,7 @@ class SegmentIndex:
                 "embedder": self.embedder, "rows": json.dumps(self.rows), "structure": self.structure}
         if self.trained:
             meta["trained"] = str(self.trained)
-        _atomic_save(self.path, {"index": blob}, meta)
+        atomic_save(self.path, {"index": blob}, meta)
         self._stamp = self._file_stamp()
 
     def _file_stamp(self) -> tuple[int, int] | None:

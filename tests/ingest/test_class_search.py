@@ -83,7 +83,7 @@ def test_ingest_writes_class_vectors_that_a_rebuild_reproduces(assembled, tmp_pa
     from ingest.search import MomentSearch
     from ingest.vectors import rebuild_index
     from store import Store
-    from store.index import read_vectors, vectors_path
+    from store.search_vectors import read_vectors, vectors_path
 
     fps = assembled.voco.frames_per_segment
     video = write_video(tmp_path / "v.mp4", pattern_frames(4 * fps, seed=3), fps=fps)

@@ -118,7 +118,7 @@ def test_a_follower_killed_mid_stream_resumes_without_losing_or_repeating_a_segm
 
     from ingest.search import MomentSearch
     from ingest.vectors import LiveVectors
-    from store.index import read_vectors
+    from store.search_vectors import read_vectors
     from voco.search import make_embedder
 
     model, name = tiny

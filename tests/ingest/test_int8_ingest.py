@@ -81,7 +81,7 @@ def test_search_vectors_computed_while_compressing_are_those_of_the_stored_cache
                                                                                     cache_dtype):
     """Ingest writes a finished video's search vectors from what it compressed (the pack is not read back); they
     are the vectors of the caches as stored, int8 round trip included."""
-    from store.index import read_vectors
+    from store.search_vectors import read_vectors
     from voco.search import embedder_for
 
     video = write_video(tmp_path / "clip.mp4", pattern_frames(40, seed=4))

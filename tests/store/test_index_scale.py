@@ -17,8 +17,8 @@ from store.index import (
     approximate_index,
     is_approximate,
     ivf_lists,
-    write_vectors,
 )
+from store.search_vectors import write_vectors
 from voco.cache import SegmentCache
 
 FP = "ef" * 32
