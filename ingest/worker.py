@@ -116,7 +116,7 @@ class VideoIngestor:
         _drain(items, producer)
 
     def update_index(self) -> None:
-        """Bring the search index up to date once per run (not per video: a sync reads and rewrites it whole)."""
+        """Bring the search index up to date once per run (the sync that may restructure or retrain it)."""
         if self.embedder is None:
             return
         try:

@@ -44,21 +44,45 @@ def _info(video: Video, model: Model, done: int, paths: list[str]) -> VideoInfo:
     )
 
 
+IN_LIST_MAX = 500
+"""Ids one `IN (...)` lists; more unfinished videos than this count every video's segments in one grouped pass."""
+
+
 def list_videos(read: SessionFactory, *, status: str | None = None) -> list[VideoInfo]:
     with read() as s:
-        done = (select(Segment.video_id, func.count(Segment.id).label("n")).group_by(Segment.video_id).subquery())
-        query = (select(Video, Model, func.coalesce(done.c.n, 0)).join(Model, Video.model_id == Model.id)
-                 .outerjoin(done, done.c.video_id == Video.id).order_by(Video.id))
+        query = select(Video, Model).join(Model, Video.model_id == Model.id).order_by(Video.id)
         if status is not None:
             query = query.where(Video.status == status)
         rows = s.execute(query).all()
-        hashes = {v.sha256 for v, _, _ in rows if v.sha256}
+        done = _segments_done(s, [v.id for v, _ in rows if v.status != VideoStatus.READY])
+        hashes = {v.sha256 for v, _ in rows if v.sha256}
         paths: dict[str, list[str]] = {}
         if hashes:
             for sha, path in s.execute(select(File.sha256, File.path).where(File.sha256.in_(hashes))
                                        .order_by(File.path)):
                 paths.setdefault(sha, []).append(path)
-        return [_info(v, m, n, paths.get(v.sha256 or "", [])) for v, m, n in rows]
+        return [_info(v, m, (v.num_segments or 0) if v.status == VideoStatus.READY else done.get(v.id, 0),
+                      paths.get(v.sha256 or "", [])) for v, m in rows]
+
+
+def _segments_done(s, video_ids: list[int]) -> dict[int, int]:
+    """Stored segments of these (unfinished) videos. A ready video's count is its `num_segments` (`finish` checks
+    that every segment is stored), so listing a library never counts the rows of a million finished segments."""
+    if not video_ids:
+        return {}
+    count = select(Segment.video_id, func.count(Segment.id)).group_by(Segment.video_id)
+    if len(video_ids) <= IN_LIST_MAX:
+        count = count.where(Segment.video_id.in_(video_ids))
+    return dict(s.execute(count).all())
+
+
+def ready_rows(read: SessionFactory, fingerprint: str) -> dict[int, tuple[str, int]]:
+    """id -> (uid, segments) of the ready videos of one model identity: what a search index holds, read without
+    counting segment rows (list_videos's count scans the segments table: ~1M rows in a large library)."""
+    with read() as s:
+        rows = s.execute(select(Video.id, Video.uid, Video.num_segments).join(Model, Video.model_id == Model.id)
+                         .where(Video.status == VideoStatus.READY, Model.fingerprint == fingerprint)).all()
+    return {vid: (uid, n or 0) for vid, uid, n in rows}
 
 
 def compressions(read: SessionFactory, names: Sequence[str]) -> list[tuple[str, int]]:

@@ -207,6 +207,10 @@ class Store:
     def list_videos(self, *, status: str | None = None) -> list[VideoInfo]:
         return reader.list_videos(self.read, status=status)
 
+    def ready_rows(self, fingerprint: str) -> dict[int, tuple[str, int]]:
+        """id -> (uid, segments) of this model identity's ready videos (`reader.ready_rows`)."""
+        return reader.ready_rows(self.read, fingerprint)
+
     def compressions(self, names: Sequence[str]) -> list[tuple[str, int]]:
         """(compressor, k) of the models registered under one of `names` (a checkpoint's name or folder) that
         hold videos, most videos first: how a library was built, so the app answers it with the same."""

@@ -139,3 +139,66 @@ def test_approximate_structure_finds_stored_vectors_when_it_probes_only_some_lis
     index.add_with_ids(vectors, np.arange(n, dtype=np.int64) + (7 << 20))
     _, ids = index.search(vectors[:500], 1)
     assert (ids[:, 0] == np.arange(500) + (7 << 20)).mean() >= 0.99
+
+
+# ---- when the file is written ---------------------------------------------------------------------------------
+
+
+def _file_rows(index: SegmentIndex) -> set[int]:
+    import json
+
+    with safe_open(str(index.path), "np") as f:
+        return {int(vid) for vid in json.loads(f.metadata()["rows"])}
+
+
+def test_a_small_addition_to_a_large_index_is_searched_at_once_but_written_only_past_the_share(store):
+    videos = [_video(store, seed) for seed in range(11)]  # 660 segments: one more video is 60 < 0.1 x 660
+    index = SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=0.1)
+    index.sync()
+    stamp = index.path.stat().st_mtime_ns
+    videos.append(_video(store, 11))
+    report = index.sync()
+    assert report["added"] == 1 and report["unwritten_segments"] == SEGMENTS
+    assert index.path.stat().st_mtime_ns == stamp and _file_rows(index) == {vid for vid, _ in videos[:11]}
+    assert _finds_itself(index, *videos[11])
+    other = SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=0.1)  # another process: the file, then the rest
+    assert _finds_itself(other, *videos[11]) and other._faiss.ntotal == 12 * SEGMENTS
+    videos.append(_video(store, 12))  # 120 unwritten > 66: written, with every row
+    assert index.sync()["unwritten_segments"] == 0
+    assert index.path.stat().st_mtime_ns != stamp and _file_rows(index) == {vid for vid, _ in videos}
+    assert _finds_itself(other, *videos[12])  # the other process reads the new file
+
+
+def test_with_no_share_every_addition_is_written(store):
+    index = SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=0.0)
+    videos = [_video(store, seed) for seed in range(11)]
+    index.sync()
+    videos.append(_video(store, 11))
+    assert index.sync()["unwritten_segments"] == 0 and _file_rows(index) == {vid for vid, _ in videos}
+
+
+def test_a_removal_is_written_at_once_even_when_additions_wait(store):
+    videos = [_video(store, seed) for seed in range(11)]
+    index = SegmentIndex(store, FP, EMBEDDER, DIM)
+    index.sync()
+    videos.append(_video(store, 11))
+    index.sync()  # deferred
+    store.remove(videos[0][0])
+    report = index.sync()
+    assert report["removed"] == 1 and report["unwritten_segments"] == 0
+    assert _file_rows(index) == {vid for vid, _ in videos[1:]}  # gone from disk, the deferred one written too
+
+
+def test_a_search_never_restructures_the_index_ingest_does(store):
+    index = _index(store)
+    videos = [_video(store, seed) for seed in range(3)]
+    index.sync()
+    videos.append(_video(store, 3))  # 240 >= 200: due for the approximate structure
+    assert _finds_itself(index, *videos[3])  # the search added it to the exact index, no k-means on its path
+    assert index.structure == "exact" and not is_approximate(index._faiss)
+    assert index.sync()["structure"] == "ivf-fp16"  # what ingest's sync at the end of a run does
+
+
+def test_rewrite_share_must_not_be_negative(store):
+    with pytest.raises(ValueError, match="rewrite_share"):
+        SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=-0.1)

@@ -279,3 +279,22 @@ def test_a_single_chunk_becomes_the_pack_by_link_or_by_copy(store, monkeypatch, 
     assert torch.equal(packed.kv, torch.stack([c.kv for c in caches]))
     files = [p for p in store.home.video_dir(claim.uid).rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].name.startswith("pack-")  # the chunk's name is gone either way
+
+
+@pytest.mark.parametrize("in_list_max", [500, 0])  # 0: more unfinished videos than one IN list names
+def test_listing_counts_stored_segments_of_unfinished_videos_and_ready_ones_by_their_length(store, monkeypatch,
+                                                                                           in_list_max):
+    from store import reader
+
+    monkeypatch.setattr(reader, "IN_LIST_MAX", in_list_max)
+    model = _model(store)
+    ready = _ingest(store, VideoKey("31" * 32, model, 2.0, 4, 0), new_owner(), _caches(5))
+    owner = new_owner()
+    partial = store.claim(VideoKey("32" * 32, model, 2.0, 4, 0), fingerprint=FP, path="/p.mp4", size=1, owner=owner)
+    store.set_probe(partial, owner, ProbeRecord(6, 10.0, 60, 64, 48, 0, 6))
+    store.add_chunk(partial, owner, [SegmentRecord(j, j, j + 1.0) for j in range(3)], _caches(3))
+    listed = {v.id: (v.status, v.num_segments, v.segments_done) for v in store.list_videos()}
+    assert listed == {ready.video_id: ("ready", 5, 5), partial.video_id: ("pending", 6, 3)}
+    assert [v.id for v in store.list_videos(status="pending")] == [partial.video_id]
+    assert store.ready_rows(FP) == {ready.video_id: (store.get_video(ready.video_id).uid, 5)}
+    assert store.ready_rows(OTHER_FP) == {}
