@@ -18,7 +18,7 @@ in chunks with numpy over the regenerated vectors (so 5M never needs the exact i
 
 Per size and data: build time (exact: add; approximate: train + add), recall@10 against the exact top 10,
 `near_row_first` (how often a near query's own stored row is the first hit), p50/p95 latency of one single-vector
-search as the app makes it (store.index.search_one: one thread), serialized bytes per segment (vectors, ids,
+search as the app makes it (store.index_structures.search_one: one thread), serialized bytes per segment (vectors, ids,
 centroids). `exact` is skipped above
 `--exact-max` segments (its latency grows linearly: 1.5 KB per segment read per query). Vectors are made in
 chunks of 100k, so memory stays near the indexes' own size. Prints a table, then one JSON line.
@@ -129,7 +129,7 @@ def candidates(n: int, args) -> list[Candidate]:
     """Exact (up to --exact-max), the product's approximate structure, and any --also factory strings."""
     import faiss
 
-    from store.index import NPROBE, approximate_index, exact_index
+    from store.index_structures import NPROBE, approximate_index, exact_index
 
     out = [Candidate("exact", exact_index(args.dim))] if n <= args.exact_max else []
     approx = approximate_index(args.dim, n)
@@ -158,8 +158,8 @@ def serialized_bytes(index) -> int:
 
 
 def latencies_and_hits(index, queries: np.ndarray) -> tuple[list[float], np.ndarray]:
-    """One query at a time, as the app searches (store.index.search_one): seconds per query, ids [Q, TOP]."""
-    from store.index import search_one
+    """One query at a time, as the app searches (store.index_structures.search_one): seconds per query, ids [Q, TOP]."""
+    from store.index_structures import search_one
 
     times, ids = [], []
     for q in queries:
@@ -177,7 +177,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 def run_one(n: int, kind: str, args) -> list[dict]:
     """All candidates at one size and kind of data: two passes over the vectors (training sample, then add +
     ground truth)."""
-    from store.index import TRAIN_PER_LIST, ivf_lists
+    from store.index_structures import TRAIN_PER_LIST, ivf_lists
 
     begin = time.perf_counter()
     vectors = Vectors(kind, n, args.dim, args.seed, args.clusters, args.spread)

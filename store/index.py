@@ -14,12 +14,20 @@ under the same ids; rows whose uid or segment count differ from the database's a
 searcher re-reads the file when another process has replaced it (its size or modification time changed).
 
 Exact below `APPROXIMATE_FROM` segments (`IndexIDMap2(IndexFlatIP)`: every search reads every vector), approximate
-from there on: an inverted file with float16 vectors (`IndexIVFScalarQuantizer`, QT_fp16, inner product), trained
+from there on: an inverted file with float16 vectors (store/index_structures.py), trained
 on the vectors present when the library crosses the threshold and trained again, from the vector files, whenever
 it has grown `RETRAIN_GROWTH` times past the size it was trained at (the file's metadata records that size as
 `trained`); a library that shrinks below half the threshold becomes exact again. Both structures take
 `add_with_ids` and `remove_ids(IDSelectorRange)`, so the incremental sync is the same for both. Figures:
 bench/bench_index_scale.py.
+
+The file may lack the newest videos. A sync reads the file's header (its row set), not the index: it rewrites the
+file when a video it holds is gone from the database (a removed video's vectors leave the disk at once), when the
+videos it lacks pass `REWRITE_SHARE` of it or `RECENT_MAX` segments, or when the structure is due to change, and
+otherwise leaves it alone, so ingesting one more hour into a 1M-segment library no longer rewrites ~780 MB.
+A searcher loads the file and reads the videos it lacks from their vector files into a small exact side index,
+and searches both. Restructuring (crossing the threshold, retraining) happens in the syncs ingest and
+--rebuild-index run, never in a search's own: no question waits for k-means. Figures: bench/bench_index_sync.py.
 """
 
 from __future__ import annotations
@@ -32,8 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 from safetensors import safe_open
 
-from store.models import VideoStatus
-from store.search_vectors import atomic_save, read_vectors
+from store.index_structures import (
+    TRAIN_PER_LIST,
+    approximate_index,
+    exact_index,
+    ivf_lists,
+    search_one,
+    search_params,
+)
+from store.search_vectors import atomic_save, read_vectors, vectors_path
 from store.store import Store
 
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
@@ -51,75 +66,13 @@ RETRAIN_GROWTH = 2.0
 """Train again when the library holds this many times the segments the index was trained on: the lists then hold
 twice their planned length (each search scans twice as many vectors), and videos added since training may sit
 where the old centroids do not; 2x bounds both while a library growing steadily trains only log2(growth) times."""
-NPROBE = 96
-"""Lists one search scans. At 1M clustered segments (2048 lists, `ivf_lists`) recall@10 against exact was 0.978 /
-0.980 (near / fresh queries) at 64, 0.996 / 0.994 at 96 and 0.999 / 0.998 at 128, p50 2.3 / 3.1 / 4.2 ms: 96 keeps
-a margin over the 0.95 target for vectors less kind than the synthetic ones at a third of the budget's 10 ms.
-At 5M (4096 lists of ~1,200) the same 96 gave 0.947 / 0.967 at p50 13 ms: libraries of several million segments
-will want more lists with a faster coarse quantizer, or smaller codes with a re-ranking step."""
-TRAIN_PER_LIST = 64
-"""Training points per list (k-means; faiss asks for >= 39): a strided sample of the library, not all of it,
-because k-means costs points x lists. (32 per list gave unevener lists: at 1M recall@10 0.998 at 64 probes, but
-each probe scanned more, p50 3.2 ms; the same recall for the same work as 64 per list at 96 probes.)"""
-
-
-def ivf_lists(segments: int) -> int:
-    """Lists of an inverted file trained on `segments` vectors: the power of two nearest 2 sqrt(n) (faiss's
-    guide is 4..16 sqrt(n); fewer, longer lists keep k-means short on 2 cores at the same recall for `NPROBE`),
-    and never more than the sample can train (`TRAIN_PER_LIST` points each)."""
-    target = 2 ** round(np.log2(max(2 * np.sqrt(segments), 1)))
-    return int(max(1, min(target, segments // TRAIN_PER_LIST)))
-
-
-def exact_index(dim: int):
-    """The exact structure: every query is compared with every vector."""
-    import faiss
-
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
-def approximate_index(dim: int, segments: int):
-    """The approximate structure for a library of `segments`, untrained: an inverted file of float16 vectors
-    (half of float32's memory; 8-bit codes, a quarter, lost ~3 points of recall@10 to their rounding: 0.967 at
-    200k clustered segments where float16 gave 0.999), inner product; faiss's k-means for an inner-product
-    inverted file is spherical, as the search vectors are unit length."""
-    import faiss
-
-    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, ivf_lists(segments),
-                                          faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    return search_params(index)  # (faiss's Python wrapper keeps the quantizer alive with the index)
-
-
-def search_params(index):
-    """Set the search-time parameters this module promises (`NPROBE`) on an index, as loaded or built."""
-    import faiss
-
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.nprobe = min(NPROBE, ivf.nlist)
-    return index
-
-
-def search_one(index, query: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores [top], ids [top]) of one query, on one OpenMP thread: faiss spreads even a single query over
-    all threads, and on a busy 2-core machine their start-up and spin-waiting dominate (exact search at 100k
-    segments measured p50 52-76 ms on 2 threads against 10.5 ms on one; the inverted file ~0.9 ms either way).
-    The thread count is the calling thread's own setting, so concurrent searches do not disturb each other."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        scores, ids = index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), top)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    return scores[0], ids[0]
-
-
-def is_approximate(index) -> bool:
-    import faiss
-
-    return faiss.try_extract_index_ivf(index) is not None
+REWRITE_SHARE = 0.1
+"""A sync that only adds rewrites the file once the ready videos it lacks pass this share of the segments it holds
+(or `RECENT_MAX`): a growing library rewrites it about every 10% of growth, not on every ingest run (at 1M
+segments each rewrite is ~780 MB and several seconds here; bench/bench_index_sync.py)."""
+RECENT_MAX = 20_000
+"""...or pass this many segments (~11 hours of video at 2 s a segment): searches read the videos the file lacks
+from an exact side index built from their vector files, every vector of it per query (~2 ms at 20k here)."""
 
 
 @dataclass(frozen=True)
@@ -132,64 +85,93 @@ class Hit:
 class SegmentIndex:
     """The faiss index of one model identity and embedder over one store; see the module docstring.
 
-    `approximate_from`: segments from which the index is approximate (`APPROXIMATE_FROM`; tests lower it)."""
+    approximate_from: segments from which the index is approximate (`APPROXIMATE_FROM`; tests lower it);
+    rewrite_share, recent_max: when a sync that only adds rewrites the file (`REWRITE_SHARE`, `RECENT_MAX`; 0 / 0:
+    on every change, as before they existed)."""
 
     def __init__(self, store: Store, fingerprint: str, embedder: str, dim: int, *,
-                 approximate_from: int = APPROXIMATE_FROM):
+                 approximate_from: int = APPROXIMATE_FROM, rewrite_share: float = REWRITE_SHARE,
+                 recent_max: int = RECENT_MAX):
         if approximate_from < 1:
             raise ValueError(f"approximate_from must be >= 1 segment, got {approximate_from}")
+        if not rewrite_share >= 0 or recent_max < 0:
+            raise ValueError(f"rewrite_share and recent_max must be >= 0 (0: write the file on every change), got "
+                             f"{rewrite_share} and {recent_max}")
         self.store, self.fingerprint, self.embedder, self.dim = store, fingerprint, embedder, dim
-        self.approximate_from = approximate_from
+        self.approximate_from, self.rewrite_share, self.recent_max = approximate_from, rewrite_share, recent_max
         folder = store.home.root / "index"
         self.path = folder / f"{fingerprint[:16]}-{embedder}.safetensors"
         self.lock_path = folder / f"{fingerprint[:16]}-{embedder}.lock"
-        self.rows: dict[int, tuple[str, int]] = {}  # video id -> (uid, segments) in the index
+        self.written: dict[int, tuple[str, int]] = {}  # video id -> (uid, segments): the rows the file holds
+        self.trained = 0  # segments the file's approximate index was trained on; 0: it is exact
+        self.base_rows: dict[int, tuple[str, int]] = {}  # rows of `_faiss` (the file's, less any gone since)
+        self.recent_rows: dict[int, tuple[str, int]] = {}  # rows of `_recent` (ready videos the file lacks)
         self.missing: list[int] = []  # ready videos without a vector file at the last sync
-        self.trained = 0  # segments the approximate index was trained on; 0: the index is exact
-        self._faiss = None
-        self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file as last read or written
+        self._faiss = None  # the file's index, loaded for searching (None: not loaded)
+        self._recent = exact_index(dim)
+        self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file `_faiss` was read from or written to
+        self._covered: set[int] | None = None  # the videos the last sync left searchable
         self._synced_with: dict[int, tuple[str, int]] | None = None  # the ready videos the last sync saw
+        self._searched_with: dict[int, tuple[str, int]] | None = None  # ... and the last refresh of memory
 
     @property
     def structure(self) -> str:
         return "ivf-fp16" if self.trained else "exact"
 
+    @property
+    def rows(self) -> dict[int, tuple[str, int]]:
+        """Every row a search reads: the loaded file's and the side index's."""
+        return {**self.base_rows, **self.recent_rows}
+
     # ---- the derived file ---------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        self._faiss, self.rows, self.trained = exact_index(self.dim), {}, 0
-
-    def _load(self) -> None:
-        import faiss
-
-        self._reset()
+    def _read_header(self) -> bool:
+        """`written` and `trained` from the file's header (the index itself is not read); False without a file of
+        this layout (missing, unreadable, another format or dimension)."""
+        self.written, self.trained = {}, 0
         if not self.path.exists():
-            return
+            return False
         try:
             with safe_open(str(self.path), "np") as f:
                 meta = f.metadata() or {}
-                blob = f.get_tensor("index")
             if meta.get("format") != INDEX_FORMAT or int(meta.get("dim", -1)) != self.dim:
-                return  # another layout: rebuilt by the sync that follows
-            index = search_params(faiss.deserialize_index(blob))
+                return False  # another layout: rebuilt by this sync
             rows = {int(k): (str(uid), int(n)) for k, (uid, n) in json.loads(meta["rows"]).items()}
-            # no `trained` (a process of an older version rewrote the file): count from its size now
-            trained = int(meta.get("trained") or index.ntotal or 1) if is_approximate(index) else 0
-            self._faiss, self.rows, self.trained = index, rows, trained
-            self._stamp = self._file_stamp()
+            approximate = meta.get("structure") == "ivf-fp16"
+            # no `trained` (written by an older version): count from its size now
+            self.written = rows
+            self.trained = int(meta.get("trained") or sum(n for _, n in rows.values()) or 1) if approximate else 0
         except Exception:  # noqa: BLE001 - a derived cache: unreadable means rebuild, never fail the search
-            self._reset()
+            self.written = {}
+            return False
+        return True
+
+    def _load(self) -> bool:
+        """The file's index into memory (`_faiss`, `base_rows`); False (an empty exact index) without a usable file."""
+        import faiss
+
+        self._faiss, self.base_rows, self._stamp = exact_index(self.dim), {}, self._file_stamp()
+        if not self._read_header():
+            return False
+        try:
+            with safe_open(str(self.path), "np") as f:
+                blob = f.get_tensor("index")
+            self._faiss, self.base_rows = search_params(faiss.deserialize_index(blob)), dict(self.written)
+        except Exception:  # noqa: BLE001 - as in _read_header
+            self.written, self.trained = {}, 0
+            return False
+        return True
 
     def _save(self) -> None:
         import faiss
 
         blob = faiss.serialize_index(self._faiss)
         meta = {"format": INDEX_FORMAT, "dim": str(self.dim), "fingerprint": self.fingerprint,
-                "embedder": self.embedder, "rows": json.dumps(self.rows), "structure": self.structure}
+                "embedder": self.embedder, "rows": json.dumps(self.base_rows), "structure": self.structure}
         if self.trained:
             meta["trained"] = str(self.trained)
         atomic_save(self.path, {"index": blob}, meta)
-        self._stamp = self._file_stamp()
+        self._stamp, self.written = self._file_stamp(), dict(self.base_rows)
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:
@@ -208,37 +190,60 @@ class SegmentIndex:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    # ---- keeping it in step with the database -------------------------------------------------
+    # ---- keeping the file in step with the database -------------------------------------------
 
     def ready_videos(self) -> dict[int, tuple[str, int]]:
         """The database's ready videos of this model: id -> (uid, segments)."""
-        return {v.id: (v.uid, v.num_segments or 0) for v in self.store.list_videos(status=VideoStatus.READY)
-                if v.fingerprint == self.fingerprint}
+        return self.store.ready_rows(self.fingerprint)
 
-    def sync(self, *, rebuild: bool = False) -> dict[str, int]:
-        """Add the ready videos the index lacks, drop those gone from the database; write if changed. Crossing
-        `approximate_from`, growing `RETRAIN_GROWTH` times past the trained size, or shrinking below half the
-        threshold rebuilds the index from the vector files in the structure its size calls for."""
+    def sync(self, *, rebuild: bool = False, restructure: bool = True) -> dict[str, int]:
+        """Bring the file in step with the database's ready videos (see the module docstring): rebuilt when asked,
+        missing or (with `restructure`) due for another structure; rewritten when a video it holds went or the
+        videos it lacks passed `_rewrite_due`; else untouched, its header the only part read."""
         with self._locked():
-            if rebuild:
-                self._reset()
+            return self._sync(rebuild, restructure)
+
+    def _sync(self, rebuild: bool, restructure: bool) -> dict[str, int]:
+        want = self.ready_videos()
+        usable = self._read_header()
+        before = self._covered if self._covered is not None else set(self.written)
+        gone = [vid for vid, row in self.written.items() if want.get(vid) != row]  # removed, or another video now
+        lacking = self._lacking(want)
+        if rebuild or not usable or (restructure and self._restructure_due(want)):
+            self._build(want, approximate=restructure)
+            self._save()
+        elif gone or self._rewrite_due(lacking):
+            if self._load():
+                self._remove_base([vid for vid in gone if vid in self.base_rows])
+                self._add_base(lacking)
+            else:  # the file went bad since its header was read
+                self._build(want, approximate=restructure)
+            self._save()
+        lacking = self._lacking(want)  # what the file holds now: searches read the rest from vector files
+        self._synced_with, self._covered = want, set(self.written) | set(lacking)
+        unwritten = sum(n for _, n in lacking.values())
+        return {"videos": len(self._covered), "segments": sum(n for _, n in self.written.values()) + unwritten,
+                "added": len(self._covered - before), "removed": len(before - self._covered),
+                "missing_vectors": len(self.missing), "structure": self.structure, "unwritten_segments": unwritten}
+
+    def _lacking(self, want: dict[int, tuple[str, int]]) -> dict[int, tuple[str, int]]:
+        """Ready videos the file does not hold that have a vector file; the rest are listed in `missing`."""
+        out, self.missing = {}, []
+        for vid, row in want.items():
+            if self.written.get(vid) == row:
+                continue
+            if vectors_path(self.store, row[0], self.fingerprint, self.embedder).exists():
+                out[vid] = row
             else:
-                self._load()
-            want = self.ready_videos()
-            gone = [vid for vid, row in self.rows.items() if want.get(vid) != row]  # removed, or another video now
-            self._remove(gone)
-            kept = set(self.rows)
-            restructured = self._restructure_due(want)
-            if restructured:
-                self._build(want)
-            else:
-                self._add(want)
-            added = len(set(self.rows) - kept)
-            if rebuild or restructured or gone or added or not self.path.exists():
-                self._save()
-            self._synced_with = want
-        return {"videos": len(self.rows), "segments": int(self._faiss.ntotal), "added": added,
-                "removed": len(gone), "missing_vectors": len(self.missing), "structure": self.structure}
+                self.missing.append(vid)
+        return out
+
+    def _rewrite_due(self, lacking: dict[int, tuple[str, int]]) -> bool:
+        """The videos the file lacks exceed `rewrite_share` of its segments or `recent_max` segments (every search
+        reads them from an exact side index: ~2 ms per query at 20k)."""
+        unwritten = sum(n for _, n in lacking.values())
+        held = sum(n for _, n in self.written.values())
+        return unwritten > 0 and (unwritten > self.rewrite_share * held or unwritten > self.recent_max)
 
     def _restructure_due(self, want: dict[int, tuple[str, int]]) -> bool:
         segments = sum(n for _, n in want.values())  # the database's count: decided before reading any file
@@ -247,12 +252,13 @@ class SegmentIndex:
         # half the threshold back to exact: a library hovering at the threshold does not flip on every sync
         return segments < self.approximate_from // 2 or segments >= RETRAIN_GROWTH * self.trained
 
-    def _build(self, want: dict[int, tuple[str, int]]) -> None:
-        """The index anew from the vector files: exact below `approximate_from`, else trained on a strided
-        sample of all the vectors (read twice, sample then add, so memory stays near the index's own)."""
-        self._reset()
+    def _build(self, want: dict[int, tuple[str, int]], *, approximate: bool) -> None:
+        """The index anew from the vector files: exact below `approximate_from` (or without `approximate`: a
+        search never waits for k-means), else trained on a strided sample of all the vectors (read twice, sample
+        then add, so memory stays near the index's own)."""
+        self._faiss, self.base_rows, self.trained = exact_index(self.dim), {}, 0
         segments = sum(n for _, n in want.values())
-        if segments >= self.approximate_from:
+        if approximate and segments >= self.approximate_from:
             stride = max(1, segments // (TRAIN_PER_LIST * ivf_lists(segments)))
             parts, seen = [], 0
             for _, _, vectors in self._vector_files(want):
@@ -262,55 +268,71 @@ class SegmentIndex:
                 index = approximate_index(self.dim, seen)
                 index.train(np.concatenate(parts))
                 self._faiss, self.trained = index, seen
-        self._add(want)
+        self._add_base(want)
 
     def _vector_files(self, want: dict[int, tuple[str, int]]):
-        """(video id, uid, vectors) of the wanted videos not in the index; those without usable vectors (none
-        yet, or stale: --rebuild-index) are listed in `missing`."""
-        self.missing = []
+        """(video id, uid, vectors) of `want`'s videos whose vector file is usable (right length)."""
         for vid, (uid, segments) in sorted(want.items()):
-            if vid in self.rows:
-                continue
             vectors = read_vectors(self.store, uid, self.fingerprint, self.embedder)
-            if vectors is None or len(vectors) != segments:
-                self.missing.append(vid)
-                continue
-            yield vid, uid, np.ascontiguousarray(vectors, dtype=np.float32)
+            if vectors is not None and len(vectors) == segments:  # else stale: --rebuild-index recomputes it
+                yield vid, uid, np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _add(self, want: dict[int, tuple[str, int]]) -> None:
-        for vid, uid, vectors in self._vector_files(want):
-            ids = (vid << _SEGMENT_BITS) + np.arange(len(vectors), dtype=np.int64)
-            self._faiss.add_with_ids(vectors, ids)
-            self.rows[vid] = (uid, len(vectors))
+    def _add_base(self, want: dict[int, tuple[str, int]]) -> None:
+        _add(self._faiss, self.base_rows, self._vector_files(want))
 
-    def _remove(self, video_ids) -> None:
-        import faiss
-
-        for vid in video_ids:
-            self._faiss.remove_ids(faiss.IDSelectorRange(vid << _SEGMENT_BITS, (vid + 1) << _SEGMENT_BITS))
-            del self.rows[vid]
+    def _remove_base(self, video_ids) -> None:
+        _remove(self._faiss, self.base_rows, video_ids)
 
     def drop(self, video_ids: list[int]) -> bool:
-        """Remove these videos' rows now (ingest --remove); True when the file changed."""
+        """Remove these videos' rows from the file now (ingest --remove); True when the file changed."""
         with self._locked():
             self._load()
-            gone = [vid for vid in video_ids if vid in self.rows]
-            self._remove(gone)
+            gone = [vid for vid in video_ids if vid in self.base_rows]
+            self._remove_base(gone)
             if gone:
                 self._save()
         return bool(gone)
 
+    # ---- searching ----------------------------------------------------------------------------
+
+    def _refresh(self, want: dict[int, tuple[str, int]]) -> None:
+        """Memory in step with `want`: the file's index (read again when another process wrote it) without the
+        videos gone since, and an exact side index of the ready videos it lacks, from their vector files."""
+        if self._faiss is None or self._stamp != self._file_stamp():
+            self._load()
+        self._remove_base([vid for vid, row in self.base_rows.items() if want.get(vid) != row])
+        recent = {vid: row for vid, row in want.items() if self.base_rows.get(vid) != row}
+        if any(recent.get(vid) != row for vid, row in self.recent_rows.items()):  # went, or now in the file
+            self._recent, self.recent_rows = exact_index(self.dim), {}
+        _add(self._recent, self.recent_rows,
+             self._vector_files({vid: row for vid, row in recent.items() if vid not in self.recent_rows}))
+
     def search(self, query: np.ndarray, top: int = 10) -> list[Hit]:
         """The `top` segments of the library with the highest inner product with `query` [dim]."""
-        if self._stamp != self._file_stamp() or self._synced_with != self.ready_videos():
-            self.sync()  # first use, another process rewrote the file, or the library changed (not merely: a
-            # video still lacks vectors, which would re-read every file on every search)
-        if self._faiss.ntotal == 0:
-            return []
-        scores, ids = search_one(self._faiss, query, min(top, self._faiss.ntotal))
+        want = self.ready_videos()
+        if self._faiss is None or self._stamp != self._file_stamp() or self._searched_with != want:
+            with self._locked():  # first use, another process wrote the file, or the library changed (not
+                self._sync(rebuild=False, restructure=False)  # merely: a video lacks vectors, which would re-read
+                self._refresh(self._synced_with)  # every file on every search)
+                self._searched_with = self._synced_with
+        found = [(s, i) for index in (self._faiss, self._recent) if index.ntotal
+                 for s, i in zip(*search_one(index, query, min(top, index.ntotal)), strict=True) if i >= 0]
         mask = (1 << _SEGMENT_BITS) - 1
-        return [Hit(int(i) >> _SEGMENT_BITS, int(i) & mask, float(s))
-                for s, i in zip(scores, ids, strict=True) if i >= 0]
+        return [Hit(int(i) >> _SEGMENT_BITS, int(i) & mask, float(s)) for s, i in sorted(found, reverse=True)[:top]]
+
+
+def _add(index, rows: dict[int, tuple[str, int]], vector_files) -> None:
+    for vid, uid, vectors in vector_files:
+        index.add_with_ids(vectors, (vid << _SEGMENT_BITS) + np.arange(len(vectors), dtype=np.int64))
+        rows[vid] = (uid, len(vectors))
+
+
+def _remove(index, rows: dict[int, tuple[str, int]], video_ids) -> None:
+    import faiss
+
+    for vid in list(video_ids):
+        index.remove_ids(faiss.IDSelectorRange(vid << _SEGMENT_BITS, (vid + 1) << _SEGMENT_BITS))
+        del rows[vid]
 
 
 def drop_videos(store: Store, video_ids: list[int]) -> int:

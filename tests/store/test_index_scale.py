@@ -11,13 +11,8 @@ from safetensors import safe_open
 
 from store import ModelInfo, ProbeRecord, SegmentRecord, Store, VideoKey
 from store.claims import new_owner
-from store.index import (
-    RETRAIN_GROWTH,
-    SegmentIndex,
-    approximate_index,
-    is_approximate,
-    ivf_lists,
-)
+from store.index import RETRAIN_GROWTH, SegmentIndex
+from store.index_structures import approximate_index, is_approximate, ivf_lists
 from store.search_vectors import write_vectors
 from voco.cache import SegmentCache
 
@@ -80,10 +75,10 @@ def test_removal_and_reload_keep_the_approximate_structure(store):
     videos = [_video(store, seed) for seed in range(5)]
     index.sync()
     (gone, gone_vectors), (kept, kept_vectors) = videos[0], videos[1]
-    assert index.drop([gone])  # what python -m ingest --remove does
+    store.remove(gone)
+    assert index.drop([gone])  # what python -m ingest --remove does after the database's removal
     assert index._faiss.ntotal == 4 * SEGMENTS and gone not in index.rows and is_approximate(index._faiss)
     assert all(hit.video_id != gone for v in gone_vectors for hit in index.search(v, top=5))
-    store.remove(gone)
     again = _index(store)  # another process: reads the file
     report = again.sync()
     assert report["removed"] == 0 and report["structure"] == "ivf-fp16" and again.trained == 5 * SEGMENTS
@@ -162,7 +157,8 @@ def test_a_small_addition_to_a_large_index_is_searched_at_once_but_written_only_
     assert index.path.stat().st_mtime_ns == stamp and _file_rows(index) == {vid for vid, _ in videos[:11]}
     assert _finds_itself(index, *videos[11])
     other = SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=0.1)  # another process: the file, then the rest
-    assert _finds_itself(other, *videos[11]) and other._faiss.ntotal == 12 * SEGMENTS
+    assert _finds_itself(other, *videos[11])
+    assert (other._faiss.ntotal, other._recent.ntotal) == (11 * SEGMENTS, SEGMENTS)  # the file's, the side index
     videos.append(_video(store, 12))  # 120 unwritten > 66: written, with every row
     assert index.sync()["unwritten_segments"] == 0
     assert index.path.stat().st_mtime_ns != stamp and _file_rows(index) == {vid for vid, _ in videos}
@@ -202,3 +198,25 @@ def test_a_search_never_restructures_the_index_ingest_does(store):
 def test_rewrite_share_must_not_be_negative(store):
     with pytest.raises(ValueError, match="rewrite_share"):
         SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=-0.1)
+
+
+def test_an_ingest_sync_that_writes_nothing_reads_only_the_file_header(store):
+    [_video(store, seed) for seed in range(11)]
+    SegmentIndex(store, FP, EMBEDDER, DIM).sync()
+    _video(store, 11)
+    fresh = SegmentIndex(store, FP, EMBEDDER, DIM)  # what each python -m ingest run makes at its end
+    report = fresh.sync()
+    assert fresh._faiss is None and report["unwritten_segments"] == SEGMENTS and report["videos"] == 12
+
+
+def test_a_video_removed_before_the_file_held_it_leaves_the_side_index(store):
+    videos = [_video(store, seed) for seed in range(11)]
+    index = SegmentIndex(store, FP, EMBEDDER, DIM)
+    index.sync()
+    recent, vectors = _video(store, 11)
+    assert _finds_itself(index, recent, vectors)
+    stamp = index.path.stat().st_mtime_ns
+    store.remove(recent)
+    assert all(hit.video_id != recent for v in vectors[::6] for hit in index.search(v, top=3))
+    assert index.path.stat().st_mtime_ns == stamp and recent not in index.rows  # the file never held it
+    assert _finds_itself(index, *videos[3])
