@@ -19,7 +19,7 @@ import numpy as np
 
 from store import Store, StoreError, VideoStatus
 from store.index import SegmentIndex
-from store.search_vectors import read_vectors, write_vectors
+from store.search_vectors import read_vectors, vector_count, write_vectors
 from voco import VoCoModel
 from voco.search import SegmentEmbedder, make_embedder
 
@@ -129,6 +129,16 @@ def index_for(store: Store, model: VoCoModel, embedder: SegmentEmbedder) -> Segm
     return SegmentIndex(store, model.fingerprint, embedder.name, embedder.dim)
 
 
+def _vectors_usable(store: Store, video, fingerprint: str, embedder: str) -> bool:
+    """The video's vector file is there, one vector per segment (a live video's file stops short), checksum good."""
+    if vector_count(store, video.uid, fingerprint, embedder) != video.num_segments:
+        return False
+    try:
+        return read_vectors(store, video.uid, fingerprint, embedder) is not None
+    except StoreError:
+        return False
+
+
 def rebuild_index(store: Store, model: VoCoModel, embedder_name: str | None = None) -> dict[str, int]:
     """Write the missing vector files of this model's videos, then rebuild the index (embedder_name None:
     the model's own, `voco.search.embedder_for`)."""
@@ -137,7 +147,7 @@ def rebuild_index(store: Store, model: VoCoModel, embedder_name: str | None = No
     for video in store.list_videos(status=VideoStatus.READY):
         if video.fingerprint != model.fingerprint:
             continue
-        if read_vectors(store, video.uid, model.fingerprint, embedder.name) is None:  # missing or damaged
+        if not _vectors_usable(store, video, model.fingerprint, embedder.name):
             store_video_vectors(store, embedder, model.fingerprint, video.id)
             computed += 1
     report = index_for(store, model, embedder).sync(rebuild=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ from store.index_structures import (
     search_one,
     search_params,
 )
-from store.search_vectors import atomic_save, read_vectors, vectors_path
+from store.search_vectors import atomic_save, read_vectors, vector_count, vectors_path
 from store.store import Store
 
 # numpy, not torch: `python -m ingest --remove` drops index rows without importing torch (a test checks it)
@@ -110,9 +111,12 @@ class SegmentIndex:
         self._faiss = None  # the file's index, loaded for searching (None: not loaded)
         self._recent = exact_index(dim)
         self._stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file `_faiss` was read from or written to
-        self._covered: set[int] | None = None  # the videos the last sync left searchable
+        self._covered: dict[int, tuple[str, int]] | None = None  # the rows the last sync left searchable
         self._synced_with: dict[int, tuple[str, int]] | None = None  # the ready videos the last sync saw
         self._searched_with: dict[int, tuple[str, int]] | None = None  # ... and the last refresh of memory
+        self._waiting: dict[int, tuple[int, int] | None] = {}  # ready videos not searchable yet: their vector file's
+        # stamp at the last refresh (a search refreshes when one appears or changes: ingest writes it after `finish`)
+        self._memory = threading.RLock()  # one thread at a time reads or changes this instance's faiss indexes
 
     @property
     def structure(self) -> str:
@@ -150,6 +154,7 @@ class SegmentIndex:
         """The file's index into memory (`_faiss`, `base_rows`); False (an empty exact index) without a usable file."""
         import faiss
 
+        self._forget_recent()
         self._faiss, self.base_rows, self._stamp = exact_index(self.dim), {}, self._file_stamp()
         if not self._read_header():
             return False
@@ -200,13 +205,13 @@ class SegmentIndex:
         """Bring the file in step with the database's ready videos (see the module docstring): rebuilt when asked,
         missing or (with `restructure`) due for another structure; rewritten when a video it holds went or the
         videos it lacks passed `_rewrite_due`; else untouched, its header the only part read."""
-        with self._locked():
+        with self._memory, self._locked():
             return self._sync(rebuild, restructure)
 
     def _sync(self, rebuild: bool, restructure: bool) -> dict[str, int]:
         want = self.ready_videos()
         usable = self._read_header()
-        before = self._covered if self._covered is not None else set(self.written)
+        before = self._covered if self._covered is not None else dict(self.written)
         gone = [vid for vid, row in self.written.items() if want.get(vid) != row]  # removed, or another video now
         lacking = self._lacking(want)
         if rebuild or not usable or (restructure and self._restructure_due(want)):
@@ -220,19 +225,21 @@ class SegmentIndex:
                 self._build(want, approximate=restructure)
             self._save()
         lacking = self._lacking(want)  # what the file holds now: searches read the rest from vector files
-        self._synced_with, self._covered = want, set(self.written) | set(lacking)
+        self._synced_with, self._covered = want, {**self.written, **lacking}
         unwritten = sum(n for _, n in lacking.values())
-        return {"videos": len(self._covered), "segments": sum(n for _, n in self.written.values()) + unwritten,
-                "added": len(self._covered - before), "removed": len(before - self._covered),
+        return {"videos": len(self._covered), "segments": sum(n for _, n in self._covered.values()),
+                "added": sum(before.get(vid) != row for vid, row in self._covered.items()),
+                "removed": sum(self._covered.get(vid) != row for vid, row in before.items()),
                 "missing_vectors": len(self.missing), "structure": self.structure, "unwritten_segments": unwritten}
 
     def _lacking(self, want: dict[int, tuple[str, int]]) -> dict[int, tuple[str, int]]:
-        """Ready videos the file does not hold that have a vector file; the rest are listed in `missing`."""
+        """Ready videos the file does not hold whose vector file has one vector per segment (its header says); the
+        rest (none yet, or a live video's file cut short: --rebuild-index) are listed in `missing`."""
         out, self.missing = {}, []
         for vid, row in want.items():
             if self.written.get(vid) == row:
                 continue
-            if vectors_path(self.store, row[0], self.fingerprint, self.embedder).exists():
+            if vector_count(self.store, row[0], self.fingerprint, self.embedder) == row[1]:
                 out[vid] = row
             else:
                 self.missing.append(vid)
@@ -256,6 +263,7 @@ class SegmentIndex:
         """The index anew from the vector files: exact below `approximate_from` (or without `approximate`: a
         search never waits for k-means), else trained on a strided sample of all the vectors (read twice, sample
         then add, so memory stays near the index's own)."""
+        self._forget_recent()
         self._faiss, self.base_rows, self.trained = exact_index(self.dim), {}, 0
         segments = sum(n for _, n in want.values())
         if approximate and segments >= self.approximate_from:
@@ -285,7 +293,7 @@ class SegmentIndex:
 
     def drop(self, video_ids: list[int]) -> bool:
         """Remove these videos' rows from the file now (ingest --remove); True when the file changed."""
-        with self._locked():
+        with self._memory, self._locked():
             self._load()
             gone = [vid for vid in video_ids if vid in self.base_rows]
             self._remove_base(gone)
@@ -294,6 +302,10 @@ class SegmentIndex:
         return bool(gone)
 
     # ---- searching ----------------------------------------------------------------------------
+
+    def _forget_recent(self) -> None:
+        """Empty the side index: `_faiss` is being replaced, and the next search rebuilds what the new one lacks."""
+        self._recent, self.recent_rows, self._searched_with = exact_index(self.dim), {}, None
 
     def _refresh(self, want: dict[int, tuple[str, int]]) -> None:
         """Memory in step with `want`: the file's index (read again when another process wrote it) without the
@@ -306,17 +318,33 @@ class SegmentIndex:
             self._recent, self.recent_rows = exact_index(self.dim), {}
         _add(self._recent, self.recent_rows,
              self._vector_files({vid: row for vid, row in recent.items() if vid not in self.recent_rows}))
+        self._waiting = {vid: self._vector_stamp(row) for vid, row in recent.items() if vid not in self.recent_rows}
+        self._searched_with = want
+
+    def _vector_stamp(self, row: tuple[str, int]) -> tuple[int, int] | None:
+        try:
+            st = vectors_path(self.store, row[0], self.fingerprint, self.embedder).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _stale(self, want: dict[int, tuple[str, int]]) -> bool:
+        """Memory lags: first use, another process wrote the file, the library changed, or a ready video's vector
+        file appeared or changed since the last refresh (not merely: one still lacks vectors, which would re-read
+        every vector file on every search)."""
+        return (self._faiss is None or self._stamp != self._file_stamp() or self._searched_with != want
+                or any(self._vector_stamp(want[vid]) != stamp for vid, stamp in self._waiting.items()))
 
     def search(self, query: np.ndarray, top: int = 10) -> list[Hit]:
         """The `top` segments of the library with the highest inner product with `query` [dim]."""
         want = self.ready_videos()
-        if self._faiss is None or self._stamp != self._file_stamp() or self._searched_with != want:
-            with self._locked():  # first use, another process wrote the file, or the library changed (not
-                self._sync(rebuild=False, restructure=False)  # merely: a video lacks vectors, which would re-read
-                self._refresh(self._synced_with)  # every file on every search)
-                self._searched_with = self._synced_with
-        found = [(s, i) for index in (self._faiss, self._recent) if index.ntotal
-                 for s, i in zip(*search_one(index, query, min(top, index.ntotal)), strict=True) if i >= 0]
+        with self._memory:
+            if self._stale(want):
+                with self._locked():
+                    self._sync(rebuild=False, restructure=False)
+                    self._refresh(self._synced_with)
+            found = [(s, i) for index in (self._faiss, self._recent) if index.ntotal
+                     for s, i in zip(*search_one(index, query, min(top, index.ntotal)), strict=True) if i >= 0]
         mask = (1 << _SEGMENT_BITS) - 1
         return [Hit(int(i) >> _SEGMENT_BITS, int(i) & mask, float(s)) for s, i in sorted(found, reverse=True)[:top]]
 

@@ -48,6 +48,17 @@ def write_vectors(store: Store, uid: str, fingerprint: str, embedder: str, vecto
     return path
 
 
+def vector_count(store: Store, uid: str, fingerprint: str, embedder: str) -> int | None:
+    """Segments a video's vector file holds, from its header (the vectors are not read); None when it is missing or
+    unreadable. A file of the wrong length (a live video's, cut short) is not the video's: --rebuild-index."""
+    path = vectors_path(store, uid, fingerprint, embedder)
+    try:
+        with safe_open(str(path), "np") as f:
+            return int(f.get_slice("vectors").get_shape()[0])
+    except Exception:  # noqa: BLE001 - missing, or unreadable: read_vectors says which when it is read
+        return None
+
+
 def read_vectors(store: Store, uid: str, fingerprint: str, embedder: str) -> np.ndarray | None:
     """A video's vectors, checked; None when the file is missing (ingest --rebuild-index recomputes it)."""
     path = vectors_path(store, uid, fingerprint, embedder)

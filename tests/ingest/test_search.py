@@ -107,6 +107,15 @@ def test_index_follows_reingest_remove_and_rebuild(library, synthetic_model, tmp
     assert MomentSearch(store, synthetic_model).search(QUERY, top=16) == before
     assert rebuild_index(store, synthetic_model)["segments"] == 16
     assert MomentSearch(store, synthetic_model).search(QUERY, top=16) == before
+    # a vector file cut short (a live video's, written before it finished) is recomputed by a rebuild
+    from store.search_vectors import read_vectors, write_vectors
+
+    uid, fp, emb = store.get_video(ids["needle"]).uid, synthetic_model.fingerprint, search.embedder.name
+    full = read_vectors(store, uid, fp, emb)
+    write_vectors(store, uid, fp, emb, full[:3])
+    assert rebuild_index(store, synthetic_model)["vectors_computed"] == 1
+    assert np.array_equal(read_vectors(store, uid, fp, emb), full)
+    assert MomentSearch(store, synthetic_model).search(QUERY, top=16) == before
     # --remove drops the video's rows from the index file at once
     from ingest.__main__ import main
     from store.index import SegmentIndex

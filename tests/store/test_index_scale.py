@@ -29,8 +29,9 @@ def store(tmp_path):
         yield s
 
 
-def _video(store: Store, seed: int, segments: int = SEGMENTS) -> tuple[int, np.ndarray]:
-    """A ready video of `segments` tiny caches with a vector file of random unit vectors; (id, vectors)."""
+def _video(store: Store, seed: int, segments: int = SEGMENTS, write: bool = True) -> tuple[int, np.ndarray]:
+    """A ready video of `segments` tiny caches with a vector file of random unit vectors (without `write`: not yet,
+    as between ingest's `finish` and its vectors); (id, vectors)."""
     model_id = store.register_model(ModelInfo(FP, "tiny", "voco", 1, {"k": 1}))
     owner = new_owner()
     claim = store.claim(VideoKey(f"{seed:064x}", model_id, 1.0, 1, 0), fingerprint=FP, path=f"/v{seed}.mp4",
@@ -41,7 +42,8 @@ def _video(store: Store, seed: int, segments: int = SEGMENTS) -> tuple[int, np.n
     store.finish(claim, owner)
     vectors = np.random.default_rng(seed).standard_normal((segments, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    write_vectors(store, store.get_video(claim.video_id).uid, FP, EMBEDDER, vectors)
+    if write:
+        write_vectors(store, store.get_video(claim.video_id).uid, FP, EMBEDDER, vectors)
     return claim.video_id, vectors
 
 
@@ -220,3 +222,41 @@ def test_a_video_removed_before_the_file_held_it_leaves_the_side_index(store):
     assert all(hit.video_id != recent for v in vectors[::6] for hit in index.search(v, top=3))
     assert index.path.stat().st_mtime_ns == stamp and recent not in index.rows  # the file never held it
     assert _finds_itself(index, *videos[3])
+
+
+def test_a_searcher_finds_a_video_whose_vectors_are_written_after_it_searched(store):
+    [_video(store, seed) for seed in range(11)]
+    searcher = SegmentIndex(store, FP, EMBEDDER, DIM)  # the app
+    searcher.sync()
+    vid, vectors = _video(store, 11, write=False)  # ready; its vectors come a moment later
+    assert all(hit.video_id != vid for hit in searcher.search(vectors[0], top=3))
+    write_vectors(store, store.get_video(vid).uid, FP, EMBEDDER, vectors)
+    stamp = searcher.path.stat().st_mtime_ns
+    assert SegmentIndex(store, FP, EMBEDDER, DIM).sync()["unwritten_segments"] == SEGMENTS  # ingest: no write
+    assert searcher.path.stat().st_mtime_ns == stamp and _finds_itself(searcher, vid, vectors)
+
+
+def test_a_vector_file_of_the_wrong_length_is_missing_not_a_reason_to_rewrite(store):
+    [_video(store, seed) for seed in range(11)]
+    index = SegmentIndex(store, FP, EMBEDDER, DIM)
+    index.sync()
+    vid, vectors = _video(store, 11, write=False)
+    write_vectors(store, store.get_video(vid).uid, FP, EMBEDDER, vectors[:20])  # a live video's file, cut short
+    index.rewrite_share = index.recent_max = 0  # would rewrite for any video it lacks
+    stamp = index.path.stat().st_mtime_ns
+    for _ in range(2):
+        report = SegmentIndex(store, FP, EMBEDDER, DIM, rewrite_share=0, recent_max=0).sync()
+        assert (report["missing_vectors"], report["videos"], report["added"]) == (1, 11, 0)
+    assert index.path.stat().st_mtime_ns == stamp
+    assert all(hit.video_id != vid for hit in index.search(vectors[0], top=3))
+
+
+def test_one_instance_never_returns_a_segment_twice_after_its_own_sync_rewrites_the_file(store):
+    [_video(store, seed) for seed in range(11)]
+    index = SegmentIndex(store, FP, EMBEDDER, DIM)
+    index.sync()
+    vid, vectors = _video(store, 11)
+    assert _finds_itself(index, vid, vectors)  # from the side index
+    index.sync(rebuild=True)  # now in the file too
+    hits = [(h.video_id, h.segment) for h in index.search(vectors[0], top=5)]
+    assert hits[0] == (vid, 0) and len(set(hits)) == len(hits)
