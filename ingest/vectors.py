@@ -19,7 +19,7 @@ import numpy as np
 
 from store import Store, StoreError, VideoStatus
 from store.index import SegmentIndex
-from store.search_vectors import read_vectors, vector_count, write_vectors
+from store.search_vectors import read_vectors, write_vectors
 from voco import VoCoModel
 from voco.search import SegmentEmbedder, make_embedder
 
@@ -131,12 +131,11 @@ def index_for(store: Store, model: VoCoModel, embedder: SegmentEmbedder) -> Segm
 
 def _vectors_usable(store: Store, video, fingerprint: str, embedder: str) -> bool:
     """The video's vector file is there, one vector per segment (a live video's file stops short), checksum good."""
-    if vector_count(store, video.uid, fingerprint, embedder) != video.num_segments:
-        return False
     try:
-        return read_vectors(store, video.uid, fingerprint, embedder) is not None
+        vectors = read_vectors(store, video.uid, fingerprint, embedder)
     except StoreError:
         return False
+    return vectors is not None and len(vectors) == video.num_segments
 
 
 def rebuild_index(store: Store, model: VoCoModel, embedder_name: str | None = None) -> dict[str, int]:

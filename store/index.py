@@ -146,7 +146,7 @@ class SegmentIndex:
             self.written = rows
             self.trained = int(meta.get("trained") or sum(n for _, n in rows.values()) or 1) if approximate else 0
         except Exception:  # noqa: BLE001 - a derived cache: unreadable means rebuild, never fail the search
-            self.written = {}
+            self.written, self.trained = {}, 0
             return False
         return True
 
@@ -214,17 +214,20 @@ class SegmentIndex:
         before = self._covered if self._covered is not None else dict(self.written)
         gone = [vid for vid, row in self.written.items() if want.get(vid) != row]  # removed, or another video now
         lacking = self._lacking(want)
+        written = True
         if rebuild or not usable or (restructure and self._restructure_due(want)):
             self._build(want, approximate=restructure)
-            self._save()
         elif gone or self._rewrite_due(lacking):
             if self._load():
                 self._remove_base([vid for vid in gone if vid in self.base_rows])
                 self._add_base(lacking)
             else:  # the file went bad since its header was read
                 self._build(want, approximate=restructure)
+        else:
+            written = False
+        if written:
             self._save()
-        lacking = self._lacking(want)  # what the file holds now: searches read the rest from vector files
+            lacking = self._lacking(want)  # what the file lacks now (vectors missing): searches read the rest
         self._synced_with, self._covered = want, {**self.written, **lacking}
         unwritten = sum(n for _, n in lacking.values())
         return {"videos": len(self._covered), "segments": sum(n for _, n in self._covered.values()),
@@ -294,6 +297,9 @@ class SegmentIndex:
     def drop(self, video_ids: list[int]) -> bool:
         """Remove these videos' rows from the file now (ingest --remove); True when the file changed."""
         with self._memory, self._locked():
+            self._read_header()  # a store has an index per model and embedder: most hold none of these videos
+            if not any(vid in self.written for vid in video_ids):
+                return False
             self._load()
             gone = [vid for vid in video_ids if vid in self.base_rows]
             self._remove_base(gone)
